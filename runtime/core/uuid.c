@@ -1,0 +1,83 @@
+/* UUID v7/v4 generation, deterministic derivation and validation. */
+#include "es/uuid.h"
+#include "es/sha256.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+int64_t es_now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static void random_bytes(uint8_t *p, size_t n)
+{
+    while (n) {
+        ssize_t r = getrandom(p, n, 0);
+        if (r > 0) {
+            p += r;
+            n -= (size_t)r;
+        }
+    }
+}
+
+static void format(const uint8_t b[16], char out[ES_UUID_STRLEN + 1])
+{
+    snprintf(out, ES_UUID_STRLEN + 1,
+             "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1],
+             b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
+}
+
+void es_uuid_v7(char out[ES_UUID_STRLEN + 1])
+{
+    uint8_t b[16];
+    uint64_t ms = (uint64_t)(es_now_us() / 1000);
+    random_bytes(b + 6, 10);
+    for (int i = 0; i < 6; i++)
+        b[i] = (uint8_t)(ms >> (40 - 8 * i));
+    b[6] = (uint8_t)(0x70 | (b[6] & 0x0f));
+    b[8] = (uint8_t)(0x80 | (b[8] & 0x3f));
+    format(b, out);
+}
+
+void es_uuid_v4(char out[ES_UUID_STRLEN + 1])
+{
+    uint8_t b[16];
+    random_bytes(b, 16);
+    b[6] = (uint8_t)(0x40 | (b[6] & 0x0f));
+    b[8] = (uint8_t)(0x80 | (b[8] & 0x3f));
+    format(b, out);
+}
+
+void es_uuid_derive(const char *ns, const char *name, char out[ES_UUID_STRLEN + 1])
+{
+    es_sha256 s;
+    uint8_t d[32];
+    es_sha256_init(&s);
+    es_sha256_update(&s, ns, strlen(ns) + 1);
+    es_sha256_update(&s, name, strlen(name));
+    es_sha256_final(&s, d);
+    d[6] = (uint8_t)(0x80 | (d[6] & 0x0f)); /* version 8: custom, RFC 9562 */
+    d[8] = (uint8_t)(0x80 | (d[8] & 0x3f));
+    format(d, out);
+}
+
+int es_uuid_valid(const char *s)
+{
+    if (!s || strlen(s) != ES_UUID_STRLEN)
+        return 0;
+    for (int i = 0; i < ES_UUID_STRLEN; i++) {
+        char c = s[i];
+        if (i == 8 || i == 13 || i == 18 || i == 23) {
+            if (c != '-')
+                return 0;
+        } else if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'))) {
+            return 0;
+        }
+    }
+    return 1;
+}

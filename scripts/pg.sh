@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# A throwaway PostgreSQL 15 cluster in a project folder, for `run`, tests and benchmarks.
+#   scripts/pg.sh start <dir> [port]   create (first time) and start; prints the conninfo
+#   scripts/pg.sh stop <dir>           stop (fast)
+#   scripts/pg.sh restart <dir>        stop and start again on the same port
+#   scripts/pg.sh url <dir>            print the conninfo of a started cluster
+# initdb refuses root, so as root the cluster is owned by the 'postgres' system user.
+# Durability is production's: fsync and synchronous_commit stay on.
+set -euo pipefail
+bin=$(ls -d /usr/lib/postgresql/15/bin 2>/dev/null || true)
+[ -n "$bin" ] || { echo "pg.sh: PostgreSQL 15 is not installed (apt-get install postgresql-15)" >&2; exit 1; }
+cmd=${1:?usage: pg.sh start|stop|restart|url <dir> [port]}
+dir=$(mkdir -p "${2:?dir}" && cd "$2" && pwd)
+as_owner() {
+  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+free_port() {
+  local p
+  for p in $(seq "${1:-55432}" 65000); do
+    (echo >/dev/tcp/127.0.0.1/$p) 2>/dev/null || { echo "$p"; return; }
+  done
+}
+conninfo() { echo "host=$dir/sock port=$(cat "$dir/port") dbname=orderd user=orderd"; }
+case "$cmd" in
+  start)
+    if [ ! -f "$dir/data/PG_VERSION" ]; then
+      [ "$(id -u)" = 0 ] && chown postgres "$dir"
+      as_owner mkdir -p "$dir/sock"
+      as_owner "$bin/initdb" -D "$dir/data" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >"$dir/initdb.log" 2>&1 \
+        || { cat "$dir/initdb.log" >&2; exit 1; }
+      port=${3:-$(free_port)}
+      echo "$port" >"$dir/port"
+      cat >>"$dir/data/postgresql.conf" <<CONF
+listen_addresses = '127.0.0.1'
+port = $port
+unix_socket_directories = '$dir/sock'
+max_connections = 200
+shared_buffers = 256MB
+fsync = on
+synchronous_commit = on
+max_prepared_transactions = 0
+log_min_messages = warning
+CONF
+      fresh=1
+    else
+      fresh=0
+    fi
+    if ! as_owner "$bin/pg_ctl" -D "$dir/data" status >/dev/null 2>&1; then
+      as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start >/dev/null
+    fi
+    if [ "$fresh" = 1 ]; then
+      as_owner "$bin/psql" -h "$dir/sock" -p "$(cat "$dir/port")" -U postgres -d postgres -qAt \
+        -c "CREATE ROLE orderd LOGIN SUPERUSER" -c "CREATE DATABASE orderd OWNER orderd" >/dev/null
+    fi
+    chmod 755 "$dir" "$dir/sock" 2>/dev/null || true
+    conninfo
+    ;;
+  stop)
+    [ -f "$dir/data/PG_VERSION" ] && as_owner "$bin/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null 2>&1 || true
+    ;;
+  restart)
+    as_owner "$bin/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null 2>&1 || true
+    as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start >/dev/null
+    conninfo
+    ;;
+  url) conninfo ;;
+  *) echo "pg.sh: unknown command $cmd" >&2; exit 2 ;;
+esac
