@@ -162,6 +162,9 @@ typedef struct es_schema {
     const char *migrations_sql;                                /* projection DDL */
 } es_schema;
 
+/* The event-store DDL (generated/sql/0001_event_store.sql), emitted by protoc-gen-es. */
+extern const char es_event_store_sql[];
+
 const es_event_def *es_schema_find_event(const es_aggregate_def *agg, const char *type);
 
 #endif

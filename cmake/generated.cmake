@@ -1,8 +1,9 @@
+# Included from the top CMakeLists.txt (generated/ holds only generator output).
 # Compiles the committed output of scripts/generate.sh. `generate` rewrites this folder from
 # proto/; `check-generated` regenerates into a temporary folder and fails on any difference.
-set(GEN ${CMAKE_CURRENT_SOURCE_DIR})
+set(GEN ${PROJECT_SOURCE_DIR}/generated)
 file(GLOB ES_PB_SRCS CONFIGURE_DEPENDS
-  ${GEN}/es/*.pb-c.c ${GEN}/google/protobuf/*.pb-c.c ${GEN}/google/api/*.pb-c.c)
+  ${GEN}/es/*.c ${GEN}/google/protobuf/*.pb-c.c ${GEN}/google/api/*.pb-c.c)
 add_library(es_pb STATIC ${ES_PB_SRCS})
 target_include_directories(es_pb PUBLIC ${GEN})
 target_link_libraries(es_pb PUBLIC PkgConfig::PROTOBUF_C)

@@ -1,0 +1,720 @@
+/* Emits the C tables of one package: aggregates with apply per event, commands with
+ * validation, guard and the declaration of the hand-written decide, projections, the service's
+ * gRPC method table and HTTP routes, json names, the type registry and the descriptor set. */
+#include "cg.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define T(x) GOOGLE__PROTOBUF__FIELD_DESCRIPTOR_PROTO__TYPE__TYPE_##x
+
+typedef struct pkg {
+    cg_ctx *ctx;
+    const char *package;   /* "orders.v1" */
+    char *prefix;          /* "orders_v1_" */
+    char *dir;             /* "orders/v1/" */
+    cg_message **msgs;
+    size_t n_msgs;
+    cg_out *h, *c;
+} pkg;
+
+static char *command_name(const cg_message *m)
+{
+    size_t n = strlen(m->name);
+    if (n > 7 && strcmp(m->name + n - 7, "Request") == 0)
+        return strndup(m->name, n - 7);
+    return cg_strdup(m->name);
+}
+
+static const char *event_type(const cg_message *m)
+{
+    return m->event->type && m->event->type[0] ? m->event->type : m->name;
+}
+
+/* ---- validation ------------------------------------------------------------------------ */
+
+static int needs_validation(const cg_message *m, int depth)
+{
+    if (depth > 32)
+        return 0;
+    for (size_t i = 0; i < m->n_fields; i++) {
+        const cg_field *f = &m->fields[i];
+        if (f->opt && (f->opt->has_required || f->opt->has_min_len || f->opt->has_max_len || f->opt->has_min ||
+                       f->opt->has_max || (f->opt->pattern && f->opt->pattern[0]) || f->opt->has_uuid ||
+                       f->opt->has_max_items))
+            return 1;
+        if (f->enum_type)
+            return 1;
+        if (f->msg_type && f->msg_type != m && needs_validation(f->msg_type, depth + 1))
+            return 1;
+    }
+    return 0;
+}
+
+static void emit_regexes(pkg *p)
+{
+    for (size_t i = 0; i < p->n_msgs; i++) {
+        const cg_message *m = p->msgs[i];
+        for (size_t k = 0; k < m->n_fields; k++) {
+            const cg_field *f = &m->fields[k];
+            if (f->opt && f->opt->pattern && f->opt->pattern[0]) {
+                cg_printf(p->c, "static es_gen_regex re_%s_%s = ES_GEN_REGEX(\"", m->c_lower, f->name);
+                cg_c_string(p->c, f->opt->pattern);
+                cg_printf(p->c, "\");\n");
+            }
+        }
+    }
+    cg_printf(p->c, "\n");
+}
+
+/* Emits the checks of one value `v` (an lvalue expression) of field f. */
+static void emit_value_checks(pkg *p, const cg_message *m, const cg_field *f, const char *v, const char *ind)
+{
+    const Es__FieldOptions *o = f->opt;
+    cg_out *c = p->c;
+    switch (f->fd->type) {
+    case T(STRING):
+        if (!o)
+            break;
+        cg_printf(c, "%sif (%s && %s[0]) {\n", ind, v, v);
+        if (o->has_min_len && o->min_len)
+            cg_printf(c, "%s    if (es_gen_utf8_len(%s) < %u) return es_gen_invalid(err, p, \"must be at least %u characters\");\n",
+                      ind, v, o->min_len, o->min_len);
+        if (o->has_max_len && o->max_len)
+            cg_printf(c, "%s    if (es_gen_utf8_len(%s) > %u) return es_gen_invalid(err, p, \"must be at most %u characters\");\n",
+                      ind, v, o->max_len, o->max_len);
+        if (o->has_uuid && o->uuid)
+            cg_printf(c, "%s    if (!es_uuid_valid(%s)) return es_gen_invalid(err, p, \"must be a UUID (8-4-4-4-12 hex digits)\");\n",
+                      ind, v);
+        if (o->pattern && o->pattern[0]) {
+            cg_printf(c, "%s    if (!es_gen_regex_match(&re_%s_%s, %s)) return es_gen_invalid(err, p, \"must match ", ind,
+                      m->c_lower, f->name, v);
+            cg_c_string(c, o->pattern);
+            cg_printf(c, "\");\n");
+        }
+        cg_printf(c, "%s}\n", ind);
+        break;
+    case T(BYTES):
+        if (o && o->has_min_len && o->min_len)
+            cg_printf(c, "%sif (%s.len && %s.len < %u) return es_gen_invalid(err, p, \"must be at least %u bytes\");\n", ind,
+                      v, v, o->min_len, o->min_len);
+        if (o && o->has_max_len && o->max_len)
+            cg_printf(c, "%sif (%s.len > %u) return es_gen_invalid(err, p, \"must be at most %u bytes\");\n", ind, v,
+                      o->max_len, o->max_len);
+        break;
+    case T(ENUM):
+        cg_printf(c, "%sif (!protobuf_c_enum_descriptor_get_value(&%s__descriptor, (int)%s)) "
+                     "return es_gen_invalid(err, p, \"has unknown value %%d\", (int)%s);\n",
+                  ind, f->enum_type->c_lower, v, v);
+        break;
+    case T(MESSAGE):
+        if (f->msg_type && needs_validation(f->msg_type, 0))
+            cg_printf(c, "%sif (%s) { int r = v_%s(%s, p, err); if (r) return r; }\n", ind, v, f->msg_type->c_lower, v);
+        break;
+    case T(DOUBLE): case T(FLOAT):
+        if (o && o->has_min)
+            cg_printf(c, "%sif (%s < %lld) return es_gen_invalid(err, p, \"must be at least %lld\");\n", ind, v,
+                      (long long)o->min, (long long)o->min);
+        if (o && o->has_max)
+            cg_printf(c, "%sif (%s > %lld) return es_gen_invalid(err, p, \"must be at most %lld\");\n", ind, v,
+                      (long long)o->max, (long long)o->max);
+        break;
+    default: /* integers and bool */
+        if (o && o->has_min)
+            cg_printf(c, "%sif ((long long)%s < %lldLL) return es_gen_invalid(err, p, \"must be at least %lld\");\n", ind,
+                      v, (long long)o->min, (long long)o->min);
+        if (o && o->has_max)
+            cg_printf(c, "%sif ((long long)%s > %lldLL) return es_gen_invalid(err, p, \"must be at most %lld\");\n", ind,
+                      v, (long long)o->max, (long long)o->max);
+        break;
+    }
+}
+
+static void emit_validator(pkg *p, const cg_message *m)
+{
+    cg_out *c = p->c;
+    cg_printf(c, "static int v_%s(const %s *m, es_gen_path *p, es_error *err)\n{\n    size_t mark;\n", m->c_lower,
+              m->c_type);
+    for (size_t i = 0; i < m->n_fields; i++) {
+        const cg_field *f = &m->fields[i];
+        const Es__FieldOptions *o = f->opt;
+        int required = o && o->has_required && o->required;
+        int has_checks = required || f->enum_type || (f->msg_type && needs_validation(f->msg_type, 0)) ||
+                         (o && (o->has_min_len || o->has_max_len || o->has_min || o->has_max ||
+                                (o->pattern && o->pattern[0]) || o->has_uuid || o->has_max_items));
+        if (!has_checks)
+            continue;
+        cg_printf(c, "    mark = es_gen_path_push(p, \"%s\");\n", f->name);
+        if (f->repeated) {
+            if (required)
+                cg_printf(c, "    if (m->n_%s == 0) return es_gen_invalid(err, p, \"must have at least one item\");\n",
+                          f->name);
+            if (o && o->has_max_items && o->max_items)
+                cg_printf(c, "    if (m->n_%s > %u) return es_gen_invalid(err, p, \"must have at most %u items\");\n",
+                          f->name, o->max_items, o->max_items);
+            cg_printf(c, "    for (size_t i = 0; i < m->n_%s; i++) {\n        size_t im = es_gen_path_index(p, i);\n",
+                      f->name);
+            char *v = cg_sprintf("m->%s[i]", f->name);
+            emit_value_checks(p, m, f, v, "        ");
+            free(v);
+            cg_printf(c, "        es_gen_path_pop(p, im);\n    }\n");
+        } else {
+            if (required) {
+                switch (f->fd->type) {
+                case T(STRING):
+                    cg_printf(c, "    if (!m->%s || !m->%s[0]) return es_gen_invalid(err, p, \"is required\");\n", f->name,
+                              f->name);
+                    break;
+                case T(BYTES):
+                    cg_printf(c, "    if (!m->%s.len) return es_gen_invalid(err, p, \"is required\");\n", f->name);
+                    break;
+                case T(MESSAGE):
+                    cg_printf(c, "    if (!m->%s) return es_gen_invalid(err, p, \"is required\");\n", f->name);
+                    break;
+                case T(ENUM):
+                    cg_printf(c, "    if (m->%s == 0) return es_gen_invalid(err, p, \"is required\");\n", f->name);
+                    break;
+                default:
+                    cg_printf(c, "    if (%sm->%s == 0) return es_gen_invalid(err, p, \"is required\");\n",
+                              f->has_presence ? cg_sprintf("!m->has_%s || ", f->name) : "", f->name);
+                    break;
+                }
+            }
+            char *v = cg_sprintf("m->%s", f->name);
+            if (f->has_presence && o && (o->has_min || o->has_max)) {
+                cg_printf(c, "    if (m->has_%s) {\n", f->name);
+                emit_value_checks(p, m, f, v, "        ");
+                cg_printf(c, "    }\n");
+            } else {
+                emit_value_checks(p, m, f, v, "    ");
+            }
+            free(v);
+        }
+        cg_printf(c, "    es_gen_path_pop(p, mark);\n");
+    }
+    cg_printf(c, "    (void)mark;\n    return ES_OK;\n}\n\n");
+}
+
+static void emit_validators(pkg *p)
+{
+    /* Prototypes first: validators of nested messages call each other in any order. */
+    for (size_t i = 0; i < p->n_msgs; i++)
+        if (needs_validation(p->msgs[i], 0))
+            cg_printf(p->c, "static int v_%s(const %s *m, es_gen_path *p, es_error *err);\n", p->msgs[i]->c_lower,
+                      p->msgs[i]->c_type);
+    cg_printf(p->c, "\n");
+    for (size_t i = 0; i < p->n_msgs; i++) {
+        const cg_message *m = p->msgs[i];
+        if (!needs_validation(m, 0))
+            continue;
+        emit_validator(p, m);
+        cg_printf(p->c, "int %svalidate_%s(const ProtobufCMessage *msg, es_error *err)\n{\n"
+                        "    es_gen_path path = {{0}, 0};\n    return v_%s((const %s *)msg, &path, err);\n}\n\n",
+                  p->prefix, m->name, m->c_lower, m->c_type);
+        cg_printf(p->h, "int %svalidate_%s(const ProtobufCMessage *msg, es_error *err);\n", p->prefix, m->name);
+    }
+}
+
+/* Messages from other packages that this package's validators call into are not supported:
+ * rules are checked within a package. */
+
+/* ---- aggregates and events -------------------------------------------------------------- */
+
+static void emit_copy(pkg *p, const cg_field *ef, const cg_field *sf)
+{
+    cg_out *c = p->c;
+    const char *s = sf->name, *e = ef->name;
+    if (ef->repeated) {
+        if (ef->msg_type)
+            cg_printf(c, "    es_gen_set_repeated_message(&st->n_%s, &st->%s, ev->n_%s, ev->%s);\n", s, s, e, e);
+        else if (ef->fd->type == T(STRING))
+            cg_printf(c, "    es_gen_set_repeated_string(&st->n_%s, &st->%s, ev->n_%s, ev->%s);\n", s, s, e, e);
+        else
+            cg_printf(c, "    es_gen_set_repeated_scalar(&st->n_%s, &st->%s, ev->n_%s, ev->%s, sizeof *ev->%s);\n", s, s,
+                      e, e, e);
+        return;
+    }
+    switch (ef->fd->type) {
+    case T(STRING):
+        cg_printf(c, "    es_gen_set_string(&st->%s, ev->%s);\n", s, e);
+        break;
+    case T(BYTES):
+        cg_printf(c, "    es_gen_set_bytes(&st->%s, ev->%s);\n", s, e);
+        break;
+    case T(MESSAGE):
+        cg_printf(c, "    es_gen_set_message((ProtobufCMessage **)&st->%s, (const ProtobufCMessage *)ev->%s);\n", s, e);
+        break;
+    default:
+        cg_printf(c, "    st->%s = ev->%s;\n", s, e);
+        if (sf->has_presence)
+            cg_printf(c, "    st->has_%s = %s;\n", s, ef->has_presence ? cg_sprintf("ev->has_%s", e) : "1");
+        break;
+    }
+}
+
+static void emit_event(pkg *p, const cg_message *ev, const cg_message *state)
+{
+    cg_out *c = p->c;
+    const char *agg = state->agg->name;
+    cg_printf(c, "static int apply_%s(ProtobufCMessage *state_, const ProtobufCMessage *event_)\n{\n", ev->name);
+    cg_printf(c, "    %s *st = (%s *)state_;\n    const %s *ev = (const %s *)event_;\n", state->c_type, state->c_type,
+              ev->c_type, ev->c_type);
+    if (ev->event->has_creates && ev->event->creates)
+        cg_printf(c, "    if (st->%s && st->%s[0]) return ES_FAILED_PRECONDITION; /* creates: stream must be new */\n",
+                  state->agg->id_field, state->agg->id_field);
+    for (size_t i = 0; i < ev->n_fields; i++) {
+        const cg_field *f = &ev->fields[i];
+        if (!f->opt || !f->opt->state || !f->opt->state[0])
+            continue;
+        char *list = cg_strdup(f->opt->state), *save = NULL;
+        for (char *tok = strtok_r(list, ", ", &save); tok; tok = strtok_r(NULL, ", ", &save))
+            emit_copy(p, f, cg_find_field(state, tok));
+        free(list);
+    }
+    for (size_t i = 0; i < ev->event->n_sets; i++) {
+        cg_field *sf;
+        int v;
+        cg_parse_assignment(p->ctx, ev, "sets", state, ev->event->sets[i], &sf, &v);
+        const char *vname = NULL;
+        cg_enum_value(sf->enum_type, strchr(ev->event->sets[i], '=') ? strchr(ev->event->sets[i], '=') + 1
+                                                                      : ev->event->sets[i], &vname);
+        cg_printf(c, "    st->%s = %s__%s;\n", sf->name, sf->enum_type->c_upper, vname);
+    }
+    cg_printf(c, "    (void)ev;\n    return ES_OK;\n}\n\n");
+    cg_printf(c, "const es_event_def %sevent_%s = {\n    \"", p->prefix, ev->name);
+    cg_c_string(c, event_type(ev));
+    cg_printf(c, "\", \"%s\", %u, %d, &%s__descriptor, apply_%s, &%saggregate_%s,\n};\n\n", ev->full,
+              ev->event->has_version && ev->event->version ? ev->event->version : 1,
+              ev->event->has_creates && ev->event->creates, ev->c_lower, ev->name, p->prefix, agg);
+    cg_printf(p->h, "extern const es_event_def %sevent_%s;\n", p->prefix, ev->name);
+    cg_printf(p->h, "static inline int %semit_%s(es_decision *d, %s *ev)\n{\n    return es_decision_emit(d, &%sevent_%s, &ev->base);\n}\n",
+              p->prefix, ev->name, ev->c_type, p->prefix, ev->name);
+}
+
+static void emit_aggregates(pkg *p)
+{
+    for (size_t i = 0; i < p->n_msgs; i++) {
+        const cg_message *st = p->msgs[i];
+        if (!st->agg)
+            continue;
+        const char *agg = st->agg->name;
+        cg_printf(p->h, "\n/* aggregate \"%s\" (state %s) */\nextern const es_aggregate_def %saggregate_%s;\n", agg,
+                  st->full, p->prefix, agg);
+        cg_printf(p->c, "/* ---- aggregate \"%s\" ---- */\n\n", agg);
+        size_t n = 0;
+        for (size_t k = 0; k < p->n_msgs; k++) {
+            const cg_message *ev = p->msgs[k];
+            if (ev->event && strcmp(ev->event->aggregate, agg) == 0) {
+                emit_event(p, ev, st);
+                n++;
+            }
+        }
+        cg_printf(p->c, "static const es_event_def *const events_%s[] = {\n", agg);
+        for (size_t k = 0; k < p->n_msgs; k++)
+            if (p->msgs[k]->event && strcmp(p->msgs[k]->event->aggregate, agg) == 0)
+                cg_printf(p->c, "    &%sevent_%s,\n", p->prefix, p->msgs[k]->name);
+        cg_printf(p->c, "};\n\nconst es_aggregate_def %saggregate_%s = {\n    \"%s\", &%s__descriptor, \"%s\", %u, events_%s, %zu,\n};\n\n",
+                  p->prefix, agg, agg, st->c_lower, st->agg->id_field,
+                  st->agg->has_snapshot_every ? st->agg->snapshot_every : 0, agg, n);
+    }
+}
+
+/* ---- commands ----------------------------------------------------------------------------- */
+
+static void emit_guard(pkg *p, const cg_message *cmd, const cg_message *state, const char *name)
+{
+    cg_out *c = p->c;
+    cg_printf(c, "static int guard_%s(const ProtobufCMessage *state_, es_error *err)\n{\n", name);
+    if (!cmd->cmd->n_allowed_from) {
+        cg_printf(c, "    (void)state_; (void)err;\n    return ES_OK;\n}\n\n");
+        return;
+    }
+    cg_printf(c, "    const %s *st = (const %s *)state_;\n    if (!st) return ES_OK;\n", state->c_type, state->c_type);
+    /* Group entries by field: alternatives within a field, all fields must hold. */
+    int done[64] = {0};
+    size_t n = cmd->cmd->n_allowed_from < 64 ? cmd->cmd->n_allowed_from : 64;
+    for (size_t i = 0; i < n; i++) {
+        if (done[i])
+            continue;
+        cg_field *f0;
+        int v0;
+        cg_parse_assignment(p->ctx, cmd, "allowed_from", state, cmd->cmd->allowed_from[i], &f0, &v0);
+        cg_out *names = cg_scratch();
+        cg_printf(c, "    if (!(");
+        int first = 1;
+        for (size_t k = i; k < n; k++) {
+            cg_field *f;
+            int v;
+            cg_parse_assignment(p->ctx, cmd, "allowed_from", state, cmd->cmd->allowed_from[k], &f, &v);
+            if (f != f0)
+                continue;
+            done[k] = 1;
+            const char *vn = NULL;
+            cg_enum_value(f->enum_type, strchr(cmd->cmd->allowed_from[k], '=') ? strchr(cmd->cmd->allowed_from[k], '=') + 1
+                                                                             : cmd->cmd->allowed_from[k], &vn);
+            cg_printf(c, "%sst->%s == %s__%s", first ? "" : " || ", f->name, f->enum_type->c_upper, vn);
+            (void)v;
+            cg_printf(names, "%s%s", first ? "" : ", ", vn + strlen(f->enum_type->prefix));
+            first = 0;
+        }
+        cg_printf(c, "))\n        return es_error_set(err, ES_FAILED_PRECONDITION, \"%s\",\n"
+                     "            \"%s is not allowed when %s is %%s (allowed: %s)\",\n"
+                     "            es_gen_enum_short(&%s__descriptor, (int)st->%s, %zu));\n",
+                  f0->name, name, f0->name, names->data ? names->data : "", f0->enum_type->c_lower, f0->name,
+                  strlen(f0->enum_type->prefix));
+    }
+    cg_printf(c, "    return ES_OK;\n}\n\n");
+}
+
+static void emit_command(pkg *p, const cg_message *cmd)
+{
+    cg_out *c = p->c, *h = p->h;
+    cg_message *state = cg_find_aggregate(&p->ctx->model, cmd->cmd->aggregate);
+    char *name = command_name(cmd);
+    const char *idf = cmd->cmd->id_field && cmd->cmd->id_field[0] ? cmd->cmd->id_field : state->agg->id_field;
+    cg_printf(h, "\n/* command %s: hand-written rule, in app/ */\nextern const es_command_def %scommand_%s;\n", cmd->full,
+              p->prefix, name);
+    cg_printf(h, "int %sdecide_%s(const es_decide_ctx *ctx, const %s *state, const %s *cmd, es_decision *out, es_error *err);\n",
+              p->prefix, name, state->c_type, cmd->c_type);
+    cg_printf(c, "/* ---- command %s ---- */\n\n", name);
+    cg_printf(c, "static const char *target_%s(const ProtobufCMessage *m)\n{\n    const char *s = ((const %s *)m)->%s;\n    return s ? s : \"\";\n}\n\n",
+              name, cmd->c_type, idf);
+    if (cg_find_field(cmd, "request_id"))
+        cg_printf(c, "static const char *request_id_%s(const ProtobufCMessage *m)\n{\n    const char *s = ((const %s *)m)->request_id;\n    return s ? s : \"\";\n}\n\n",
+                  name, cmd->c_type);
+    else
+        cg_printf(c, "static const char *request_id_%s(const ProtobufCMessage *m)\n{\n    (void)m;\n    return \"\";\n}\n\n", name);
+    if (cg_find_field(cmd, "expected_version"))
+        cg_printf(c, "static int expected_version_%s(const ProtobufCMessage *m, int64_t *out)\n{\n"
+                     "    const %s *c = (const %s *)m;\n    if (!c->expected_version) return 0;\n"
+                     "    *out = c->expected_version->value;\n    return 1;\n}\n\n",
+                  name, cmd->c_type, cmd->c_type);
+    else
+        cg_printf(c, "static int expected_version_%s(const ProtobufCMessage *m, int64_t *out)\n{\n    (void)m; (void)out;\n    return 0;\n}\n\n",
+                  name);
+    emit_guard(p, cmd, state, name);
+    cg_printf(c, "static int decide_%s(const es_decide_ctx *ctx, const ProtobufCMessage *state, const ProtobufCMessage *cmd,\n"
+                 "                      es_decision *out, es_error *err)\n{\n"
+                 "    return %sdecide_%s(ctx, (const %s *)state, (const %s *)cmd, out, err);\n}\n\n",
+              name, p->prefix, name, state->c_type, cmd->c_type);
+    cg_printf(c, "static const es_event_def *const emits_%s[] = {\n", name);
+    for (size_t i = 0; i < cmd->cmd->n_emits; i++)
+        cg_printf(c, "    &%sevent_%s,\n", p->prefix, cmd->cmd->emits[i]);
+    cg_printf(c, "};\n\n");
+    cg_printf(c, "const es_command_def %scommand_%s = {\n    \"%s\", &%s__descriptor, &%saggregate_%s, %d,\n"
+                 "    target_%s, request_id_%s, expected_version_%s, %s, guard_%s, decide_%s, emits_%s, %zu,\n};\n\n",
+              p->prefix, name, cmd->name, cmd->c_lower, p->prefix, state->agg->name,
+              cmd->cmd->has_creates && cmd->cmd->creates, name, name, name,
+              needs_validation(cmd, 0) ? cg_sprintf("%svalidate_%s", p->prefix, cmd->name) : "NULL", name, name, name,
+              cmd->cmd->n_emits);
+    free(name);
+}
+
+/* ---- projections --------------------------------------------------------------------------- */
+
+const char *cg_sql_type(const cg_field *f)
+{
+    if (f->opt && f->opt->sql_type && f->opt->sql_type[0])
+        return f->opt->sql_type;
+    if (f->repeated)
+        return "jsonb";
+    switch (f->fd->type) {
+    case T(STRING): return "text";
+    case T(BOOL): return "boolean";
+    case T(INT32): case T(SINT32): case T(SFIXED32): return "integer";
+    case T(UINT32): case T(FIXED32): case T(INT64): case T(SINT64): case T(SFIXED64): return "bigint";
+    case T(UINT64): case T(FIXED64): return "numeric(20)";
+    case T(FLOAT): return "real";
+    case T(DOUBLE): return "double precision";
+    case T(ENUM): return "text";
+    case T(BYTES): return "bytea";
+    case T(MESSAGE):
+        if (f->msg_type && strcmp(f->msg_type->full, "google.protobuf.Timestamp") == 0)
+            return "timestamptz";
+        return "jsonb";
+    default: return "text";
+    }
+}
+
+static void emit_projection(pkg *p, const cg_message *m)
+{
+    cg_out *c = p->c;
+    const Es__ProjectionOptions *o = m->proj;
+    cg_message *state = cg_find_aggregate(&p->ctx->model, o->aggregate);
+    cg_printf(c, "/* ---- projection %s ---- */\n\n", o->table);
+    cg_printf(c, "static ProtobufCMessage *from_state_%s(const ProtobufCMessage *state_, int64_t version, es_arena *a)\n{\n"
+                 "    const %s *st = (const %s *)state_;\n    %s *row = es_arena_alloc(a, sizeof *row);\n    %s__init(row);\n",
+              o->table, state->c_type, state->c_type, m->c_type, m->c_lower);
+    for (size_t i = 0; i < m->n_fields; i++) {
+        const cg_field *f = &m->fields[i];
+        if (f->opt && f->opt->not_in_state) {
+            if (strcmp(f->name, "version") == 0)
+                cg_printf(c, "    row->version = version;\n");
+            continue;
+        }
+        if (f->repeated)
+            cg_printf(c, "    row->n_%s = st->n_%s;\n    row->%s = st->%s;\n", f->name, f->name, f->name, f->name);
+        else if (f->fd->type == T(STRING) || f->fd->type == T(MESSAGE))
+            cg_printf(c, "    row->%s = st->%s; /* aliases the state: the row is written before the state changes */\n",
+                      f->name, f->name);
+        else
+            cg_printf(c, "    row->%s = st->%s;\n", f->name, f->name);
+    }
+    cg_printf(c, "    (void)version;\n    return &row->base;\n}\n\n");
+    cg_printf(c, "static const es_projection_column columns_%s[] = {\n", o->table);
+    for (size_t i = 0; i < m->n_fields; i++) {
+        const cg_field *f = &m->fields[i];
+        cg_printf(c, "    {\"%s\", \"%s\", %d},\n", f->opt && f->opt->column && f->opt->column[0] ? f->opt->column : f->name,
+                  cg_sql_type(f), f->fd->number);
+    }
+    cg_printf(c, "};\n\n");
+    cg_out *ddl = cg_scratch();
+    cg_gen_projection_ddl(p->ctx, m, ddl);
+    cg_printf(c, "const es_projection_def %sprojection_%s = {\n    \"%s\", &%s__descriptor, &%saggregate_%s, \"%s\",\n"
+                 "    columns_%s, %zu, from_state_%s,\n    \"",
+              p->prefix, o->table, o->table, m->c_lower, p->prefix, state->agg->name, o->key, o->table, m->n_fields,
+              o->table);
+    cg_c_string(c, ddl->data ? ddl->data : "");
+    cg_printf(c, "\",\n};\n\n");
+    cg_printf(p->h, "extern const es_projection_def %sprojection_%s;\n", p->prefix, o->table);
+}
+
+/* ---- services -------------------------------------------------------------------------------- */
+
+static void emit_service(pkg *p, const cg_service *s)
+{
+    cg_out *c = p->c, *h = p->h;
+    const char *sn = s->sd->name;
+    cg_printf(c, "/* ---- service %s ---- */\n\n", s->full);
+    cg_printf(h, "\n/* service %s */\nextern const es_service_def %sservice_%s;\n", s->full, p->prefix, sn);
+    for (size_t i = 0; i < s->n_methods; i++) {
+        const cg_method *me = &s->methods[i];
+        if (me->input->cmd)
+            continue;
+        cg_printf(h, "int %squery_%s(es_query_ctx *ctx, const %s *req, %s **out, es_error *err);\n", p->prefix, me->name,
+                  me->input->c_type, me->output->c_type);
+        cg_printf(c, "static int query_%s(es_query_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage **out, es_error *err)\n{\n"
+                     "    return %squery_%s(ctx, (const %s *)req, (%s **)out, err);\n}\n\n",
+                  me->name, p->prefix, me->name, me->input->c_type, me->output->c_type);
+    }
+    for (size_t i = 0; i < s->n_methods; i++) {
+        const cg_method *me = &s->methods[i];
+        char *cmdname = me->input->cmd ? command_name(me->input) : NULL;
+        cg_printf(c, "static const es_method_def method_%s_%s = {\n    \"%s\", \"/%s/%s\", &%s__descriptor, &%s__descriptor,\n    %s, %s, %s,\n};\n",
+                  sn, me->name, me->name, s->full, me->name, me->input->c_lower, me->output->c_lower,
+                  cmdname ? cg_sprintf("&%scommand_%s", p->prefix, cmdname) : "NULL",
+                  cmdname ? "NULL" : cg_sprintf("query_%s", me->name),
+                  needs_validation(me->input, 0) ? cg_sprintf("%svalidate_%s", p->prefix, me->input->name) : "NULL");
+        free(cmdname);
+    }
+    cg_printf(c, "\nstatic const es_method_def *const methods_%s[] = {\n", sn);
+    for (size_t i = 0; i < s->n_methods; i++)
+        cg_printf(c, "    &method_%s_%s,\n", sn, s->methods[i].name);
+    cg_printf(c, "};\n\nstatic const es_route_def routes_%s[] = {\n", sn);
+    size_t n_routes = 0;
+    for (size_t i = 0; i < s->n_methods; i++) {
+        const cg_method *me = &s->methods[i];
+        if (!me->http)
+            continue;
+        const Google__Api__HttpRule *rules[1 + 16];
+        size_t nr = 0;
+        rules[nr++] = me->http;
+        for (size_t k = 0; k < me->http->n_additional_bindings && nr < 17; k++)
+            rules[nr++] = me->http->additional_bindings[k];
+        for (size_t k = 0; k < nr; k++) {
+            const Google__Api__HttpRule *r = rules[k];
+            const char *verb = NULL, *path = NULL;
+            switch (r->pattern_case) {
+            case GOOGLE__API__HTTP_RULE__PATTERN_GET: verb = "GET"; path = r->get; break;
+            case GOOGLE__API__HTTP_RULE__PATTERN_PUT: verb = "PUT"; path = r->put; break;
+            case GOOGLE__API__HTTP_RULE__PATTERN_POST: verb = "POST"; path = r->post; break;
+            case GOOGLE__API__HTTP_RULE__PATTERN_DELETE: verb = "DELETE"; path = r->delete_; break;
+            case GOOGLE__API__HTTP_RULE__PATTERN_PATCH: verb = "PATCH"; path = r->patch; break;
+            default: continue;
+            }
+            cg_printf(c, "    {\"%s\", \"", verb);
+            cg_c_string(c, path);
+            if (r->body && r->body[0]) {
+                cg_printf(c, "\", \"");
+                cg_c_string(c, r->body);
+                cg_printf(c, "\", &method_%s_%s},\n", sn, me->name);
+            } else {
+                cg_printf(c, "\", NULL, &method_%s_%s},\n", sn, me->name);
+            }
+            n_routes++;
+        }
+    }
+    cg_printf(c, "};\n\nconst es_service_def %sservice_%s = {\n    \"%s\", methods_%s, %zu, routes_%s, %zu,\n};\n\n", p->prefix,
+              sn, s->full, sn, s->n_methods, sn, n_routes);
+}
+
+/* ---- json names, registry, event unpacking ------------------------------------------------- */
+
+static int cmp_number(const void *a, const void *b)
+{
+    const cg_field *x = *(const cg_field *const *)a, *y = *(const cg_field *const *)b;
+    return (x->fd->number > y->fd->number) - (x->fd->number < y->fd->number);
+}
+
+static void emit_json_names(pkg *p)
+{
+    cg_out *c = p->c;
+    size_t n = 0;
+    for (size_t i = 0; i < p->n_msgs; i++) {
+        const cg_message *m = p->msgs[i];
+        if (!m->n_fields)
+            continue;
+        /* protobuf-c orders descriptor->fields by field number. */
+        const cg_field **sorted = malloc(m->n_fields * sizeof *sorted);
+        for (size_t k = 0; k < m->n_fields; k++)
+            sorted[k] = &m->fields[k];
+        qsort(sorted, m->n_fields, sizeof *sorted, cmp_number);
+        cg_printf(c, "static const char *const json_%s[] = {", m->c_lower);
+        for (size_t k = 0; k < m->n_fields; k++) {
+            const char *jn = sorted[k]->fd->json_name ? sorted[k]->fd->json_name : cg_json_name(sorted[k]->name);
+            cg_printf(c, "%s\"%s\"", k ? ", " : "", jn);
+        }
+        cg_printf(c, "};\n");
+        free(sorted);
+        n++;
+    }
+    cg_printf(c, "\nstatic const es_json_names json_names[] = {\n");
+    for (size_t i = 0; i < p->n_msgs; i++)
+        if (p->msgs[i]->n_fields)
+            cg_printf(c, "    {&%s__descriptor, json_%s},\n", p->msgs[i]->c_lower, p->msgs[i]->c_lower);
+    cg_printf(c, "};\n\nstatic const ProtobufCMessageDescriptor *const messages[] = {\n");
+    for (size_t i = 0; i < p->n_msgs; i++)
+        cg_printf(c, "    &%s__descriptor,\n", p->msgs[i]->c_lower);
+    cg_printf(c, "};\n\n");
+    (void)n;
+}
+
+static void emit_unpack_event(pkg *p)
+{
+    cg_printf(p->h, "\n/* Decodes a stored event payload by event type; NULL when the type is unknown or the bytes\n"
+                    " * are invalid. Free with protobuf_c_message_free_unpacked(msg, allocator). */\n"
+                    "ProtobufCMessage *%sunpack_event(const char *event_type, const uint8_t *data, size_t len,\n"
+                    "                                 ProtobufCAllocator *allocator);\n",
+              p->prefix);
+    cg_printf(p->c, "ProtobufCMessage *%sunpack_event(const char *event_type, const uint8_t *data, size_t len,\n"
+                    "                                 ProtobufCAllocator *allocator)\n{\n",
+              p->prefix);
+    for (size_t i = 0; i < p->n_msgs; i++) {
+        const cg_message *m = p->msgs[i];
+        if (!m->event)
+            continue;
+        cg_printf(p->c, "    if (strcmp(event_type, %sevent_%s.type) == 0)\n        return protobuf_c_message_unpack(&%s__descriptor, allocator, len, data);\n",
+                  p->prefix, m->name, m->c_lower);
+    }
+    cg_printf(p->c, "    (void)data; (void)len; (void)allocator;\n    return NULL;\n}\n\n");
+}
+
+int cg_gen_package(cg_ctx *ctx, const char *package)
+{
+    pkg P = {.ctx = ctx, .package = package};
+    pkg *p = &P;
+    p->n_msgs = cg_package_messages(&ctx->model, package, &p->msgs);
+    p->prefix = cg_strdup(package);
+    p->dir = cg_strdup(package);
+    for (char *s = p->prefix; *s; s++)
+        if (*s == '.')
+            *s = '_';
+    for (char *s = p->dir; *s; s++)
+        if (*s == '.')
+            *s = '/';
+    char *base = cg_strdup(p->prefix);
+    p->prefix = cg_sprintf("%s_", base);
+    char *guard = cg_to_upper(base);
+
+    p->h = cg_open(ctx, "%s/%s.es.h", p->dir, base);
+    p->c = cg_open(ctx, "%s/%s.es.c", p->dir, base);
+    cg_printf(p->h, "/* Generated by protoc-gen-es from package %s. DO NOT EDIT: change proto/ and regenerate. */\n"
+                    "#ifndef %s_ES_H\n#define %s_ES_H\n\n#include \"es/schema.h\"\n", package, guard, guard);
+    for (size_t i = 0; i < ctx->model.n_files; i++) {
+        const cg_file *f = &ctx->model.files[i];
+        if (strcmp(f->package, package) == 0 && f->generate) {
+            char *inc = strndup(f->name, strlen(f->name) - 6);
+            cg_printf(p->h, "#include \"%s.pb-c.h\"\n", inc);
+            free(inc);
+        }
+    }
+    cg_printf(p->h, "\nextern const es_schema %sschema;\n", p->prefix);
+    cg_printf(p->c, "/* Generated by protoc-gen-es from package %s. DO NOT EDIT: change proto/ and regenerate. */\n"
+                    "#include \"%s/%s.es.h\"\n\n#include <string.h>\n\n#include \"es/gen.h\"\n#include \"es/uuid.h\"\n\n",
+              package, p->dir, base);
+
+    emit_regexes(p);
+    emit_validators(p);
+    emit_aggregates(p);
+    for (size_t i = 0; i < p->n_msgs; i++)
+        if (p->msgs[i]->cmd)
+            emit_command(p, p->msgs[i]);
+    for (size_t i = 0; i < p->n_msgs; i++)
+        if (p->msgs[i]->proj)
+            emit_projection(p, p->msgs[i]);
+    for (size_t i = 0; i < ctx->model.n_services; i++)
+        if (strcmp(ctx->model.services[i]->file->package, package) == 0 && ctx->model.services[i]->file->generate)
+            emit_service(p, ctx->model.services[i]);
+    emit_json_names(p);
+    emit_unpack_event(p);
+
+    /* Descriptor set and the package's schema record. */
+    char hash[17];
+    char *sym = cg_sprintf("descriptor_set");
+    cg_gen_descriptor_set(ctx, p->c, sym, hash);
+    cg_out *sql = cg_open(ctx, "sql/0100_%s.sql", base);
+    cg_gen_sql(ctx, package, sql);
+
+    cg_out *c = p->c;
+    const char *lists[4] = {"aggregates", "commands", "projections", "services"};
+    for (int l = 0; l < 4; l++) {
+        cg_printf(c, "static const void *const %s_list[] = {\n", lists[l]);
+        size_t n = 0;
+        if (l == 3) {
+            for (size_t i = 0; i < ctx->model.n_services; i++)
+                if (strcmp(ctx->model.services[i]->file->package, package) == 0 && ctx->model.services[i]->file->generate) {
+                    cg_printf(c, "    &%sservice_%s,\n", p->prefix, ctx->model.services[i]->sd->name);
+                    n++;
+                }
+        } else {
+            for (size_t i = 0; i < p->n_msgs; i++) {
+                const cg_message *m = p->msgs[i];
+                if (l == 0 && m->agg) {
+                    cg_printf(c, "    &%saggregate_%s,\n", p->prefix, m->agg->name);
+                    n++;
+                } else if (l == 1 && m->cmd) {
+                    char *nm = command_name(m);
+                    cg_printf(c, "    &%scommand_%s,\n", p->prefix, nm);
+                    free(nm);
+                    n++;
+                } else if (l == 2 && m->proj) {
+                    cg_printf(c, "    &%sprojection_%s,\n", p->prefix, m->proj->table);
+                    n++;
+                }
+            }
+        }
+        if (!n)
+            cg_printf(c, "    NULL,\n");
+        cg_printf(c, "};\n");
+    }
+    size_t counts[4] = {0};
+    for (size_t i = 0; i < p->n_msgs; i++) {
+        counts[0] += !!p->msgs[i]->agg;
+        counts[1] += !!p->msgs[i]->cmd;
+        counts[2] += !!p->msgs[i]->proj;
+    }
+    for (size_t i = 0; i < ctx->model.n_services; i++)
+        counts[3] += strcmp(ctx->model.services[i]->file->package, package) == 0 && ctx->model.services[i]->file->generate;
+    cg_printf(c, "\nconst es_schema %sschema = {\n    \"%s\",\n"
+                 "    (const es_aggregate_def *const *)aggregates_list, %zu,\n"
+                 "    (const es_command_def *const *)commands_list, %zu,\n"
+                 "    (const es_projection_def *const *)projections_list, %zu,\n"
+                 "    (const es_service_def *const *)services_list, %zu,\n"
+                 "    messages, %zu,\n    json_names, sizeof json_names / sizeof json_names[0],\n"
+                 "    descriptor_set, sizeof descriptor_set,\n    \"%s\",\n    \"",
+              p->prefix, package, counts[0], counts[1], counts[2], counts[3], p->n_msgs, hash);
+    cg_c_string(c, sql->data ? sql->data : "");
+    cg_printf(c, "\",\n};\n");
+    cg_printf(p->h, "\n#endif\n");
+    return ctx->error ? -1 : 0;
+}
