@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The test command (README, .ci/run): installs what is missing, builds, and runs every test with
+# ctest against real PostgreSQL and librdkafka's mock cluster, which the tests start themselves.
+# With CI=true or --sanitize it then builds and runs the whole suite again under
+# AddressSanitizer + UndefinedBehaviorSanitizer. Exit status: non-zero if any run failed.
+set -uo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+cd "$here"
+sanitize=0
+[ "${CI:-}" = true ] && sanitize=1
+for a in "$@"; do [ "$a" = --sanitize ] && sanitize=1; done
+jobs=$(nproc 2>/dev/null || echo 2)
+
+scripts/install-deps.sh || exit 1
+
+run_suite() { # build-dir, extra cmake args...
+  local dir=$1; shift
+  cmake -S . -B "$dir" "$@" >"$dir.configure.log" 2>&1 || { cat "$dir.configure.log"; return 1; }
+  cmake --build "$dir" -j"$jobs" 2>&1 | grep -E "error|warning|Error" ; [ "${PIPESTATUS[0]}" = 0 ] || return 1
+  (cd "$dir" && ctest --output-on-failure --timeout 900)
+}
+
+mkdir -p build
+run_suite build -DCMAKE_BUILD_TYPE=RelWithDebInfo; rc=$?
+if [ "$sanitize" = 1 ]; then
+  echo "== the same suite under AddressSanitizer + UndefinedBehaviorSanitizer =="
+  mkdir -p build-asan
+  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    run_suite build-asan -DCMAKE_BUILD_TYPE=Debug -DORDERD_SANITIZE=ON; rc2=$?
+  [ "$rc" = 0 ] && rc=$rc2
+fi
+exit "$rc"
