@@ -50,14 +50,20 @@ CREATE TABLE IF NOT EXISTS es_relay_checkpoint (
     updated_at      timestamptz NOT NULL DEFAULT now()
 );
 
--- Per consumer, the last stream version applied (written with the handler's effects).
+-- Per consumer, the last stream version applied (written with the handler's effects, in the same
+-- transaction). dead_letter_id parks the stream behind an unresolved dead letter: later events
+-- of the stream are dead-lettered too instead of being applied past the gap.
 CREATE TABLE IF NOT EXISTS es_consumer_streams (
     consumer        text        NOT NULL,
     stream_id       text        NOT NULL,
     version         bigint      NOT NULL,
+    dead_letter_id  bigint,
     PRIMARY KEY (consumer, stream_id)
 );
 
+-- Messages a consumer could not apply (undecodable, or the handler failed after its retries),
+-- with the error and the raw Kafka value. Resolving one: fix, replay, set retried_at and clear
+-- es_consumer_streams.dead_letter_id.
 CREATE TABLE IF NOT EXISTS es_dead_letters (
     id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     consumer        text        NOT NULL,
@@ -71,6 +77,8 @@ CREATE TABLE IF NOT EXISTS es_dead_letters (
     recorded_at     timestamptz NOT NULL DEFAULT now(),
     retried_at      timestamptz
 );
+CREATE INDEX IF NOT EXISTS es_dead_letters_open ON es_dead_letters (consumer, stream_id)
+    WHERE retried_at IS NULL;
 
 -- Every descriptor set the service has written events with.
 CREATE TABLE IF NOT EXISTS es_schemas (

@@ -1,0 +1,121 @@
+/* The consumer framework: runs a projector or reactor handler over the events topic as a Kafka
+ * consumer group, with effectively-once effects in PostgreSQL (DESIGN invariant 6).
+ *
+ * For each message the runner, inside one PostgreSQL transaction:
+ *   1. decodes the es.Envelope (undecodable: a dead letter, never a silent skip);
+ *   2. locks the (consumer, stream_id) row of es_consumer_streams and reads the applied version;
+ *   3. skips the event when version <= applied (a duplicate);
+ *   4. when version > applied + 1, first applies the missing versions read from es_events;
+ *   5. calls the handler, which writes through es_consumer_tx, and records the new version.
+ * It commits (a batch of messages per transaction, a savepoint per message) and only then
+ * commits the Kafka offsets (enable.auto.commit=false): a crash or rebalance in between makes
+ * Kafka redeliver, and step 3 drops the redelivery. A handler error is retried max_retries
+ * times; then the message is written to es_dead_letters with the error and the raw message and
+ * its stream is parked: later events of that stream also go to es_dead_letters (their version is
+ * not applied) until the dead letter is resolved (retried_at set), so a projection never jumps
+ * over an event it could not apply.
+ *
+ * The same path replays events from the store without Kafka (es_consumer_replay): a projection
+ * can be dropped and rebuilt from es_events alone (DESIGN invariant 7). */
+#ifndef ES_CONSUMER_H
+#define ES_CONSUMER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "es/envelope.h"
+#include "es/status.h"
+
+typedef struct es_consumer es_consumer;
+
+/* The handler's window on the runner's open transaction. Valid only during the handler call. */
+typedef struct es_consumer_tx es_consumer_tx;
+
+/* Rows of a query, text format. */
+typedef struct es_sql_rows es_sql_rows;
+
+/* Applies one event. Return ES_OK, or an es_status with err set: the runner rolls the event's
+ * effects back and retries (a persistent error ends in es_dead_letters). Must not commit. */
+typedef int (*es_consumer_handle_fn)(void *data, es_consumer_tx *tx, const es_envelope_view *ev,
+                                     es_error *err);
+
+typedef struct es_consumer_config {
+    const char *name;                /* consumer name: es_consumer_streams key; required */
+    const char *group_id;            /* Kafka group; default name */
+    const char *conninfo;            /* PostgreSQL; required */
+    const char *bootstrap_servers;   /* Kafka; or NULL and bootstrap_file */
+    const char *bootstrap_file;      /* first line = bootstrap.servers, read at start */
+    const char *topic;               /* default "orders.events" */
+    es_consumer_handle_fn handle;    /* required */
+    void *data;                      /* passed to handle */
+    int max_retries;                 /* handler attempts before dead-lettering; default 3 */
+    int batch_max;                   /* messages per PostgreSQL transaction; default 200 */
+    int session_timeout_ms;          /* Kafka session.timeout.ms; default 10000 (tests: less) */
+    const char *const *kafka_props;  /* extra librdkafka settings: "key", "value", ..., NULL */
+    int quiet;                       /* 1: no log lines on stderr */
+} es_consumer_config;
+
+typedef struct es_consumer_stats {
+    int64_t messages;                /* Kafka messages processed */
+    int64_t applied;                 /* events handed to the handler and committed */
+    int64_t duplicates;              /* skipped: version already applied */
+    int64_t gap_filled;              /* events applied from es_events to close a gap */
+    int64_t dead_letters;            /* rows written to es_dead_letters */
+    int64_t retries;                 /* handler re-attempts */
+    int64_t assigned_partitions;     /* partitions currently assigned to this member */
+    char last_error[256];
+} es_consumer_stats;
+
+/* Validates cfg, copies it and starts the consumer thread (joins the group, polls, applies).
+ * *out is freed by es_consumer_stop. Returns ES_OK or ES_INVALID_ARGUMENT / ES_UNAVAILABLE
+ * (PostgreSQL unreachable at start). */
+int es_consumer_start(const es_consumer_config *cfg, es_consumer **out, es_error *err);
+
+/* Finishes the current batch, commits, leaves the group and frees c. NULL is a no-op. */
+void es_consumer_stop(es_consumer *c);
+
+/* A snapshot of the counters; safe from any thread. */
+void es_consumer_stats_get(es_consumer *c, es_consumer_stats *out);
+
+/* Runs a parameterised statement ($1..$n, text values, NULL = SQL NULL) in the runner's
+ * transaction; each distinct sql text is prepared once per connection. Returns ES_OK, or an
+ * error (err has PostgreSQL's message; ES_ABORTED for serialization failures and deadlocks,
+ * ES_ALREADY_EXISTS for unique violations, ES_INVALID_ARGUMENT for other data errors). When
+ * rows_affected is not NULL it receives the affected row count. */
+int es_consumer_tx_exec(es_consumer_tx *tx, const char *sql, int nparams,
+                        const char *const *params, int64_t *rows_affected, es_error *err);
+
+/* Like es_consumer_tx_exec for a query; *out (caller frees with es_sql_rows_free) holds its
+ * rows. */
+int es_consumer_tx_query(es_consumer_tx *tx, const char *sql, int nparams,
+                         const char *const *params, es_sql_rows **out, es_error *err);
+
+/* The consumer name the runner applies for (for handlers shared by several consumers). */
+const char *es_consumer_tx_name(const es_consumer_tx *tx);
+
+int es_sql_rows_count(const es_sql_rows *rows);
+int es_sql_rows_columns(const es_sql_rows *rows);
+/* Text value of (row, col), or NULL for SQL NULL or out of range. Owned by rows. */
+const char *es_sql_rows_value(const es_sql_rows *rows, int row, int col);
+void es_sql_rows_free(es_sql_rows *rows);
+
+typedef struct es_replay_config {
+    const char *name;                /* consumer name (es_consumer_streams rows); required */
+    const char *conninfo;            /* required */
+    es_consumer_handle_fn handle;    /* required */
+    void *data;
+    const char *stream_id;           /* only this stream; NULL = every event in feed order */
+    /* Optional: runs first, in the transaction that forgets the consumer's applied versions
+     * (all of them, or stream_id's), e.g. to TRUNCATE the projection. NULL: nothing forgotten,
+     * already applied events are skipped as duplicates. */
+    int (*reset)(void *data, es_consumer_tx *tx, const char *stream_id, es_error *err);
+    int batch_max;                   /* events per transaction; default 500 */
+} es_replay_config;
+
+/* Replays committed events from es_events into the handler through the same apply path as the
+ * Kafka runner (per-stream versions recorded, duplicates skipped), without Kafka. Stops at the
+ * first handler error (nothing of the failing batch commits). Returns ES_OK and, when applied is
+ * not NULL, the number of events applied; or an error with err set. */
+int es_consumer_replay(const es_replay_config *cfg, int64_t *applied, es_error *err);
+
+#endif

@@ -1,0 +1,715 @@
+/* The outbox relay thread; see es/relay.h for the guarantees and why they hold. */
+#include "es/relay.h"
+
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <libpq-fe.h>
+#include <librdkafka/rdkafka.h>
+
+#include "es/buf.h"
+#include "event_rows.h"
+
+struct es_relay {
+    /* configuration (owned copies) */
+    char *conninfo, *bootstrap, *bootstrap_file, *topic, *name, *lock_name;
+    char **props;
+    int partitions, replication, poll_ms, lock_retry_ms, msg_timeout_ms, stats_ms, quiet;
+    size_t batch;
+
+    pthread_t thread;
+    atomic_int stop;
+    pthread_mutex_t mu;          /* guards st */
+    es_relay_status st;
+
+    /* relay thread only */
+    PGconn *lock;                /* session holding the advisory lock; writes the checkpoint */
+    int holder;
+    es_feed *feed;
+    rd_kafka_t *rk;
+    char bootstrap_used[1024];
+    char cluster_id[64];
+    es_feed_cursor cursor;
+    int backoff_ms;
+    int64_t next_stats_ms, next_check_ms;
+};
+
+/* Outcome of one produce round, filled by the delivery report callback (relay thread). */
+typedef struct round {
+    size_t pending, failed;
+    rd_kafka_resp_err_t first_err;
+} round;
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void say(es_relay *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void say(es_relay *r, const char *fmt, ...)
+{
+    if (r->quiet)
+        return;
+    char line[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "es-relay[%s]: %s\n", r->name, line);
+}
+
+/* Records an error for the status and logs it once per distinct message. */
+static void set_error(es_relay *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void set_error(es_relay *r, const char *fmt, ...)
+{
+    char msg[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    pthread_mutex_lock(&r->mu);
+    int fresh = strcmp(r->st.last_error, msg) != 0;
+    snprintf(r->st.last_error, sizeof r->st.last_error, "%s", msg);
+    pthread_mutex_unlock(&r->mu);
+    if (fresh)
+        say(r, "%s", msg);
+}
+
+static void set_role(es_relay *r, es_relay_role role)
+{
+    pthread_mutex_lock(&r->mu);
+    es_relay_role old = r->st.role;
+    r->st.role = role;
+    pthread_mutex_unlock(&r->mu);
+    if (old != role)
+        say(r, "%s", role == ES_RELAY_ACTIVE    ? "active: holds the relay lock"
+                     : role == ES_RELAY_STANDBY ? "standby: another relay holds the lock"
+                                                : "disconnected");
+}
+
+/* Sleeps up to ms, waking early when stop is requested. */
+static void nap(es_relay *r, int ms)
+{
+    while (ms > 0 && !atomic_load(&r->stop)) {
+        int step = ms < 50 ? ms : 50;
+        struct timespec ts = {0, (long)step * 1000000L};
+        nanosleep(&ts, NULL);
+        ms -= step;
+    }
+}
+
+static void backoff(es_relay *r)
+{
+    r->backoff_ms = r->backoff_ms ? r->backoff_ms * 2 : 250;
+    if (r->backoff_ms > 5000)
+        r->backoff_ms = 5000;
+    nap(r, r->backoff_ms);
+}
+
+/* ---- PostgreSQL: lock session and checkpoint ---- */
+
+static void drop_lock_session(es_relay *r)
+{
+    if (r->lock)
+        PQfinish(r->lock);
+    r->lock = NULL;
+    r->holder = 0;
+}
+
+static int lock_session(es_relay *r)
+{
+    if (r->lock && PQstatus(r->lock) == CONNECTION_OK)
+        return 0;
+    drop_lock_session(r);
+    r->lock = PQconnectdb(r->conninfo);
+    if (PQstatus(r->lock) != CONNECTION_OK) {
+        set_error(r, "PostgreSQL: %s", PQerrorMessage(r->lock));
+        drop_lock_session(r);
+        return -1;
+    }
+    /* Server-side keepalives: a holder whose host vanished loses the lock in ~11 s instead of
+     * the kernel's two hours. Ignored on unix sockets. */
+    PQclear(PQexec(r->lock, "SET tcp_keepalives_idle = 5; SET tcp_keepalives_interval = 2;"
+                            " SET tcp_keepalives_count = 3; SET application_name = 'es-relay'"));
+    return 0;
+}
+
+/* Runs a parameterised statement on the lock session; returns the result or NULL (session
+ * dropped, error recorded). */
+static PGresult *lock_exec(es_relay *r, const char *sql, int n, const char *const *params,
+                           ExecStatusType want)
+{
+    PGresult *res = PQexecParams(r->lock, sql, n, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(res) == want)
+        return res;
+    set_error(r, "PostgreSQL: %s", PQresultErrorMessage(res));
+    PQclear(res);
+    if (PQstatus(r->lock) != CONNECTION_OK) {
+        drop_lock_session(r);
+    }
+    return NULL;
+}
+
+static int try_lock(es_relay *r)
+{
+    const char *p[1] = {r->lock_name};
+    PGresult *res = lock_exec(r, "SELECT pg_try_advisory_lock(hashtextextended($1, 0))", 1, p,
+                              PGRES_TUPLES_OK);
+    if (!res)
+        return -1;
+    r->holder = PQgetvalue(res, 0, 0)[0] == 't';
+    PQclear(res);
+    return r->holder;
+}
+
+/* Loads (creating when absent) the checkpoint row into r->cursor and stored_cluster. */
+static int load_checkpoint(es_relay *r, char *stored_cluster, size_t sz)
+{
+    const char *p[1] = {r->name};
+    PGresult *res = lock_exec(r, "INSERT INTO es_relay_checkpoint (name) VALUES ($1)"
+                                 " ON CONFLICT (name) DO NOTHING", 1, p, PGRES_COMMAND_OK);
+    if (!res)
+        return -1;
+    PQclear(res);
+    res = lock_exec(r, "SELECT txid::text, position, coalesce(cluster_id, '')"
+                       " FROM es_relay_checkpoint WHERE name = $1", 1, p, PGRES_TUPLES_OK);
+    if (!res)
+        return -1;
+    if (PQntuples(res) != 1) {
+        PQclear(res);
+        set_error(r, "checkpoint row %s vanished", r->name);
+        return -1;
+    }
+    r->cursor.txid = es_feed_parse_txid(PQgetvalue(res, 0, 0));
+    r->cursor.position = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+    snprintf(stored_cluster, sz, "%s", PQgetvalue(res, 0, 2));
+    PQclear(res);
+    return 0;
+}
+
+/* Writes the checkpoint through the lock session: fails when the lock is gone with it. */
+static int save_checkpoint(es_relay *r, es_feed_cursor c)
+{
+    char txid[24], pos[24];
+    snprintf(txid, sizeof txid, "%" PRIu64, c.txid);
+    snprintf(pos, sizeof pos, "%" PRId64, c.position);
+    const char *p[4] = {r->name, txid, pos, r->cluster_id[0] ? r->cluster_id : NULL};
+    PGresult *res = lock_exec(r, "UPDATE es_relay_checkpoint SET txid = $2::xid8,"
+                                 " position = $3::int8, cluster_id = $4, updated_at = now()"
+                                 " WHERE name = $1", 4, p, PGRES_COMMAND_OK);
+    if (!res)
+        return -1;
+    int ok = strcmp(PQcmdTuples(res), "1") == 0;
+    PQclear(res);
+    if (!ok) {
+        set_error(r, "checkpoint row %s vanished", r->name);
+        return -1;
+    }
+    r->cursor = c;
+    pthread_mutex_lock(&r->mu);
+    r->st.checkpoint = c;
+    pthread_mutex_unlock(&r->mu);
+    return 0;
+}
+
+/* ---- Kafka ---- */
+
+/* The bootstrap servers to use now: the file's first line when configured, else the setting. */
+static void current_bootstrap(es_relay *r, char *out, size_t sz)
+{
+    out[0] = '\0';
+    if (r->bootstrap_file) {
+        FILE *f = fopen(r->bootstrap_file, "r");
+        if (f) {
+            if (fgets(out, (int)sz, f))
+                out[strcspn(out, "\r\n")] = '\0';
+            fclose(f);
+        }
+    }
+    if (!out[0] && r->bootstrap)
+        snprintf(out, sz, "%s", r->bootstrap);
+}
+
+static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+    (void)rk;
+    (void)opaque;
+    round *rd = m->_private;
+    if (!rd)
+        return;
+    rd->pending--;
+    if (m->err) {
+        if (!rd->failed)
+            rd->first_err = m->err;
+        rd->failed++;
+    }
+}
+
+static void on_kafka_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+    es_relay *r = rd_kafka_opaque(rk);
+    if (level <= 4 && r && !r->quiet)
+        fprintf(stderr, "es-relay[%s]: kafka %s: %s\n", r->name, fac, buf);
+}
+
+static void producer_close(es_relay *r)
+{
+    if (!r->rk)
+        return;
+    rd_kafka_purge(r->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+    rd_kafka_poll(r->rk, 0);
+    rd_kafka_destroy(r->rk);
+    r->rk = NULL;
+    pthread_mutex_lock(&r->mu);
+    r->st.kafka_ok = 0;
+    pthread_mutex_unlock(&r->mu);
+}
+
+/* Creates the topic unless the cluster lists it already. A cluster that refuses CreateTopics
+ * (auto-creating on first produce instead) is logged, not fatal. Returns the partition count
+ * seen in metadata afterwards, or -1 when metadata failed. */
+static int ensure_topic(es_relay *r)
+{
+    const struct rd_kafka_metadata *md = NULL;
+    int parts = -1;
+    /* all_topics=1: asking for one topic by name would auto-create it with defaults. */
+    if (rd_kafka_metadata(r->rk, 1, NULL, &md, 5000) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        return -1;
+    for (int i = 0; i < md->topic_cnt; i++)
+        if (strcmp(md->topics[i].topic, r->topic) == 0 && !md->topics[i].err)
+            parts = md->topics[i].partition_cnt;
+    rd_kafka_metadata_destroy(md);
+    if (parts > 0)
+        return parts;
+
+    char errstr[256];
+    rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(r->topic, r->partitions, r->replication,
+                                                    errstr, sizeof errstr);
+    if (!nt) {
+        set_error(r, "topic %s: %s", r->topic, errstr);
+        return -1;
+    }
+    rd_kafka_queue_t *q = rd_kafka_queue_new(r->rk);
+    rd_kafka_AdminOptions_t *opt = rd_kafka_AdminOptions_new(r->rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
+    rd_kafka_AdminOptions_set_request_timeout(opt, 5000, errstr, sizeof errstr);
+    rd_kafka_CreateTopics(r->rk, &nt, 1, opt, q);
+    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 10000);
+    rd_kafka_resp_err_t e = RD_KAFKA_RESP_ERR__TIMED_OUT;
+    if (ev) {
+        e = rd_kafka_event_error(ev);
+        const rd_kafka_CreateTopics_result_t *res = rd_kafka_event_CreateTopics_result(ev);
+        size_t cnt = 0;
+        const rd_kafka_topic_result_t **tr = res ? rd_kafka_CreateTopics_result_topics(res, &cnt) : NULL;
+        if (!e && cnt == 1)
+            e = rd_kafka_topic_result_error(tr[0]);
+        rd_kafka_event_destroy(ev);
+    }
+    rd_kafka_AdminOptions_destroy(opt);
+    rd_kafka_NewTopic_destroy(nt);
+    rd_kafka_queue_destroy(q);
+    if (e && e != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS)
+        say(r, "create topic %s (%d partitions): %s; relying on auto-creation", r->topic,
+            r->partitions, rd_kafka_err2str(e));
+    else if (!e)
+        say(r, "created topic %s with %d partitions", r->topic, r->partitions);
+    return 0;
+}
+
+/* Sum of the topic's high watermarks, or -1 when unknown. 0 means nothing was ever written. */
+static int64_t topic_messages(es_relay *r)
+{
+    const struct rd_kafka_metadata *md = NULL;
+    int64_t sum = -1;
+    if (rd_kafka_metadata(r->rk, 1, NULL, &md, 5000) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        return -1;
+    for (int i = 0; i < md->topic_cnt; i++) {
+        const struct rd_kafka_metadata_topic *t = &md->topics[i];
+        if (strcmp(t->topic, r->topic) != 0 || t->err)
+            continue;
+        sum = 0;
+        for (int p = 0; p < t->partition_cnt; p++) {
+            int64_t lo = 0, hi = 0;
+            if (rd_kafka_query_watermark_offsets(r->rk, r->topic, t->partitions[p].id, &lo, &hi,
+                                                 5000) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+                sum = -1;
+                break;
+            }
+            sum += hi;
+        }
+    }
+    rd_kafka_metadata_destroy(md);
+    return sum;
+}
+
+/* Connects a producer, learns the cluster id, makes sure the topic exists, and restarts the
+ * cursor at the feed's beginning when this is not the cluster the checkpoint was delivered to.
+ * Returns 0 ready, -1 not now (error recorded, backoff is the caller's). */
+static int producer_open(es_relay *r, const char *stored_cluster)
+{
+    char errstr[512], bootstrap[1024], num[32];
+    current_bootstrap(r, bootstrap, sizeof bootstrap);
+    if (!bootstrap[0]) {
+        set_error(r, "no Kafka bootstrap servers (%s)",
+                  r->bootstrap_file ? r->bootstrap_file : "not configured");
+        return -1;
+    }
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    snprintf(num, sizeof num, "%d", r->msg_timeout_ms);
+    const char *base[] = {
+        "bootstrap.servers", bootstrap, "enable.idempotence", "true", "acks", "all",
+        "linger.ms", "5", "message.timeout.ms", num, "client.id", "es-relay",
+        "reconnect.backoff.ms", "100", "reconnect.backoff.max.ms", "1000",
+        "log.connection.close", "false", NULL};
+    for (size_t i = 0; base[i]; i += 2)
+        if (rd_kafka_conf_set(conf, base[i], base[i + 1], errstr, sizeof errstr) != RD_KAFKA_CONF_OK)
+            goto bad_conf;
+    for (size_t i = 0; r->props && r->props[i] && r->props[i + 1]; i += 2)
+        if (rd_kafka_conf_set(conf, r->props[i], r->props[i + 1], errstr, sizeof errstr) !=
+            RD_KAFKA_CONF_OK)
+            goto bad_conf;
+    rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
+    rd_kafka_conf_set_log_cb(conf, on_kafka_log);
+    rd_kafka_conf_set_opaque(conf, r);
+    r->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
+    if (!r->rk) {
+        set_error(r, "Kafka producer: %s", errstr);
+        return -1;
+    }
+    snprintf(r->bootstrap_used, sizeof r->bootstrap_used, "%s", bootstrap);
+
+    char *cid = rd_kafka_clusterid(r->rk, 5000);
+    if (!cid) {
+        set_error(r, "Kafka unreachable at %s (no cluster id)", bootstrap);
+        producer_close(r);
+        return -1;
+    }
+    snprintf(r->cluster_id, sizeof r->cluster_id, "%s", cid);
+    rd_kafka_mem_free(r->rk, cid);
+    if (ensure_topic(r) < 0) {
+        set_error(r, "Kafka metadata failed at %s", bootstrap);
+        producer_close(r);
+        return -1;
+    }
+    int fresh = 0;
+    if (stored_cluster[0] && strcmp(stored_cluster, r->cluster_id) != 0) {
+        say(r, "Kafka cluster changed (%s -> %s): republishing from the start of the feed",
+            stored_cluster, r->cluster_id);
+        fresh = 1;
+    } else if (r->cursor.position > 0) {
+        int64_t n = topic_messages(r);
+        if (n == 0) {
+            say(r, "topic %s is empty but the checkpoint is at %" PRId64
+                   ": new cluster, republishing from the start of the feed", r->topic,
+                r->cursor.position);
+            fresh = 1;
+        }
+    }
+    if (fresh || !stored_cluster[0]) {
+        es_feed_cursor c = fresh ? (es_feed_cursor){0, 0} : r->cursor;
+        if (save_checkpoint(r, c) != 0) {
+            producer_close(r);
+            return -1;
+        }
+        if (fresh) {
+            pthread_mutex_lock(&r->mu);
+            r->st.republishes++;
+            pthread_mutex_unlock(&r->mu);
+        }
+    }
+    pthread_mutex_lock(&r->mu);
+    r->st.kafka_ok = 1;
+    snprintf(r->st.cluster_id, sizeof r->st.cluster_id, "%s", r->cluster_id);
+    pthread_mutex_unlock(&r->mu);
+    say(r, "connected to Kafka cluster %s at %s, topic %s, from (%" PRIu64 ", %" PRId64 ")",
+        r->cluster_id, bootstrap, r->topic, r->cursor.txid, r->cursor.position);
+    return 0;
+
+bad_conf:
+    set_error(r, "Kafka configuration: %s", errstr);
+    rd_kafka_conf_destroy(conf);
+    return -1;
+}
+
+/* Periodic health checks while active: the lock session answers, the bootstrap file did not
+ * move to another cluster. Returns 0 to carry on, -1 to leave the active loop. */
+static int still_active(es_relay *r)
+{
+    int64_t now = now_ms();
+    if (now < r->next_check_ms)
+        return 0;
+    r->next_check_ms = now + 1000;
+    PGresult *res = lock_exec(r, "SELECT 1", 0, NULL, PGRES_TUPLES_OK);
+    if (!res) {
+        set_error(r, "lock session lost; giving up the active role");
+        return -1;
+    }
+    PQclear(res);
+    if (r->rk && r->bootstrap_file) {
+        char b[1024];
+        current_bootstrap(r, b, sizeof b);
+        if (b[0] && strcmp(b, r->bootstrap_used) != 0) {
+            say(r, "bootstrap address changed (%s -> %s): reconnecting", r->bootstrap_used, b);
+            producer_close(r);
+        }
+    }
+    return 0;
+}
+
+static void update_stats(es_relay *r)
+{
+    int64_t now = now_ms();
+    if (now < r->next_stats_ms || !r->feed)
+        return;
+    r->next_stats_ms = now + r->stats_ms;
+    es_feed_stats s;
+    if (es_feed_stats_get(r->feed, r->cursor, &s, NULL) != ES_OK)
+        return;
+    pthread_mutex_lock(&r->mu);
+    r->st.lag_events = s.pending_events;
+    r->st.lag_seconds = s.pending_age_s;
+    r->st.held_back_events = s.held_back_events;
+    r->st.held_back_seconds = s.held_back_age_s;
+    r->st.oldest_xact_age_s = s.oldest_xact_age_s;
+    pthread_mutex_unlock(&r->mu);
+    if (s.held_back_events > 0 && s.held_back_age_s > 10)
+        say(r, "feed held back: %" PRId64 " committed events wait behind a transaction running"
+               " for %.0f s", s.held_back_events, s.oldest_xact_age_s);
+}
+
+/* Produces one batch and waits for every delivery report. Returns 0 when all were delivered,
+ * -1 otherwise (the producer is closed so the next round starts clean from the checkpoint). */
+static int publish(es_relay *r, const es_feed_batch *b)
+{
+    round rd = {0};
+    es_buf value;
+    es_buf_init(&value);
+    int rc = -1;
+    for (size_t i = 0; i < b->n && !atomic_load(&r->stop); i++) {
+        const es_envelope_view *ev = &b->events[i];
+        es_buf_reset(&value);
+        es_envelope_pack(ev, &value);
+        es_envelope_headers h;
+        es_envelope_headers_of(ev, &h);
+        rd_kafka_headers_t *hdrs = rd_kafka_headers_new(h.n);
+        for (size_t k = 0; k < h.n; k++)
+            rd_kafka_header_add(hdrs, h.h[k].name, -1, h.h[k].value, (ssize_t)h.h[k].len);
+        for (;;) {
+            rd_kafka_resp_err_t e = rd_kafka_producev(
+                r->rk, RD_KAFKA_V_TOPIC(r->topic),
+                RD_KAFKA_V_KEY(ev->stream_id, strlen(ev->stream_id)),
+                RD_KAFKA_V_VALUE(value.data, value.len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_OPAQUE(&rd), RD_KAFKA_V_END);
+            if (!e) {
+                rd.pending++;
+                break;
+            }
+            if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL && !atomic_load(&r->stop)) {
+                rd_kafka_poll(r->rk, 100);
+                continue;
+            }
+            rd_kafka_headers_destroy(hdrs);
+            set_error(r, "produce: %s", rd_kafka_err2str(e));
+            goto out;
+        }
+        rd_kafka_poll(r->rk, 0);
+    }
+    while (rd.pending > 0 && !atomic_load(&r->stop)) {
+        rd_kafka_poll(r->rk, 100);
+        if (still_active(r) != 0 || !r->rk)
+            goto out;
+    }
+    if (atomic_load(&r->stop) || rd.pending > 0)
+        goto out;
+    if (rd.failed) {
+        set_error(r, "%zu of %zu deliveries failed: %s", rd.failed, b->n,
+                  rd_kafka_err2str(rd.first_err));
+        goto out;
+    }
+    rc = 0;
+out:
+    if (rc != 0 && r->rk) {
+        /* Outstanding reports still point at rd on this stack frame: purge them now. */
+        producer_close(r);
+    }
+    pthread_mutex_lock(&r->mu);
+    r->st.kafka_ok = rc == 0;
+    if (rc != 0)
+        r->st.failed_batches++;
+    pthread_mutex_unlock(&r->mu);
+    es_buf_free(&value);
+    return rc;
+}
+
+/* One active period: from taking the lock until losing it, stopping or a failure that needs
+ * a fresh start (reported by returning). */
+static void run_active(es_relay *r)
+{
+    es_error err;
+    char stored[64];
+    if (load_checkpoint(r, stored, sizeof stored) != 0)
+        return;
+    pthread_mutex_lock(&r->mu);
+    r->st.checkpoint = r->cursor;
+    pthread_mutex_unlock(&r->mu);
+    if (!r->feed && es_feed_open(r->conninfo, &r->feed, &err) != ES_OK) {
+        set_error(r, "%s", err.message);
+        backoff(r);
+        return;
+    }
+    es_feed_batch b;
+    es_feed_batch_init(&b);
+    while (!atomic_load(&r->stop)) {
+        if (still_active(r) != 0)
+            break;
+        if (!r->rk) {
+            if (producer_open(r, stored) != 0) {
+                if (!r->lock)
+                    break;
+                backoff(r);
+                continue;
+            }
+            snprintf(stored, sizeof stored, "%s", r->cluster_id);
+        }
+        update_stats(r);
+        if (es_feed_read(r->feed, r->cursor, r->batch, &b, &err) != ES_OK) {
+            set_error(r, "%s", err.message);
+            backoff(r);
+            continue;
+        }
+        if (b.n == 0) {
+            r->backoff_ms = 0;
+            if (es_feed_wait(r->feed, r->poll_ms) < 0)
+                nap(r, r->poll_ms);
+            continue;
+        }
+        if (publish(r, &b) != 0) {
+            if (!r->lock)
+                break;
+            backoff(r);
+            continue;
+        }
+        if (save_checkpoint(r, b.last) != 0)
+            break;
+        r->backoff_ms = 0;
+        pthread_mutex_lock(&r->mu);
+        r->st.published += (int64_t)b.n;
+        r->st.batches++;
+        pthread_mutex_unlock(&r->mu);
+    }
+    es_feed_batch_free(&b);
+    producer_close(r);
+}
+
+static void *relay_main(void *arg)
+{
+    es_relay *r = arg;
+    while (!atomic_load(&r->stop)) {
+        if (lock_session(r) != 0) {
+            set_role(r, ES_RELAY_STARTING);
+            backoff(r);
+            continue;
+        }
+        int got = try_lock(r);
+        if (got < 0) {
+            set_role(r, ES_RELAY_STARTING);
+            backoff(r);
+            continue;
+        }
+        if (!got) {
+            set_role(r, ES_RELAY_STANDBY);
+            r->backoff_ms = 0;
+            nap(r, r->lock_retry_ms);
+            continue;
+        }
+        set_role(r, ES_RELAY_ACTIVE);
+        run_active(r);
+        /* Leaving the active role: end the session so the lock goes with it. */
+        drop_lock_session(r);
+        if (!atomic_load(&r->stop))
+            set_role(r, ES_RELAY_STARTING);
+    }
+    producer_close(r);
+    es_feed_close(r->feed);
+    r->feed = NULL;
+    drop_lock_session(r);
+    return NULL;
+}
+
+static char *dup_or_null(const char *s) { return s ? es_xstrdup(s) : NULL; }
+
+int es_relay_start(const es_relay_config *cfg, es_relay **out, es_error *err)
+{
+    *out = NULL;
+    if (!cfg || !cfg->conninfo || !cfg->conninfo[0])
+        return es_error_set(err, ES_INVALID_ARGUMENT, "conninfo", "relay: no PostgreSQL conninfo");
+    if (!cfg->bootstrap_servers && !cfg->bootstrap_file)
+        return es_error_set(err, ES_INVALID_ARGUMENT, "bootstrap_servers",
+                            "relay: no Kafka bootstrap servers nor bootstrap file");
+    es_relay *r = es_xcalloc(1, sizeof *r);
+    r->conninfo = es_xstrdup(cfg->conninfo);
+    r->bootstrap = dup_or_null(cfg->bootstrap_servers);
+    r->bootstrap_file = dup_or_null(cfg->bootstrap_file);
+    r->topic = es_xstrdup(cfg->topic && cfg->topic[0] ? cfg->topic : "orders.events");
+    r->name = es_xstrdup(cfg->name && cfg->name[0] ? cfg->name : "default");
+    size_t ln = strlen(r->name) + 16;
+    r->lock_name = es_xmalloc(ln);
+    snprintf(r->lock_name, ln, "es_relay:%s", r->name);
+    size_t np = 0;
+    while (cfg->kafka_props && cfg->kafka_props[np])
+        np++;
+    r->props = es_xcalloc(np + 1, sizeof *r->props);
+    for (size_t i = 0; i < np; i++)
+        r->props[i] = es_xstrdup(cfg->kafka_props[i]);
+    r->partitions = cfg->partitions > 0 ? cfg->partitions : 6;
+    r->replication = cfg->replication_factor > 0 ? cfg->replication_factor : 3;
+    r->batch = cfg->batch_size ? cfg->batch_size : 1000;
+    r->poll_ms = cfg->poll_interval_ms > 0 ? cfg->poll_interval_ms : 500;
+    r->lock_retry_ms = cfg->lock_retry_ms > 0 ? cfg->lock_retry_ms : 1000;
+    r->msg_timeout_ms = cfg->message_timeout_ms > 0 ? cfg->message_timeout_ms : 30000;
+    r->stats_ms = cfg->stats_interval_ms > 0 ? cfg->stats_interval_ms : 2000;
+    r->quiet = cfg->quiet;
+    atomic_init(&r->stop, 0);
+    pthread_mutex_init(&r->mu, NULL);
+    if (pthread_create(&r->thread, NULL, relay_main, r) != 0) {
+        pthread_mutex_destroy(&r->mu);
+        free(r->conninfo);
+        free(r);
+        return es_error_set(err, ES_INTERNAL, "", "relay: cannot start thread");
+    }
+    *out = r;
+    return ES_OK;
+}
+
+void es_relay_stop(es_relay *r)
+{
+    if (!r)
+        return;
+    atomic_store(&r->stop, 1);
+    pthread_join(r->thread, NULL);
+    pthread_mutex_destroy(&r->mu);
+    for (size_t i = 0; r->props[i]; i++)
+        free(r->props[i]);
+    free(r->props);
+    free(r->conninfo);
+    free(r->bootstrap);
+    free(r->bootstrap_file);
+    free(r->topic);
+    free(r->name);
+    free(r->lock_name);
+    free(r);
+}
+
+void es_relay_status_get(es_relay *r, es_relay_status *out)
+{
+    pthread_mutex_lock(&r->mu);
+    *out = r->st;
+    pthread_mutex_unlock(&r->mu);
+}
