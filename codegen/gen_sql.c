@@ -10,7 +10,9 @@ void cg_gen_projection_ddl(cg_ctx *ctx, const cg_message *m, cg_out *o)
 {
     (void)ctx;
     const Es__ProjectionOptions *p = m->proj;
-    cg_printf(o, "-- projection %s (%s): one row per %s stream.\n", p->table, m->full, p->aggregate);
+    cg_printf(o, "-- projection %s (%s): one row per %s stream; es_state holds the folded aggregate state\n"
+                 "-- (protobuf) the row columns are derived from, so the row can be advanced one event at a time.\n",
+              p->table, m->full, p->aggregate);
     cg_printf(o, "CREATE TABLE IF NOT EXISTS %s (\n", p->table);
     for (size_t i = 0; i < m->n_fields; i++) {
         const cg_field *f = &m->fields[i];
@@ -18,7 +20,7 @@ void cg_gen_projection_ddl(cg_ctx *ctx, const cg_message *m, cg_out *o)
         int key = strcmp(f->name, p->key) == 0;
         cg_printf(o, "    %s %s%s,\n", col, cg_sql_type(f), key ? " NOT NULL" : "");
     }
-    cg_printf(o, "    es_row bytea NOT NULL,\n    PRIMARY KEY (%s)\n);\n", p->key);
+    cg_printf(o, "    es_state bytea NOT NULL,\n    PRIMARY KEY (%s)\n);\n", p->key);
     for (size_t i = 0; i < p->n_indexes; i++)
         cg_printf(o, "CREATE INDEX IF NOT EXISTS %s_idx%zu ON %s (%s);\n", p->table, i + 1, p->table, p->indexes[i]);
 }

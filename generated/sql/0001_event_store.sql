@@ -42,6 +42,76 @@ CREATE TABLE IF NOT EXISTS es_snapshots (
     taken_at        timestamptz NOT NULL DEFAULT now()
 );
 
+-- One command's append, all or nothing, as one statement: the command's idempotency row, its
+-- events at versions p_expected+1.., an optional snapshot, and the relay's wake-up. The block's
+-- exception handler is a per-command savepoint: when the group committer sends many of these in
+-- one transaction (libpq pipeline mode), a conflicting command reports 'conflict' and is undone
+-- alone instead of aborting its neighbours. Statuses: 'ok'; 'duplicate' (p_command_id was seen:
+-- the first result is returned, nothing is written); 'conflict' (a unique violation on the stream
+-- version or a deadlock: retry against fresh state); 'error' (message says why).
+CREATE OR REPLACE FUNCTION es_append(
+    p_stream_type text, p_stream_id text, p_expected bigint,
+    p_command_id text, p_record_command boolean,
+    p_correlation_id text, p_causation_id text, p_actor text,
+    p_event_ids uuid[], p_event_types text[], p_schema_names text[], p_schema_versions integer[],
+    p_schema_hashes text[], p_payloads bytea[], p_result bytea,
+    p_snapshot_version bigint, p_snapshot_schema text, p_snapshot_hash text, p_snapshot bytea,
+    OUT status text, OUT first_version bigint, OUT last_version bigint, OUT stream_id text,
+    OUT event_ids bytea, OUT message text)
+LANGUAGE plpgsql AS $es_append$
+#variable_conflict use_column
+DECLARE
+    n integer := cardinality(p_event_ids);
+BEGIN
+    stream_id := p_stream_id;
+    BEGIN
+        IF p_record_command THEN
+            INSERT INTO es_commands AS c (command_id, stream_id, first_version, last_version, result)
+            VALUES (p_command_id, p_stream_id, p_expected + 1, p_expected + n, p_result)
+            ON CONFLICT (command_id) DO NOTHING;
+            IF NOT FOUND THEN
+                SELECT 'duplicate', c.first_version, c.last_version, c.stream_id, c.result
+                  INTO status, first_version, last_version, stream_id, event_ids
+                  FROM es_commands c WHERE c.command_id = p_command_id;
+                RETURN;
+            END IF;
+        END IF;
+        INSERT INTO es_events (event_id, stream_type, stream_id, version, event_type, schema_name,
+                               schema_version, schema_hash, payload, command_id, correlation_id,
+                               causation_id, actor)
+        SELECT e.event_id, p_stream_type, p_stream_id, p_expected + e.i, e.event_type,
+               e.schema_name, e.schema_version, e.schema_hash, e.payload, p_command_id,
+               p_correlation_id, p_causation_id, p_actor
+          FROM unnest(p_event_ids, p_event_types, p_schema_names, p_schema_versions,
+                      p_schema_hashes, p_payloads)
+               WITH ORDINALITY AS e(event_id, event_type, schema_name, schema_version,
+                                    schema_hash, payload, i)
+         ORDER BY e.i;
+        IF p_snapshot IS NOT NULL THEN
+            INSERT INTO es_snapshots AS s (stream_id, stream_type, version, schema_name,
+                                           schema_hash, state)
+            VALUES (p_stream_id, p_stream_type, p_snapshot_version, p_snapshot_schema,
+                    p_snapshot_hash, p_snapshot)
+            ON CONFLICT ON CONSTRAINT es_snapshots_pkey DO UPDATE
+               SET version = EXCLUDED.version, schema_name = EXCLUDED.schema_name,
+                   schema_hash = EXCLUDED.schema_hash, state = EXCLUDED.state, taken_at = now()
+             WHERE s.version < EXCLUDED.version;
+        END IF;
+        PERFORM pg_notify('es_events', '');
+        status := 'ok';
+        first_version := p_expected + 1;
+        last_version := p_expected + n;
+    EXCEPTION
+        WHEN unique_violation OR serialization_failure OR deadlock_detected THEN
+            status := 'conflict';
+            message := SQLERRM;
+        WHEN OTHERS THEN
+            status := 'error';
+            message := SQLSTATE || ': ' || SQLERRM;
+    END;
+END
+$es_append$;
+
 -- Relay position in the feed, with the Kafka cluster it was delivered to.
 CREATE TABLE IF NOT EXISTS es_relay_checkpoint (
     name            text        PRIMARY KEY,
@@ -51,14 +121,20 @@ CREATE TABLE IF NOT EXISTS es_relay_checkpoint (
     updated_at      timestamptz NOT NULL DEFAULT now()
 );
 
--- Per consumer, the last stream version applied (written with the handler's effects).
+-- Per consumer, the last stream version applied (written with the handler's effects, in the same
+-- transaction). dead_letter_id parks the stream behind an unresolved dead letter: later events
+-- of the stream are dead-lettered too instead of being applied past the gap.
 CREATE TABLE IF NOT EXISTS es_consumer_streams (
     consumer        text        NOT NULL,
     stream_id       text        NOT NULL,
     version         bigint      NOT NULL,
+    dead_letter_id  bigint,
     PRIMARY KEY (consumer, stream_id)
 );
 
+-- Messages a consumer could not apply (undecodable, or the handler failed after its retries),
+-- with the error and the raw Kafka value. Resolving one: fix, replay, set retried_at and clear
+-- es_consumer_streams.dead_letter_id.
 CREATE TABLE IF NOT EXISTS es_dead_letters (
     id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     consumer        text        NOT NULL,
@@ -72,6 +148,8 @@ CREATE TABLE IF NOT EXISTS es_dead_letters (
     recorded_at     timestamptz NOT NULL DEFAULT now(),
     retried_at      timestamptz
 );
+CREATE INDEX IF NOT EXISTS es_dead_letters_open ON es_dead_letters (consumer, stream_id)
+    WHERE retried_at IS NULL;
 
 -- Every descriptor set the service has written events with.
 CREATE TABLE IF NOT EXISTS es_schemas (
