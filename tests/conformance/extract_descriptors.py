@@ -8,6 +8,13 @@ protoc-c 1.4.1 refuses proto3 `optional` fields. When a file has them, this step
 descriptor: the proto3_optional flag is cleared and the synthetic oneof ("_name") that protoc
 created for the field is removed. The field then becomes a plain proto3 singular field (no
 presence) for protoc-c. The rewrite is printed to stderr so nobody is surprised.
+(Debian's 1.28.1 copy of the test protos has no proto3 `optional`, so today nothing is rewritten.)
+
+protoc-c 1.4.1 also crashes (SIGSEGV) on proto2 groups, which test_messages_proto2.proto uses
+(`optional group Data = 201`, UnknownToTestAllTypes.OptionalGroup). Groups are rewritten into
+plain message fields of the same name and number: the JSON form of a group is exactly that of a
+message field, so the JSON codec is unaffected, but the binary wire form differs (start/end group
+tags vs length-delimited), so binary payloads carrying those two fields do not parse.
 
 Usage: extract_descriptors.py OUT.pb GO_FILE...
 """
@@ -59,6 +66,24 @@ def drop_proto3_optional(fdp):
     return rewritten
 
 
+def groups_to_messages(fdp):
+    """Turns TYPE_GROUP fields into TYPE_MESSAGE; returns the fields rewritten."""
+    rewritten = []
+    group = descriptor_pb2.FieldDescriptorProto.TYPE_GROUP
+
+    def walk(msg, prefix):
+        for field in msg.field:
+            if field.type == group:
+                field.type = descriptor_pb2.FieldDescriptorProto.TYPE_MESSAGE
+                rewritten.append(prefix + msg.name + "." + field.name)
+        for nested in msg.nested_type:
+            walk(nested, prefix + msg.name + ".")
+
+    for msg in fdp.message_type:
+        walk(msg, fdp.package + ".")
+    return rewritten
+
+
 def main():
     if len(sys.argv) < 3:
         sys.exit(__doc__)
@@ -71,6 +96,10 @@ def main():
             rewritten = drop_proto3_optional(fdp)
             if rewritten:
                 print("%s: proto3 optional dropped for protoc-c: %s" % (fdp.name, ", ".join(rewritten)),
+                      file=sys.stderr)
+            groups = groups_to_messages(fdp)
+            if groups:
+                print("%s: groups turned into message fields for protoc-c: %s" % (fdp.name, ", ".join(groups)),
                       file=sys.stderr)
             fds.file.append(fdp)
     with open(out, "wb") as f:
