@@ -1,0 +1,86 @@
+/* A pool of PostgreSQL connections (libpq) shared by every runtime module that talks to the
+ * database: the store, the feed, the relay, the consumers.
+ *
+ * - Sized by config; connections are opened lazily, on first checkout.
+ * - Prepared statements only: modules register their statements once (es_pg_pool_register);
+ *   each connection prepares every registered statement when it is opened and, for statements
+ *   registered later, at its next checkout.
+ * - Survives PostgreSQL restarts: a checkout probes the connection without a round trip
+ *   (PQconsumeInput sees the server's goodbye) and reopens a dead one; an operation during an
+ *   outage fails fast with ES_UNAVAILABLE (connect_timeout bounds a connect to an unreachable
+ *   host, and after a failed connect further checkouts fail at once for retry_interval_ms).
+ * - Thread-safe checkout/checkin; a connection is used by one thread at a time. */
+#ifndef ES_PG_POOL_H
+#define ES_PG_POOL_H
+
+#include <stddef.h>
+#include <libpq-fe.h>
+#include "es/status.h"
+
+typedef struct es_pg_pool es_pg_pool;
+typedef struct es_pg_conn es_pg_conn;
+
+/* A statement prepared on every connection of the pool. name must be unique in the process. */
+typedef struct es_pg_statement {
+    const char *name;
+    const char *sql;
+    int n_params;
+    const Oid *param_types;        /* n_params OIDs, or NULL to let the server infer them */
+} es_pg_statement;
+
+typedef struct es_pg_pool_config {
+    const char *conninfo;          /* libpq conninfo or URI (required) */
+    size_t size;                   /* maximum open connections (0: 8) */
+    int connect_timeout_s;         /* libpq connect_timeout unless conninfo sets one (0: 2) */
+    int checkout_timeout_ms;       /* wait for a free connection (0: 5000) */
+    int retry_interval_ms;         /* fail fast this long after a failed connect (0: 100) */
+} es_pg_pool_config;
+
+/* Returns a pool (no connection is opened yet), or NULL with err set when the config is
+ * invalid. The pool copies what it keeps from cfg. Free with es_pg_pool_free. */
+es_pg_pool *es_pg_pool_new(const es_pg_pool_config *cfg, es_error *err);
+
+/* Closes every connection. All connections must be checked in. Accepts NULL. */
+void es_pg_pool_free(es_pg_pool *p);
+
+/* Registers statements to prepare on every connection (copies them). Registering a name
+ * again with the same SQL is a no-op; with different SQL it fails with ES_ALREADY_EXISTS.
+ * Statements are prepared at checkout, so the tables they use must exist by then. */
+int es_pg_pool_register(es_pg_pool *p, const es_pg_statement *st, size_t n, es_error *err);
+
+/* Takes a live connection on which every registered statement is prepared. Opens or reopens
+ * it when needed. Returns ES_OK; ES_UNAVAILABLE when PostgreSQL cannot be reached or no
+ * connection frees up within checkout_timeout_ms; ES_INTERNAL when a statement fails to
+ * prepare (e.g. the schema is not migrated), with the server's message. Give it back with
+ * es_pg_pool_checkin. */
+int es_pg_pool_checkout(es_pg_pool *p, es_pg_conn **out, es_error *err);
+
+/* Like es_pg_pool_checkout, but prepares nothing: for migrations and other DDL that run
+ * before the statements' tables exist. */
+int es_pg_pool_checkout_unprepared(es_pg_pool *p, es_pg_conn **out, es_error *err);
+
+/* Returns a connection to the pool. A connection left inside a transaction, in pipeline
+ * mode or broken is closed (it reopens at a later checkout). Accepts NULL. */
+void es_pg_pool_checkin(es_pg_pool *p, es_pg_conn *c);
+
+/* Re-checks a connection held for a long time (e.g. by a committer thread): reopens it if it
+ * died and prepares statements registered since. Same results as es_pg_pool_checkout. */
+int es_pg_conn_ensure(es_pg_pool *p, es_pg_conn *c, es_error *err);
+
+/* The libpq handle of a checked-out connection; valid until checkin. */
+PGconn *es_pg_conn_pg(es_pg_conn *c);
+
+/* Marks the connection broken: it is closed and reopened at its next use. */
+void es_pg_conn_discard(es_pg_conn *c);
+
+/* Maps a failed libpq result (or NULL result) on conn to an es_status and fills err:
+ * connection lost or server shutting down => ES_UNAVAILABLE; unique violation, serialization
+ * failure, deadlock => ES_ABORTED; query cancelled => ES_DEADLINE_EXCEEDED; anything else =>
+ * ES_INTERNAL with "<what>: <server message>" (the server's primary message only, never the
+ * conninfo). Returns the status. */
+int es_pg_error(PGconn *conn, const PGresult *r, const char *what, es_error *err);
+
+/* 1 when a result (or connection) failure means the database is unreachable. */
+int es_pg_unavailable(PGconn *conn, const PGresult *r);
+
+#endif

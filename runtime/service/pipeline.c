@@ -1,0 +1,422 @@
+/* The command pipeline (see es/pipeline.h): load, decide, append, retry on conflict. */
+#include "es/pipeline.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "es/arena.h"
+#include "es/uuid.h"
+#include "state_cache.h"
+
+struct es_pipeline {
+    es_pg_pool *pool;
+    int own_pool;
+    es_store *store;
+    es__state_cache *cache;        /* NULL when disabled */
+    int snapshot_every;
+    unsigned max_retries;
+    es_pipeline_stats stats;       /* updated with atomic adds */
+};
+
+#define STAT_ADD(p, field) __atomic_add_fetch(&(p)->stats.field, 1, __ATOMIC_RELAXED)
+
+es_pipeline *es_pipeline_new(const es_pipeline_config *cfg, es_error *err)
+{
+    es_pipeline *p = es_xcalloc(1, sizeof *p);
+    es_pipeline_config none = {0};
+    if (!cfg) cfg = &none;
+    p->pool = cfg->pool;
+    if (!p->pool) {
+        /* The committer keeps one connection for itself; loads need at least one more. */
+        es_pg_pool_config pc = {.conninfo = cfg->conninfo,
+                                .size = cfg->pool_size ? (cfg->pool_size < 2 ? 2 : cfg->pool_size) : 8};
+        p->pool = es_pg_pool_new(&pc, err);
+        if (!p->pool) goto fail;
+        p->own_pool = 1;
+    }
+    es_store_config sc = {.max_batch = cfg->max_batch};
+    p->store = es_store_new(p->pool, &sc, err);
+    if (!p->store) goto fail;
+    if (!cfg->cache_disabled) p->cache = es__state_cache_new(cfg->cache_size ? cfg->cache_size : 10000);
+    p->snapshot_every = cfg->snapshot_every;
+    p->max_retries = cfg->max_retries ? cfg->max_retries : 10;
+    return p;
+fail:
+    es_pipeline_free(p);
+    return NULL;
+}
+
+void es_pipeline_free(es_pipeline *p)
+{
+    if (!p) return;
+    es_store_free(p->store);
+    es__state_cache_free(p->cache);
+    if (p->own_pool) es_pg_pool_free(p->pool);
+    free(p);
+}
+
+es_store *es_pipeline_store(es_pipeline *p) { return p->store; }
+es_pg_pool *es_pipeline_pool(es_pipeline *p) { return p->pool; }
+
+void es_pipeline_get_stats(es_pipeline *p, es_pipeline_stats *out)
+{
+    out->executed = __atomic_load_n(&p->stats.executed, __ATOMIC_RELAXED);
+    out->retries = __atomic_load_n(&p->stats.retries, __ATOMIC_RELAXED);
+    out->cache_hits = __atomic_load_n(&p->stats.cache_hits, __ATOMIC_RELAXED);
+    out->loads = __atomic_load_n(&p->stats.loads, __ATOMIC_RELAXED);
+    out->snapshots = __atomic_load_n(&p->stats.snapshots, __ATOMIC_RELAXED);
+}
+
+/* An empty state of the aggregate, on the heap (freed with free_unpacked(NULL)). */
+static ProtobufCMessage *new_state(const es_aggregate_def *agg)
+{
+    ProtobufCMessage *m = es_xmalloc(agg->state_descriptor->sizeof_message);
+    agg->state_descriptor->message_init(m);
+    return m;
+}
+
+static int snapshot_interval(const es_pipeline *p, const es_aggregate_def *agg)
+{
+    if (p->snapshot_every < 0) return 0;
+    if (p->snapshot_every > 0) return p->snapshot_every;
+    return agg->snapshot_every ? (int)agg->snapshot_every : 100;
+}
+
+/* ---- loading: snapshot + later events, folded ---- */
+
+typedef struct fold {
+    const es_aggregate_def *agg;
+    ProtobufCMessage *state;
+    es_arena arena;                /* decoded events; reset as it goes */
+    size_t since_reset;
+} fold;
+
+static int fold_snapshot(const es_snapshot_record *snap, void *ctx, es_error *err)
+{
+    fold *f = ctx;
+    const ProtobufCMessageDescriptor *d = f->agg->state_descriptor;
+    /* A snapshot of another state shape is ignored (replayed from events), never trusted. */
+    if (!snap->stream_type || strcmp(snap->stream_type, f->agg->name) != 0 || !snap->schema_name ||
+        strcmp(snap->schema_name, d->name) != 0 || !snap->schema_hash ||
+        strcmp(snap->schema_hash, es_store_schema_hash(d)) != 0)
+        return 1;
+    ProtobufCMessage *m = protobuf_c_message_unpack(d, NULL, snap->state_len, snap->state);
+    if (!m) return 1;
+    f->state = m;
+    return 0;
+}
+
+static int fold_event(const es_event_record *ev, void *ctx, es_error *err)
+{
+    fold *f = ctx;
+    if (!ev->stream_type || strcmp(ev->stream_type, f->agg->name) != 0)
+        return es_error_set(err, ES_FAILED_PRECONDITION, f->agg->id_field,
+                            "stream %s is a %s, not a %s", ev->stream_id, ev->stream_type ? ev->stream_type : "?",
+                            f->agg->name);
+    const es_event_def *def = es_schema_find_event(f->agg, ev->event_type ? ev->event_type : "");
+    if (!def)
+        return es_error_set(err, ES_DATA_LOSS, "", "stream %s version %lld: unknown event type %s",
+                            ev->stream_id, (long long)ev->version, ev->event_type ? ev->event_type : "");
+    if (f->since_reset >= 256) {
+        es_arena_reset(&f->arena);
+        f->since_reset = 0;
+    }
+    f->since_reset++;
+    ProtobufCMessage *e = protobuf_c_message_unpack(def->descriptor, &f->arena.pb, ev->payload_len, ev->payload);
+    if (!e)
+        return es_error_set(err, ES_DATA_LOSS, "", "stream %s version %lld: %s does not decode",
+                            ev->stream_id, (long long)ev->version, ev->event_type);
+    if (!f->state) f->state = new_state(f->agg);
+    int rc = def->apply(f->state, e);
+    if (rc)
+        return es_error_set(err, ES_DATA_LOSS, "", "stream %s version %lld: %s does not apply (%s)",
+                            ev->stream_id, (long long)ev->version, ev->event_type, es_strerror(rc));
+    return ES_OK;
+}
+
+/* Loads stream_id from the store. *state is NULL and *version 0 when the stream is absent. */
+static int load(es_pipeline *p, const es_aggregate_def *agg, const char *stream_id, ProtobufCMessage **state,
+                int64_t *version, es_error *err)
+{
+    fold f = {.agg = agg};
+    es_arena_init(&f.arena);
+    STAT_ADD(p, loads);
+    int rc = es_store_load(p->store, stream_id, fold_snapshot, fold_event, &f, version, err);
+    es_arena_free(&f.arena);
+    if (rc || *version == 0) {
+        protobuf_c_message_free_unpacked(f.state, NULL);
+        f.state = NULL;
+        if (rc) *version = 0;
+    }
+    *state = f.state;
+    return rc;
+}
+
+int es_pipeline_load(es_pipeline *p, const es_aggregate_def *agg, const char *stream_id,
+                     ProtobufCMessage **state_out, int64_t *version_out, es_error *err)
+{
+    *state_out = NULL;
+    if (version_out) *version_out = 0;
+    int64_t version = 0;
+    ProtobufCMessage *state = NULL;
+    int rc = load(p, agg, stream_id, &state, &version, err);
+    if (rc) return rc;
+    if (!state) return es_error_set(err, ES_NOT_FOUND, agg->id_field, "%s %s not found", agg->name, stream_id);
+    *state_out = state;
+    if (version_out) *version_out = version;
+    return ES_OK;
+}
+
+int es_pipeline_read_stream(es_pipeline *p, const char *stream_id, int64_t after_version,
+                            int64_t to_version, es_event_fn fn, void *ctx, es_error *err)
+{
+    return es_store_read_stream(p->store, stream_id, after_version, to_version, fn, ctx, NULL, err);
+}
+
+/* ---- executing ---- */
+
+static void fill_result(es_command_result *out, const es_append_result *a)
+{
+    snprintf(out->stream_id, sizeof out->stream_id, "%s", a->stream_id);
+    out->version = a->last_version;
+    out->first_version = a->n_events ? a->first_version : 0;
+    out->n_events = a->n_events < ES_DECISION_MAX ? a->n_events : ES_DECISION_MAX;
+    for (size_t i = 0; i < out->n_events; i++) memcpy(out->event_ids[i], a->event_ids[i], sizeof out->event_ids[i]);
+    out->replayed = a->replayed;
+}
+
+static int emits(const es_command_def *def, const es_event_def *ev)
+{
+    for (size_t i = 0; i < def->n_emits; i++)
+        if (def->emits[i] == ev) return 1;
+    return 0;
+}
+
+/* A short random pause before re-running after a conflict, growing with the attempt, so that
+ * losers of a race do not collide again in the very next batch. */
+static void backoff(unsigned attempt)
+{
+    static _Thread_local unsigned seed;
+    if (!seed) seed = (unsigned)(uintptr_t)&seed ^ (unsigned)es_now_us();
+    unsigned cap = 100u << (attempt < 5 ? attempt : 5);  /* microseconds */
+    long us = (long)(rand_r(&seed) % cap);
+    struct timespec ts = {0, us * 1000};
+    nanosleep(&ts, NULL);
+}
+
+/* One attempt's decision, appended. Returns ES_OK (out filled), ES_ABORTED on a version
+ * conflict, or another error. refused is set when the command itself was refused (existence,
+ * expected version, guard, decide): the caller may then answer a recorded repeat instead.
+ * Consumes *state: it is cached after a commit, or freed. */
+typedef struct attempt {
+    const es_command_def *def;
+    const ProtobufCMessage *cmd;
+    const char *stream_id;
+    const char *command_id;
+    int idempotent;
+    const es_command_meta *meta;
+    int has_expected;
+    int64_t expected;
+} attempt;
+
+static int run_once(es_pipeline *p, const attempt *at, ProtobufCMessage *state, int64_t version,
+                    es_command_result *out, int *refused, es_error *err)
+{
+    const es_command_def *def = at->def;
+    const es_aggregate_def *agg = def->aggregate;
+    es_arena arena;
+    es_arena_init(&arena);
+    int rc = ES_OK;
+    *refused = 0;
+
+    if (def->creates && state) {
+        rc = es_error_set(err, ES_ALREADY_EXISTS, agg->id_field, "%s %s already exists", agg->name, at->stream_id);
+        goto refuse;
+    }
+    if (!def->creates && !state) {
+        rc = es_error_set(err, ES_NOT_FOUND, agg->id_field, "%s %s not found", agg->name, at->stream_id);
+        goto refuse;
+    }
+    if (at->has_expected && at->expected != version) {
+        rc = es_error_set(err, ES_ABORTED, "expected_version", "expected version %lld, stream is at %lld",
+                          (long long)at->expected, (long long)version);
+        goto refuse;
+    }
+    if (def->guard && (rc = def->guard(state, err)) != ES_OK) goto refuse;
+
+    es_decision d = {.n = 0};
+    es_decide_ctx ctx = {
+        .stream_id = at->stream_id,
+        .version = version,
+        .now_us = es_now_us(),
+        .command_id = at->command_id ? at->command_id : "",
+        .actor = at->meta && at->meta->actor ? at->meta->actor : "",
+        .arena = &arena,
+    };
+    if ((rc = def->decide(&ctx, state, at->cmd, &d, err)) != ES_OK) goto refuse;
+    for (size_t i = 0; i < d.n; i++)
+        if (!emits(def, d.defs[i]) || d.events[i]->descriptor != d.defs[i]->descriptor) {
+            rc = es_error_set(err, ES_INTERNAL, "", "%s emitted %s, which it does not declare", def->name,
+                              d.defs[i] ? d.defs[i]->type : "an unknown event");
+            goto out;
+        }
+
+    if (d.n == 0) {
+        /* Nothing to record: the command is a no-op on this state. */
+        snprintf(out->stream_id, sizeof out->stream_id, "%s", at->stream_id);
+        out->version = version;
+        *refused = 1;              /* a recorded first run, if any, is the better answer */
+        goto keep;
+    }
+
+    /* Fold the new events now: the result is the state to cache (and maybe snapshot) once
+     * they commit. */
+    if (!state) state = new_state(agg);
+    es_event_data evs[ES_DECISION_MAX];
+    for (size_t i = 0; i < d.n; i++) {
+        const es_event_def *ed = d.defs[i];
+        if ((rc = ed->apply(state, d.events[i])) != ES_OK) {
+            rc = es_error_set(err, ES_INTERNAL, "", "%s: %s does not apply to %s %s (%s)", def->name, ed->type,
+                              agg->name, at->stream_id, es_strerror(rc));
+            goto out;
+        }
+        size_t len = protobuf_c_message_get_packed_size(d.events[i]);
+        uint8_t *buf = es_arena_alloc(&arena, len ? len : 1);
+        protobuf_c_message_pack(d.events[i], buf);
+        evs[i] = (es_event_data){
+            .event_type = ed->type,
+            .schema_name = ed->schema,
+            .schema_version = ed->schema_version,
+            .schema_hash = es_store_schema_hash(ed->descriptor),
+            .payload = buf,
+            .payload_len = len,
+        };
+    }
+    int64_t new_version = version + (int64_t)d.n;
+    es_snapshot_data snap, *snapp = NULL;
+    int every = snapshot_interval(p, agg);
+    if (every > 0 && new_version / every > version / every) {
+        size_t len = protobuf_c_message_get_packed_size(state);
+        uint8_t *buf = es_arena_alloc(&arena, len ? len : 1);
+        protobuf_c_message_pack(state, buf);
+        snap = (es_snapshot_data){new_version, agg->state_descriptor->name,
+                                  es_store_schema_hash(agg->state_descriptor), buf, len};
+        snapp = &snap;
+    }
+    const es_command_meta *m = at->meta;
+    es_append a = {
+        .stream_type = agg->name,
+        .stream_id = at->stream_id,
+        .expected_version = version,
+        .command_id = at->command_id,
+        .idempotent = at->idempotent,
+        .correlation_id = m && m->correlation_id ? m->correlation_id : at->command_id,
+        .causation_id = m ? m->causation_id : NULL,
+        .actor = m ? m->actor : NULL,
+        .events = evs,
+        .n_events = d.n,
+        .snapshot = snapp,
+    };
+    es_append_result ar;
+    rc = es_store_append(p->store, &a, &ar, err);
+    if (rc != ES_OK) goto out;
+    fill_result(out, &ar);
+    if (!ar.replayed) {
+        if (snapp) STAT_ADD(p, snapshots);
+        if (p->cache) {
+            es__state_cache_put(p->cache, at->stream_id, state, new_version);
+            state = NULL;
+        }
+    }
+    goto out;
+
+refuse:
+    *refused = 1;
+keep:
+    /* The state was only read: it is still the committed state, worth keeping. */
+    if (state && p->cache) {
+        es__state_cache_put(p->cache, at->stream_id, state, version);
+        state = NULL;
+    }
+out:
+    protobuf_c_message_free_unpacked(state, NULL);
+    es_arena_free(&arena);
+    return rc;
+}
+
+int es_pipeline_execute(es_pipeline *p, const es_command_def *def, const ProtobufCMessage *cmd,
+                        const es_command_meta *meta, es_command_result *out, es_error *err)
+{
+    memset(out, 0, sizeof *out);
+    if (!def || !cmd || cmd->descriptor != def->descriptor || !def->aggregate || !def->decide)
+        return es_error_set(err, ES_INTERNAL, "", "command does not match its definition");
+    STAT_ADD(p, executed);
+    const es_aggregate_def *agg = def->aggregate;
+    int rc;
+
+    if (def->validate && (rc = def->validate(cmd, err)) != ES_OK) return rc;
+
+    attempt at = {.def = def, .cmd = cmd, .meta = meta};
+    at.command_id = meta && meta->command_id && meta->command_id[0] ? meta->command_id
+                    : def->request_id                               ? def->request_id(cmd)
+                                                                    : NULL;
+    if (at.command_id && !at.command_id[0]) at.command_id = NULL;
+    at.idempotent = at.command_id != NULL;
+    at.has_expected = def->expected_version && def->expected_version(cmd, &at.expected);
+
+    char sid[ES_STREAM_ID_MAX + 1];
+    const char *tid = def->target_id ? def->target_id(cmd) : "";
+    if (!tid || !tid[0]) {
+        if (!def->creates)
+            return es_error_set(err, ES_INVALID_ARGUMENT, agg->id_field, "%s is required", agg->id_field);
+        es_uuid_v7(sid);
+    } else {
+        if (strlen(tid) > ES_STREAM_ID_MAX)
+            return es_error_set(err, ES_INVALID_ARGUMENT, agg->id_field, "%s is longer than %d bytes",
+                                agg->id_field, ES_STREAM_ID_MAX);
+        snprintf(sid, sizeof sid, "%s", tid);
+    }
+    at.stream_id = sid;
+
+    int64_t tried = -1;            /* version the last attempt conflicted at */
+    for (unsigned n = 0;; n++) {
+        ProtobufCMessage *state = NULL;
+        int64_t version = 0;
+        if (p->cache && es__state_cache_take(p->cache, sid, agg->state_descriptor, tried + 1, &state, &version)) {
+            STAT_ADD(p, cache_hits);
+        } else if (def->creates && n == 0) {
+            /* A creating command presumes a new stream (an assigned UUIDv7 is new by
+             * construction): if it exists after all, version 1 conflicts and the retry
+             * loads it and answers ALREADY_EXISTS. */
+        } else if ((rc = load(p, agg, sid, &state, &version, err)) != ES_OK) {
+            return rc;
+        }
+
+        int refused = 0;
+        out->attempts = n + 1;
+        rc = run_once(p, &at, state, version, out, &refused, err);
+        if (rc == ES_OK && !refused) return ES_OK;
+        if (refused && at.idempotent) {
+            /* A repeat that is now refused (or a no-op) still gets its first answer. */
+            es_append_result ar;
+            es_error lerr;
+            if (es_store_find_command(p->store, at.command_id, &ar, &lerr) == ES_OK) {
+                unsigned attempts = out->attempts;
+                memset(out, 0, sizeof *out);
+                fill_result(out, &ar);
+                out->attempts = attempts;
+                return ES_OK;
+            }
+        }
+        if (refused || rc != ES_ABORTED) return rc;
+        /* Version conflict: someone else appended first. Run again on fresher state. */
+        if (n >= p->max_retries)
+            return es_error_set(err, ES_ABORTED, "", "gave up on %s %s after %u version conflicts", agg->name,
+                                sid, n + 1);
+        STAT_ADD(p, retries);
+        tried = version;
+        backoff(n);
+    }
+}

@@ -1,0 +1,96 @@
+/* Idempotent migrations under an advisory lock (see es/migrate.h). DDL is multi-statement
+ * text, so this is the one place that uses the simple query protocol. */
+#include "es/migrate.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "es/sha256.h"
+
+/* "es_migra" as a big-endian integer: the advisory lock every instance's migrations share. */
+#define MIGRATE_LOCK_KEY "7310291543676908129"
+
+static int exec_ok(PGconn *pg, const char *sql, const char *what, const char *name, es_error *err)
+{
+    PGresult *r = PQexec(pg, sql);
+    ExecStatusType st = PQresultStatus(r);
+    int rc = ES_OK;
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+        rc = es_pg_error(pg, r, what, err);
+        if (err) snprintf(err->field, sizeof err->field, "%s", name);
+    }
+    PQclear(r);
+    return rc;
+}
+
+/* One migration in one transaction: lock, check the record, apply, record. */
+static int apply_one(PGconn *pg, const es_migration *m, int *ran, es_error *err)
+{
+    char hash[65];
+    es_sha256_hex(m->sql, strlen(m->sql), hash);
+    *ran = 0;
+    int rc = exec_ok(pg, "BEGIN", "begin migration", m->name, err);
+    if (rc) return rc;
+    rc = exec_ok(pg,
+                 "SELECT pg_advisory_xact_lock(" MIGRATE_LOCK_KEY ");"
+                 "CREATE TABLE IF NOT EXISTS es_migrations ("
+                 " name text NOT NULL, hash text NOT NULL,"
+                 " applied_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (name, hash))",
+                 "migration lock", m->name, err);
+    if (rc) goto rollback;
+
+    const char *params[2] = {m->name, hash};
+    PGresult *r = PQexecParams(pg, "SELECT 1 FROM es_migrations WHERE name = $1 AND hash = $2", 2,
+                               NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        rc = es_pg_error(pg, r, "migration lookup", err);
+        PQclear(r);
+        goto rollback;
+    }
+    int done = PQntuples(r) > 0;
+    PQclear(r);
+    if (!done) {
+        char what[160];
+        snprintf(what, sizeof what, "migration %s", m->name);
+        rc = exec_ok(pg, m->sql, what, m->name, err);
+        if (rc) goto rollback;
+        r = PQexecParams(pg, "INSERT INTO es_migrations (name, hash) VALUES ($1, $2)", 2, NULL, params,
+                         NULL, NULL, 0);
+        if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+            rc = es_pg_error(pg, r, "migration record", err);
+            PQclear(r);
+            goto rollback;
+        }
+        PQclear(r);
+    }
+    rc = exec_ok(pg, "COMMIT", "commit migration", m->name, err);
+    if (rc == ES_OK) *ran = !done;
+    return rc;
+
+rollback:
+    if (PQstatus(pg) == CONNECTION_OK) PQclear(PQexec(pg, "ROLLBACK"));
+    return rc;
+}
+
+int es_migrate(es_pg_pool *pool, const es_migration *migrations, size_t n, size_t *applied,
+               es_error *err)
+{
+    es_pg_conn *c = NULL;
+    size_t count = 0;
+    int rc = es_pg_pool_checkout_unprepared(pool, &c, err);
+    if (rc) goto done;
+    PGconn *pg = es_pg_conn_pg(c);
+    /* Keep NOTICEs ("relation already exists, skipping") out of the service's stderr. */
+    PQclear(PQexec(pg, "SET client_min_messages = warning"));
+    for (size_t i = 0; i < n; i++) {
+        int ran = 0;
+        rc = apply_one(pg, &migrations[i], &ran, err);
+        if (rc) break;
+        count += (size_t)ran;
+    }
+    PQclear(PQexec(pg, "RESET client_min_messages"));
+done:
+    es_pg_pool_checkin(pool, c);
+    if (applied) *applied = count;
+    return rc;
+}

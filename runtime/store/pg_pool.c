@@ -1,0 +1,307 @@
+/* The PostgreSQL connection pool: lazy connections, statements prepared per connection, a
+ * liveness probe at checkout so that a restart of PostgreSQL costs no failed request, and a
+ * short fail-fast window after a failed connect so an outage does not stall every caller. */
+#include "es/pg_pool.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "es/arena.h"
+
+typedef struct stmt {
+    char *name;
+    char *sql;
+    int n_params;
+    Oid *param_types;
+} stmt;
+
+struct es_pg_conn {
+    es_pg_pool *pool;
+    PGconn *pg;
+    size_t prepared;      /* registry entries [0, prepared) are prepared on pg */
+    int in_use;
+    int bad;              /* close and reopen at next use */
+};
+
+struct es_pg_pool {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;    /* a connection was checked in */
+    char *conninfo;
+    char connect_timeout[16];
+    int checkout_timeout_ms, retry_interval_ms;
+    size_t size;
+    es_pg_conn *conns;
+    stmt **stmts;         /* append-only; entries never move (the array may) */
+    size_t n_stmts, cap_stmts;
+    int64_t last_fail_us; /* monotonic time of the last failed connect, 0 when none */
+    char last_fail[256];
+};
+
+static int64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* First line of a libpq message, without the trailing newline. */
+static void first_line(char *out, size_t cap, const char *msg)
+{
+    size_t n = 0;
+    if (!msg) msg = "";
+    while (msg[n] && msg[n] != '\n' && n + 1 < cap) n++;
+    memcpy(out, msg, n);
+    out[n] = 0;
+}
+
+es_pg_pool *es_pg_pool_new(const es_pg_pool_config *cfg, es_error *err)
+{
+    if (!cfg || !cfg->conninfo || !cfg->conninfo[0]) {
+        es_error_set(err, ES_INVALID_ARGUMENT, "conninfo", "a PostgreSQL conninfo is required");
+        return NULL;
+    }
+    es_pg_pool *p = es_xcalloc(1, sizeof *p);
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&p->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    p->conninfo = es_xstrdup(cfg->conninfo);
+    snprintf(p->connect_timeout, sizeof p->connect_timeout, "%d",
+             cfg->connect_timeout_s > 0 ? cfg->connect_timeout_s : 2);
+    p->checkout_timeout_ms = cfg->checkout_timeout_ms > 0 ? cfg->checkout_timeout_ms : 5000;
+    p->retry_interval_ms = cfg->retry_interval_ms > 0 ? cfg->retry_interval_ms : 100;
+    p->size = cfg->size ? cfg->size : 8;
+    p->conns = es_xcalloc(p->size, sizeof *p->conns);
+    for (size_t i = 0; i < p->size; i++) p->conns[i].pool = p;
+    return p;
+}
+
+void es_pg_pool_free(es_pg_pool *p)
+{
+    if (!p) return;
+    for (size_t i = 0; i < p->size; i++)
+        if (p->conns[i].pg) PQfinish(p->conns[i].pg);
+    for (size_t i = 0; i < p->n_stmts; i++) {
+        free(p->stmts[i]->name);
+        free(p->stmts[i]->sql);
+        free(p->stmts[i]->param_types);
+        free(p->stmts[i]);
+    }
+    free(p->stmts);
+    free(p->conns);
+    free(p->conninfo);
+    pthread_cond_destroy(&p->cv);
+    pthread_mutex_destroy(&p->mu);
+    free(p);
+}
+
+int es_pg_pool_register(es_pg_pool *p, const es_pg_statement *st, size_t n, es_error *err)
+{
+    int rc = ES_OK;
+    pthread_mutex_lock(&p->mu);
+    for (size_t i = 0; i < n; i++) {
+        size_t j;
+        for (j = 0; j < p->n_stmts; j++)
+            if (strcmp(p->stmts[j]->name, st[i].name) == 0) break;
+        if (j < p->n_stmts) {
+            if (strcmp(p->stmts[j]->sql, st[i].sql) != 0) {
+                rc = es_error_set(err, ES_ALREADY_EXISTS, "", "statement %s is already registered "
+                                  "with different SQL", st[i].name);
+                goto done;
+            }
+            continue;
+        }
+        if (p->n_stmts == p->cap_stmts) {
+            p->cap_stmts = p->cap_stmts ? 2 * p->cap_stmts : 16;
+            p->stmts = es_xrealloc(p->stmts, p->cap_stmts * sizeof *p->stmts);
+        }
+        stmt *s = es_xcalloc(1, sizeof *s);
+        s->name = es_xstrdup(st[i].name);
+        s->sql = es_xstrdup(st[i].sql);
+        s->n_params = st[i].n_params;
+        if (st[i].param_types && st[i].n_params > 0) {
+            s->param_types = es_xmalloc((size_t)st[i].n_params * sizeof(Oid));
+            memcpy(s->param_types, st[i].param_types, (size_t)st[i].n_params * sizeof(Oid));
+        }
+        p->stmts[p->n_stmts++] = s;
+    }
+done:
+    pthread_mutex_unlock(&p->mu);
+    return rc;
+}
+
+int es_pg_unavailable(PGconn *conn, const PGresult *r)
+{
+    if (!conn || PQstatus(conn) != CONNECTION_OK) return 1;
+    const char *st = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+    if (!st) return r == NULL;
+    /* 08: connection exception; 57P01-03: admin/crash shutdown, cannot connect now;
+     * 53300: too many connections. */
+    return strncmp(st, "08", 2) == 0 || strcmp(st, "57P01") == 0 || strcmp(st, "57P02") == 0 ||
+           strcmp(st, "57P03") == 0 || strcmp(st, "53300") == 0;
+}
+
+int es_pg_error(PGconn *conn, const PGresult *r, const char *what, es_error *err)
+{
+    char msg[300];
+    const char *primary = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+    first_line(msg, sizeof msg, primary ? primary : (conn ? PQerrorMessage(conn) : "no connection"));
+    if (es_pg_unavailable(conn, r))
+        return es_error_set(err, ES_UNAVAILABLE, "", "PostgreSQL unavailable (%s): %s", what, msg);
+    const char *st = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+    if (st && (strcmp(st, "23505") == 0 || strcmp(st, "40001") == 0 || strcmp(st, "40P01") == 0))
+        return es_error_set(err, ES_ABORTED, "", "%s: %s", what, msg);
+    if (st && strcmp(st, "57014") == 0)
+        return es_error_set(err, ES_DEADLINE_EXCEEDED, "", "%s: %s", what, msg);
+    return es_error_set(err, ES_INTERNAL, "", "%s: %s", what, msg);
+}
+
+/* Opens c->pg, honouring the fail-fast window. Called without the pool lock. */
+static int connect_conn(es_pg_pool *p, es_pg_conn *c, es_error *err)
+{
+    pthread_mutex_lock(&p->mu);
+    int64_t now = mono_us();
+    if (p->last_fail_us && now - p->last_fail_us < (int64_t)p->retry_interval_ms * 1000) {
+        int rc = es_error_set(err, ES_UNAVAILABLE, "", "PostgreSQL unavailable: %s", p->last_fail);
+        pthread_mutex_unlock(&p->mu);
+        return rc;
+    }
+    pthread_mutex_unlock(&p->mu);
+
+    if (c->pg) PQfinish(c->pg);
+    c->prepared = 0;
+    c->bad = 0;
+    /* connect_timeout comes first so that one given in the conninfo wins. */
+    const char *keys[] = {"connect_timeout", "fallback_application_name", "dbname", NULL};
+    const char *vals[] = {p->connect_timeout, "orderd", p->conninfo, NULL};
+    c->pg = PQconnectdbParams(keys, vals, 1);
+    if (c->pg && PQstatus(c->pg) == CONNECTION_OK) {
+        pthread_mutex_lock(&p->mu);
+        p->last_fail_us = 0;
+        pthread_mutex_unlock(&p->mu);
+        return ES_OK;
+    }
+    char msg[256];
+    first_line(msg, sizeof msg, c->pg ? PQerrorMessage(c->pg) : "out of memory");
+    if (c->pg) PQfinish(c->pg);
+    c->pg = NULL;
+    pthread_mutex_lock(&p->mu);
+    p->last_fail_us = mono_us();
+    snprintf(p->last_fail, sizeof p->last_fail, "%s", msg);
+    pthread_mutex_unlock(&p->mu);
+    return es_error_set(err, ES_UNAVAILABLE, "", "PostgreSQL unavailable: %s", msg);
+}
+
+/* Prepares the registry entries this connection has not seen yet. */
+static int prepare_new(es_pg_pool *p, es_pg_conn *c, es_error *err)
+{
+    for (;;) {
+        pthread_mutex_lock(&p->mu);
+        stmt *s = c->prepared < p->n_stmts ? p->stmts[c->prepared] : NULL;
+        pthread_mutex_unlock(&p->mu);
+        if (!s) return ES_OK;
+        PGresult *r = PQprepare(c->pg, s->name, s->sql, s->n_params, s->param_types);
+        if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+            char what[160];
+            snprintf(what, sizeof what, "prepare %s", s->name);
+            int rc = es_pg_error(c->pg, r, what, err);
+            PQclear(r);
+            if (rc == ES_UNAVAILABLE) c->bad = 1;
+            return rc;
+        }
+        PQclear(r);
+        c->prepared++;
+    }
+}
+
+/* Makes c usable: alive (probing without a round trip) and, when asked, fully prepared. */
+static int ensure(es_pg_pool *p, es_pg_conn *c, int prepare, es_error *err)
+{
+    int alive = c->pg && !c->bad && PQstatus(c->pg) == CONNECTION_OK;
+    /* A server that restarted or killed the backend has closed the socket: a non-blocking
+     * read sees EOF and marks the connection bad, so no request is spent discovering it. */
+    if (alive && (!PQconsumeInput(c->pg) || PQstatus(c->pg) != CONNECTION_OK ||
+                  PQtransactionStatus(c->pg) != PQTRANS_IDLE))
+        alive = 0;
+    if (!alive) {
+        int rc = connect_conn(p, c, err);
+        if (rc != ES_OK) return rc;
+    }
+    return prepare ? prepare_new(p, c, err) : ES_OK;
+}
+
+int es_pg_conn_ensure(es_pg_pool *p, es_pg_conn *c, es_error *err) { return ensure(p, c, 1, err); }
+
+static int checkout(es_pg_pool *p, es_pg_conn **out, int prepare, es_error *err)
+{
+    *out = NULL;
+    es_pg_conn *c = NULL;
+    struct timespec deadline;
+    clock_gettime(CLOCK_MONOTONIC, &deadline);
+    deadline.tv_sec += p->checkout_timeout_ms / 1000;
+    deadline.tv_nsec += (long)(p->checkout_timeout_ms % 1000) * 1000000L;
+    if (deadline.tv_nsec >= 1000000000L) { deadline.tv_sec++; deadline.tv_nsec -= 1000000000L; }
+
+    pthread_mutex_lock(&p->mu);
+    for (;;) {
+        /* Prefer an open connection over opening a new one. */
+        for (size_t i = 0; i < p->size; i++) {
+            if (p->conns[i].in_use) continue;
+            if (!c || (!c->pg && p->conns[i].pg)) c = &p->conns[i];
+            if (c->pg) break;
+        }
+        if (c) break;
+        if (pthread_cond_timedwait(&p->cv, &p->mu, &deadline) == ETIMEDOUT) {
+            pthread_mutex_unlock(&p->mu);
+            return es_error_set(err, ES_UNAVAILABLE, "", "no free database connection within %d ms",
+                                p->checkout_timeout_ms);
+        }
+    }
+    c->in_use = 1;
+    pthread_mutex_unlock(&p->mu);
+
+    int rc = ensure(p, c, prepare, err);
+    if (rc != ES_OK) {
+        es_pg_pool_checkin(p, c);
+        return rc;
+    }
+    *out = c;
+    return ES_OK;
+}
+
+int es_pg_pool_checkout(es_pg_pool *p, es_pg_conn **out, es_error *err) { return checkout(p, out, 1, err); }
+
+int es_pg_pool_checkout_unprepared(es_pg_pool *p, es_pg_conn **out, es_error *err)
+{
+    return checkout(p, out, 0, err);
+}
+
+void es_pg_pool_checkin(es_pg_pool *p, es_pg_conn *c)
+{
+    if (!c) return;
+    if (c->pg && (c->bad || PQstatus(c->pg) != CONNECTION_OK ||
+                  PQtransactionStatus(c->pg) != PQTRANS_IDLE ||
+                  PQpipelineStatus(c->pg) != PQ_PIPELINE_OFF)) {
+        PQfinish(c->pg);
+        c->pg = NULL;
+        c->prepared = 0;
+        c->bad = 0;
+    }
+    pthread_mutex_lock(&p->mu);
+    c->in_use = 0;
+    pthread_cond_signal(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+}
+
+PGconn *es_pg_conn_pg(es_pg_conn *c) { return c ? c->pg : NULL; }
+
+void es_pg_conn_discard(es_pg_conn *c)
+{
+    if (c) c->bad = 1;
+}

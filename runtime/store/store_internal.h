@@ -1,0 +1,39 @@
+/* Internal: the es_store shared by store.c (reads, lifecycle) and append.c (group commit). */
+#ifndef ES_STORE_INTERNAL_H
+#define ES_STORE_INTERNAL_H
+
+#include <pthread.h>
+#include "es/store.h"
+
+/* Prepared statement names (unique in the process: the pool is shared with other modules). */
+#define ES__ST_APPEND "es_store_append"
+#define ES__ST_BEGIN "es_store_begin"
+#define ES__ST_COMMIT "es_store_commit"
+#define ES__ST_READ "es_store_read"
+#define ES__ST_LOAD "es_store_load"
+#define ES__ST_FIND_COMMAND "es_store_find_command"
+#define ES__ST_REGISTER_SCHEMA "es_store_register_schema"
+
+typedef struct es__append_req es__append_req;
+
+struct es_store {
+    es_pg_pool *pool;
+    size_t max_batch;
+    pthread_mutex_t mu;
+    pthread_cond_t work;           /* the queue got a request, or stop */
+    es__append_req *head, *tail;   /* FIFO of waiting appends */
+    int stop;
+    pthread_t committer;
+    int committer_running;
+    es_pg_conn *conn;              /* the committer's own connection, kept across batches */
+    es_store_stats stats;
+};
+
+/* Starts / stops the committer thread (append.c). Stop fails queued appends. */
+int es__committer_start(es_store *s, es_error *err);
+void es__committer_stop(es_store *s);
+
+/* Fills out from a packed list of 16-byte event ids (es_commands.result). */
+void es__result_ids(es_append_result *out, const uint8_t *ids, size_t len);
+
+#endif
