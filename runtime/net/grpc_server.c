@@ -1,0 +1,564 @@
+/* The gRPC transport on grpc C core 1.51 (es/grpc_server.h).
+ *
+ * One completion queue, served by N threads. Every accepted call walks three steps, each one
+ * batch on the queue with the call record itself as the tag:
+ *   SLOT    a generic grpc_server_request_call is outstanding; when it fires, a fresh slot
+ *           replaces it and the method is looked up (unknown: straight to FINISH/UNIMPLEMENTED);
+ *   RECV    the request message is read, unpacked into the call arena, and submitted;
+ *   FINISH  started by done() from whatever thread the dispatcher finishes on (grpc calls accept
+ *           batches from any thread), sends metadata, the response and the status; its
+ *           completion frees everything.
+ * Only one batch per call is ever outstanding, so a call needs no reference count. */
+#include "es/grpc_server.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <grpc/byte_buffer.h>
+#include <grpc/byte_buffer_reader.h>
+#include <grpc/grpc.h>
+#include <grpc/grpc_security.h>
+#include <grpc/slice.h>
+
+#include "net_common.h"
+
+enum gstate { ST_SLOT, ST_RECV, ST_FINISH };
+
+typedef struct gcall {
+    es_call call;               /* first: done() gets &call and casts back */
+    es_grpc_server *srv;
+    enum gstate state;
+    grpc_call *gc;
+    grpc_call_details details;
+    grpc_metadata_array md;
+    grpc_byte_buffer *recv;
+    grpc_byte_buffer *send;
+    grpc_slice status_details;
+    int have_status_details;
+    int cancelled;
+    int submitted;
+    char text[512];
+} gcall;
+
+struct es_grpc_server {
+    es_grpc_config cfg;
+    char *address;
+    char *tls_cert_file, *tls_key_file, *tls_client_ca_file;
+    es_dispatcher *d;
+    const es_method_def **methods;
+    size_t n_methods, cap_methods;
+
+    grpc_server *server;
+    grpc_completion_queue *cq;
+    pthread_t *threads;
+    unsigned n_threads;
+    int port;
+    int started, stopped;
+    atomic_int stopping;
+
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    size_t live;                /* slots + calls: every record not yet freed */
+    size_t calls;               /* accepted calls not yet finished */
+    int shutdown_done;
+    char shutdown_tag;          /* its address is the tag of shutdown_and_notify */
+};
+
+/* ---- bookkeeping ---- */
+
+static void live_add(es_grpc_server *s, long d_live, long d_calls)
+{
+    pthread_mutex_lock(&s->mu);
+    s->live = (size_t)((long)s->live + d_live);
+    s->calls = (size_t)((long)s->calls + d_calls);
+    if (s->live == 0)
+        pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
+static void gcall_free(gcall *g)
+{
+    int was_call = g->state != ST_SLOT;
+    es_grpc_server *s = g->srv;
+    if (g->recv)
+        grpc_byte_buffer_destroy(g->recv);
+    if (g->send)
+        grpc_byte_buffer_destroy(g->send);
+    if (g->have_status_details)
+        grpc_slice_unref(g->status_details);
+    if (g->gc)
+        grpc_call_unref(g->gc);
+    grpc_metadata_array_destroy(&g->md);
+    grpc_call_details_destroy(&g->details);
+    es_arena_free(&g->call.arena);
+    free(g);
+    live_add(s, -1, was_call ? -1 : 0);
+}
+
+/* Posts one generic accept slot. */
+static void post_slot(es_grpc_server *s)
+{
+    gcall *g = es_xcalloc(1, sizeof *g);
+    g->srv = s;
+    g->state = ST_SLOT;
+    es_arena_init(&g->call.arena);
+    grpc_metadata_array_init(&g->md);
+    grpc_call_details_init(&g->details);
+    live_add(s, 1, 0);
+    grpc_call_error e = grpc_server_request_call(s->server, &g->gc, &g->details, &g->md, s->cq, s->cq, g);
+    if (e != GRPC_CALL_OK) {
+        fprintf(stderr, "grpc_server: request_call: %s\n", grpc_call_error_to_string(e));
+        gcall_free(g);
+    }
+}
+
+/* ---- answering ---- */
+
+/* Sends the final batch: initial metadata, the packed response when status is ES_OK, the status
+ * and its message. Runs on any thread. */
+static void finish(gcall *g, int status, const es_error *err, const ProtobufCMessage *response)
+{
+    grpc_op ops[4];
+    size_t n = 0;
+    memset(ops, 0, sizeof ops);
+    ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+
+    es_error fallback;
+    if (status == ES_OK) {
+        const es_method_def *m = g->call.method;
+        if (!response || (m && response->descriptor != m->output)) {
+            status = es_error_set(&fallback, ES_INTERNAL, "", "the service returned %s",
+                                  response ? "a response of the wrong type" : "no response");
+            err = &fallback;
+        } else {
+            size_t len = protobuf_c_message_get_packed_size(response);
+            grpc_slice slice = grpc_slice_malloc(len);
+            protobuf_c_message_pack(response, GRPC_SLICE_START_PTR(slice));
+            g->send = grpc_raw_byte_buffer_create(&slice, 1);
+            grpc_slice_unref(slice);
+            ops[n].op = GRPC_OP_SEND_MESSAGE;
+            ops[n++].data.send_message.send_message = g->send;
+        }
+    }
+    ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+    ops[n].data.send_status_from_server.status = (grpc_status_code)es_grpc_code(status);
+    if (status != ES_OK) {
+        es_error e = *err;
+        if (!e.code)
+            e.code = status;
+        es__error_text(&e, g->text, sizeof g->text);
+        g->status_details = grpc_slice_from_copied_string(g->text);
+        g->have_status_details = 1;
+        ops[n].data.send_status_from_server.status_details = &g->status_details;
+    }
+    n++;
+    ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+    ops[n++].data.recv_close_on_server.cancelled = &g->cancelled;
+
+    g->state = ST_FINISH;
+    grpc_call_error e = grpc_call_start_batch(g->gc, ops, n, g, NULL);
+    if (e != GRPC_CALL_OK) {
+        /* Only a programming error gets here; the record must still be freed exactly once. */
+        fprintf(stderr, "grpc_server: finish batch: %s\n", grpc_call_error_to_string(e));
+        gcall_free(g);
+    }
+}
+
+static void on_done(es_call *call)
+{
+    gcall *g = (gcall *)call;
+    finish(g, call->status, &call->err, call->status == ES_OK ? call->response : NULL);
+}
+
+static int slice_eq(grpc_slice s, const char *str)
+{
+    size_t n = strlen(str);
+    return GRPC_SLICE_LENGTH(s) == n && memcmp(GRPC_SLICE_START_PTR(s), str, n) == 0;
+}
+
+static const es_method_def *find_method(const es_grpc_server *s, grpc_slice path)
+{
+    for (size_t i = 0; i < s->n_methods; i++)
+        if (slice_eq(path, s->methods[i]->grpc_path))
+            return s->methods[i];
+    return NULL;
+}
+
+/* Copies the metadata the service cares about into the call. */
+static int read_metadata(gcall *g, es_error *err)
+{
+    static const struct {
+        const char *key;
+        enum es__meta which;
+    } keys[] = {
+        {"authorization", ES__META_AUTHORIZATION},
+        {"idempotency-key", ES__META_IDEMPOTENCY_KEY},
+        {"x-correlation-id", ES__META_CORRELATION_ID},
+        {"x-request-id", ES__META_CORRELATION_ID},
+    };
+    for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++) {
+        for (size_t i = 0; i < g->md.count; i++) {
+            const grpc_metadata *md = &g->md.metadata[i];
+            if (!slice_eq(md->key, keys[k].key))
+                continue;
+            /* x-request-id only counts when x-correlation-id is absent. */
+            if (keys[k].which == ES__META_CORRELATION_ID && g->call.correlation_id)
+                break;
+            int rc = es__call_set_meta(&g->call, keys[k].which, keys[k].key,
+                                       (const char *)GRPC_SLICE_START_PTR(md->value),
+                                       GRPC_SLICE_LENGTH(md->value), err);
+            if (rc != ES_OK)
+                return rc;
+            break;
+        }
+    }
+    return ES_OK;
+}
+
+static void on_slot(gcall *g, int ok)
+{
+    es_grpc_server *s = g->srv;
+    if (!ok) {
+        gcall_free(g); /* the server is shutting down */
+        return;
+    }
+    if (!atomic_load(&s->stopping))
+        post_slot(s);
+    g->state = ST_RECV;
+    live_add(s, 0, 1);
+
+    es_error err = {0};
+    const es_method_def *m = find_method(s, g->details.method);
+    if (!m) {
+        int len = (int)GRPC_SLICE_LENGTH(g->details.method);
+        es_error_set(&err, ES_UNIMPLEMENTED, "", "method %.*s is not implemented", len > 200 ? 200 : len,
+                     (const char *)GRPC_SLICE_START_PTR(g->details.method));
+        finish(g, ES_UNIMPLEMENTED, &err, NULL);
+        return;
+    }
+    g->call.method = m;
+    grpc_op op;
+    memset(&op, 0, sizeof op);
+    op.op = GRPC_OP_RECV_MESSAGE;
+    op.data.recv_message.recv_message = &g->recv;
+    grpc_call_error e = grpc_call_start_batch(g->gc, &op, 1, g, NULL);
+    if (e != GRPC_CALL_OK) {
+        es_error_set(&err, ES_INTERNAL, "", "cannot read the request");
+        finish(g, ES_INTERNAL, &err, NULL);
+    }
+}
+
+static void on_recv(gcall *g, int ok)
+{
+    es_grpc_server *s = g->srv;
+    es_call *call = &g->call;
+    es_error err = {0};
+    int rc;
+    if (!ok) {
+        rc = es_error_set(&err, ES_CANCELLED, "", "the call was cancelled");
+        goto fail;
+    }
+    if (!g->recv) {
+        rc = es_error_set(&err, ES_INVALID_ARGUMENT, "", "the request message is missing");
+        goto fail;
+    }
+    grpc_byte_buffer_reader reader;
+    if (!grpc_byte_buffer_reader_init(&reader, g->recv)) {
+        rc = es_error_set(&err, ES_INVALID_ARGUMENT, "", "the request message cannot be decompressed");
+        goto fail;
+    }
+    grpc_slice all = grpc_byte_buffer_reader_readall(&reader);
+    grpc_byte_buffer_reader_destroy(&reader);
+    /* protobuf-c copies strings and bytes out of the input, so the slice can go right after. */
+    call->request = protobuf_c_message_unpack(call->method->input, &call->arena.pb, GRPC_SLICE_LENGTH(all),
+                                              GRPC_SLICE_START_PTR(all));
+    grpc_slice_unref(all);
+    if (!call->request) {
+        rc = es_error_set(&err, ES_INVALID_ARGUMENT, "", "the request is not a valid %s message",
+                          call->method->input->name);
+        goto fail;
+    }
+    rc = read_metadata(g, &err);
+    if (rc != ES_OK)
+        goto fail;
+    call->done = on_done;
+    call->transport_data = s;
+    g->submitted = 1;
+    s->d->submit(s->d, call);
+    return;
+fail:
+    finish(g, rc, &err, NULL);
+}
+
+static void *cq_thread(void *arg)
+{
+    es_grpc_server *s = arg;
+    for (;;) {
+        grpc_event ev = grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+        if (ev.type == GRPC_QUEUE_SHUTDOWN)
+            break;
+        if (ev.type != GRPC_OP_COMPLETE)
+            continue;
+        if (ev.tag == &s->shutdown_tag) {
+            pthread_mutex_lock(&s->mu);
+            s->shutdown_done = 1;
+            pthread_cond_broadcast(&s->cv);
+            pthread_mutex_unlock(&s->mu);
+            continue;
+        }
+        gcall *g = ev.tag;
+        switch (g->state) {
+        case ST_SLOT:
+            on_slot(g, ev.success);
+            break;
+        case ST_RECV:
+            on_recv(g, ev.success);
+            break;
+        case ST_FINISH:
+            gcall_free(g);
+            break;
+        }
+    }
+    return NULL;
+}
+
+/* ---- lifecycle ---- */
+
+es_grpc_server *es_grpc_server_new(const es_grpc_config *cfg, es_dispatcher *d, es_error *err)
+{
+    static const es_grpc_config defaults = {0};
+    if (!cfg)
+        cfg = &defaults;
+    if (!d || !d->submit) {
+        es_error_set(err, ES_INVALID_ARGUMENT, "dispatcher", "a dispatcher with submit is required");
+        return NULL;
+    }
+    if (!!cfg->tls_cert_file != !!cfg->tls_key_file) {
+        es_error_set(err, ES_INVALID_ARGUMENT, "tls_key_file", "TLS needs both a certificate and a key file");
+        return NULL;
+    }
+    es_grpc_server *s = es_xcalloc(1, sizeof *s);
+    s->cfg = *cfg;
+    s->address = es_xstrdup(cfg->address ? cfg->address : "0.0.0.0:8081");
+    s->tls_cert_file = cfg->tls_cert_file ? es_xstrdup(cfg->tls_cert_file) : NULL;
+    s->tls_key_file = cfg->tls_key_file ? es_xstrdup(cfg->tls_key_file) : NULL;
+    s->tls_client_ca_file = cfg->tls_client_ca_file ? es_xstrdup(cfg->tls_client_ca_file) : NULL;
+    if (!s->cfg.threads)
+        s->cfg.threads = 2;
+    if (!s->cfg.request_slots)
+        s->cfg.request_slots = 32;
+    if (!s->cfg.max_message)
+        s->cfg.max_message = 4u << 20;
+    if (!s->cfg.shutdown_grace_ms)
+        s->cfg.shutdown_grace_ms = 5000;
+    s->d = d;
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cv, NULL);
+    atomic_init(&s->stopping, 0);
+    grpc_init();
+    return s;
+}
+
+int es_grpc_server_add_service(es_grpc_server *s, const es_service_def *svc, es_error *err)
+{
+    if (s->started)
+        return es_error_set(err, ES_FAILED_PRECONDITION, "", "services must be added before start");
+    for (size_t i = 0; i < svc->n_methods; i++) {
+        const es_method_def *m = svc->methods[i];
+        if (!m->grpc_path || m->grpc_path[0] != '/' || !m->input || !m->output)
+            return es_error_set(err, ES_INVALID_ARGUMENT, m->name ? m->name : "",
+                                "method %s has no gRPC path or message types", m->name ? m->name : "?");
+        for (size_t j = 0; j < s->n_methods; j++)
+            if (strcmp(s->methods[j]->grpc_path, m->grpc_path) == 0)
+                return es_error_set(err, ES_ALREADY_EXISTS, m->grpc_path, "%s is served twice", m->grpc_path);
+    }
+    for (size_t i = 0; i < svc->n_methods; i++) {
+        if (s->n_methods == s->cap_methods) {
+            s->cap_methods = s->cap_methods ? s->cap_methods * 2 : 16;
+            s->methods = es_xrealloc(s->methods, s->cap_methods * sizeof *s->methods);
+        }
+        s->methods[s->n_methods++] = svc->methods[i];
+    }
+    return ES_OK;
+}
+
+/* Reads a whole (PEM) file into a NUL-terminated heap string, or NULL. */
+static char *read_file(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    char *buf = NULL;
+    size_t len = 0, cap = 0, got;
+    if (!f)
+        return NULL;
+    do {
+        if (cap - len < 4096) {
+            cap = cap ? cap * 2 : 8192;
+            buf = es_xrealloc(buf, cap + 1);
+        }
+        got = fread(buf + len, 1, cap - len, f);
+        len += got;
+    } while (got > 0 && len < (16u << 20));
+    int bad = ferror(f);
+    fclose(f);
+    if (bad) {
+        free(buf);
+        return NULL;
+    }
+    buf[len] = '\0';
+    return buf;
+}
+
+static grpc_server_credentials *make_credentials(es_grpc_server *s, es_error *err)
+{
+    if (!s->tls_cert_file)
+        return grpc_insecure_server_credentials_create();
+    grpc_server_credentials *creds = NULL;
+    char *cert = read_file(s->tls_cert_file), *key = read_file(s->tls_key_file);
+    char *ca = s->tls_client_ca_file ? read_file(s->tls_client_ca_file) : NULL;
+    if (!cert || !key || (s->tls_client_ca_file && !ca)) {
+        const char *which = !cert ? s->tls_cert_file : !key ? s->tls_key_file : s->tls_client_ca_file;
+        es_error_set(err, ES_INVALID_ARGUMENT, which, "cannot read %s: %s", which, strerror(errno));
+        goto out;
+    }
+    grpc_ssl_pem_key_cert_pair pair = {.private_key = key, .cert_chain = cert};
+    creds = grpc_ssl_server_credentials_create_ex(
+        ca, &pair, 1, ca ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
+                         : GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE,
+        NULL);
+    if (!creds)
+        es_error_set(err, ES_INVALID_ARGUMENT, s->tls_cert_file, "invalid TLS certificate or key");
+out:
+    free(cert);
+    if (key) {
+        memset(key, 0, strlen(key)); /* do not leave the private key lying in freed memory */
+        free(key);
+    }
+    free(ca);
+    return creds;
+}
+
+int es_grpc_server_start(es_grpc_server *s, es_error *err)
+{
+    if (s->started)
+        return es_error_set(err, ES_FAILED_PRECONDITION, "", "the server was started already");
+    grpc_arg args[2];
+    args[0].type = GRPC_ARG_INTEGER;
+    args[0].key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
+    args[0].value.integer = s->cfg.max_message > 0x7fffffff ? 0x7fffffff : (int)s->cfg.max_message;
+    /* grpc turns SO_REUSEPORT on by default: a second server on a busy port would bind silently
+     * and steal half the connections. A busy port must be an error. */
+    args[1].type = GRPC_ARG_INTEGER;
+    args[1].key = GRPC_ARG_ALLOW_REUSEPORT;
+    args[1].value.integer = 0;
+    grpc_channel_args cargs = {2, args};
+
+    grpc_server_credentials *creds = make_credentials(s, err);
+    if (!creds)
+        return err ? err->code : ES_INVALID_ARGUMENT;
+    s->server = grpc_server_create(&cargs, NULL);
+    s->cq = grpc_completion_queue_create_for_next(NULL);
+    grpc_server_register_completion_queue(s->server, s->cq, NULL);
+    s->port = grpc_server_add_http2_port(s->server, s->address, creds);
+    grpc_server_credentials_release(creds);
+    if (s->port <= 0) {
+        s->port = 0;
+        grpc_server_destroy(s->server);
+        s->server = NULL;
+        grpc_completion_queue_shutdown(s->cq);
+        while (grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=
+               GRPC_QUEUE_SHUTDOWN)
+            ;
+        grpc_completion_queue_destroy(s->cq);
+        s->cq = NULL;
+        return es_error_set(err, ES_UNAVAILABLE, "address", "cannot listen on %s", s->address);
+    }
+    grpc_server_start(s->server);
+    s->started = 1;
+    for (unsigned i = 0; i < s->cfg.request_slots; i++)
+        post_slot(s);
+    s->threads = es_xcalloc(s->cfg.threads, sizeof *s->threads);
+    for (; s->n_threads < s->cfg.threads; s->n_threads++) {
+        if (pthread_create(&s->threads[s->n_threads], NULL, cq_thread, s) != 0)
+            es_oom(); /* thread creation fails only when the process is out of resources */
+    }
+    return ES_OK;
+}
+
+int es_grpc_server_port(const es_grpc_server *s) { return s ? s->port : 0; }
+
+size_t es_grpc_server_inflight(const es_grpc_server *s)
+{
+    es_grpc_server *m = (es_grpc_server *)s;
+    pthread_mutex_lock(&m->mu);
+    size_t n = m->calls;
+    pthread_mutex_unlock(&m->mu);
+    return n;
+}
+
+static void deadline_after_ms(struct timespec *ts, unsigned ms)
+{
+    clock_gettime(CLOCK_REALTIME, ts);
+    ts->tv_sec += ms / 1000;
+    ts->tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts->tv_nsec >= 1000000000L) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000L;
+    }
+}
+
+void es_grpc_server_stop(es_grpc_server *s)
+{
+    if (!s || !s->started || s->stopped)
+        return;
+    s->stopped = 1;
+    atomic_store(&s->stopping, 1);
+    grpc_server_shutdown_and_notify(s->server, s->cq, &s->shutdown_tag);
+
+    struct timespec until;
+    deadline_after_ms(&until, s->cfg.shutdown_grace_ms);
+    pthread_mutex_lock(&s->mu);
+    while (!s->shutdown_done) {
+        if (pthread_cond_timedwait(&s->cv, &s->mu, &until) == ETIMEDOUT) {
+            pthread_mutex_unlock(&s->mu);
+            grpc_server_cancel_all_calls(s->server);
+            pthread_mutex_lock(&s->mu);
+            while (!s->shutdown_done)
+                pthread_cond_wait(&s->cv, &s->mu);
+        }
+    }
+    /* Calls the dispatcher still holds will call done() and start a batch on the queue: the
+     * queue must outlive them (the dispatcher's contract is to call done exactly once). */
+    while (s->live > 0)
+        pthread_cond_wait(&s->cv, &s->mu);
+    pthread_mutex_unlock(&s->mu);
+
+    grpc_server_destroy(s->server);
+    s->server = NULL;
+    grpc_completion_queue_shutdown(s->cq);
+    for (unsigned i = 0; i < s->n_threads; i++)
+        pthread_join(s->threads[i], NULL);
+    grpc_completion_queue_destroy(s->cq);
+    s->cq = NULL;
+}
+
+void es_grpc_server_free(es_grpc_server *s)
+{
+    if (!s)
+        return;
+    es_grpc_server_stop(s);
+    free(s->threads);
+    free(s->methods);
+    free(s->address);
+    free(s->tls_cert_file);
+    free(s->tls_key_file);
+    free(s->tls_client_ca_file);
+    pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->cv);
+    free(s);
+    grpc_shutdown();
+}

@@ -1,0 +1,849 @@
+/* The HTTP JSON transport on libh2o-evloop 2.2.5 (es/http_server.h).
+ *
+ * Threads: each event-loop thread owns an h2o context, an evloop and its own SO_REUSEPORT
+ * listener, so the kernel spreads connections and no h2o object is ever shared between threads.
+ * A request is served entirely on the thread that accepted it; when the dispatcher finishes a
+ * call (on any thread), done() only posts a message to that thread's h2o_multithread queue and
+ * the loop writes the answer.
+ *
+ * A client may vanish while its call is in the dispatcher: the request's memory pool is then
+ * cleared by h2o. A small ref-counted chunk linked to the pool tells us (its dispose clears the
+ * call's request pointer), so the completion only frees the call. */
+#define H2O_USE_LIBUV 0
+#include "es/http_server.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <h2o.h>
+
+#include "es/json.h"
+#include "es/router.h"
+#include "net_common.h"
+
+typedef struct loop_thread loop_thread;
+
+typedef struct plain_handler {
+    char *method;               /* NULL: any */
+    char *path;
+    size_t path_len;
+    int match;                  /* ES_HTTP_EXACT / ES_HTTP_PREFIX */
+    es_http_handler_fn fn;
+    void *data;
+} plain_handler;
+
+/* h2o's handler object, extended with the server it belongs to. */
+typedef struct server_handler {
+    h2o_handler_t super;
+    es_http_server *srv;
+} server_handler;
+
+struct loop_thread {
+    es_http_server *srv;
+    pthread_t tid;
+    int started;
+    h2o_evloop_t *loop;
+    h2o_context_t ctx;
+    h2o_accept_ctx_t accept_ctx;
+    int listen_fd;
+    h2o_socket_t *listener;
+    h2o_multithread_receiver_t done_rx;   /* finished calls */
+    h2o_multithread_receiver_t stop_rx;   /* the stop request */
+    h2o_multithread_message_t stop_msg;
+    size_t inflight;                      /* calls submitted from this loop, not yet answered */
+    int draining, exit;
+    struct timespec drain_deadline;
+};
+
+struct es_http_server {
+    es_http_config cfg;
+    char *address;
+    es_dispatcher *d;
+    es_router *router;
+    plain_handler *handlers;
+    size_t n_handlers;
+    h2o_globalconf_t gconf;
+    loop_thread *threads;
+    unsigned n_threads;
+    int port;
+    int started, stopped;
+    atomic_size_t inflight;
+};
+
+/* A call in flight. */
+typedef struct hcall {
+    es_call call;               /* first: done() gets &call */
+    h2o_multithread_message_t msg;
+    loop_thread *t;
+    h2o_req_t *req;             /* NULL once h2o disposed the request (client gone) */
+    struct req_ref *ref;
+} hcall;
+
+/* Linked to the request's pool: its dispose runs when h2o clears the pool. */
+struct req_ref {
+    hcall *hc;
+};
+
+/* ---- small helpers ---- */
+
+static const char *reason_of(int status)
+{
+    switch (status) {
+    case 200: return "OK";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 409: return "Conflict";
+    case 412: return "Precondition Failed";
+    case 413: return "Payload Too Large";
+    case 415: return "Unsupported Media Type";
+    case 429: return "Too Many Requests";
+    case 499: return "Client Closed Request";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    default: return status < 300 ? "OK" : status < 500 ? "Client Error" : "Server Error";
+    }
+}
+
+/* Length of the valid UTF-8 sequence at s (n bytes left), or 0 when invalid. */
+static size_t utf8_seq(const unsigned char *s, size_t n)
+{
+    unsigned char c = s[0];
+    size_t len;
+    unsigned cp;
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xc2 && c <= 0xdf)
+        len = 2, cp = c & 0x1f;
+    else if (c >= 0xe0 && c <= 0xef)
+        len = 3, cp = c & 0x0f;
+    else if (c >= 0xf0 && c <= 0xf4)
+        len = 4, cp = c & 0x07;
+    else
+        return 0;
+    if (n < len)
+        return 0;
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (s[i] & 0x3f);
+    }
+    if ((len == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)))
+        return 0;
+    return len;
+}
+
+/* Appends s as a JSON string literal. Error texts can quote client input (a field name, a
+ * header): invalid UTF-8 becomes U+FFFD so the error body is always valid JSON. */
+static void put_json_string(es_buf *b, const char *s)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t n = strlen(s);
+    es_buf_putc(b, '"');
+    for (size_t i = 0; i < n;) {
+        unsigned char c = p[i];
+        if (c == '"' || c == '\\') {
+            es_buf_putc(b, '\\');
+            es_buf_putc(b, (char)c);
+            i++;
+        } else if (c < 0x20) {
+            es_buf_printf(b, "\\u%04x", c);
+            i++;
+        } else {
+            size_t l = utf8_seq(p + i, n - i);
+            if (l == 0) {
+                es_buf_puts(b, "\\ufffd");
+                i++;
+            } else {
+                es_buf_append(b, p + i, l);
+                i += l;
+            }
+        }
+    }
+    es_buf_putc(b, '"');
+}
+
+static void add_header(h2o_req_t *req, const char *name, const char *value)
+{
+    h2o_add_header_by_str(&req->pool, &req->res.headers, name, strlen(name), 1, NULL,
+                          h2o_strdup(&req->pool, value, SIZE_MAX).base, strlen(value));
+}
+
+/* Sends a complete response; body is copied into the request pool (h2o sends it later). */
+static void send_response(h2o_req_t *req, int status, const char *content_type, const char *body, size_t len)
+{
+    req->res.status = status;
+    req->res.reason = reason_of(status);
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
+                   h2o_strdup(&req->pool, content_type, SIZE_MAX).base, strlen(content_type));
+    char *copy = h2o_mem_alloc_pool(&req->pool, len ? len : 1);
+    if (len)
+        memcpy(copy, body, len);
+    h2o_send_inline(req, copy, len);
+}
+
+/* Sends the error body {"code", "message", "details"} for status (an es_status), with the HTTP
+ * status es_http_status maps it to unless http is non-zero; allow (405) adds an Allow header. */
+static void send_error_as(h2o_req_t *req, int status, const es_error *err, int http, const char *allow)
+{
+    es_buf b;
+    char text[600];
+    es_error e = *err;
+    if (!e.code)
+        e.code = status;
+    es__error_text(&e, text, sizeof text);
+    es_buf_init(&b);
+    es_buf_printf(&b, "{\"code\":%d,\"message\":", es_grpc_code(status));
+    put_json_string(&b, text);
+    es_buf_puts(&b, ",\"details\":[");
+    if (err->field[0]) {
+        es_buf_puts(&b, "{\"field\":");
+        put_json_string(&b, err->field);
+        es_buf_puts(&b, ",\"description\":");
+        put_json_string(&b, err->message[0] ? err->message : es_strerror(status));
+        es_buf_putc(&b, '}');
+    }
+    es_buf_puts(&b, "]}");
+    if (!http)
+        http = es_http_status(status);
+    if (allow)
+        add_header(req, "allow", allow);
+    send_response(req, http, "application/json", b.data, b.len);
+    es_buf_free(&b);
+}
+
+static void send_error(h2o_req_t *req, int status, const es_error *err)
+{
+    send_error_as(req, status, err, 0, NULL);
+}
+
+static es_json_options decode_options(void)
+{
+    es_json_options o;
+    memset(&o, 0, sizeof o);
+    return o;   /* unknown fields are refused: a misspelt field must not be silently dropped */
+}
+
+static int elapsed(const struct timespec *deadline)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return now.tv_sec > deadline->tv_sec || (now.tv_sec == deadline->tv_sec && now.tv_nsec >= deadline->tv_nsec);
+}
+
+/* ---- completion ---- */
+
+static void on_req_dispose(void *p)
+{
+    struct req_ref *ref = p;
+    if (ref->hc)
+        ref->hc->req = NULL;
+}
+
+/* Runs on any thread: hand the call back to its loop. */
+static void on_call_done(es_call *call)
+{
+    hcall *hc = (hcall *)call;
+    h2o_multithread_send_message(&hc->t->done_rx, &hc->msg);
+}
+
+static void respond(hcall *hc)
+{
+    es_http_server *s = hc->t->srv;
+    h2o_req_t *req = hc->req;
+    es_call *call = &hc->call;
+    if (call->status != ES_OK) {
+        send_error(req, call->status, &call->err);
+        return;
+    }
+    es_error err = {0};
+    if (!call->response || call->response->descriptor != call->method->output) {
+        es_error_set(&err, ES_INTERNAL, "", "the service returned %s",
+                     call->response ? "a response of the wrong type" : "no response");
+        send_error(req, ES_INTERNAL, &err);
+        return;
+    }
+    es_json_options o;
+    memset(&o, 0, sizeof o);
+    o.lower_camel_output = s->cfg.json_lower_camel;
+    o.emit_defaults = s->cfg.json_emit_defaults;
+    es_buf b;
+    es_buf_init(&b);
+    int rc = es_json_encode(s->d->json, call->response, &o, &b, &err);
+    if (rc != ES_OK) {
+        /* The command may have succeeded: say so rather than pretend it failed as a whole. */
+        es_error e;
+        es_error_set(&e, ES_INTERNAL, err.field, "the result cannot be written as JSON: %s", err.message);
+        send_error(req, ES_INTERNAL, &e);
+    } else {
+        send_response(req, 200, "application/json", b.data, b.len);
+    }
+    es_buf_free(&b);
+}
+
+static void hcall_free(hcall *hc)
+{
+    es_arena_free(&hc->call.arena);
+    free(hc);
+}
+
+static void on_done_messages(h2o_multithread_receiver_t *rx, h2o_linklist_t *messages)
+{
+    loop_thread *t = H2O_STRUCT_FROM_MEMBER(loop_thread, done_rx, rx);
+    while (!h2o_linklist_is_empty(messages)) {
+        hcall *hc = H2O_STRUCT_FROM_MEMBER(hcall, msg.link, messages->next);
+        h2o_linklist_unlink(&hc->msg.link);
+        if (hc->req) {
+            hc->ref->hc = NULL;
+            respond(hc);
+        }
+        t->inflight--;
+        atomic_fetch_sub(&t->srv->inflight, 1);
+        hcall_free(hc);
+    }
+}
+
+/* ---- routes ---- */
+
+/* Is the Content-Type JSON ("application/json", any parameters, or absent)? */
+static int is_json_content_type(h2o_req_t *req)
+{
+    ssize_t i = h2o_find_header(&req->headers, H2O_TOKEN_CONTENT_TYPE, -1);
+    if (i < 0)
+        return 1;
+    h2o_iovec_t v = req->headers.entries[i].value;
+    size_t n = v.len;
+    const char *semi = memchr(v.base, ';', v.len);
+    if (semi)
+        n = (size_t)(semi - v.base);
+    while (n && (v.base[n - 1] == ' ' || v.base[n - 1] == '\t'))
+        n--;
+    return n == 16 && strncasecmp(v.base, "application/json", 16) == 0;
+}
+
+static int copy_header(hcall *hc, h2o_req_t *req, const char *name, enum es__meta which, es_error *err)
+{
+    ssize_t i = h2o_find_header_by_str(&req->headers, name, strlen(name), -1);
+    if (i < 0)
+        return ES_OK;
+    if (which == ES__META_CORRELATION_ID && hc->call.correlation_id)
+        return ES_OK;   /* x-request-id only when x-correlation-id is absent */
+    h2o_iovec_t v = req->headers.entries[i].value;
+    return es__call_set_meta(&hc->call, which, name, v.base, v.len, err);
+}
+
+/* Builds the request message from body, path variables and query parameters. */
+static int build_request(es_http_server *s, hcall *hc, h2o_req_t *req, const es_route_match *m, es_error *err)
+{
+    const es_route_def *route = m->route;
+    const es_method_def *method = route->method;
+    es_arena *arena = &hc->call.arena;
+    const es_json_registry *reg = s->d->json;
+    es_json_options o = decode_options();
+    size_t blen = req->entity.base ? req->entity.len : 0;
+    int rc;
+
+    if (!route->body) {
+        if (blen)
+            return es_error_set(err, ES_INVALID_ARGUMENT, "", "%s %s takes no request body",
+                                route->http_method, route->path);
+        hc->call.request = es__message_new(method->input, arena);
+    } else {
+        if (blen && !is_json_content_type(req))
+            return es_error_set(err, ES_INVALID_ARGUMENT, "", "the request body must be application/json");
+        if (strcmp(route->body, "*") == 0) {
+            if (blen) {
+                rc = es_json_decode(reg, method->input, req->entity.base, blen, &o, arena, &hc->call.request, err);
+                if (rc != ES_OK)
+                    return rc;
+            } else {
+                hc->call.request = es__message_new(method->input, arena);
+            }
+        } else {
+            hc->call.request = es__message_new(method->input, arena);
+            if (blen) {
+                /* Decoding {"<field>": <body>} reuses the codec for any field type and makes its
+                 * error paths name the field as the client knows it. */
+                size_t flen = strlen(route->body);
+                char *wrapped = es_arena_alloc(arena, blen + flen + 8);
+                size_t n = (size_t)sprintf(wrapped, "{\"%s\":", route->body);
+                memcpy(wrapped + n, req->entity.base, blen);
+                n += blen;
+                wrapped[n++] = '}';
+                rc = es_json_merge(reg, hc->call.request, wrapped, n, &o, arena, err);
+                if (rc != ES_OK)
+                    return rc;
+            }
+        }
+    }
+    for (size_t i = 0; i < m->n_vars; i++) {
+        rc = es_json_set_from_string(reg, hc->call.request, m->vars[i].name, m->vars[i].value, arena, err);
+        if (rc != ES_OK) {
+            if (!err->field[0])
+                snprintf(err->field, sizeof err->field, "%s", m->vars[i].name);
+            return rc;
+        }
+    }
+    for (size_t i = 0; i < m->n_params; i++) {
+        es_error e = {0};
+        rc = es_json_set_from_string(reg, hc->call.request, m->params[i].name, m->params[i].value, arena, &e);
+        if (rc != ES_OK)
+            return es_error_set(err, rc, e.field[0] ? e.field : m->params[i].name, "query parameter \"%.100s\": %s",
+                                m->params[i].name, e.message);
+    }
+    rc = copy_header(hc, req, "authorization", ES__META_AUTHORIZATION, err);
+    if (rc == ES_OK)
+        rc = copy_header(hc, req, "idempotency-key", ES__META_IDEMPOTENCY_KEY, err);
+    if (rc == ES_OK)
+        rc = copy_header(hc, req, "x-correlation-id", ES__META_CORRELATION_ID, err);
+    if (rc == ES_OK)
+        rc = copy_header(hc, req, "x-request-id", ES__META_CORRELATION_ID, err);
+    return rc;
+}
+
+static int serve_route(es_http_server *s, loop_thread *t, h2o_req_t *req, es_route_match *m, es_arena *scratch)
+{
+    hcall *hc = es_xcalloc(1, sizeof *hc);
+    es_arena_init(&hc->call.arena);
+    hc->t = t;
+    hc->call.method = m->route->method;
+    es_error err = {0};
+    int rc = build_request(s, hc, req, m, &err);
+    if (rc != ES_OK) {
+        send_error(req, rc, &err);
+        hcall_free(hc);
+        return 0;
+    }
+    (void)scratch;
+    hc->req = req;
+    hc->ref = h2o_mem_alloc_shared(&req->pool, sizeof *hc->ref, on_req_dispose);
+    hc->ref->hc = hc;
+    hc->call.done = on_call_done;
+    hc->call.transport_data = s;
+    t->inflight++;
+    atomic_fetch_add(&s->inflight, 1);
+    s->d->submit(s->d, &hc->call);
+    return 0;
+}
+
+/* ---- plain handlers ---- */
+
+const char *es_http_request_header(const es_http_request *r, const char *name, es_arena *arena)
+{
+    h2o_req_t *req = (h2o_req_t *)r->impl;
+    size_t n = strlen(name);
+    char lower[128];
+    if (n >= sizeof lower)
+        return NULL;
+    for (size_t i = 0; i <= n; i++)
+        lower[i] = (char)((name[i] >= 'A' && name[i] <= 'Z') ? name[i] - 'A' + 'a' : name[i]);
+    ssize_t i = h2o_find_header_by_str(&req->headers, lower, n, -1);
+    if (i < 0)
+        return NULL;
+    return es_arena_strndup(arena, req->headers.entries[i].value.base, req->headers.entries[i].value.len);
+}
+
+void es_http_response_add_header(es_http_response *res, const char *name, const char *value)
+{
+    if (res->n_headers == ES_HTTP_MAX_EXTRA_HEADERS)
+        return;
+    res->headers[res->n_headers].name = es_arena_strdup(res->arena, name);
+    res->headers[res->n_headers].value = es_arena_strdup(res->arena, value);
+    res->n_headers++;
+}
+
+static void serve_plain(const plain_handler *h, h2o_req_t *req, const char *method, const char *path,
+                        const char *query, es_arena *scratch)
+{
+    es_http_request r = {
+        .method = method, .path = path, .query = query,
+        .body = req->entity.base, .body_len = req->entity.base ? req->entity.len : 0, .impl = req,
+    };
+    es_http_response res;
+    memset(&res, 0, sizeof res);
+    res.status = 200;
+    res.content_type = "text/plain; charset=utf-8";
+    res.arena = scratch;
+    es_buf_init(&res.body);
+    h->fn(h->data, &r, &res);
+    for (size_t i = 0; i < res.n_headers; i++)
+        add_header(req, res.headers[i].name, res.headers[i].value);
+    send_response(req, res.status > 99 && res.status < 600 ? res.status : 500, res.content_type, res.body.data,
+                  res.body.len);
+    es_buf_free(&res.body);
+}
+
+static const plain_handler *find_plain(const es_http_server *s, const char *method, const char *path, int match)
+{
+    const plain_handler *best = NULL;
+    size_t plen = strlen(path);
+    for (size_t i = 0; i < s->n_handlers; i++) {
+        const plain_handler *h = &s->handlers[i];
+        if (h->match != match || (h->method && strcmp(h->method, method) != 0))
+            continue;
+        if (match == ES_HTTP_EXACT ? strcmp(h->path, path) == 0
+                                   : (plen >= h->path_len && memcmp(h->path, path, h->path_len) == 0)) {
+            if (!best || h->path_len > best->path_len)
+                best = h;
+        }
+    }
+    return best;
+}
+
+/* ---- the h2o handler ---- */
+
+static int on_req(h2o_handler_t *self, h2o_req_t *req)
+{
+    es_http_server *s = ((server_handler *)self)->srv;
+    loop_thread *t = NULL;
+    for (unsigned i = 0; i < s->n_threads; i++)
+        if (&s->threads[i].ctx == req->conn->ctx)
+            t = &s->threads[i];
+    es_arena scratch;
+    es_arena_init(&scratch);
+    char *method = es_arena_strndup(&scratch, req->method.base, req->method.len);
+    size_t plen = req->query_at != SIZE_MAX ? req->query_at : req->path.len;
+    char *path = es_arena_strndup(&scratch, req->path.base, plen);
+    const char *query = req->query_at != SIZE_MAX
+                            ? es_arena_strndup(&scratch, req->path.base + plen + 1, req->path.len - plen - 1)
+                            : "";
+    const plain_handler *h = find_plain(s, method, path, ES_HTTP_EXACT);
+    if (h) {
+        serve_plain(h, req, method, path, query, &scratch);
+        goto out;
+    }
+    es_route_match m;
+    int rc = es_router_match(s->router, method, req->path.base, req->path.len, &scratch, &m);
+    if (rc == ES_OK) {
+        if (req->entity.base && req->entity.len > s->cfg.max_body) {
+            es_error err;
+            es_error_set(&err, ES_RESOURCE_EXHAUSTED, "", "the request body is larger than %zu bytes", s->cfg.max_body);
+            send_error_as(req, ES_RESOURCE_EXHAUSTED, &err, 413, NULL);
+        } else {
+            serve_route(s, t, req, &m, &scratch);
+        }
+        goto out;
+    }
+    if (m.http_status == 400) {
+        send_error(req, ES_INVALID_ARGUMENT, &m.err);
+        goto out;
+    }
+    if (m.http_status == 404 && (h = find_plain(s, method, path, ES_HTTP_PREFIX)) != NULL) {
+        serve_plain(h, req, method, path, query, &scratch);
+        goto out;
+    }
+    es_error err;
+    if (m.http_status == 405) {
+        es_error_set(&err, ES_UNIMPLEMENTED, "", "method %.32s is not allowed on %.200s (allowed: %s)", method, path,
+                     m.allow);
+        send_error_as(req, ES_UNIMPLEMENTED, &err, 405, m.allow);
+    } else {
+        es_error_set(&err, ES_NOT_FOUND, "", "no route for %.32s %.200s", method, path);
+        send_error(req, ES_NOT_FOUND, &err);
+    }
+out:
+    es_arena_free(&scratch);
+    return 0;
+}
+
+/* ---- loop threads ---- */
+
+static void on_accept(h2o_socket_t *listener, const char *err)
+{
+    loop_thread *t = listener->data;
+    if (err)
+        return;
+    /* Accept a bounded batch per wake-up so one busy listener cannot starve the loop. */
+    for (int i = 0; i < 64; i++) {
+        h2o_socket_t *sock = h2o_evloop_socket_accept(listener);
+        if (!sock)
+            break;
+        h2o_accept(&t->accept_ctx, sock);
+    }
+}
+
+static int connections_open(loop_thread *t)
+{
+    return !h2o_linklist_is_empty(&t->ctx.http1._conns) || !h2o_linklist_is_empty(&t->ctx.http2._conns);
+}
+
+static void on_stop_message(h2o_multithread_receiver_t *rx, h2o_linklist_t *messages)
+{
+    loop_thread *t = H2O_STRUCT_FROM_MEMBER(loop_thread, stop_rx, rx);
+    while (!h2o_linklist_is_empty(messages))
+        h2o_linklist_unlink(messages->next);
+    if (t->draining)
+        return;
+    t->draining = 1;
+    if (t->listener) {
+        h2o_socket_read_stop(t->listener);
+        h2o_socket_close(t->listener);  /* closes listen_fd too */
+        t->listener = NULL;
+        t->listen_fd = -1;
+    }
+    /* HTTP/2: GOAWAY; HTTP/1: idle keep-alive connections close, busy ones after the answer. */
+    h2o_context_request_shutdown(&t->ctx);
+    unsigned ms = t->srv->cfg.shutdown_grace_ms;
+    clock_gettime(CLOCK_MONOTONIC, &t->drain_deadline);
+    t->drain_deadline.tv_sec += ms / 1000;
+    t->drain_deadline.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (t->drain_deadline.tv_nsec >= 1000000000L) {
+        t->drain_deadline.tv_sec++;
+        t->drain_deadline.tv_nsec -= 1000000000L;
+    }
+}
+
+static void *loop_main(void *arg)
+{
+    loop_thread *t = arg;
+    while (!t->exit) {
+        h2o_evloop_run(t->loop, t->draining ? 20 : INT32_MAX);
+        /* Calls in the dispatcher point into this loop's queue: wait for every one of them;
+         * connections only get the grace period. */
+        if (t->draining && t->inflight == 0 && (!connections_open(t) || elapsed(&t->drain_deadline)))
+            t->exit = 1;
+    }
+    return NULL;
+}
+
+/* ---- lifecycle ---- */
+
+es_http_server *es_http_server_new(const es_http_config *cfg, es_dispatcher *d, es_error *err)
+{
+    static const es_http_config defaults = {0};
+    if (!cfg)
+        cfg = &defaults;
+    if (!d || !d->submit) {
+        es_error_set(err, ES_INVALID_ARGUMENT, "dispatcher", "a dispatcher with submit is required");
+        return NULL;
+    }
+    es_http_server *s = es_xcalloc(1, sizeof *s);
+    s->cfg = *cfg;
+    s->address = es_xstrdup(cfg->address ? cfg->address : "0.0.0.0:8080");
+    if (!s->cfg.threads)
+        s->cfg.threads = 2;
+    if (!s->cfg.max_body)
+        s->cfg.max_body = 1u << 20;
+    if (!s->cfg.shutdown_grace_ms)
+        s->cfg.shutdown_grace_ms = 5000;
+    if (!s->cfg.request_timeout_ms)
+        s->cfg.request_timeout_ms = 10000;
+    s->d = d;
+    s->router = es_router_new();
+    atomic_init(&s->inflight, 0);
+    return s;
+}
+
+int es_http_server_add_service(es_http_server *s, const es_service_def *svc, es_error *err)
+{
+    if (s->started)
+        return es_error_set(err, ES_FAILED_PRECONDITION, "", "services must be added before start");
+    return es_router_add(s->router, svc->routes, svc->n_routes, err);
+}
+
+int es_http_server_add_handler(es_http_server *s, const char *method, const char *path, int match,
+                               es_http_handler_fn fn, void *data)
+{
+    if (s->started)
+        return ES_FAILED_PRECONDITION;
+    s->handlers = es_xrealloc(s->handlers, (s->n_handlers + 1) * sizeof *s->handlers);
+    plain_handler *h = &s->handlers[s->n_handlers++];
+    h->method = method ? es_xstrdup(method) : NULL;
+    h->path = es_xstrdup(path);
+    h->path_len = strlen(path);
+    h->match = match;
+    h->fn = fn;
+    h->data = data;
+    return ES_OK;
+}
+
+/* Splits "host:port" / "[v6]:port" and resolves it (numeric only: no DNS at startup). */
+static int resolve(const char *address, struct sockaddr_storage *ss, socklen_t *len, es_error *err)
+{
+    char host[256];
+    const char *colon = strrchr(address, ':');
+    if (!colon || colon == address || strlen(address) >= sizeof host)
+        return es_error_set(err, ES_INVALID_ARGUMENT, "address", "address \"%s\" is not host:port", address);
+    size_t hl = (size_t)(colon - address);
+    const char *h = address;
+    if (address[0] == '[' && colon[-1] == ']')
+        h++, hl -= 2;
+    memcpy(host, h, hl);
+    host[hl] = '\0';
+    char *end;
+    long port = strtol(colon + 1, &end, 10);
+    if (*end || end == colon + 1 || port < 0 || port > 65535)
+        return es_error_set(err, ES_INVALID_ARGUMENT, "address", "address \"%s\" has a bad port", address);
+    struct addrinfo hints = {.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | AI_PASSIVE, .ai_socktype = SOCK_STREAM};
+    struct addrinfo *res = NULL;
+    if (getaddrinfo(host[0] && strcmp(host, "*") != 0 ? host : NULL, colon + 1, &hints, &res) != 0 || !res)
+        return es_error_set(err, ES_INVALID_ARGUMENT, "address", "address \"%s\": host must be a numeric IP", address);
+    memcpy(ss, res->ai_addr, res->ai_addrlen);
+    *len = res->ai_addrlen;
+    freeaddrinfo(res);
+    return ES_OK;
+}
+
+static void set_port(struct sockaddr_storage *ss, int port)
+{
+    if (ss->ss_family == AF_INET6)
+        ((struct sockaddr_in6 *)ss)->sin6_port = htons((uint16_t)port);
+    else
+        ((struct sockaddr_in *)ss)->sin_port = htons((uint16_t)port);
+}
+
+static int listen_on(struct sockaddr_storage *ss, socklen_t len, int reuseport, es_error *err, const char *address)
+{
+    int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0), one = 1;
+    if (fd < 0)
+        return es_error_set(err, ES_UNAVAILABLE, "address", "socket: %s", strerror(errno)), -1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (reuseport)
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+    if (bind(fd, (struct sockaddr *)ss, len) != 0 || listen(fd, SOMAXCONN) != 0) {
+        es_error_set(err, ES_UNAVAILABLE, "address", "cannot listen on %s: %s", address, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+int es_http_server_start(es_http_server *s, es_error *err)
+{
+    if (s->started)
+        return es_error_set(err, ES_FAILED_PRECONDITION, "", "the server was started already");
+    struct sockaddr_storage ss;
+    socklen_t len;
+    int rc = resolve(s->address, &ss, &len, err);
+    if (rc != ES_OK)
+        return rc;
+    int port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                               : ((struct sockaddr_in *)&ss)->sin_port);
+    if (port != 0) {
+        /* SO_REUSEPORT would let us bind a port another server already serves, and share its
+         * traffic. A plain bind first makes a busy port an error. */
+        int probe = listen_on(&ss, len, 0, err, s->address);
+        if (probe < 0)
+            return ES_UNAVAILABLE;
+        close(probe);
+    }
+
+    s->threads = es_xcalloc(s->cfg.threads, sizeof *s->threads);
+    for (unsigned i = 0; i < s->cfg.threads; i++) {
+        int fd = listen_on(&ss, len, 1, err, s->address);
+        if (fd < 0) {
+            for (unsigned j = 0; j < i; j++)
+                close(s->threads[j].listen_fd);
+            free(s->threads);
+            s->threads = NULL;
+            return ES_UNAVAILABLE;
+        }
+        if (port == 0) {
+            /* The first listener picked a free port: the others join it. */
+            struct sockaddr_storage bound;
+            socklen_t bl = sizeof bound;
+            getsockname(fd, (struct sockaddr *)&bound, &bl);
+            port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
+                                                      : ((struct sockaddr_in *)&bound)->sin_port);
+            set_port(&ss, port);
+        }
+        s->threads[i].listen_fd = fd;
+    }
+    s->port = port;
+
+    h2o_config_init(&s->gconf);
+    s->gconf.server_name = h2o_iovec_init(H2O_STRLIT("orderd"));
+    /* h2o refuses larger bodies itself (with its own text body); the handler refuses anything
+     * above max_body with the JSON error. The slack lets most oversize bodies get the JSON. */
+    s->gconf.max_request_entity_size = s->cfg.max_body + (s->cfg.max_body < (64u << 10) ? s->cfg.max_body : (64u << 10));
+    s->gconf.http1.req_timeout = s->cfg.request_timeout_ms;
+    s->gconf.http2.graceful_shutdown_timeout = s->cfg.shutdown_grace_ms;
+    h2o_hostconf_t *host = h2o_config_register_host(&s->gconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
+    h2o_pathconf_t *path = h2o_config_register_path(host, "/", 0);
+    server_handler *h = (server_handler *)h2o_create_handler(path, sizeof *h);
+    h->super.on_req = on_req;
+    h->srv = s;
+
+    for (unsigned i = 0; i < s->cfg.threads; i++) {
+        loop_thread *t = &s->threads[i];
+        t->srv = s;
+        t->loop = h2o_evloop_create();
+        h2o_context_init(&t->ctx, t->loop, &s->gconf);
+        t->accept_ctx.ctx = &t->ctx;
+        t->accept_ctx.hosts = s->gconf.hosts;
+        h2o_multithread_register_receiver(t->ctx.queue, &t->done_rx, on_done_messages);
+        h2o_multithread_register_receiver(t->ctx.queue, &t->stop_rx, on_stop_message);
+        t->listener = h2o_evloop_socket_create(t->loop, t->listen_fd, H2O_SOCKET_FLAG_DONT_READ);
+        t->listener->data = t;
+        h2o_socket_read_start(t->listener, on_accept);
+    }
+    s->n_threads = s->cfg.threads;
+    s->started = 1;
+    for (unsigned i = 0; i < s->n_threads; i++) {
+        if (pthread_create(&s->threads[i].tid, NULL, loop_main, &s->threads[i]) != 0)
+            es_oom(); /* only when the process is out of resources */
+        s->threads[i].started = 1;
+    }
+    return ES_OK;
+}
+
+int es_http_server_port(const es_http_server *s) { return s ? s->port : 0; }
+
+size_t es_http_server_inflight(const es_http_server *s) { return atomic_load(&((es_http_server *)s)->inflight); }
+
+void es_http_server_stop(es_http_server *s)
+{
+    if (!s || !s->started || s->stopped)
+        return;
+    s->stopped = 1;
+    for (unsigned i = 0; i < s->n_threads; i++)
+        h2o_multithread_send_message(&s->threads[i].stop_rx, &s->threads[i].stop_msg);
+    for (unsigned i = 0; i < s->n_threads; i++) {
+        loop_thread *t = &s->threads[i];
+        pthread_join(t->tid, NULL);
+        h2o_multithread_unregister_receiver(t->ctx.queue, &t->done_rx);
+        h2o_multithread_unregister_receiver(t->ctx.queue, &t->stop_rx);
+        /* request_shutdown arms the HTTP/2 graceful-shutdown timer even when no HTTP/2
+         * connection exists; h2o_context_dispose asserts every timer is idle. */
+        if (h2o_timeout_is_linked(&t->ctx.http2._graceful_shutdown_timeout))
+            h2o_timeout_unlink(&t->ctx.http2._graceful_shutdown_timeout);
+        h2o_context_dispose(&t->ctx);
+        /* A connection still open after the grace period keeps its socket on the loop; the loop
+         * (and those few bytes) are left rather than freed under h2o's feet. */
+        if (!connections_open(t))
+            h2o_evloop_destroy(t->loop);
+    }
+    h2o_config_dispose(&s->gconf);
+}
+
+void es_http_server_free(es_http_server *s)
+{
+    if (!s)
+        return;
+    es_http_server_stop(s);
+    for (size_t i = 0; i < s->n_handlers; i++) {
+        free(s->handlers[i].method);
+        free(s->handlers[i].path);
+    }
+    free(s->handlers);
+    free(s->threads);
+    es_router_free(s->router);
+    free(s->address);
+    free(s);
+}
