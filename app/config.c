@@ -1,0 +1,108 @@
+/* The configuration table of orderd; see config.h. */
+#include "config.h"
+
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct key {
+    const char *name;               /* flag name; the variable is ORDERD_<NAME> with '-' -> '_' */
+    int is_int;
+    size_t offset;
+    const char *def;
+    const char *help;
+} key;
+
+#define S(f) 0, offsetof(orderd_config, f)
+#define I(f) 1, offsetof(orderd_config, f)
+static const key keys[] = {
+    {"pg", S(pg), "host=/var/run/postgresql dbname=orderd", "PostgreSQL conninfo (event store and projections)"},
+    {"http-listen", S(http_listen), "0.0.0.0:8080", "JSON HTTP address"},
+    {"grpc-listen", S(grpc_listen), "0.0.0.0:8081", "gRPC address"},
+    {"kafka-bootstrap", S(kafka_bootstrap), "", "Kafka bootstrap.servers (a real cluster)"},
+    {"kafka-bootstrap-file", S(kafka_bootstrap_file), "", "file holding bootstrap.servers (the mock cluster writes one)"},
+    {"topic", S(topic), "orders.events", "Kafka topic of the events"},
+    {"partitions", I(partitions), "6", "partitions when the relay creates the topic"},
+    {"pool-size", I(pool_size), "16", "PostgreSQL connections of the command and query path"},
+    {"workers", I(workers), "64", "dispatcher threads (commands wait on group commit)"},
+    {"http-threads", I(http_threads), "2", "HTTP event-loop threads"},
+    {"grpc-threads", I(grpc_threads), "2", "gRPC completion-queue threads"},
+    {"max-body", I(max_body), "1048576", "largest HTTP request body in bytes (larger: 413)"},
+    {"snapshot-every", I(snapshot_every), "0", "events between snapshots (0: the aggregate's annotation, <0: never)"},
+    {"payment-gateway", S(payment_gateway), "succeed", "payment simulator: succeed, fail or random:<fraction failing>"},
+    {"payment-delay-ms", I(payment_delay_ms), "0", "simulated gateway latency per call"},
+    {"relay", I(relay), "1", "run the outbox relay (one instance is active at a time)"},
+    {"projections", I(projections), "1", "run the projection consumers"},
+    {"payments", I(payments), "1", "run the payment-flow reactor"},
+    {"min-version-wait-ms", I(min_version_wait_ms), "2000", "how long reads wait for min_version"},
+};
+
+static void set(orderd_config *cfg, const key *k, const char *v)
+{
+    char *p = (char *)cfg + k->offset;
+    if (k->is_int)
+        *(int *)p = atoi(v);
+    else
+        *(const char **)p = v;
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: orderd [--key value]...\n\nEvery key is also read from the environment as ORDERD_<KEY>"
+               " (dashes as underscores);\nflags win over the environment, which wins over the default.\n\n");
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+        fprintf(f, "  --%-22s %s (default: %s)\n", keys[i].name, keys[i].help, keys[i].def[0] ? keys[i].def : "none");
+    fprintf(f, "  --%-22s print the effective configuration and exit\n  --%-22s this text\n", "print-config", "help");
+}
+
+int orderd_config_load(orderd_config *cfg, int argc, char **argv)
+{
+    memset(cfg, 0, sizeof *cfg);
+    int print = 0;
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        set(cfg, &keys[i], keys[i].def);
+        char env[64] = "ORDERD_";
+        for (const char *s = keys[i].name; *s && strlen(env) < sizeof env - 1; s++) {
+            char c = *s == '-' ? '_' : (*s >= 'a' && *s <= 'z') ? (char)(*s - 32) : *s;
+            strncat(env, &c, 1);
+        }
+        const char *v = getenv(env);
+        if (v)
+            set(cfg, &keys[i], v);
+    }
+    for (int a = 1; a < argc; a++) {
+        if (strcmp(argv[a], "--help") == 0 || strcmp(argv[a], "-h") == 0) {
+            usage(stdout);
+            return 1;
+        }
+        if (strcmp(argv[a], "--print-config") == 0) {
+            print = 1;
+            continue;
+        }
+        const key *k = NULL;
+        for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+            if (strncmp(argv[a], "--", 2) == 0 && strcmp(argv[a] + 2, keys[i].name) == 0)
+                k = &keys[i];
+        if (!k) {
+            fprintf(stderr, "orderd: unknown option %s (see --help)\n", argv[a]);
+            return -1;
+        }
+        if (a + 1 >= argc) {
+            fprintf(stderr, "orderd: %s needs a value\n", argv[a]);
+            return -1;
+        }
+        set(cfg, k, argv[++a]);
+    }
+    if (print) {
+        for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+            const char *p = (const char *)cfg + keys[i].offset;
+            if (keys[i].is_int)
+                printf("%s = %d\n", keys[i].name, *(const int *)p);
+            else
+                printf("%s = \"%s\"\n", keys[i].name, *(const char *const *)p);
+        }
+        return 1;
+    }
+    return 0;
+}

@@ -1,0 +1,32 @@
+/* orderd's configuration: one table of keys, each settable by command-line flag (--key value),
+ * environment variable (ORDERD_KEY) or its default, in that order of precedence. */
+#ifndef ORDERS_CONFIG_H
+#define ORDERS_CONFIG_H
+
+typedef struct orderd_config {
+    const char *pg;                 /* libpq conninfo */
+    const char *http_listen;
+    const char *grpc_listen;
+    const char *kafka_bootstrap;
+    const char *kafka_bootstrap_file;
+    const char *topic;
+    int partitions;
+    int pool_size;
+    int workers;
+    int http_threads;
+    int grpc_threads;
+    int max_body;
+    int snapshot_every;
+    const char *payment_gateway;
+    int payment_delay_ms;
+    int relay;
+    int projections;
+    int payments;
+    int min_version_wait_ms;
+} orderd_config;
+
+/* Fills cfg from defaults, the environment and argv. Returns 0, 1 when --help or
+ * --print-config was answered (exit 0), or -1 after printing an error (exit 2). */
+int orderd_config_load(orderd_config *cfg, int argc, char **argv);
+
+#endif

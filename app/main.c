@@ -1,0 +1,246 @@
+/* orderd: the order service. Wires the generated orders.v1 tables and the hand-written rules
+ * into the runtime: migrations, the command pipeline, HTTP and gRPC transports, the outbox relay,
+ * the order_summary projection and the payment flow. See README "Command path". */
+#include <pthread.h>
+#include <stdarg.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "es/consumer.h"
+#include "es/dispatcher.h"
+#include "es/grpc_server.h"
+#include "es/http_server.h"
+#include "es/json.h"
+#include "es/migrate.h"
+#include "es/pipeline.h"
+#include "es/projection.h"
+#include "es/relay.h"
+#include "gateway.h"
+#include "payment_flow.h"
+#include "read_model_impl.h"
+
+typedef struct app {
+    orderd_config cfg;
+    es_json_registry *json;
+    es_pg_pool *pool;
+    es_pipeline *pipeline;
+    orders_read_model_impl rm;
+    orders_query_env qenv;
+    es_dispatcher *dispatcher;
+    es_http_server *http;
+    es_grpc_server *grpc;
+    es_relay *relay;
+    es_projector *projector;
+    es_consumer *projection_consumer;
+    payment_gateway *gateway;
+    payment_flow flow;
+    es_consumer *payment_consumer;
+    atomic_int pg_ok, migrated, kafka_ok, stopping;
+    pthread_t health_thread;
+} app;
+
+static void logf_(const char *level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void logf_(const char *level, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "{\"ts\":%lld,\"level\":\"%s\",\"component\":\"orderd\",\"msg\":\"", (long long)time(NULL), level);
+    for (const char *s = msg; *s; s++) {
+        if (*s == '"' || *s == '\\')
+            fputc('\\', stderr);
+        fputc(*s == '\n' ? ' ' : *s, stderr);
+    }
+    fputs("\"}\n", stderr);
+}
+
+static void *health_loop(void *arg)
+{
+    app *a = arg;
+    while (!atomic_load(&a->stopping)) {
+        es_pg_conn *c;
+        es_error err;
+        int ok = es_pg_pool_checkout_unprepared(a->pool, &c, &err) == ES_OK;
+        if (ok)
+            es_pg_pool_checkin(a->pool, c);
+        atomic_store(&a->pg_ok, ok);
+        if (a->relay) {
+            es_relay_status st;
+            es_relay_status_get(a->relay, &st);
+            atomic_store(&a->kafka_ok, st.role == ES_RELAY_STANDBY || (st.role == ES_RELAY_ACTIVE && st.kafka_ok));
+        } else {
+            atomic_store(&a->kafka_ok, 1);
+        }
+        for (int i = 0; i < 10 && !atomic_load(&a->stopping); i++)
+            usleep(100 * 1000);
+    }
+    return NULL;
+}
+
+static void health(void *data, const es_http_request *req, es_http_response *res)
+{
+    (void)req;
+    app *a = data;
+    int pg = atomic_load(&a->pg_ok), mig = atomic_load(&a->migrated), kafka = atomic_load(&a->kafka_ok);
+    int ready = pg && mig && kafka;
+    res->status = ready ? 200 : 503;
+    res->content_type = "application/json";
+    es_buf_printf(&res->body, "{\"status\":\"%s\",\"postgres\":%s,\"migrations\":%s,\"kafka\":%s}\n",
+                  ready ? "ok" : "unavailable", pg ? "true" : "false", mig ? "true" : "false", kafka ? "true" : "false");
+}
+
+static void livez(void *data, const es_http_request *req, es_http_response *res)
+{
+    (void)data; (void)req;
+    res->content_type = "application/json";
+    es_buf_puts(&res->body, "{\"status\":\"ok\"}\n");
+}
+
+static int migrate_with_retry(app *a, es_error *err)
+{
+    es_migration m[] = {{"0001_event_store", es_event_store_sql}, {"0100_orders_v1", orders_v1_schema.migrations_sql}};
+    for (int attempt = 0;; attempt++) {
+        int rc = es_migrate(a->pool, m, 2, NULL, err);
+        if (rc != ES_UNAVAILABLE || attempt >= 60)
+            return rc;
+        if (attempt == 0)
+            logf_("warn", "PostgreSQL unreachable (%s); retrying for 60 s", err->message);
+        sleep(1);
+    }
+}
+
+static int start(app *a)
+{
+    orderd_config *cfg = &a->cfg;
+    es_error err = {0};
+    a->json = es_json_registry_new();
+    es_json_registry_add_schema(a->json, &orders_v1_schema);
+    es_pg_pool_config pc = {.conninfo = cfg->pg, .size = (size_t)cfg->pool_size};
+    if (!(a->pool = es_pg_pool_new(&pc, &err)))
+        goto fail;
+    if (migrate_with_retry(a, &err) != ES_OK)
+        goto fail;
+    atomic_store(&a->migrated, 1);
+    atomic_store(&a->pg_ok, 1);
+    es_pipeline_config pl = {.pool = a->pool, .snapshot_every = cfg->snapshot_every};
+    if (!(a->pipeline = es_pipeline_new(&pl, &err)))
+        goto fail;
+    if (es_store_register_schema(es_pipeline_store(a->pipeline), &orders_v1_schema, &err) != ES_OK)
+        goto fail;
+    orders_read_model_init(&a->rm, a->pipeline);
+    a->qenv.rm = &a->rm.rm;
+    a->qenv.min_version_wait_ms = cfg->min_version_wait_ms;
+    es_dispatcher_config dc = {.pipeline = a->pipeline, .json = a->json, .query_app = &a->qenv,
+                               .workers = (size_t)cfg->workers};
+    if (!(a->dispatcher = es_dispatcher_new(&dc, &err)))
+        goto fail;
+
+    const char *bootstrap = cfg->kafka_bootstrap[0] ? cfg->kafka_bootstrap : NULL;
+    const char *bootstrap_file = cfg->kafka_bootstrap_file[0] ? cfg->kafka_bootstrap_file : NULL;
+    int kafka = bootstrap || bootstrap_file;
+    if (!kafka)
+        logf_("warn", "no Kafka configured (--kafka-bootstrap or --kafka-bootstrap-file): events are stored but not published");
+    if (kafka && cfg->relay) {
+        es_relay_config rc = {.conninfo = cfg->pg, .bootstrap_servers = bootstrap, .bootstrap_file = bootstrap_file,
+                              .topic = cfg->topic, .partitions = cfg->partitions};
+        if (es_relay_start(&rc, &a->relay, &err) != ES_OK)
+            goto fail;
+    }
+    if (kafka && cfg->projections) {
+        a->projector = es_projector_new(&orders_v1_projection_order_summary, a->json);
+        es_consumer_config cc = {.name = "projection.order_summary", .conninfo = cfg->pg, .bootstrap_servers = bootstrap,
+                                 .bootstrap_file = bootstrap_file, .topic = cfg->topic, .handle = es_projector_handle,
+                                 .data = a->projector};
+        if (es_consumer_start(&cc, &a->projection_consumer, &err) != ES_OK)
+            goto fail;
+    }
+    if (kafka && cfg->payments) {
+        char gerr[256];
+        if (!(a->gateway = gateway_sim_new(cfg->payment_gateway, cfg->payment_delay_ms, gerr, sizeof gerr))) {
+            es_error_set(&err, ES_INVALID_ARGUMENT, "payment-gateway", "%s", gerr);
+            goto fail;
+        }
+        a->flow.pipeline = a->pipeline;
+        a->flow.gateway = a->gateway;
+        es_consumer_config cc = {.name = "payment-flow", .conninfo = cfg->pg, .bootstrap_servers = bootstrap,
+                                 .bootstrap_file = bootstrap_file, .topic = cfg->topic, .handle = payment_flow_handle,
+                                 .data = &a->flow};
+        if (es_consumer_start(&cc, &a->payment_consumer, &err) != ES_OK)
+            goto fail;
+    }
+    pthread_create(&a->health_thread, NULL, health_loop, a);
+
+    es_http_config hc = {.address = cfg->http_listen, .threads = (unsigned)cfg->http_threads,
+                         .max_body = (size_t)cfg->max_body};
+    if (!(a->http = es_http_server_new(&hc, a->dispatcher, &err)) ||
+        es_http_server_add_service(a->http, &orders_v1_service_OrderService, &err) != ES_OK)
+        goto fail;
+    es_http_server_add_handler(a->http, "GET", "/healthz", ES_HTTP_EXACT, health, a);
+    es_http_server_add_handler(a->http, "GET", "/readyz", ES_HTTP_EXACT, health, a);
+    es_http_server_add_handler(a->http, "GET", "/livez", ES_HTTP_EXACT, livez, a);
+    if (es_http_server_start(a->http, &err) != ES_OK)
+        goto fail;
+    es_grpc_config gc = {.address = cfg->grpc_listen, .threads = (unsigned)cfg->grpc_threads};
+    if (!(a->grpc = es_grpc_server_new(&gc, a->dispatcher, &err)) ||
+        es_grpc_server_add_service(a->grpc, &orders_v1_service_OrderService, &err) != ES_OK ||
+        es_grpc_server_start(a->grpc, &err) != ES_OK)
+        goto fail;
+    logf_("info", "orderd serving HTTP on %s (port %d) and gRPC on %s (port %d)", cfg->http_listen,
+          es_http_server_port(a->http), cfg->grpc_listen, es_grpc_server_port(a->grpc));
+    return 0;
+fail:
+    logf_("error", "start-up failed: %s: %s%s%s", es_strerror(err.code), err.message, err.field[0] ? " field=" : "",
+          err.field);
+    return -1;
+}
+
+static void stop(app *a)
+{
+    atomic_store(&a->stopping, 1);
+    es_http_server_free(a->http);
+    es_grpc_server_free(a->grpc);
+    es_consumer_stop(a->payment_consumer);
+    es_consumer_stop(a->projection_consumer);
+    es_relay_stop(a->relay);
+    if (a->health_thread)
+        pthread_join(a->health_thread, NULL);
+    es_dispatcher_free(a->dispatcher);
+    if (a->pipeline)
+        orders_read_model_fini(&a->rm);
+    es_pipeline_free(a->pipeline);
+    es_projector_free(a->projector);
+    gateway_sim_free(a->gateway);
+    es_pg_pool_free(a->pool);
+    es_json_registry_free(a->json);
+}
+
+int main(int argc, char **argv)
+{
+    static app a;
+    int r = orderd_config_load(&a.cfg, argc, argv);
+    if (r)
+        return r > 0 ? 0 : 2;
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set, NULL); /* every thread inherits it; main waits below */
+    signal(SIGPIPE, SIG_IGN);
+    if (start(&a) != 0) {
+        stop(&a);
+        return 1;
+    }
+    int sig;
+    sigwait(&set, &sig);
+    logf_("info", "signal %d: stopping", sig);
+    stop(&a);
+    return 0;
+}

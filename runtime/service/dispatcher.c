@@ -1,0 +1,197 @@
+/* Worker-pool dispatcher: see es/dispatcher.h. */
+#include "es/dispatcher.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct dispatcher {
+    es_dispatcher base;              /* first: the transports hold an es_dispatcher * */
+    es_dispatcher_config cfg;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    es_call **ring;
+    size_t cap, head, count;
+    int stopping;
+    pthread_t *threads;
+    size_t n_threads;
+    es_dispatcher_stats stats;
+} dispatcher;
+
+static void set_string(ProtobufCMessage *m, const char *name, const char *v, es_arena *a)
+{
+    const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field_by_name(m->descriptor, name);
+    if (f && f->type == PROTOBUF_C_TYPE_STRING && f->label != PROTOBUF_C_LABEL_REPEATED)
+        *(char **)((char *)m + f->offset) = es_arena_strdup(a, v);
+}
+
+ProtobufCMessage *es_command_answer(const ProtobufCMessageDescriptor *d, const es_command_def *def,
+                                    const es_command_result *r, es_arena *a)
+{
+    ProtobufCMessage *m = es_arena_alloc(a, d->sizeof_message);
+    protobuf_c_message_init(d, m);
+    set_string(m, def->aggregate->id_field, r->stream_id, a);
+    set_string(m, "stream_id", r->stream_id, a);
+    const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field_by_name(d, "version");
+    if (f && f->type == PROTOBUF_C_TYPE_INT64 && f->label != PROTOBUF_C_LABEL_REPEATED)
+        *(int64_t *)((char *)m + f->offset) = r->version;
+    f = protobuf_c_message_descriptor_get_field_by_name(d, "replayed");
+    if (f && f->type == PROTOBUF_C_TYPE_BOOL && f->label != PROTOBUF_C_LABEL_REPEATED)
+        *(protobuf_c_boolean *)((char *)m + f->offset) = r->replayed != 0;
+    f = protobuf_c_message_descriptor_get_field_by_name(d, "event_ids");
+    if (f && f->type == PROTOBUF_C_TYPE_STRING && f->label == PROTOBUF_C_LABEL_REPEATED && r->n_events) {
+        char **ids = es_arena_alloc(a, r->n_events * sizeof *ids);
+        for (size_t i = 0; i < r->n_events; i++)
+            ids[i] = es_arena_strdup(a, r->event_ids[i]);
+        *(size_t *)((char *)m + f->quantifier_offset) = r->n_events;
+        *(char ***)((char *)m + f->offset) = ids;
+    }
+    return m;
+}
+
+static int run_call(dispatcher *d, es_call *call, es_error *err)
+{
+    const es_method_def *m = call->method;
+    const char *actor = "";
+    int rc;
+    if (d->cfg.authorize && (rc = d->cfg.authorize(d->cfg.authorize_data, call, &actor, err)) != ES_OK)
+        return rc;
+    if (m->command) {
+        const char *key = call->idempotency_key && call->idempotency_key[0] ? call->idempotency_key : NULL;
+        const char *rid = m->command->request_id(call->request);
+        if (key && rid[0] && strcmp(key, rid) != 0)
+            return es_error_set(err, ES_INVALID_ARGUMENT, "request_id",
+                                "request_id \"%s\" differs from the Idempotency-Key header \"%s\"", rid, key);
+        es_command_meta meta = {key ? key : rid, call->correlation_id, NULL, actor};
+        es_command_result res;
+        if ((rc = es_pipeline_execute(d->cfg.pipeline, m->command, call->request, &meta, &res, err)) != ES_OK)
+            return rc;
+        call->response = es_command_answer(m->output, m->command, &res, &call->arena);
+        return ES_OK;
+    }
+    if (m->validate && (rc = m->validate(call->request, err)) != ES_OK)
+        return rc;
+    if (!m->query)
+        return es_error_set(err, ES_UNIMPLEMENTED, "", "%s has no handler", m->name);
+    es_query_ctx q = {&call->arena, actor, d->cfg.query_app};
+    ProtobufCMessage *out = NULL;
+    if ((rc = m->query(&q, call->request, &out, err)) != ES_OK)
+        return rc;
+    call->response = out;
+    return ES_OK;
+}
+
+static void finish(dispatcher *d, es_call *call, int rc, const es_error *err)
+{
+    call->status = rc;
+    if (rc != ES_OK) {
+        call->err = *err;
+        call->err.code = rc;
+        if (!call->err.message[0])
+            es_error_set(&call->err, rc, "", "%s", es_strerror(rc));
+        call->response = NULL;
+    }
+    pthread_mutex_lock(&d->lock);
+    d->stats.calls++;
+    d->stats.by_code[es_grpc_code(rc)]++;
+    pthread_mutex_unlock(&d->lock);
+    call->done(call);
+}
+
+static void *worker(void *arg)
+{
+    dispatcher *d = arg;
+    for (;;) {
+        pthread_mutex_lock(&d->lock);
+        while (!d->count && !d->stopping)
+            pthread_cond_wait(&d->cond, &d->lock);
+        if (!d->count) {
+            pthread_mutex_unlock(&d->lock);
+            return NULL;
+        }
+        es_call *call = d->ring[d->head];
+        d->head = (d->head + 1) % d->cap;
+        d->count--;
+        pthread_mutex_unlock(&d->lock);
+        es_error err = {0};
+        int rc = run_call(d, call, &err);
+        finish(d, call, rc, &err);
+    }
+}
+
+static void submit(es_dispatcher *base, es_call *call)
+{
+    dispatcher *d = (dispatcher *)base;
+    pthread_mutex_lock(&d->lock);
+    if (d->count == d->cap || d->stopping) {
+        d->stats.rejected++;
+        pthread_mutex_unlock(&d->lock);
+        es_error err;
+        es_error_set(&err, d->stopping ? ES_UNAVAILABLE : ES_RESOURCE_EXHAUSTED, "",
+                     d->stopping ? "the service is stopping" : "too many requests in flight; retry later");
+        finish(d, call, err.code, &err);
+        return;
+    }
+    d->ring[(d->head + d->count) % d->cap] = call;
+    d->count++;
+    pthread_cond_signal(&d->cond);
+    pthread_mutex_unlock(&d->lock);
+}
+
+es_dispatcher *es_dispatcher_new(const es_dispatcher_config *cfg, es_error *err)
+{
+    dispatcher *d = es_xcalloc(1, sizeof *d);
+    d->cfg = *cfg;
+    d->base.submit = submit;
+    d->base.json = cfg->json;
+    d->base.data = NULL;
+    d->cap = cfg->queue ? cfg->queue : 4096;
+    d->ring = es_xcalloc(d->cap, sizeof *d->ring);
+    pthread_mutex_init(&d->lock, NULL);
+    pthread_cond_init(&d->cond, NULL);
+    size_t n = cfg->workers ? cfg->workers : 64;
+    d->threads = es_xcalloc(n, sizeof *d->threads);
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, 512 * 1024);
+    for (size_t i = 0; i < n; i++) {
+        if (pthread_create(&d->threads[i], &attr, worker, d) != 0) {
+            es_error_set(err, ES_RESOURCE_EXHAUSTED, "workers", "cannot start worker thread %zu", i);
+            break;
+        }
+        d->n_threads++;
+    }
+    pthread_attr_destroy(&attr);
+    if (d->n_threads == 0) {
+        es_dispatcher_free(&d->base);
+        return NULL;
+    }
+    return &d->base;
+}
+
+void es_dispatcher_free(es_dispatcher *base)
+{
+    if (!base)
+        return;
+    dispatcher *d = (dispatcher *)base;
+    pthread_mutex_lock(&d->lock);
+    d->stopping = 1;
+    pthread_cond_broadcast(&d->cond);
+    pthread_mutex_unlock(&d->lock);
+    for (size_t i = 0; i < d->n_threads; i++)
+        pthread_join(d->threads[i], NULL);
+    pthread_mutex_destroy(&d->lock);
+    pthread_cond_destroy(&d->cond);
+    free(d->threads);
+    free(d->ring);
+    free(d);
+}
+
+void es_dispatcher_get_stats(es_dispatcher *base, es_dispatcher_stats *out)
+{
+    dispatcher *d = (dispatcher *)base;
+    pthread_mutex_lock(&d->lock);
+    *out = d->stats;
+    out->queued = d->count;
+    pthread_mutex_unlock(&d->lock);
+}
