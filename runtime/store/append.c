@@ -226,6 +226,12 @@ static int run_pipeline(es_store *s, es__append_req **q, size_t n, es_error *err
                                 "the outcome is unknown (retry with the same command id)");
     }
     if (committed) return ES_OK;
+    /* An error inside BEGIN..COMMIT leaves the transaction aborted past the Sync. */
+    if (PQstatus(pg) == CONNECTION_OK && PQtransactionStatus(pg) != PQTRANS_IDLE) {
+        PGresult *rb = PQexecPrepared(pg, ES__ST_ROLLBACK, 0, NULL, NULL, NULL, 0);
+        if (PQresultStatus(rb) != PGRES_COMMAND_OK) es_pg_conn_discard(s->conn);
+        PQclear(rb);
+    }
     return rc ? rc : es_error_set(err, ES_INTERNAL, "", "batch was not committed");
 }
 

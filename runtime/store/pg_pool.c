@@ -4,6 +4,7 @@
 #include "es/pg_pool.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -220,15 +221,30 @@ static int prepare_new(es_pg_pool *p, es_pg_conn *c, es_error *err)
     }
 }
 
-/* Makes c usable: alive (probing without a round trip) and, when asked, fully prepared. */
+/* 1 when an idle connection still looks alive, without a round trip. An idle connection
+ * receives nothing but the odd notification; a server that restarted or killed the backend
+ * sent a FATAL message and closed the socket. So: anything readable is consumed, and a
+ * hang-up, an EOF (libpq marks the connection bad) or a second readable round (the EOF
+ * behind the goodbye message) means dead. No request is spent discovering it. */
+static int probe_alive(PGconn *pg)
+{
+    if (PQstatus(pg) != CONNECTION_OK || PQtransactionStatus(pg) != PQTRANS_IDLE) return 0;
+    for (int round = 0; round < 2; round++) {
+        struct pollfd pfd = {.fd = PQsocket(pg), .events = POLLIN};
+        int n = poll(&pfd, 1, 0);
+        if (n == 0) return 1;
+        if (n < 0 || (pfd.revents & (POLLHUP | POLLERR | POLLNVAL))) return 0;
+        if (!PQconsumeInput(pg) || PQstatus(pg) != CONNECTION_OK) return 0;
+        PGnotify *note;
+        while ((note = PQnotifies(pg))) PQfreemem(note);
+    }
+    return 0;
+}
+
+/* Makes c usable: alive (probed without a round trip) and, when asked, fully prepared. */
 static int ensure(es_pg_pool *p, es_pg_conn *c, int prepare, es_error *err)
 {
-    int alive = c->pg && !c->bad && PQstatus(c->pg) == CONNECTION_OK;
-    /* A server that restarted or killed the backend has closed the socket: a non-blocking
-     * read sees EOF and marks the connection bad, so no request is spent discovering it. */
-    if (alive && (!PQconsumeInput(c->pg) || PQstatus(c->pg) != CONNECTION_OK ||
-                  PQtransactionStatus(c->pg) != PQTRANS_IDLE))
-        alive = 0;
+    int alive = c->pg && !c->bad && probe_alive(c->pg);
     if (!alive) {
         int rc = connect_conn(p, c, err);
         if (rc != ES_OK) return rc;

@@ -28,6 +28,7 @@ static const Oid schema_types[] = {ES__OID_TEXT, ES__OID_TEXT, ES__OID_BYTEA};
 static const es_pg_statement statements[] = {
     {ES__ST_BEGIN, "BEGIN", 0, NULL},
     {ES__ST_COMMIT, "COMMIT", 0, NULL},
+    {ES__ST_ROLLBACK, "ROLLBACK", 0, NULL},
     {ES__ST_APPEND,
      "SELECT status, first_version, last_version, stream_id, event_ids, message FROM es_append("
      "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)",

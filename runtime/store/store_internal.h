@@ -9,6 +9,7 @@
 #define ES__ST_APPEND "es_store_append"
 #define ES__ST_BEGIN "es_store_begin"
 #define ES__ST_COMMIT "es_store_commit"
+#define ES__ST_ROLLBACK "es_store_rollback"
 #define ES__ST_READ "es_store_read"
 #define ES__ST_LOAD "es_store_load"
 #define ES__ST_FIND_COMMAND "es_store_find_command"
