@@ -18,6 +18,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -63,9 +64,17 @@ struct loop_thread {
     h2o_multithread_receiver_t stop_rx;   /* the stop request */
     h2o_multithread_message_t stop_msg;
     size_t inflight;                      /* calls submitted from this loop, not yet answered */
-    int draining, exit;
+    h2o_linklist_t conns;                 /* conn_track of every open connection */
+    int draining, exit, reads_closed, forced;
     struct timespec drain_deadline;
 };
+
+/* Follows one accepted connection (h2o calls sock->on_close when it closes it), so that stop
+ * can end idle keep-alive connections, which h2o 2.2's HTTP/1 leaves open on shutdown. */
+typedef struct conn_track {
+    h2o_linklist_t link;
+    h2o_socket_t *sock;
+} conn_track;
 
 struct es_http_server {
     es_http_config cfg;
@@ -562,7 +571,82 @@ out:
     return 0;
 }
 
+/* ---- h2o's own 413 ----
+ * h2o refuses a body above max_request_entity_size before any handler runs (from the
+ * Content-Length, or while reading a chunked or HTTP/2 body) and answers with a plain-text
+ * body. This output filter rewrites that one answer into the JSON error, so every 413 has the
+ * documented shape. Our own answers are application/json and pass untouched. */
+
+typedef struct too_large_filter {
+    h2o_filter_t super;
+    es_http_server *srv;
+} too_large_filter;
+
+typedef struct too_large_ostream {
+    h2o_ostream_t super;
+    h2o_iovec_t json;
+    int sent;
+} too_large_ostream;
+
+static void too_large_do_send(h2o_ostream_t *self, h2o_req_t *req, h2o_iovec_t *bufs, size_t bufcnt,
+                              h2o_send_state_t state)
+{
+    too_large_ostream *o = (too_large_ostream *)self;
+    (void)bufs;
+    (void)bufcnt;
+    if (!o->sent) {
+        o->sent = 1;
+        h2o_ostream_send_next(self, req, &o->json, 1, state);
+    } else {
+        h2o_ostream_send_next(self, req, NULL, 0, state);
+    }
+}
+
+static void too_large_setup(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t **slot)
+{
+    es_http_server *s = ((too_large_filter *)self)->srv;
+    ssize_t ct = h2o_find_header(&req->res.headers, H2O_TOKEN_CONTENT_TYPE, -1);
+    if (req->res.status == 413 &&
+        (ct < 0 || !h2o_memis(req->res.headers.entries[ct].value.base, req->res.headers.entries[ct].value.len,
+                              H2O_STRLIT("application/json")))) {
+        es_buf b;
+        es_buf_init(&b);
+        es_buf_printf(&b,
+                      "{\"code\":%d,\"message\":\"the request body is larger than %zu bytes\",\"details\":[]}",
+                      es_grpc_code(ES_RESOURCE_EXHAUSTED), s->cfg.max_body);
+        too_large_ostream *o = (too_large_ostream *)h2o_add_ostream(req, sizeof *o, slot);
+        o->super.do_send = too_large_do_send;
+        o->json = h2o_strdup(&req->pool, b.data, b.len);
+        o->sent = 0;
+        es_buf_free(&b);
+        req->res.content_length = o->json.len;
+        if (ct >= 0)
+            req->res.headers.entries[ct].value = h2o_iovec_init(H2O_STRLIT("application/json"));
+        else
+            h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("application/json"));
+        slot = &o->super.next;
+    }
+    h2o_setup_next_ostream(req, slot);
+}
+
 /* ---- loop threads ---- */
+
+static void on_sock_close(void *data)
+{
+    conn_track *tr = data;
+    h2o_linklist_unlink(&tr->link);
+    free(tr);
+}
+
+/* Shuts down one direction (SHUT_RD: the next read sees EOF and h2o closes the connection
+ * itself, after any answer it is writing; SHUT_RDWR: it fails now) of every open connection. */
+static void shutdown_conns(loop_thread *t, int how)
+{
+    for (h2o_linklist_t *l = t->conns.next; l != &t->conns; l = l->next) {
+        conn_track *tr = H2O_STRUCT_FROM_MEMBER(conn_track, link, l);
+        shutdown(h2o_socket_get_fd(tr->sock), how);
+    }
+}
 
 static void on_accept(h2o_socket_t *listener, const char *err)
 {
@@ -574,14 +658,16 @@ static void on_accept(h2o_socket_t *listener, const char *err)
         h2o_socket_t *sock = h2o_evloop_socket_accept(listener);
         if (!sock)
             break;
+        conn_track *tr = es_xcalloc(1, sizeof *tr);
+        tr->sock = sock;
+        h2o_linklist_insert(&t->conns, &tr->link);
+        sock->on_close.cb = on_sock_close;
+        sock->on_close.data = tr;
         h2o_accept(&t->accept_ctx, sock);
     }
 }
 
-static int connections_open(loop_thread *t)
-{
-    return !h2o_linklist_is_empty(&t->ctx.http1._conns) || !h2o_linklist_is_empty(&t->ctx.http2._conns);
-}
+static int connections_open(loop_thread *t) { return !h2o_linklist_is_empty(&t->conns); }
 
 static void on_stop_message(h2o_multithread_receiver_t *rx, h2o_linklist_t *messages)
 {
@@ -614,10 +700,27 @@ static void *loop_main(void *arg)
     loop_thread *t = arg;
     while (!t->exit) {
         h2o_evloop_run(t->loop, t->draining ? 20 : INT32_MAX);
-        /* Calls in the dispatcher point into this loop's queue: wait for every one of them;
-         * connections only get the grace period. */
-        if (t->draining && t->inflight == 0 && (!connections_open(t) || elapsed(&t->drain_deadline)))
+        if (!t->draining)
+            continue;
+        /* Calls in the dispatcher point into this loop's queue: wait for every one of them. */
+        if (t->inflight > 0)
+            continue;
+        if (!connections_open(t)) {
             t->exit = 1;
+        } else if (!t->reads_closed) {
+            /* Every answer is written or being written: no further request is read. */
+            shutdown_conns(t, SHUT_RD);
+            t->reads_closed = 1;
+        } else if (elapsed(&t->drain_deadline)) {
+            if (t->forced) {
+                t->exit = 1;    /* h2o did not close them even so: leave them (see stop) */
+            } else {
+                shutdown_conns(t, SHUT_RDWR);
+                t->forced = 1;
+                clock_gettime(CLOCK_MONOTONIC, &t->drain_deadline);
+                t->drain_deadline.tv_sec += 1;
+            }
+        }
     }
     return NULL;
 }
@@ -767,11 +870,21 @@ int es_http_server_start(es_http_server *s, es_error *err)
     }
     s->port = port;
 
+    /* h2o 2.2 writes with writev(2), not send(MSG_NOSIGNAL): a client closing early would kill
+     * the process with SIGPIPE. Ignore it unless the application installed its own handler. */
+    struct sigaction sa;
+    if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL)
+        signal(SIGPIPE, SIG_IGN);
+
     h2o_config_init(&s->gconf);
     s->gconf.server_name = h2o_iovec_init(H2O_STRLIT("orderd"));
-    /* h2o refuses larger bodies itself (with its own text body); the handler refuses anything
-     * above max_body with the JSON error. The slack lets most oversize bodies get the JSON. */
-    s->gconf.max_request_entity_size = s->cfg.max_body + (s->cfg.max_body < (64u << 10) ? s->cfg.max_body : (64u << 10));
+    /* Bodies above max_body are answered 413 by on_req. h2o itself refuses bodies above its own
+     * limit before buffering them; it is set higher (2 x max_body, at least max_body + 64 KiB)
+     * because h2o 2.2.5 answers an oversize HTTP/2 body with RST_STREAM(REFUSED_STREAM) rather
+     * than a 413: between the two limits every protocol gets the JSON 413, above h2o's HTTP/1
+     * gets it through too_large_filter and HTTP/2 a refused stream. */
+    size_t slack = s->cfg.max_body < (64u << 10) ? (64u << 10) : s->cfg.max_body;
+    s->gconf.max_request_entity_size = s->cfg.max_body + slack;
     s->gconf.http1.req_timeout = s->cfg.request_timeout_ms;
     s->gconf.http2.graceful_shutdown_timeout = s->cfg.shutdown_grace_ms;
     h2o_hostconf_t *host = h2o_config_register_host(&s->gconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
@@ -779,10 +892,18 @@ int es_http_server_start(es_http_server *s, es_error *err)
     server_handler *h = (server_handler *)h2o_create_handler(path, sizeof *h);
     h->super.on_req = on_req;
     h->srv = s;
+    /* h2o binds its early 413 to the host's fallback path, our answers to "/": filter both. */
+    too_large_filter *f = (too_large_filter *)h2o_create_filter(path, sizeof *f);
+    f->super.on_setup_ostream = too_large_setup;
+    f->srv = s;
+    f = (too_large_filter *)h2o_create_filter(&host->fallback_path, sizeof *f);
+    f->super.on_setup_ostream = too_large_setup;
+    f->srv = s;
 
     for (unsigned i = 0; i < s->cfg.threads; i++) {
         loop_thread *t = &s->threads[i];
         t->srv = s;
+        h2o_linklist_init_anchor(&t->conns);
         t->loop = h2o_evloop_create();
         h2o_context_init(&t->ctx, t->loop, &s->gconf);
         t->accept_ctx.ctx = &t->ctx;
@@ -819,15 +940,19 @@ void es_http_server_stop(es_http_server *s)
         pthread_join(t->tid, NULL);
         h2o_multithread_unregister_receiver(t->ctx.queue, &t->done_rx);
         h2o_multithread_unregister_receiver(t->ctx.queue, &t->stop_rx);
+        if (connections_open(t)) {
+            /* Never seen in tests: a connection h2o would not close. Its objects still refer to
+             * the context, so the context and loop are left allocated rather than freed under
+             * it. */
+            fprintf(stderr, "http_server: connections left open at stop\n");
+            continue;
+        }
         /* request_shutdown arms the HTTP/2 graceful-shutdown timer even when no HTTP/2
          * connection exists; h2o_context_dispose asserts every timer is idle. */
         if (h2o_timeout_is_linked(&t->ctx.http2._graceful_shutdown_timeout))
             h2o_timeout_unlink(&t->ctx.http2._graceful_shutdown_timeout);
         h2o_context_dispose(&t->ctx);
-        /* A connection still open after the grace period keeps its socket on the loop; the loop
-         * (and those few bytes) are left rather than freed under h2o's feet. */
-        if (!connections_open(t))
-            h2o_evloop_destroy(t->loop);
+        h2o_evloop_destroy(t->loop);
     }
     h2o_config_dispose(&s->gconf);
 }
