@@ -283,11 +283,12 @@ static int parse_value(parser *ps, es__json_value **out);
 static void close_container(parser *ps, es__json_value *v, size_t base, int with_keys)
 {
     v->n = ps->sn - base;
-    v->items = es_arena_alloc(ps->a, (v->n ? v->n : 1) * sizeof *v->items);
+    if (!v->n) return;   /* the walkers never index an empty container */
+    v->items = es_arena_alloc(ps->a, v->n * sizeof *v->items);
     memcpy(v->items, ps->stack + base, v->n * sizeof *v->items);
     if (with_keys) {
-        v->keys = es_arena_alloc(ps->a, (v->n ? v->n : 1) * sizeof *v->keys);
-        v->key_lens = es_arena_alloc(ps->a, (v->n ? v->n : 1) * sizeof *v->key_lens);
+        v->keys = es_arena_alloc(ps->a, v->n * sizeof *v->keys);
+        v->key_lens = es_arena_alloc(ps->a, v->n * sizeof *v->key_lens);
         memcpy(v->keys, ps->kstack + base, v->n * sizeof *v->keys);
         memcpy(v->key_lens, ps->klstack + base, v->n * sizeof *v->key_lens);
     }

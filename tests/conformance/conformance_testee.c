@@ -90,6 +90,9 @@ static void serve(const es_json_registry *reg, const Conformance__ConformanceReq
         es_buf b;
         es_buf_init(&b);
         opt.ignore_unknown = 0;
+        /* The runner's validators read lowerCamelCase keys (value["optionalInt64"], the
+         * FieldNameIn* tests), i.e. standard proto3 JSON output, not the project's default. */
+        opt.lower_camel_output = 1;
         if (es_json_encode(reg, msg, &opt, &b, &err)) {
             resp->result_case = CONFORMANCE__CONFORMANCE_RESPONSE__RESULT_SERIALIZE_ERROR;
             resp->serialize_error = es_arena_sprintf(arena, "%s: %s", err.field, err.message);

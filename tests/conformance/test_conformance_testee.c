@@ -107,13 +107,13 @@ static void test_failure_set_then_json_and_binary(void **state)
     assert_int_equal(r->protobuf_payload.len, 0);
     conformance__conformance_response__free_unpacked(r, NULL);
 
-    /* 2. JSON in, JSON out: lowerCamelCase accepted, proto names and int64 strings out */
+    /* 2. JSON in, JSON out: both names accepted, lowerCamelCase and int64 strings out */
     Conformance__ConformanceRequest jr = json_request(P3, "{\"optionalInt32\": 5, \"optional_int64\": 9}",
                                                       CONFORMANCE__WIRE_FORMAT__JSON,
                                                       CONFORMANCE__TEST_CATEGORY__JSON_TEST);
     r = roundtrip(&c, &jr);
     assert_int_equal(r->result_case, CONFORMANCE__CONFORMANCE_RESPONSE__RESULT_JSON_PAYLOAD);
-    assert_string_equal(r->json_payload, "{\"optional_int32\":5,\"optional_int64\":\"9\"}");
+    assert_string_equal(r->json_payload, "{\"optionalInt32\":5,\"optionalInt64\":\"9\"}");
     conformance__conformance_response__free_unpacked(r, NULL);
 
     /* 3. binary in, binary out and JSON out */
@@ -136,7 +136,7 @@ static void test_failure_set_then_json_and_binary(void **state)
     br.requested_output_format = CONFORMANCE__WIRE_FORMAT__JSON;
     r = roundtrip(&c, &br);
     assert_int_equal(r->result_case, CONFORMANCE__CONFORMANCE_RESPONSE__RESULT_JSON_PAYLOAD);
-    assert_string_equal(r->json_payload, "{\"optional_int32\":7,\"optional_string\":\"héllo\"}");
+    assert_string_equal(r->json_payload, "{\"optionalInt32\":7,\"optionalString\":\"héllo\"}");
     conformance__conformance_response__free_unpacked(r, NULL);
     free(bin);
 
@@ -167,7 +167,7 @@ static void test_error_answers(void **state)
     jr.test_category = CONFORMANCE__TEST_CATEGORY__JSON_IGNORE_UNKNOWN_PARSING_TEST;
     r = roundtrip(&c, &jr);
     assert_int_equal(r->result_case, CONFORMANCE__CONFORMANCE_RESPONSE__RESULT_JSON_PAYLOAD);
-    assert_string_equal(r->json_payload, "{\"optional_bool\":true}");
+    assert_string_equal(r->json_payload, "{\"optionalBool\":true}");
     conformance__conformance_response__free_unpacked(r, NULL);
 
     /* a Duration JSON cannot carry: serialize_error */
@@ -185,7 +185,7 @@ static void test_error_answers(void **state)
     br.requested_output_format = CONFORMANCE__WIRE_FORMAT__JSON;
     r = roundtrip(&c, &br);
     assert_int_equal(r->result_case, CONFORMANCE__CONFORMANCE_RESPONSE__RESULT_SERIALIZE_ERROR);
-    assert_non_null(strstr(r->serialize_error, "optional_duration"));
+    assert_non_null(strstr(r->serialize_error, "optional_duration"));   /* paths use proto names */
     conformance__conformance_response__free_unpacked(r, NULL);
 
     /* broken binary: parse_error */
