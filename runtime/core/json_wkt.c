@@ -274,7 +274,9 @@ static int dec_any(es__json_dec *d, const es__json_value *v, ProtobufCMessage *m
     if (!desc) return es__json_dec_fail(d, "unknown type \"%.80s\" (not in the registry)", type->str);
     es__json_path_pop(d, saved);
     ProtobufCMessage *inner = es__json_new_message(d, desc);
-    int special = es__json_wkt_of(desc) != ES__WKT_NONE || !strcmp(desc->name, "google.protobuf.Empty");
+    /* Empty is written inline ({"@type": ".../Empty"}, as C++ and Python do) but Go's form with
+     * "value": {} is accepted too. */
+    int special = es__json_wkt_of(desc) != ES__WKT_NONE || (value && !strcmp(desc->name, "google.protobuf.Empty"));
     if (special) {
         for (size_t i = 0; i < v->n; i++) {
             if (strcmp(v->keys[i], "@type") && strcmp(v->keys[i], "value") && !d->ignore_unknown) {
@@ -436,7 +438,7 @@ static int enc_any(es__json_enc *e, const ProtobufCMessage *m)
         rc = es__json_enc_fail(e, "type URL is not valid UTF-8");
         goto out;
     }
-    if (es__json_wkt_of(desc) != ES__WKT_NONE || !strcmp(desc->name, "google.protobuf.Empty")) {
+    if (es__json_wkt_of(desc) != ES__WKT_NONE) {
         es_buf_puts(e->out, ",\"value\":");
         rc = es__json_enc_message(e, inner);
     } else {

@@ -259,10 +259,13 @@ static void test_any_well_known_payload_uses_value(void **s)
                        "{\"@type\":\"type.googleapis.com/google.protobuf.Int64Value\",\"value\":\"7\"},"
                        "{\"@type\":\"type.googleapis.com/google.protobuf.Struct\",\"value\":{\"a\":[true]}},"
                        "{\"@type\":\"type.googleapis.com/google.protobuf.Any\",\"value\":{\"@type\":"
-                       "\"type.googleapis.com/google.protobuf.Empty\",\"value\":{}}}]}";
+                       "\"type.googleapis.com/google.protobuf.Empty\"}}]}";
     T3 *m = (T3 *)jt_decode(T3_DESC, json);
     assert_string_equal(jt_encode(&m->base), json);
     jt_pack_check(&m->base);
+    /* Empty: Go's {"value": {}} form is read as well */
+    m = DEC3("{\"optionalAny\":{\"@type\":\"type.googleapis.com/google.protobuf.Empty\",\"value\":{}}}");
+    assert_string_equal(jt_encode(&m->base), "{\"optional_any\":{\"@type\":\"type.googleapis.com/google.protobuf.Empty\"}}");
 }
 
 static void test_any_errors(void **s)

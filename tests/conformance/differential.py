@@ -1,0 +1,329 @@
+#!/usr/bin/python3
+"""Differential check of conformance-testee against Debian's python3-protobuf (json_format),
+standing in for protobuf's conformance runner, which is not packaged.
+
+For each JSON document below (many taken from the shapes conformance_test.cc uses), both
+implementations parse it into TestAllTypesProto3 (or Proto2): they must agree on accept/reject,
+and when both accept, the testee's binary output and its JSON output must parse (in Python) to
+the message Python produced. A few cases where python's json_format is known to be laxer or
+stricter than the proto3 JSON spec are listed in SPEC_OVERRIDES with the answer the spec gives.
+
+Usage: differential.py TESTEE CONFORMANCE_PB WKT_PB
+"""
+import struct
+import subprocess
+import sys
+
+from google.protobuf import descriptor_pb2, descriptor_pool, json_format
+
+from google.protobuf import message_factory
+
+
+def message_class(desc):
+    if hasattr(message_factory, "GetMessageClass"):   # protobuf >= 4.22
+        return message_factory.GetMessageClass(desc)
+    return message_factory.MessageFactory(desc.file.pool).GetPrototype(desc)
+
+
+P3 = "protobuf_test_messages.proto3.TestAllTypesProto3"
+P2 = "protobuf_test_messages.proto2.TestAllTypesProto2"
+ANY = "type.googleapis.com/"
+
+# (message type, json). Accept/reject is decided by python unless overridden below.
+CASES = [
+    (P3, '{}'),
+    (P3, '{"optionalString": "Hello, World!"}'),
+    (P3, '{"fieldname1":1,"fieldName2":2,"FieldName3":3,"fieldName4":4}'),
+    (P3, '{"field0name5":5,"field0Name6":6}'),
+    (P3, '{"fieldName7":7,"FieldName8":8,"fieldName9":9,"FieldName10":10,"FIELDNAME11":11,"FIELDName12":12}'),
+    (P3, '{"FieldName13":13,"FieldName14":14,"fieldName15":15,"fieldName16":16,"fieldName17":17,"FieldName18":18}'),
+    (P3, '{"fieldname1":1,"field_name2":2,"_field_name3":3,"field__name4_":4,"field0name5":5,"field_0_name6":6}'),
+    (P3, '{"optionalNestedMessage":{"a":1},"optional_nested_message":{}}'),
+    (P3, '{"optional_nested_message":{"a":1},"optionalNestedMessage":{}}'),
+    (P3, '{"optionalNestedMessage":{"a":1},"optionalNestedMessage":{}}'),
+    (P3, '{"optionalInt32": 1,}'),
+    (P3, '{"optionalInt32": 1 , }'),
+    (P3, '{"optionalInt32": 1 "optionalInt64": 2}'),
+    (P3, "{'optionalInt32': 1}"),
+    (P3, '{optionalInt32: 1}'),
+    (P3, '{"optionalInt32": 1} x'),
+    (P3, '{"optionalInt32": 2147483647, "optionalInt64": "9223372036854775807"}'),
+    (P3, '{"optionalInt32": -2147483648, "optionalInt64": "-9223372036854775808"}'),
+    (P3, '{"optionalUint32": 4294967295, "optionalUint64": "18446744073709551615"}'),
+    (P3, '{"optionalInt64": 9223372036854775807, "optionalUint64": 18446744073709551615}'),
+    (P3, '{"optionalInt32": 2147483648}'),
+    (P3, '{"optionalInt32": -2147483649}'),
+    (P3, '{"optionalUint32": 4294967296}'),
+    (P3, '{"optionalInt64": "9223372036854775808"}'),
+    (P3, '{"optionalInt64": "-9223372036854775809"}'),
+    (P3, '{"optionalUint64": "18446744073709551616"}'),
+    (P3, '{"optionalUint64": -1}'),
+    (P3, '{"optionalInt32": "2147483647"}'),
+    (P3, '{"optionalInt32": "\\u0032\\u0031"}'),
+    (P3, '{"optionalInt32": 01}'),
+    (P3, '{"optionalInt32": -01}'),
+    (P3, '{"optionalInt32": +1}'),
+    (P3, '{"optionalInt32": " 1"}'),
+    (P3, '{"optionalInt32": "1 "}'),
+    (P3, '{"optionalInt32": 0.5}'),
+    (P3, '{"optionalInt64": "0.5"}'),
+    (P3, '{"optionalInt32": 100000.000}'),
+    (P3, '{"optionalInt32": 1e5}'),
+    (P3, '{"optionalInt32": 2.147483647e9}'),
+    (P3, '{"optionalInt32": -2.147483648e9}'),
+    (P3, '{"optionalUint32": 4.294967295e9}'),
+    (P3, '{"optionalInt32": "abc"}'),
+    (P3, '{"optionalInt32": true}'),
+    (P3, '{"optionalSint32": -5, "optionalSfixed32": -6, "optionalFixed32": 7, "optionalSint64": "-8"}'),
+    (P3, '{"optionalFloat": 1.5, "optionalDouble": 2.5}'),
+    (P3, '{"optionalFloat": "NaN", "optionalDouble": "NaN"}'),
+    (P3, '{"optionalFloat": "Infinity", "optionalDouble": "-Infinity"}'),
+    (P3, '{"optionalFloat": NaN}'),
+    (P3, '{"optionalFloat": Infinity}'),
+    (P3, '{"optionalFloat": 3.402823e+38}'),
+    (P3, '{"optionalFloat": -3.402823e+38}'),
+    (P3, '{"optionalFloat": 1.175494e-38}'),
+    (P3, '{"optionalFloat": 3.502823e+38}'),
+    (P3, '{"optionalFloat": -3.502823e+38}'),
+    (P3, '{"optionalDouble": 2.22507e-308}'),
+    (P3, '{"optionalDouble": 1.79769e+308}'),
+    (P3, '{"optionalDouble": 1.89769e+308}'),
+    (P3, '{"optionalDouble": -1.89769e+308}'),
+    (P3, '{"optionalDouble": "1.5"}'),
+    (P3, '{"optionalFloat": "nan"}'),
+    (P3, '{"optionalBool": true}'),
+    (P3, '{"optionalBool": false}'),
+    (P3, '{"optionalBool": 0}'),
+    (P3, '{"optionalBool": 1}'),
+    (P3, '{"optionalBool": True}'),
+    (P3, '{"optionalBool": "true"}'),
+    (P3, '{"optionalString": "\\"\\\\\\/\\b\\f\\n\\r\\t"}'),
+    (P3, '{"optionalString": "\\u8C37\\u6B4C"}'),
+    (P3, '{"optionalString": "\\u8c37\\u6b4c"}'),
+    (P3, '{"optionalString": "\\uD83D\\uDE01"}'),
+    (P3, '{"optionalString": "\\uDE01\\uD83D"}'),
+    (P3, '{"optionalString": "\\uD800"}'),
+    (P3, '{"optionalString": "\\uDC00"}'),
+    (P3, '{"optionalString": "\\U8C37"}'),
+    (P3, '{"optionalString": "\\a"}'),
+    (P3, '{"optionalString": "abc\\'),
+    (P3, '{"optionalString": \'abc\'}'),
+    (P3, '{"optionalString": 12345}'),
+    (P3, '{"optionalBytes": "AQI="}'),
+    (P3, '{"optionalBytes": "-_"}'),
+    (P3, '{"optionalBytes": "AQI"}'),
+    (P3, '{"optionalBytes": "%%%%"}'),
+    (P3, '{"optionalNestedEnum": "FOO"}'),
+    (P3, '{"optionalNestedEnum": "BAR"}'),
+    (P3, '{"optionalNestedEnum": 0}'),
+    (P3, '{"optionalNestedEnum": 1}'),
+    (P3, '{"optionalNestedEnum": 123}'),
+    (P3, '{"optionalNestedEnum": FOO}'),
+    (P3, '{"optionalNestedEnum": "UNKNOWN_ENUM_VALUE"}'),
+    (P3, '{"optionalAliasedEnum": "ALIAS_BAZ"}'),
+    (P3, '{"optionalAliasedEnum": "QUX"}'),
+    (P3, '{"optionalAliasedEnum": "qux"}'),
+    (P3, '{"optionalAliasedEnum": "bAz"}'),
+    (P3, '{"repeatedInt32": [1, 2, 3, 4]}'),
+    (P3, '{"repeatedInt32": [1, 2, 3, 4,]}'),
+    (P3, '{"repeatedInt32": [1 2]}'),
+    (P3, '{"repeatedInt32": [true]}'),
+    (P3, '{"repeatedInt32": [1, null]}'),
+    (P3, '{"repeatedString": [1]}'),
+    (P3, '{"repeatedNestedMessage": [{"a": 1}, null, {"a": 2}]}'),
+    (P3, '{"repeatedNestedMessage": [1]}'),
+    (P3, '{"repeatedInt32": 1}'),
+    (P3, '{"repeatedString": ["a", "b"], "repeatedBytes": ["AQI=", ""], "repeatedBool": [true, false]}'),
+    (P3, '{"mapInt32Int32": {"1": 2, "3": 4}}'),
+    (P3, '{"mapInt64Int64": {"1": 2, "-3": 4}}'),
+    (P3, '{"mapUint32Uint32": {"1": 2}, "mapUint64Uint64": {"1": 2}}'),
+    (P3, '{"mapBoolBool": {"true": true, "false": false}}'),
+    (P3, '{"mapBoolBool": {true: true}}'),
+    (P3, '{"mapInt32Int32": {"\\u0031": 2}}'),
+    (P3, '{"mapBoolBool": {"tr\\u0075e": true}}'),
+    (P3, '{"mapStringNestedMessage": {"hello": {"a": 1234}, "world": {"a": 5678}}}'),
+    (P3, '{"mapInt32Int32": {"0": null}}'),
+    (P3, '{"mapInt32Int32": {"x": 1}}'),
+    (P3, '{"mapInt32Int32": {"1": 2, "1": 3}}'),
+    (P3, '{"mapStringString": {"k": "v"}, "mapStringBytes": {"k": "AQI="}, "mapStringForeignEnum": {"k": "FOREIGN_BAR"}}'),
+    (P3, '{"oneofUint32": 0}'),
+    (P3, '{"oneofString": ""}'),
+    (P3, '{"oneofBytes": ""}'),
+    (P3, '{"oneofBool": false}'),
+    (P3, '{"oneofUint64": 0}'),
+    (P3, '{"oneofFloat": 0}'),
+    (P3, '{"oneofDouble": 0}'),
+    (P3, '{"oneofEnum": "FOO"}'),
+    (P3, '{"oneofNestedMessage": {}}'),
+    (P3, '{"oneofUint32": 1, "oneofString": "test"}'),
+    (P3, '{"oneofUint32": null, "oneofString": "test"}'),
+    (P3, '{"oneofString": "test", "oneofUint32": null}'),
+    (P3, '{"oneofNullValue": null}'),
+    (P3, '{"oneofNullValue": "NULL_VALUE"}'),
+    (P3, '{"optionalNullValue": null}'),
+    (P3, '{"optionalInt32": null, "optionalString": null, "optionalNestedMessage": null, "repeatedInt32": null,'
+         ' "mapInt32Int32": null, "optionalDuration": null, "optionalTimestamp": null, "optionalFieldMask": null,'
+         ' "optionalStruct": null, "optionalAny": null, "optionalBoolWrapper": null}'),
+    (P3, 'null'),
+    (P3, '[]'),
+    (P3, '{"optionalBoolWrapper": false, "optionalInt32Wrapper": 0, "optionalInt64Wrapper": 0,'
+         ' "optionalUint32Wrapper": 0, "optionalUint64Wrapper": 0, "optionalFloatWrapper": 0,'
+         ' "optionalDoubleWrapper": 0, "optionalStringWrapper": "", "optionalBytesWrapper": ""}'),
+    (P3, '{"optionalBoolWrapper": true, "optionalInt32Wrapper": 1, "optionalInt64Wrapper": "1",'
+         ' "optionalUint32Wrapper": 1, "optionalUint64Wrapper": "1", "optionalFloatWrapper": 1,'
+         ' "optionalDoubleWrapper": 1, "optionalStringWrapper": "1", "optionalBytesWrapper": "AQI="}'),
+    (P3, '{"repeatedBoolWrapper": [true, false], "repeatedInt64Wrapper": ["1", 2]}'),
+    (P3, '{"optionalInt32Wrapper": "x"}'),
+    (P3, '{"optionalDuration": "1.5s"}'),
+    (P3, '{"optionalDuration": "-1.5s"}'),
+    (P3, '{"optionalDuration": "0.01s"}'),
+    (P3, '{"optionalDuration": "315576000000.999999999s"}'),
+    (P3, '{"optionalDuration": "-315576000000.999999999s"}'),
+    (P3, '{"optionalDuration": "315576000001s"}'),
+    (P3, '{"optionalDuration": "-315576000001s"}'),
+    (P3, '{"optionalDuration": "1"}'),
+    (P3, '{"optionalDuration": 1}'),
+    (P3, '{"optionalTimestamp": "0001-01-01T00:00:00Z"}'),
+    (P3, '{"optionalTimestamp": "9999-12-31T23:59:59.999999999Z"}'),
+    (P3, '{"optionalTimestamp": "1970-01-01T08:00:01+08:00"}'),
+    (P3, '{"optionalTimestamp": "1969-12-31T16:00:01-08:00"}'),
+    (P3, '{"optionalTimestamp": "1970-01-01T00:00:00.010Z"}'),
+    (P3, '{"optionalTimestamp": "1970-01-01T00:00:00.000010Z"}'),
+    (P3, '{"optionalTimestamp": "1970-01-01T00:00:00.000000010Z"}'),
+    (P3, '{"optionalTimestamp": "1970-01-01T00:00:00z"}'),
+    (P3, '{"optionalTimestamp": "1970-01-01t00:00:00Z"}'),
+    (P3, '{"optionalTimestamp": "1970-01-01T00:00:00"}'),
+    (P3, '{"optionalTimestamp": "1970-01-01 00:00:00Z"}'),
+    (P3, '{"optionalTimestamp": "0000-01-01T00:00:00Z"}'),
+    (P3, '{"optionalTimestamp": "10000-01-01T00:00:00Z"}'),
+    (P3, '{"optionalFieldMask": "foo,barBaz"}'),
+    (P3, '{"optionalFieldMask": ""}'),
+    (P3, '{"optionalFieldMask": "foo,bar_bar"}'),
+    (P3, '{"optionalStruct": {"nullValue": null, "intValue": 1234, "boolValue": true, "doubleValue": 1234.5678,'
+         ' "stringValue": "Hello world!", "listValue": [1234, "5678"], "objectValue": {"value": 0}}}'),
+    (P3, '{"optionalStruct": {"listValue": []}}'),
+    (P3, '{"optionalValue": 1}'),
+    (P3, '{"optionalValue": 12345.678}'),
+    (P3, '{"optionalValue": "hello"}'),
+    (P3, '{"optionalValue": false}'),
+    (P3, '{"optionalValue": null}'),
+    (P3, '{"optionalValue": [0, "hello"]}'),
+    (P3, '{"optionalValue": {"value": 1}}'),
+    (P3, '{"repeatedValue": [["a"]]}'),
+    (P3, '{"repeatedListValue": [["a"]]}'),
+    (P3, '{"optionalAny": {"@type": "' + ANY + P3 + '", "optionalInt32": 12345}}'),
+    (P3, '{"optionalAny": {"optionalInt32": 12345, "@type": "' + ANY + P3 + '"}}'),
+    (P3, '{"optionalAny": {"@type": "' + ANY + 'google.protobuf.Any", "value": {"@type": "' + ANY + P3 +
+         '", "optionalInt32": 12345}}}'),
+    (P3, '{"optionalAny": {"@type": "' + ANY + 'google.protobuf.Int32Value", "value": 12345}}'),
+    (P3, '{"optionalAny": {"@type": "' + ANY + 'google.protobuf.Duration", "value": "1.5s"}}'),
+    (P3, '{"optionalAny": {"@type": "' + ANY + 'google.protobuf.Timestamp", "value": "1970-01-01T00:00:00Z"}}'),
+    (P3, '{"optionalAny": {"@type": "' + ANY + 'google.protobuf.FieldMask", "value": "foo,barBar"}}'),
+    (P3, '{"optionalAny": {"@type": "' + ANY + 'google.protobuf.Struct", "value": {"foo": 1}}}'),
+    (P3, '{"optionalAny": {"@type": "' + ANY + 'google.protobuf.Value", "value": {"foo": 1}}}'),
+    (P3, '{"optionalAny": {"@type": "' + ANY + 'google.protobuf.Value", "value": 1}}'),
+    (P3, '{"optionalAny": {"@type": "' + ANY + 'google.protobuf.Empty", "value": {}}}'),
+    (P3, '{"optionalAny": {"@type": "' + ANY + 'google.protobuf.Empty"}}'),
+    (P3, '{"optionalAny": {}}'),
+    (P2, '{"optionalInt32": 0, "optionalString": "", "optionalNestedEnum": "FOO"}'),
+    (P2, '{"data": {"groupInt32": 1, "groupUint32": 2}}'),
+    (P2, '{"oneofUint32": 0}'),
+    (P2, '{"mapStringString": {"a": "b"}}'),
+]
+
+# (message type, json, accepted?): where python's json_format departs from the proto3 JSON
+# spec (and from protobuf's C++ runner expectations), the spec's answer.
+SPEC_OVERRIDES = {
+    # one field under its proto name and its json name: conformance FieldNameDuplicateDifferentCasing
+    (P3, '{"optionalNestedMessage":{"a":1},"optional_nested_message":{}}'): False,
+    (P3, '{"optional_nested_message":{"a":1},"optionalNestedMessage":{}}'): False,
+    # python's base64 decoder drops characters outside the alphabet
+    (P3, '{"optionalBytes": "%%%%"}'): False,
+    # a message is a JSON object, never an array
+    (P3, '[]'): False,
+    # Empty in an Any: Go writes {"value": {}}; we read that form too (and write C++'s inline form)
+    (P3, '{"optionalAny": {"@type": "' + ANY + 'google.protobuf.Empty", "value": {}}}'): True,
+}
+
+
+def same(a, b):
+    """Message equality that treats NaN as equal to itself (compares deterministic bytes)."""
+    return a == b or a.SerializeToString(deterministic=True) == b.SerializeToString(deterministic=True)
+
+
+def frame(msg):
+    data = msg.SerializeToString()
+    return struct.pack("<I", len(data)) + data
+
+
+def main():
+    testee, conf_pb, wkt_pb = sys.argv[1:4]
+    pool = descriptor_pool.DescriptorPool()
+    seen = set()
+    for path in (wkt_pb, conf_pb):
+        fds = descriptor_pb2.FileDescriptorSet()
+        with open(path, "rb") as f:
+            fds.ParseFromString(f.read())
+        for fdp in fds.file:
+            if fdp.name not in seen:
+                pool.Add(fdp)
+                seen.add(fdp.name)
+    cls = lambda name: message_class(pool.FindMessageTypeByName(name))
+    Request, Response = cls("conformance.ConformanceRequest"), cls("conformance.ConformanceResponse")
+
+    proc = subprocess.Popen([testee], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+
+    def ask(type_name, json_text, out_format):
+        req = Request(message_type=type_name, json_payload=json_text, requested_output_format=out_format,
+                      test_category=2)
+        proc.stdin.write(frame(req))
+        proc.stdin.flush()
+        n = struct.unpack("<I", proc.stdout.read(4))[0]
+        resp = Response()
+        resp.ParseFromString(proc.stdout.read(n))
+        return resp
+
+    failures = []
+    for type_name, text in CASES:
+        expected = cls(type_name)()
+        try:
+            json_format.Parse(text, expected, descriptor_pool=pool)
+            py_ok = True
+        except Exception as e:   # json_format raises ParseError, ValueError, ...
+            py_ok, py_err = False, e
+        overridden = (type_name, text) in SPEC_OVERRIDES
+        py_ok = SPEC_OVERRIDES.get((type_name, text), py_ok)
+        resp = ask(type_name, text, 1)
+        ours_ok = resp.WhichOneof("result") == "protobuf_payload"
+        if ours_ok != py_ok:
+            failures.append("%s\n    python %s, testee %s (%s)" % (
+                text, "accepts" if py_ok else "rejects (%s)" % py_err, "accepts" if ours_ok else "rejects",
+                getattr(resp, resp.WhichOneof("result")) if not ours_ok else ""))
+            continue
+        if not ours_ok or overridden:   # no python message to compare with
+            continue
+        got = cls(type_name)()
+        got.ParseFromString(resp.protobuf_payload)
+        if not same(got, expected):
+            failures.append("%s\n    binary differs:\n    python %s\n    testee %s" % (text, expected, got))
+            continue
+        resp = ask(type_name, text, 2)
+        if resp.WhichOneof("result") != "json_payload":
+            failures.append("%s\n    JSON output failed: %s" % (text, resp))
+            continue
+        back = cls(type_name)()
+        json_format.Parse(resp.json_payload, back, descriptor_pool=pool)
+        if not same(back, expected):
+            failures.append("%s\n    JSON output %s reads back as %s" % (text, resp.json_payload, back))
+    proc.stdin.close()
+    rc = proc.wait(timeout=30)
+    if rc != 0:
+        failures.append("testee exited with %d at EOF" % rc)
+    for f in failures:
+        print("MISMATCH:", f)
+    print("%d cases, %d mismatches" % (len(CASES), len(failures)))
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
