@@ -29,6 +29,8 @@
 #include <unistd.h>
 
 #include <h2o.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #include "es/json.h"
 #include "es/router.h"
@@ -79,6 +81,8 @@ typedef struct conn_track {
 struct es_http_server {
     es_http_config cfg;
     char *address;
+    char *tls_cert_file, *tls_key_file;
+    SSL_CTX *ssl_ctx;
     es_dispatcher *d;
     es_router *router;
     plain_handler *handlers;
@@ -426,7 +430,7 @@ static int build_request(es_http_server *s, hcall *hc, h2o_req_t *req, const es_
     return rc;
 }
 
-static int serve_route(es_http_server *s, loop_thread *t, h2o_req_t *req, es_route_match *m, es_arena *scratch)
+static void serve_route(es_http_server *s, loop_thread *t, h2o_req_t *req, const es_route_match *m)
 {
     hcall *hc = es_xcalloc(1, sizeof *hc);
     es_arena_init(&hc->call.arena);
@@ -437,9 +441,8 @@ static int serve_route(es_http_server *s, loop_thread *t, h2o_req_t *req, es_rou
     if (rc != ES_OK) {
         send_error(req, rc, &err);
         hcall_free(hc);
-        return 0;
+        return;
     }
-    (void)scratch;
     hc->req = req;
     hc->ref = h2o_mem_alloc_shared(&req->pool, sizeof *hc->ref, on_req_dispose);
     hc->ref->hc = hc;
@@ -448,7 +451,6 @@ static int serve_route(es_http_server *s, loop_thread *t, h2o_req_t *req, es_rou
     t->inflight++;
     atomic_fetch_add(&s->inflight, 1);
     s->d->submit(s->d, &hc->call);
-    return 0;
 }
 
 /* ---- plain handlers ---- */
@@ -545,7 +547,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
             es_error_set(&err, ES_RESOURCE_EXHAUSTED, "", "the request body is larger than %zu bytes", s->cfg.max_body);
             send_error_as(req, ES_RESOURCE_EXHAUSTED, &err, 413, NULL);
         } else {
-            serve_route(s, t, req, &m, &scratch);
+            serve_route(s, t, req, &m);
         }
         goto out;
     }
@@ -736,9 +738,15 @@ es_http_server *es_http_server_new(const es_http_config *cfg, es_dispatcher *d, 
         es_error_set(err, ES_INVALID_ARGUMENT, "dispatcher", "a dispatcher with submit is required");
         return NULL;
     }
+    if (!!cfg->tls_cert_file != !!cfg->tls_key_file) {
+        es_error_set(err, ES_INVALID_ARGUMENT, "tls_key_file", "TLS needs both a certificate and a key file");
+        return NULL;
+    }
     es_http_server *s = es_xcalloc(1, sizeof *s);
     s->cfg = *cfg;
     s->address = es_xstrdup(cfg->address ? cfg->address : "0.0.0.0:8080");
+    s->tls_cert_file = cfg->tls_cert_file ? es_xstrdup(cfg->tls_cert_file) : NULL;
+    s->tls_key_file = cfg->tls_key_file ? es_xstrdup(cfg->tls_key_file) : NULL;
     if (!s->cfg.threads)
         s->cfg.threads = 2;
     if (!s->cfg.max_body)
@@ -827,10 +835,40 @@ static int listen_on(struct sockaddr_storage *ss, socklen_t len, int reuseport, 
     return fd;
 }
 
+/* An OpenSSL context for the listeners, or NULL with err filled. */
+static SSL_CTX *make_ssl_ctx(const es_http_server *s, es_error *err)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    if (!ctx) {
+        es_error_set(err, ES_INTERNAL, "", "cannot create a TLS context");
+        return NULL;
+    }
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
+    if (SSL_CTX_use_certificate_chain_file(ctx, s->tls_cert_file) != 1) {
+        es_error_set(err, ES_INVALID_ARGUMENT, s->tls_cert_file, "cannot load the certificate chain %s",
+                     s->tls_cert_file);
+        goto fail;
+    }
+    if (SSL_CTX_use_PrivateKey_file(ctx, s->tls_key_file, SSL_FILETYPE_PEM) != 1 || SSL_CTX_check_private_key(ctx) != 1) {
+        es_error_set(err, ES_INVALID_ARGUMENT, s->tls_key_file, "cannot load the private key %s or it does not match",
+                     s->tls_key_file);
+        goto fail;
+    }
+    h2o_ssl_register_alpn_protocols(ctx, h2o_http2_alpn_protocols);
+    return ctx;
+fail:
+    ERR_clear_error();
+    SSL_CTX_free(ctx);
+    return NULL;
+}
+
 int es_http_server_start(es_http_server *s, es_error *err)
 {
     if (s->started)
         return es_error_set(err, ES_FAILED_PRECONDITION, "", "the server was started already");
+    if (s->tls_cert_file && !s->ssl_ctx && !(s->ssl_ctx = make_ssl_ctx(s, err)))
+        return err ? err->code : ES_INVALID_ARGUMENT;
     struct sockaddr_storage ss;
     socklen_t len;
     int rc = resolve(s->address, &ss, &len, err);
@@ -908,6 +946,7 @@ int es_http_server_start(es_http_server *s, es_error *err)
         h2o_context_init(&t->ctx, t->loop, &s->gconf);
         t->accept_ctx.ctx = &t->ctx;
         t->accept_ctx.hosts = s->gconf.hosts;
+        t->accept_ctx.ssl_ctx = s->ssl_ctx;
         h2o_multithread_register_receiver(t->ctx.queue, &t->done_rx, on_done_messages);
         h2o_multithread_register_receiver(t->ctx.queue, &t->stop_rx, on_stop_message);
         t->listener = h2o_evloop_socket_create(t->loop, t->listen_fd, H2O_SOCKET_FLAG_DONT_READ);
@@ -969,6 +1008,10 @@ void es_http_server_free(es_http_server *s)
     free(s->handlers);
     free(s->threads);
     es_router_free(s->router);
+    if (s->ssl_ctx)
+        SSL_CTX_free(s->ssl_ctx);
+    free(s->tls_cert_file);
+    free(s->tls_key_file);
     free(s->address);
     free(s);
 }

@@ -10,7 +10,12 @@ import grpc
 from google.protobuf import wrappers_pb2
 
 PORT, SCENARIO = sys.argv[1], sys.argv[2]
-channel = grpc.insecure_channel(f"127.0.0.1:{PORT}")
+if len(sys.argv) > 3:  # TLS: argv[3] is the server's self-signed certificate
+    with open(sys.argv[3], "rb") as f:
+        creds = grpc.ssl_channel_credentials(root_certificates=f.read())
+    channel = grpc.secure_channel(f"localhost:{PORT}", creds)
+else:
+    channel = grpc.insecure_channel(f"127.0.0.1:{PORT}")
 ident = lambda b: b
 
 
@@ -124,13 +129,18 @@ def concurrent():
     expect(res == [f"fast{i}" for i in range(400)], "fast burst")
 
 
+def tls():
+    expect(say("over tls") == "over tls", "echo over TLS")
+    expect_error(lambda: say("err:5:id:missing"), grpc.StatusCode.NOT_FOUND, "id: missing")
+
+
 def slow():
     # used by the graceful-stop test: the server is stopped while this call is in flight
     expect(say("sleep:700", timeout=10) == "sleep:700", "in-flight call finished during stop")
 
 
 SCENARIOS = {f.__name__: f for f in (success, errors, metadata, unknown, badbytes, oversize,
-                                     deadline, concurrent, slow)}
+                                     deadline, concurrent, slow, tls)}
 grpc.channel_ready_future(channel).result(timeout=10)
 SCENARIOS[SCENARIO]()
 print("ok", SCENARIO)

@@ -132,6 +132,33 @@ static void test_port_and_errors(void **state)
     assert_null(es_grpc_server_new(NULL, &none, &err));
 }
 
+/* TLS from certificate files, checked with a real TLS client. */
+static void test_tls(void **state)
+{
+    fixture *f = *state;
+    char dir[] = "/tmp/es-grpc-tls-XXXXXX", cmd[1024], cert[64], key[64];
+    assert_non_null(mkdtemp(dir));
+    snprintf(cmd, sizeof cmd,
+             "openssl req -x509 -newkey rsa:2048 -nodes -keyout %s/key.pem -out %s/cert.pem -days 1 "
+             "-subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 >/dev/null 2>&1",
+             dir, dir);
+    assert_int_equal(system(cmd), 0);
+    snprintf(cert, sizeof cert, "%s/cert.pem", dir);
+    snprintf(key, sizeof key, "%s/key.pem", dir);
+    es_error err = {0};
+    es_grpc_config cfg = {.address = "127.0.0.1:0", .tls_cert_file = cert, .tls_key_file = key};
+    es_grpc_server *s = es_grpc_server_new(&cfg, &f->d.base, &err);
+    assert_int_equal(es_grpc_server_add_service(s, &echo_service, &err), ES_OK);
+    assert_int_equal(es_grpc_server_start(s, &err), ES_OK);
+    snprintf(cmd, sizeof cmd, "timeout 60 /usr/bin/python3 %s %d tls %s", GRPC_CLIENT_PY, es_grpc_server_port(s), cert);
+    int rc = system(cmd);
+    es_grpc_server_free(s);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+    assert_true(WIFEXITED(rc));
+    assert_int_equal(WEXITSTATUS(rc), 0);
+}
+
 /* stop() while a call sleeps in the dispatcher: the call still gets its answer, and stop
  * returns only after done() ran. */
 static void test_graceful_stop(void **state)
@@ -173,7 +200,8 @@ int main(void)
         cmocka_unit_test(test_metadata), cmocka_unit_test(test_unknown),
         cmocka_unit_test(test_badbytes), cmocka_unit_test(test_oversize),
         cmocka_unit_test(test_deadline), cmocka_unit_test(test_concurrent),
-        cmocka_unit_test(test_port_and_errors), cmocka_unit_test(test_graceful_stop),
+        cmocka_unit_test(test_port_and_errors), cmocka_unit_test(test_tls),
+        cmocka_unit_test(test_graceful_stop),
     };
     /* One server for the scenarios (group setup); test_graceful_stop makes its own. */
     return cmocka_run_group_tests_name("grpc_server", tests, setup, teardown);

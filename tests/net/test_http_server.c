@@ -620,6 +620,65 @@ static void test_bad_config(void **state)
     es_http_server_free(NULL);
 }
 
+/* Makes a self-signed localhost certificate (and a second, unrelated key) in dir. */
+static void make_cert(const char *dir)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd,
+             "openssl req -x509 -newkey rsa:2048 -nodes -keyout %s/key.pem -out %s/cert.pem -days 1 "
+             "-subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 >/dev/null 2>&1 && "
+             "openssl genrsa -out %s/other.pem 2048 >/dev/null 2>&1",
+             dir, dir, dir);
+    assert_int_equal(system(cmd), 0);
+}
+
+/* HTTPS from certificate files: HTTP/1.1 and HTTP/2 (ALPN), a bad key refused at start. */
+static void test_tls(void **state)
+{
+    fixture *f = *state;
+    char cert[128], key[128], other[128], cmd[1024];
+    make_cert(f->dir);
+    snprintf(cert, sizeof cert, "%s/cert.pem", f->dir);
+    snprintf(key, sizeof key, "%s/key.pem", f->dir);
+    snprintf(other, sizeof other, "%s/other.pem", f->dir);
+    es_error err = {0};
+    es_http_config cfg = {.address = "127.0.0.1:0", .threads = 1, .tls_cert_file = cert, .tls_key_file = key};
+    es_http_server *s = es_http_server_new(&cfg, &f->d.base, &err);
+    assert_int_equal(es_http_server_add_service(s, &echo_service, &err), ES_OK);
+    assert_int_equal(es_http_server_start(s, &err), ES_OK);
+    int port = es_http_server_port(s);
+    static const char *versions[] = {"--http1.1", "--http2"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(cmd, sizeof cmd,
+                 "curl -s --max-time 10 %s --cacert %s --resolve localhost:%d:127.0.0.1 -w ' %%{http_version} %%{http_code}' "
+                 "'https://localhost:%d/v1/say/tls'",
+                 versions[i], cert, port, port);
+        FILE *p = popen(cmd, "r");
+        char out[128] = "";
+        size_t n = fread(out, 1, sizeof out - 1, p);
+        out[n] = '\0';
+        pclose(p);
+        assert_string_equal(out, i == 0 ? "\"tls\" 1.1 200" : "\"tls\" 2 200");
+    }
+    /* Plain HTTP to the TLS port is not served. */
+    snprintf(cmd, sizeof cmd, "curl -s --max-time 5 -o /dev/null -w '%%{http_code}' 'http://127.0.0.1:%d/v1/say/x' | grep -q 200",
+             port);
+    assert_int_not_equal(system(cmd), 0);
+    es_http_server_free(s);
+
+    es_http_config bad = {.address = "127.0.0.1:0", .tls_cert_file = cert, .tls_key_file = other};
+    s = es_http_server_new(&bad, &f->d.base, &err);
+    assert_int_equal(es_http_server_start(s, &err), ES_INVALID_ARGUMENT);
+    assert_string_equal(err.field, other);
+    es_http_server_free(s);
+    es_http_config missing = {.address = "127.0.0.1:0", .tls_cert_file = "/nonexistent.pem", .tls_key_file = key};
+    s = es_http_server_new(&missing, &f->d.base, &err);
+    assert_int_equal(es_http_server_start(s, &err), ES_INVALID_ARGUMENT);
+    es_http_server_free(s);
+    es_http_config half = {.tls_cert_file = cert};
+    assert_null(es_http_server_new(&half, &f->d.base, &err));
+}
+
 /* stop() while a request sleeps in the dispatcher: the client still gets its answer. */
 static void test_graceful_stop(void **state)
 {
@@ -675,7 +734,7 @@ int main(void)
         cmocka_unit_test(test_metadata),          cmocka_unit_test(test_completion_threads),
         cmocka_unit_test(test_concurrent),        cmocka_unit_test(test_plain_handlers),
         cmocka_unit_test(test_client_gone),       cmocka_unit_test(test_bad_config),
-        cmocka_unit_test(test_graceful_stop),
+        cmocka_unit_test(test_tls),               cmocka_unit_test(test_graceful_stop),
     };
     return cmocka_run_group_tests_name("http_server", tests, group_setup, group_teardown);
 }

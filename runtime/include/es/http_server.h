@@ -31,6 +31,10 @@ typedef struct es_http_config {
     unsigned request_timeout_ms;/* reading one request (h2o http1 req_timeout); 0: 10000 */
     int json_lower_camel;       /* answer with lowerCamelCase keys instead of proto names */
     int json_emit_defaults;     /* answer fields at their default value too */
+    /* TLS: when both are set, every listener serves HTTPS (HTTP/1.1 and HTTP/2 over ALPN) with
+     * this PEM certificate chain and private key; plain HTTP otherwise. */
+    const char *tls_cert_file;
+    const char *tls_key_file;
 } es_http_config;
 
 /* ---- plain handlers ---- */
@@ -94,7 +98,7 @@ int es_http_server_add_handler(es_http_server *s, const char *method, const char
                                es_http_handler_fn fn, void *data);
 
 /* Binds the listeners and starts the threads. Returns ES_OK or ES_UNAVAILABLE (cannot bind;
- * err says why) or ES_INVALID_ARGUMENT (bad address). */
+ * err says why) or ES_INVALID_ARGUMENT (bad address, unreadable or mismatched TLS files). */
 int es_http_server_start(es_http_server *s, es_error *err);
 
 /* The bound port after a successful start, else 0. */
