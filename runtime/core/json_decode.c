@@ -75,6 +75,10 @@ void es__json_path_pop(es__json_dec *d, size_t old)
     d->path[old] = '\0';
 }
 
+/* printf arguments for "%.*s" of a value's text: number lexemes are not NUL-terminated (they
+ * point into the input), so the length is always given, capped for the message. */
+#define LEX(v) (int)((v)->len < 40 ? (v)->len : 40), (v)->str
+
 static const char *kind_name(const es__json_value *v)
 {
     switch (v->kind) {
@@ -152,8 +156,8 @@ static int dec_integer(es__json_dec *d, ProtobufCType t, const es__json_value *v
     if (v->kind != ES__JSON_NUMBER && v->kind != ES__JSON_STRING)
         return es__json_dec_fail(d, "expected an integer, got %s", kind_name(v));
     int rc = es__json_parse_integer(v->str, v->len, &neg, &mag);
-    if (rc == ES__NUM_SYNTAX) return es__json_dec_fail(d, "\"%.40s\" is not a number", v->str);
-    if (rc == ES__NUM_FRACTION) return es__json_dec_fail(d, "%.40s is not an integer", v->str);
+    if (rc == ES__NUM_SYNTAX) return es__json_dec_fail(d, "\"%.*s\" is not a number", LEX(v));
+    if (rc == ES__NUM_FRACTION) return es__json_dec_fail(d, "%.*s is not an integer", LEX(v));
     int range = rc == ES__NUM_RANGE;
     switch (t) {
     case PROTOBUF_C_TYPE_INT32:
@@ -182,7 +186,7 @@ static int dec_integer(es__json_dec *d, ProtobufCType t, const es__json_value *v
         *(uint64_t *)dst = mag;
         return 0;
     }
-    return es__json_dec_fail(d, "%.40s is out of range for %s", v->str, type);
+    return es__json_dec_fail(d, "%.*s is out of range for %s", LEX(v), type);
 }
 
 static int dec_floating(es__json_dec *d, ProtobufCType t, const es__json_value *v, void *dst)
@@ -203,9 +207,9 @@ static int dec_floating(es__json_dec *d, ProtobufCType t, const es__json_value *
     }
 number:;
     int rc = is_float ? es__json_parse_float(v->str, v->len, &f) : es__json_parse_double(v->str, v->len, &x);
-    if (rc == ES__NUM_SYNTAX) return es__json_dec_fail(d, "\"%.40s\" is not a number", v->str);
+    if (rc == ES__NUM_SYNTAX) return es__json_dec_fail(d, "\"%.*s\" is not a number", LEX(v));
     if (rc == ES__NUM_RANGE)
-        return es__json_dec_fail(d, "%.40s is out of range for %s", v->str, is_float ? "float" : "double");
+        return es__json_dec_fail(d, "%.*s is out of range for %s", LEX(v), is_float ? "float" : "double");
     if (is_float) *(float *)dst = f;
     else *(double *)dst = x;
     return 0;
@@ -320,8 +324,8 @@ static int dec_map_key(es__json_dec *d, const ProtobufCFieldDescriptor *kf, cons
     es__json_value kv = {.kind = ES__JSON_STRING, .str = key, .len = klen};
     int skipped = 0;
     if (kf->type == PROTOBUF_C_TYPE_BOOL) {
-        if (!strcmp(key, "true")) *(protobuf_c_boolean *)dst = 1;
-        else if (!strcmp(key, "false")) *(protobuf_c_boolean *)dst = 0;
+        if (klen == 4 && !memcmp(key, "true", 4)) *(protobuf_c_boolean *)dst = 1;
+        else if (klen == 5 && !memcmp(key, "false", 5)) *(protobuf_c_boolean *)dst = 0;
         else return es__json_dec_fail(d, "map key \"%.40s\" is not true or false", key);
     } else {
         int rc = dec_single(d, kf, &kv, dst, &skipped);
@@ -391,7 +395,7 @@ int es__json_dec_fields(es__json_dec *d, const es__json_value *v, ProtobufCMessa
     unsigned char *seen = es_arena_calloc(d->scratch, desc->n_fields + 1);
     for (size_t i = 0; i < v->n; i++) {
         const char *key = v->keys[i];
-        if (skip_key && !strcmp(key, skip_key)) continue;
+        if (skip_key && v->key_lens[i] == strlen(skip_key) && !strcmp(key, skip_key)) continue;
         const ProtobufCFieldDescriptor *f = es__json_find_field(d->r, desc, key, v->key_lens[i]);
         if (!f) {
             if (d->ignore_unknown) continue;

@@ -255,14 +255,20 @@ static int dec_value(es__json_dec *d, const es__json_value *v, ProtobufCMessage 
     return es__json_dec_field(d, m, f, v);
 }
 
+/* Object member i is named exactly lit (keys may hold NULs, so the length counts). */
+static int key_is(const es__json_value *v, size_t i, const char *lit)
+{
+    return v->key_lens[i] == strlen(lit) && !memcmp(v->keys[i], lit, v->key_lens[i]);
+}
+
 static int dec_any(es__json_dec *d, const es__json_value *v, ProtobufCMessage *m)
 {
     if (v->kind != ES__JSON_OBJECT) return es__json_dec_fail(d, "expected an object (google.protobuf.Any)");
     if (!v->n) return 0;
     const es__json_value *type = NULL, *value = NULL;
     for (size_t i = 0; i < v->n; i++) {
-        if (!strcmp(v->keys[i], "@type")) type = v->items[i];
-        else if (!strcmp(v->keys[i], "value")) value = v->items[i];
+        if (key_is(v, i, "@type")) type = v->items[i];
+        else if (key_is(v, i, "value")) value = v->items[i];
     }
     if (!type) return es__json_dec_fail(d, "google.protobuf.Any needs \"@type\"");
     size_t saved = es__json_path_push_field(d, "@type");
@@ -279,7 +285,7 @@ static int dec_any(es__json_dec *d, const es__json_value *v, ProtobufCMessage *m
     int special = es__json_wkt_of(desc) != ES__WKT_NONE || (value && !strcmp(desc->name, "google.protobuf.Empty"));
     if (special) {
         for (size_t i = 0; i < v->n; i++) {
-            if (strcmp(v->keys[i], "@type") && strcmp(v->keys[i], "value") && !d->ignore_unknown) {
+            if (!key_is(v, i, "@type") && !key_is(v, i, "value") && !d->ignore_unknown) {
                 saved = es__json_path_push_field(d, v->keys[i]);
                 return es__json_dec_fail(d, "unknown field \"%.60s\" in google.protobuf.Any of %s", v->keys[i],
                                          desc->name);

@@ -5,7 +5,8 @@ standing in for protobuf's conformance runner, which is not packaged.
 For each JSON document below (many taken from the shapes conformance_test.cc uses), both
 implementations parse it into TestAllTypesProto3 (or Proto2): they must agree on accept/reject,
 and when both accept, the testee's binary output and its JSON output must parse (in Python) to
-the message Python produced. A few cases where python's json_format is known to be laxer or
+the message Python produced; and Python's binary of that message, sent as protobuf_payload,
+must come back as JSON that reads as the same message. A few cases where python's json_format is known to be laxer or
 stricter than the proto3 JSON spec are listed in SPEC_OVERRIDES with the answer the spec gives.
 
 Usage: differential.py TESTEE CONFORMANCE_PB WKT_PB
@@ -273,9 +274,12 @@ def main():
 
     proc = subprocess.Popen([testee], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
 
-    def ask(type_name, json_text, out_format):
-        req = Request(message_type=type_name, json_payload=json_text, requested_output_format=out_format,
-                      test_category=2)
+    def ask(type_name, json_text, out_format, binary=None):
+        req = Request(message_type=type_name, requested_output_format=out_format, test_category=2)
+        if binary is None:
+            req.json_payload = json_text
+        else:
+            req.protobuf_payload = binary
         proc.stdin.write(frame(req))
         proc.stdin.flush()
         n = struct.unpack("<I", proc.stdout.read(4))[0]
@@ -315,6 +319,16 @@ def main():
         json_format.Parse(resp.json_payload, back, descriptor_pool=pool)
         if not same(back, expected):
             failures.append("%s\n    JSON output %s reads back as %s" % (text, resp.json_payload, back))
+            continue
+        # binary in (python's bytes), JSON out: the encoder on what protobuf-c unpacked
+        resp = ask(type_name, None, 2, expected.SerializeToString())
+        back = cls(type_name)()
+        if resp.WhichOneof("result") != "json_payload":
+            failures.append("%s\n    binary->JSON failed: %s" % (text, resp))
+            continue
+        json_format.Parse(resp.json_payload, back, descriptor_pool=pool)
+        if not same(back, expected):
+            failures.append("%s\n    binary->JSON %s reads back as %s" % (text, resp.json_payload, back))
     proc.stdin.close()
     rc = proc.wait(timeout=30)
     if rc != 0:

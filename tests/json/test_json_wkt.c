@@ -3,6 +3,7 @@
 #include <math.h>
 
 #include "google/protobuf/empty.pb-c.h"
+#include "google/protobuf/wrappers.pb-c.h"
 #include "json_test.h"
 
 /* ---- Timestamp ---- */
@@ -224,6 +225,34 @@ static void test_wrapper_errors(void **s)
     jt_decode_fails(T3_DESC, "{\"repeatedInt32Wrapper\":[null]}", "repeated_int32_wrapper[0]", "null");
 }
 
+/* A well-known type as the top-level message; the input is not NUL-terminated, so an error
+ * message quoting a number lexeme must not read past it (ASan checks). */
+static void test_top_level_well_known_types(void **s)
+{
+    (void)s;
+    ProtobufCMessage *m = NULL;
+    const char ts[] = "\"1970-01-01T00:00:01Z\"";
+    assert_int_equal(es_json_decode(jt_reg, &google__protobuf__timestamp__descriptor, ts, strlen(ts), NULL, &jt_arena,
+                                    &m, &jt_err), 0);
+    assert_int_equal(((Google__Protobuf__Timestamp *)m)->seconds, 1);
+    assert_string_equal(jt_encode(m), ts);
+    char *exact = malloc(3);
+    memcpy(exact, "1.5", 3);
+    assert_int_equal(es_json_decode(jt_reg, &google__protobuf__int32_value__descriptor, exact, 3, NULL, &jt_arena, &m,
+                                    &jt_err), ES_INVALID_ARGUMENT);
+    assert_string_equal(jt_err.message, "1.5 is not an integer");
+    memcpy(exact, "1e9", 3);
+    assert_int_equal(es_json_decode(jt_reg, &google__protobuf__int64_value__descriptor, exact, 3, NULL, &jt_arena, &m,
+                                    &jt_err), 0);
+    assert_string_equal(jt_encode(m), "\"1000000000\"");
+    free(exact);
+    jt_decode_fails(&google__protobuf__int32_value__descriptor, "null", "", "null is not a value");
+    m = jt_decode(&google__protobuf__value__descriptor, "null");
+    assert_string_equal(jt_encode(m), "null");
+    m = jt_decode(&google__protobuf__list_value__descriptor, "[1,{\"a\":[]}]");
+    assert_string_equal(jt_encode(m), "[1,{\"a\":[]}]");
+}
+
 /* ---- Empty ---- */
 
 static void test_empty_is_an_empty_object(void **s)
@@ -309,6 +338,7 @@ int main(void)
         JT(test_value_errors),
         JT(test_wrappers_are_bare_values),
         JT(test_wrapper_errors),
+        JT(test_top_level_well_known_types),
         JT(test_empty_is_an_empty_object),
         JT(test_any_message_fields_inline),
         JT(test_any_well_known_payload_uses_value),
