@@ -20,6 +20,10 @@ struct es_pipeline {
     es_pipeline_stats stats;       /* updated with atomic adds */
 };
 
+/* How long a command waits for another command on the same stream before going ahead
+ * unserialised (optimistic concurrency still holds then). */
+#define CACHE_WAIT_MS 2000
+
 #define STAT_ADD(p, field) __atomic_add_fetch(&(p)->stats.field, 1, __ATOMIC_RELAXED)
 
 es_pipeline *es_pipeline_new(const es_pipeline_config *cfg, es_error *err)
@@ -208,8 +212,9 @@ static void backoff(unsigned attempt)
 
 /* One attempt's decision, appended. Returns ES_OK (out filled), ES_ABORTED on a version
  * conflict, or another error. refused is set when the command itself was refused (existence,
- * expected version, guard, decide): the caller may then answer a recorded repeat instead.
- * Consumes *state: it is cached after a commit, or freed. */
+ * expected version, guard, decide) or decided nothing: the caller may then answer a recorded
+ * repeat instead. Consumes state: *keep receives the committed state worth caching (at
+ * *keep_version), or NULL. */
 typedef struct attempt {
     const es_command_def *def;
     const ProtobufCMessage *cmd;
@@ -222,7 +227,8 @@ typedef struct attempt {
 } attempt;
 
 static int run_once(es_pipeline *p, const attempt *at, ProtobufCMessage *state, int64_t version,
-                    es_command_result *out, int *refused, es_error *err)
+                    es_command_result *out, int *refused, ProtobufCMessage **keep, int64_t *keep_version,
+                    es_error *err)
 {
     const es_command_def *def = at->def;
     const es_aggregate_def *agg = def->aggregate;
@@ -230,6 +236,7 @@ static int run_once(es_pipeline *p, const attempt *at, ProtobufCMessage *state, 
     es_arena_init(&arena);
     int rc = ES_OK;
     *refused = 0;
+    *keep = NULL;
 
     if (def->creates && state) {
         rc = es_error_set(err, ES_ALREADY_EXISTS, agg->id_field, "%s %s already exists", agg->name, at->stream_id);
@@ -325,10 +332,9 @@ static int run_once(es_pipeline *p, const attempt *at, ProtobufCMessage *state, 
     fill_result(out, &ar);
     if (!ar.replayed) {
         if (snapp) STAT_ADD(p, snapshots);
-        if (p->cache) {
-            es__state_cache_put(p->cache, at->stream_id, state, new_version);
-            state = NULL;
-        }
+        *keep = state;             /* committed: the stream's new state */
+        *keep_version = new_version;
+        state = NULL;
     }
     goto out;
 
@@ -336,10 +342,9 @@ refuse:
     *refused = 1;
 keep:
     /* The state was only read: it is still the committed state, worth keeping. */
-    if (state && p->cache) {
-        es__state_cache_put(p->cache, at->stream_id, state, version);
-        state = NULL;
-    }
+    *keep = state;
+    *keep_version = version;
+    state = NULL;
 out:
     protobuf_c_message_free_unpacked(state, NULL);
     es_arena_free(&arena);
@@ -382,21 +387,26 @@ int es_pipeline_execute(es_pipeline *p, const es_command_def *def, const Protobu
 
     int64_t tried = -1;            /* version the last attempt conflicted at */
     for (unsigned n = 0;; n++) {
-        ProtobufCMessage *state = NULL;
-        int64_t version = 0;
-        if (p->cache && es__state_cache_take(p->cache, sid, agg->state_descriptor, tried + 1, &state, &version)) {
+        ProtobufCMessage *state = NULL, *keep = NULL;
+        int64_t version = 0, keep_version = 0;
+        uint64_t ticket = 0;
+        if (p->cache && es__state_cache_checkout(p->cache, sid, agg->state_descriptor, tried + 1, CACHE_WAIT_MS,
+                                                 &ticket, &state, &version)) {
             STAT_ADD(p, cache_hits);
         } else if (def->creates && n == 0) {
             /* A creating command presumes a new stream (an assigned UUIDv7 is new by
              * construction): if it exists after all, version 1 conflicts and the retry
              * loads it and answers ALREADY_EXISTS. */
         } else if ((rc = load(p, agg, sid, &state, &version, err)) != ES_OK) {
+            if (p->cache) es__state_cache_checkin(p->cache, sid, ticket, NULL, 0);
             return rc;
         }
 
         int refused = 0;
         out->attempts = n + 1;
-        rc = run_once(p, &at, state, version, out, &refused, err);
+        rc = run_once(p, &at, state, version, out, &refused, &keep, &keep_version, err);
+        if (p->cache) es__state_cache_checkin(p->cache, sid, ticket, keep, keep_version);
+        else protobuf_c_message_free_unpacked(keep, NULL);
         if (rc == ES_OK && !refused) return ES_OK;
         if (refused && at.idempotent) {
             /* A repeat that is now refused (or a no-op) still gets its first answer. */

@@ -1,26 +1,32 @@
-/* The pipeline's recent-state cache: a chained hash table plus an LRU list, one mutex. */
+/* The pipeline's state cache: a chained hash table plus an LRU list under one mutex; a
+ * condition variable wakes commands waiting for a stream to be checked in. */
 #include "state_cache.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "es/arena.h"
 
 typedef struct entry {
     char *key;
     uint64_t hash;
-    ProtobufCMessage *state;
+    ProtobufCMessage *state;       /* NULL: no usable state (being loaded, or dropped) */
     int64_t version;
+    uint64_t busy;                 /* ticket of the command that has it checked out, 0: free */
     struct entry *chain;           /* bucket list */
     struct entry *prev, *next;     /* LRU list, most recent at head */
 } entry;
 
 struct es__state_cache {
     pthread_mutex_t mu;
+    pthread_cond_t checked_in;
     entry **buckets;
     size_t n_buckets, n, cap;
     entry *head, *tail;
+    uint64_t tickets;
 };
 
 static uint64_t hash_str(const char *s)
@@ -34,6 +40,11 @@ es__state_cache *es__state_cache_new(size_t cap)
 {
     es__state_cache *c = es_xcalloc(1, sizeof *c);
     pthread_mutex_init(&c->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&c->checked_in, &ca);
+    pthread_condattr_destroy(&ca);
     c->cap = cap ? cap : 1;
     c->n_buckets = 16;
     while (c->n_buckets < 2 * c->cap) c->n_buckets *= 2;
@@ -43,6 +54,7 @@ es__state_cache *es__state_cache_new(size_t cap)
 
 static void free_entry(entry *e)
 {
+    if (!e) return;
     protobuf_c_message_free_unpacked(e->state, NULL);
     free(e->key);
     free(e);
@@ -56,8 +68,26 @@ void es__state_cache_free(es__state_cache *c)
         free_entry(e);
     }
     free(c->buckets);
+    pthread_cond_destroy(&c->checked_in);
     pthread_mutex_destroy(&c->mu);
     free(c);
+}
+
+static void lru_unlink(es__state_cache *c, entry *e)
+{
+    if (e->prev) e->prev->next = e->next;
+    else c->head = e->next;
+    if (e->next) e->next->prev = e->prev;
+    else c->tail = e->prev;
+    e->prev = e->next = NULL;
+}
+
+static void lru_push(es__state_cache *c, entry *e)
+{
+    e->next = c->head;
+    if (c->head) c->head->prev = e;
+    c->head = e;
+    if (!c->tail) c->tail = e;
 }
 
 /* Unlinks e from its bucket and the LRU list (caller holds the lock). */
@@ -66,10 +96,7 @@ static void unlink_entry(es__state_cache *c, entry *e)
     entry **pp = &c->buckets[e->hash & (c->n_buckets - 1)];
     while (*pp != e) pp = &(*pp)->chain;
     *pp = e->chain;
-    if (e->prev) e->prev->next = e->next;
-    else c->head = e->next;
-    if (e->next) e->next->prev = e->prev;
-    else c->tail = e->prev;
+    lru_unlink(c, e);
     c->n--;
 }
 
@@ -80,62 +107,112 @@ static entry *find(es__state_cache *c, const char *key, uint64_t h)
     return NULL;
 }
 
-int es__state_cache_take(es__state_cache *c, const char *stream_id, const ProtobufCMessageDescriptor *d,
-                         int64_t min_version, ProtobufCMessage **state, int64_t *version)
+/* Adds an entry, evicting least recently used free entries beyond cap onto *dropped. */
+static entry *insert(es__state_cache *c, const char *key, uint64_t h, entry **dropped)
 {
-    uint64_t h = hash_str(stream_id);
-    int taken = 0;
-    pthread_mutex_lock(&c->mu);
-    entry *e = find(c, stream_id, h);
-    if (e && e->state->descriptor == d && e->version >= min_version) {
-        unlink_entry(c, e);
-        *state = e->state;
-        *version = e->version;
-        e->state = NULL;
-        taken = 1;
-    } else {
-        e = NULL;
-    }
-    pthread_mutex_unlock(&c->mu);
-    if (e) {
-        free(e->key);
-        free(e);
-    }
-    return taken;
-}
-
-void es__state_cache_put(es__state_cache *c, const char *stream_id, ProtobufCMessage *state,
-                         int64_t version)
-{
-    uint64_t h = hash_str(stream_id);
-    entry *drop = NULL;
-    pthread_mutex_lock(&c->mu);
-    entry *e = find(c, stream_id, h);
-    if (e) {
-        if (e->version > version) {
-            pthread_mutex_unlock(&c->mu);
-            protobuf_c_message_free_unpacked(state, NULL);
-            return;
+    for (entry *v = c->tail; v && c->n >= c->cap;) {
+        entry *prev = v->prev;
+        if (!v->busy) {
+            unlink_entry(c, v);
+            v->chain = *dropped;
+            *dropped = v;
         }
-        unlink_entry(c, e);
-        drop = e;
-    } else if (c->n >= c->cap) {
-        drop = c->tail;
-        unlink_entry(c, drop);
+        v = prev;
     }
-    e = es_xcalloc(1, sizeof *e);
-    e->key = es_xstrdup(stream_id);
+    entry *e = es_xcalloc(1, sizeof *e);
+    e->key = es_xstrdup(key);
     e->hash = h;
-    e->state = state;
-    e->version = version;
     entry **b = &c->buckets[h & (c->n_buckets - 1)];
     e->chain = *b;
     *b = e;
-    e->next = c->head;
-    if (c->head) c->head->prev = e;
-    c->head = e;
-    if (!c->tail) c->tail = e;
+    lru_push(c, e);
     c->n++;
+    return e;
+}
+
+static void free_dropped(entry *d)
+{
+    while (d) {
+        entry *next = d->chain;
+        free_entry(d);
+        d = next;
+    }
+}
+
+int es__state_cache_checkout(es__state_cache *c, const char *stream_id, const ProtobufCMessageDescriptor *d,
+                             int64_t min_version, int wait_ms, uint64_t *ticket, ProtobufCMessage **state,
+                             int64_t *version)
+{
+    uint64_t h = hash_str(stream_id);
+    struct timespec deadline;
+    clock_gettime(CLOCK_MONOTONIC, &deadline);
+    deadline.tv_sec += wait_ms / 1000;
+    deadline.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
+    if (deadline.tv_nsec >= 1000000000L) { deadline.tv_sec++; deadline.tv_nsec -= 1000000000L; }
+
+    entry *dropped = NULL;
+    ProtobufCMessage *stale = NULL;
+    int hit = 0;
+    *ticket = 0;
+    pthread_mutex_lock(&c->mu);
+    for (;;) {
+        entry *e = find(c, stream_id, h);
+        if (!e) {
+            e = insert(c, stream_id, h, &dropped);
+            e->busy = *ticket = ++c->tickets;
+            break;
+        }
+        if (e->busy) {
+            if (pthread_cond_timedwait(&c->checked_in, &c->mu, &deadline) == ETIMEDOUT) break;
+            continue;
+        }
+        e->busy = *ticket = ++c->tickets;
+        if (e->state && e->state->descriptor == d && e->version >= min_version) {
+            *state = e->state;
+            *version = e->version;
+            hit = 1;
+        } else {
+            stale = e->state;
+        }
+        e->state = NULL;
+        break;
+    }
     pthread_mutex_unlock(&c->mu);
-    if (drop) free_entry(drop);   /* outside the lock: freeing a big state takes time */
+    protobuf_c_message_free_unpacked(stale, NULL);
+    free_dropped(dropped);
+    return hit;
+}
+
+void es__state_cache_checkin(es__state_cache *c, const char *stream_id, uint64_t ticket, ProtobufCMessage *state,
+                             int64_t version)
+{
+    uint64_t h = hash_str(stream_id);
+    entry *dropped = NULL;
+    ProtobufCMessage *unused = NULL;
+    pthread_mutex_lock(&c->mu);
+    entry *e = find(c, stream_id, h);
+    if (ticket && e && e->busy == ticket) {
+        unused = e->state;
+        e->state = state;
+        e->version = version;
+        e->busy = 0;
+        lru_unlink(c, e);
+        lru_push(c, e);
+        pthread_cond_broadcast(&c->checked_in);
+    } else if (!state) {
+        /* nothing to keep */
+    } else if (!e) {
+        e = insert(c, stream_id, h, &dropped);
+        e->state = state;
+        e->version = version;
+    } else if (!e->busy && (!e->state || e->version < version)) {
+        unused = e->state;
+        e->state = state;
+        e->version = version;
+    } else {
+        unused = state;            /* someone holds it, or has something newer */
+    }
+    pthread_mutex_unlock(&c->mu);
+    protobuf_c_message_free_unpacked(unused, NULL);
+    free_dropped(dropped);
 }

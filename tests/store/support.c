@@ -35,6 +35,11 @@ static void pg_sh(pgt *t, const char *cmd, int want_conninfo)
 void pgt_start(pgt *t, const char *name)
 {
     snprintf(t->dir, sizeof t->dir, "%s/pg-%s", PG_BASE, name);
+    /* A fresh cluster each run: a port is picked when a cluster is created, so clusters kept
+     * from earlier runs could share one and clash when tests run in parallel. */
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "%s stop %s >/dev/null 2>&1; rm -rf %s", PG_SH, t->dir, t->dir);
+    if (system(cmd) != 0) die("cannot remove", t->dir);
     pg_sh(t, "start", 1);
     pgt_exec(t, "SET client_min_messages = warning; DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public");
     es_pg_pool_config pc = {.conninfo = t->conninfo, .size = 1};

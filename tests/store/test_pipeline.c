@@ -236,6 +236,8 @@ static void test_idempotent_concurrent(void **state)
 }
 
 typedef struct race_arg {
+    es_pipeline *pl;
+    const char *stream;
     int ok, aborted, other, retries;
 } race_arg;
 
@@ -249,7 +251,8 @@ static void *race_thread(void *p)
     for (int i = 0; i < RACE_EACH; i++) {
         es_command_result r;
         es_error err = {0};
-        int rc = exec3(&counter_add, "counter-race", "1", NULL, NULL, &r, &err);
+        counter_cmd c;
+        int rc = es_pipeline_execute(a->pl, &counter_add, counter_cmd_make(&c, a->stream, "1", NULL), NULL, &r, &err);
         if (rc == ES_OK) a->ok++, a->retries += (int)r.attempts - 1;
         else if (rc == ES_ABORTED) a->aborted++;
         else a->other++;
@@ -257,41 +260,82 @@ static void *race_thread(void *p)
     return NULL;
 }
 
-/* 16 threads add 1 to one counter: every acknowledged add is in the count (no lost update),
- * versions are 1..N without a gap, and losers were retried or told ABORTED. */
-static void test_race_one_stream(void **state)
+/* 16 threads add 1 to one counter through the given pipelines (threads spread over them):
+ * every acknowledged add is in the count (no lost update), versions are 1..N without a gap,
+ * the feed order keeps version order, and every loser was retried or told ABORTED. Returns
+ * the retries. */
+static int race(es_pipeline **pls, int n_pls, const char *stream, const char *label)
 {
     es_command_result r;
     es_error err = {0};
-    assert_int_equal(exec3(&counter_create, "counter-race", "0", NULL, NULL, &r, &err), ES_OK);
-    race_arg args[RACE_THREADS] = {{0}};
+    assert_int_equal(exec3(&counter_create, stream, "0", NULL, NULL, &r, &err), ES_OK);
+    race_arg args[RACE_THREADS];
     pthread_t th[RACE_THREADS];
     pthread_barrier_init(&barrier, NULL, RACE_THREADS);
     double t0 = now_s();
-    for (int i = 0; i < RACE_THREADS; i++) pthread_create(&th[i], NULL, race_thread, &args[i]);
+    for (int i = 0; i < RACE_THREADS; i++) {
+        args[i] = (race_arg){.pl = pls[i % n_pls], .stream = stream};
+        pthread_create(&th[i], NULL, race_thread, &args[i]);
+    }
     int ok = 0, aborted = 0, other = 0, retries = 0;
     for (int i = 0; i < RACE_THREADS; i++) {
         pthread_join(th[i], NULL);
         ok += args[i].ok, aborted += args[i].aborted, other += args[i].other, retries += args[i].retries;
     }
     pthread_barrier_destroy(&barrier);
-    printf("race: %d ok, %d aborted, %d retries, %.2f s\n", ok, aborted, retries, now_s() - t0);
+    printf("race (%s): %d ok, %d aborted, %d retries, %.2f s\n", label, ok, aborted, retries, now_s() - t0);
     assert_int_equal(other, 0);
     assert_int_equal(ok + aborted, RACE_THREADS * RACE_EACH);
     assert_true(ok > 0);
-    assert_true(retries > 0);      /* there was a race, and it was resolved by retrying */
     int64_t v;
-    assert_int_equal(load_value("counter-race", &v), ok);
+    assert_int_equal(load_value(stream, &v), ok);
     assert_int_equal(v, ok + 1);
-    assert_int_equal(pgt_scalar(&pg, "SELECT count(*) FROM es_events WHERE stream_id = 'counter-race'"), ok + 1);
-    assert_int_equal(pgt_scalar(&pg, "SELECT max(version) FROM es_events WHERE stream_id = 'counter-race'"), ok + 1);
-    assert_int_equal(pgt_scalar(&pg, "SELECT count(DISTINCT version) FROM es_events WHERE stream_id = 'counter-race'"),
-                     ok + 1);
+    char sql[512];
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) * 1000000 + max(version) * 1000 + count(DISTINCT version) FROM es_events "
+             "WHERE stream_id = '%s'", stream);
+    long long n = ok + 1;
+    assert_int_equal(pgt_scalar(&pg, sql), n * 1000000 + n * 1000 + n);
     /* The feed's order (txid, position) keeps the stream's version order. */
-    assert_int_equal(pgt_scalar(&pg, "SELECT count(*) FROM (SELECT version, lag(version) OVER (ORDER BY txid, position) "
-                                     "AS prev FROM es_events WHERE stream_id = 'counter-race') x "
-                                     "WHERE prev IS NOT NULL AND version <> prev + 1"),
-                     0);
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM (SELECT version, lag(version) OVER (ORDER BY txid, position) AS prev "
+             "FROM es_events WHERE stream_id = '%s') x WHERE prev IS NOT NULL AND version <> prev + 1", stream);
+    assert_int_equal(pgt_scalar(&pg, sql), 0);
+    return retries;
+}
+
+/* One instance: its commands on one stream queue behind each other, so none is lost or
+ * refused and none needs a retry. */
+static void test_race_one_stream_one_instance(void **state)
+{
+    race(&pl, 1, "counter-race-1", "one instance");
+    es_pipeline_stats st;
+    es_pipeline_get_stats(pl, &st);
+}
+
+/* Two instances (two pipelines, each with its own cache and committer) on one stream: their
+ * commands do conflict on the version, and losers are retried on fresh state. */
+static void test_race_one_stream_two_instances(void **state)
+{
+    es_pipeline_config cfg = {.conninfo = pg.conninfo, .pool_size = 8, .max_retries = 40};
+    es_error err = {0};
+    es_pipeline *two[2] = {pl, es_pipeline_new(&cfg, &err)};
+    assert_non_null(two[1]);
+    int retries = race(two, 2, "counter-race-2", "two instances");
+    assert_true(retries > 0);
+    es_pipeline_free(two[1]);
+}
+
+/* No cache, no queueing: every thread loads and races; the conflict retries resolve it. */
+static void test_race_one_stream_no_cache(void **state)
+{
+    es_pipeline_config cfg = {.conninfo = pg.conninfo, .pool_size = 8, .max_retries = 40, .cache_disabled = 1};
+    es_error err = {0};
+    es_pipeline *nc = es_pipeline_new(&cfg, &err);
+    assert_non_null(nc);
+    int retries = race(&nc, 1, "counter-race-3", "no cache");
+    assert_true(retries > 0);
+    es_pipeline_free(nc);
 }
 
 /* A snapshot every 10 events; a 1,000-event stream loads from it with the same state as a
@@ -354,7 +398,9 @@ int main(void)
         cmocka_unit_test(test_expected_version_mismatch),
         cmocka_unit_test(test_idempotent_sequential),
         cmocka_unit_test(test_idempotent_concurrent),
-        cmocka_unit_test(test_race_one_stream),
+        cmocka_unit_test(test_race_one_stream_one_instance),
+        cmocka_unit_test(test_race_one_stream_two_instances),
+        cmocka_unit_test(test_race_one_stream_no_cache),
         cmocka_unit_test(test_snapshots),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
