@@ -474,3 +474,30 @@ int es_json_merge(const es_json_registry *r, ProtobufCMessage *msg, const char *
 {
     return run(r, msg, json, len, opt, arena, err);
 }
+
+int es_json_merge_field(const es_json_registry *r, ProtobufCMessage *msg, const char *field, const char *json,
+                        size_t len, const es_json_options *opt, es_arena *arena, es_error *err)
+{
+    es_arena scratch;
+    es_arena_init(&scratch);
+    es__json_dec d = {.r = r, .ignore_unknown = opt && opt->ignore_unknown, .arena = arena,
+                      .scratch = &scratch, .err = err};
+    es__json_value *root = NULL;
+    const ProtobufCFieldDescriptor *f = field ? es__json_find_field(r, msg->descriptor, field, strlen(field)) : NULL;
+    int rc;
+    if (!f) {
+        rc = es_error_set(err, ES_INVALID_ARGUMENT, field ? field : "", "no field \"%s\" in %s", field ? field : "",
+                          msg->descriptor->name);
+        goto out;
+    }
+    es__json_path_push_field(&d, f->name);
+    rc = es__json_parse(json, len, opt ? opt->max_depth : 0, &scratch, &root, err);
+    if (rc) {
+        if (err) es__json_copy_path(err->field, sizeof err->field, d.path);
+        goto out;
+    }
+    rc = es__json_dec_field(&d, msg, f, root);
+out:
+    es_arena_free(&scratch);
+    return rc;
+}

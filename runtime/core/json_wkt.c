@@ -261,24 +261,13 @@ static int key_is(const es__json_value *v, size_t i, const char *lit)
     return v->key_lens[i] == strlen(lit) && !memcmp(v->keys[i], lit, v->key_lens[i]);
 }
 
-static int dec_any(es__json_dec *d, const es__json_value *v, ProtobufCMessage *m)
+/* Decodes the payload of an Any (v minus "@type") into a new message of type desc; the result
+ * is left in d->any_payload. */
+static int dec_any_payload(es__json_dec *d, const es__json_value *v, const ProtobufCMessageDescriptor *desc,
+                           const es__json_value *value)
 {
-    if (v->kind != ES__JSON_OBJECT) return es__json_dec_fail(d, "expected an object (google.protobuf.Any)");
-    if (!v->n) return 0;
-    const es__json_value *type = NULL, *value = NULL;
-    for (size_t i = 0; i < v->n; i++) {
-        if (key_is(v, i, "@type")) type = v->items[i];
-        else if (key_is(v, i, "value")) value = v->items[i];
-    }
-    if (!type) return es__json_dec_fail(d, "google.protobuf.Any needs \"@type\"");
-    size_t saved = es__json_path_push_field(d, "@type");
-    int rc = need_string(d, type, "a type URL");
-    if (rc) return rc;
-    const char *slash = strrchr(type->str, '/');
-    const char *name = slash ? slash + 1 : type->str;
-    const ProtobufCMessageDescriptor *desc = es_json_registry_find(d->r, name);
-    if (!desc) return es__json_dec_fail(d, "unknown type \"%.80s\" (not in the registry)", type->str);
-    es__json_path_pop(d, saved);
+    int rc;
+    size_t saved;
     ProtobufCMessage *inner = es__json_new_message(d, desc);
     /* Empty is written inline ({"@type": ".../Empty"}, as C++ and Python do) but Go's form with
      * "value": {} is accepted too. */
@@ -301,6 +290,13 @@ static int dec_any(es__json_dec *d, const es__json_value *v, ProtobufCMessage *m
         rc = es__json_dec_fields(d, v, inner, "@type");
         if (rc) return rc;
     }
+    d->any_payload = inner;
+    return 0;
+}
+
+/* Packs the payload into the Any m (type_url and value in the caller's arena). */
+static int pack_any(es__json_dec *d, ProtobufCMessage *m, const es__json_value *type, const ProtobufCMessage *inner)
+{
     size_t len = protobuf_c_message_get_packed_size(inner);
     uint8_t *buf = es_arena_alloc(d->arena, len ? len : 1);
     protobuf_c_message_pack(inner, buf);
@@ -312,6 +308,34 @@ static int dec_any(es__json_dec *d, const es__json_value *v, ProtobufCMessage *m
     return 0;
 }
 
+static int dec_any(es__json_dec *d, const es__json_value *v, ProtobufCMessage *m)
+{
+    if (v->kind != ES__JSON_OBJECT) return es__json_dec_fail(d, "expected an object (google.protobuf.Any)");
+    if (!v->n) return 0;
+    const es__json_value *type = NULL, *value = NULL;
+    for (size_t i = 0; i < v->n; i++) {
+        if (key_is(v, i, "@type")) type = v->items[i];
+        else if (key_is(v, i, "value")) value = v->items[i];
+    }
+    if (!type) return es__json_dec_fail(d, "google.protobuf.Any needs \"@type\"");
+    size_t saved = es__json_path_push_field(d, "@type");
+    int rc = need_string(d, type, "a type URL");
+    if (rc) return rc;
+    const char *slash = strrchr(type->str, '/');
+    const char *name = slash ? slash + 1 : type->str;
+    const ProtobufCMessageDescriptor *desc = es_json_registry_find(d->r, name);
+    if (!desc) return es__json_dec_fail(d, "unknown type \"%.80s\" (not in the registry)", type->str);
+    es__json_path_pop(d, saved);
+    /* The payload only lives until it is packed: build it in the scratch arena. */
+    es_arena *keep = d->arena;
+    d->arena = d->scratch;
+    rc = dec_any_payload(d, v, desc, value);
+    d->arena = keep;
+    return rc ? rc : pack_any(d, m, type, d->any_payload);
+}
+
+    /* Empty is written inline ({"@type": ".../Empty"}, as C++ and Python do) but Go's form with
+     * "value": {} is accepted too. */
 int es__json_wkt_decode(es__json_dec *d, es__json_wkt w, const es__json_value *v, ProtobufCMessage *m)
 {
     switch (w) {
