@@ -107,6 +107,7 @@ typedef struct es__json_dec {
     es_error *err;
     char path[ES__JSON_PATH_MAX];
     size_t plen;
+    ProtobufCMessage *any_payload;   /* json_wkt.c: an Any's decoded payload, before packing */
 } es__json_dec;
 
 /* Copies a field path into err->field; an overlong path keeps its last cap-1 bytes. */
