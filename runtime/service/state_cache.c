@@ -192,12 +192,19 @@ void es__state_cache_checkin(es__state_cache *c, const char *stream_id, uint64_t
     pthread_mutex_lock(&c->mu);
     entry *e = find(c, stream_id, h);
     if (ticket && e && e->busy == ticket) {
-        unused = e->state;
-        e->state = state;
-        e->version = version;
-        e->busy = 0;
-        lru_unlink(c, e);
-        lru_push(c, e);
+        if (state) {
+            unused = e->state;
+            e->state = state;
+            e->version = version;
+            e->busy = 0;
+            lru_unlink(c, e);
+            lru_push(c, e);
+        } else {
+            /* Nothing to keep (e.g. no such stream): an empty entry would only evict others. */
+            unlink_entry(c, e);
+            e->chain = dropped;
+            dropped = e;
+        }
         pthread_cond_broadcast(&c->checked_in);
     } else if (!state) {
         /* nothing to keep */

@@ -65,7 +65,10 @@ es_store *es_store_new(es_pg_pool *pool, const es_store_config *cfg, es_error *e
     }
     es_store *s = es_xcalloc(1, sizeof *s);
     s->pool = pool;
+    /* Each command of a batch is a subtransaction; past 64 a backend's subtransaction cache
+     * overflows and every concurrent snapshot gets slower. */
     s->max_batch = cfg && cfg->max_batch ? cfg->max_batch : 64;
+    if (s->max_batch > 64) s->max_batch = 64;
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->work, NULL);
     if (es_pg_pool_register(pool, statements, sizeof statements / sizeof statements[0], err) != ES_OK ||

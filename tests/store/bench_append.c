@@ -118,7 +118,7 @@ static double run_mode(int mode, const char *name, long *errors)
 
 static double pgbench(void)
 {
-    pgt_exec(&pg, "DROP TABLE IF EXISTS bench_events; CREATE TABLE bench_events (LIKE es_events INCLUDING ALL)");
+    pgt_exec(&pg, "SET client_min_messages = warning; DROP TABLE IF EXISTS bench_events; CREATE TABLE bench_events (LIKE es_events INCLUDING ALL)");
     char script[600], cmd[2048];
     snprintf(script, sizeof script, "%s/bench_insert.sql", PG_BASE_DIR);
     FILE *f = fopen(script, "w");

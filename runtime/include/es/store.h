@@ -25,7 +25,9 @@
 typedef struct es_store es_store;
 
 typedef struct es_store_config {
-    size_t max_batch;              /* most commands per group-commit transaction (0: 64) */
+    size_t max_batch;              /* most commands per group-commit transaction (0 or more
+                                      than 64: 64; each command is a subtransaction, and past
+                                      64 PostgreSQL's per-backend subxid cache overflows) */
 } es_store_config;
 
 /* Returns a store over pool (not owned; must outlive the store), with its statements
