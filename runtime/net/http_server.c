@@ -391,15 +391,9 @@ static int build_request(es_http_server *s, hcall *hc, h2o_req_t *req, const es_
         } else {
             hc->call.request = es__message_new(method->input, arena);
             if (blen) {
-                /* Decoding {"<field>": <body>} reuses the codec for any field type and makes its
-                 * error paths name the field as the client knows it. */
-                size_t flen = strlen(route->body);
-                char *wrapped = es_arena_alloc(arena, blen + flen + 8);
-                size_t n = (size_t)sprintf(wrapped, "{\"%s\":", route->body);
-                memcpy(wrapped + n, req->entity.base, blen);
-                n += blen;
-                wrapped[n++] = '}';
-                rc = es_json_merge(reg, hc->call.request, wrapped, n, &o, arena, err);
+                /* Only that one field: wrapping the body in {"<field>": ...} by hand would let a
+                 * body such as `{}, "other": 1` reach other fields. */
+                rc = es_json_merge_field(reg, hc->call.request, route->body, req->entity.base, blen, &o, arena, err);
                 if (rc != ES_OK)
                     return rc;
             }

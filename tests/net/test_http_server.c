@@ -366,6 +366,12 @@ static void test_bad_bodies(void **state)
     r = http("POST", "/v1/rules/s:custom", "{\"kind\": 1}", 0, NULL);
     expect_error(&r, 400, 3, "custom.kind");
     reply_free(&r);
+    /* The body of a body:"custom" route cannot reach other fields (regression: a hand-made
+     * {"custom": <body>} wrapper let `{}, "body": "evil"` set body). */
+    r = http("POST", "/v1/rules/s:custom", "{\"kind\":\"K\"}, \"body\": \"evil\"", 0, NULL);
+    expect_error(&r, 400, 3, NULL);
+    assert_null(strstr(r.body, "\"evil\""));
+    reply_free(&r);
     /* Bad request metadata. */
     r = http("GET", "/v1/say/meta", NULL, 0, "-H 'Authorization: Basic dXNlcjpwdw=='");
     expect_error(&r, 401, 16, "authorization");
