@@ -14,7 +14,8 @@ static void die(const char *what, const char *detail)
     exit(1);
 }
 
-static void pg_sh(pgt *t, const char *cmd, int want_conninfo)
+/* Runs scripts/pg.sh; returns 0 on success. */
+static int pg_sh_try(pgt *t, const char *cmd, int want_conninfo)
 {
     char line[2048];
     snprintf(line, sizeof line, "%s %s %s", PG_SH, cmd, t->dir);
@@ -24,12 +25,18 @@ static void pg_sh(pgt *t, const char *cmd, int want_conninfo)
     while (fgets(line, sizeof line, f))
         if (strstr(line, "host=")) snprintf(out, sizeof out, "%s", line);
     int rc = pclose(f);
-    if (rc != 0) die("pg.sh failed", cmd);
+    if (rc != 0) return -1;
     if (want_conninfo) {
         out[strcspn(out, "\n")] = 0;
-        if (!out[0]) die("pg.sh printed no conninfo", cmd);
+        if (!out[0]) return -1;
         snprintf(t->conninfo, sizeof t->conninfo, "%s", out);
     }
+    return 0;
+}
+
+static void pg_sh(pgt *t, const char *cmd, int want_conninfo)
+{
+    if (pg_sh_try(t, cmd, want_conninfo) != 0) die("pg.sh failed", cmd);
 }
 
 void pgt_start(pgt *t, const char *name)
@@ -39,8 +46,14 @@ void pgt_start(pgt *t, const char *name)
      * from earlier runs could share one and clash when tests run in parallel. */
     char cmd[1200];
     snprintf(cmd, sizeof cmd, "%s stop %s >/dev/null 2>&1; rm -rf %s", PG_SH, t->dir, t->dir);
-    if (system(cmd) != 0) die("cannot remove", t->dir);
-    pg_sh(t, "start", 1);
+    /* pg.sh picks a port that is free when the cluster is created; another cluster being
+     * created at the same moment on this shared machine may take it first: start afresh. */
+    int started = 0;
+    for (int attempt = 0; attempt < 4 && !started; attempt++) {
+        if (system(cmd) != 0) die("cannot remove", t->dir);
+        started = pg_sh_try(t, "start", 1) == 0;
+    }
+    if (!started) die("pg.sh start failed 4 times", t->dir);
     pgt_exec(t, "SET client_min_messages = warning; DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public");
     es_pg_pool_config pc = {.conninfo = t->conninfo, .size = 1};
     es_error err = {0};
