@@ -189,7 +189,9 @@ static void test_idempotent_sequential(void **state)
 }
 
 typedef struct idem_arg {
+    const es_command_def *def;
     const char *id;
+    const char *key;
     es_command_result r;
     int rc;
 } idem_arg;
@@ -200,9 +202,9 @@ static void *idem_thread(void *p)
 {
     idem_arg *a = p;
     es_error err = {0};
-    es_command_meta m = {.command_id = "concurrent-key"};
+    es_command_meta m = {.command_id = a->key};
     pthread_barrier_wait(&barrier);
-    a->rc = exec3(&counter_add, a->id, "10", NULL, &m, &a->r, &err);
+    a->rc = exec3(a->def, a->id, "10", NULL, &m, &a->r, &err);
     return NULL;
 }
 
@@ -217,7 +219,7 @@ static void test_idempotent_concurrent(void **state)
     pthread_t th[N];
     pthread_barrier_init(&barrier, NULL, N);
     for (int i = 0; i < N; i++) {
-        args[i] = (idem_arg){.id = "counter-idem"};
+        args[i] = (idem_arg){.def = &counter_add, .id = "counter-idem", .key = "concurrent-key"};
         pthread_create(&th[i], NULL, idem_thread, &args[i]);
     }
     int fresh = 0;
@@ -233,6 +235,25 @@ static void test_idempotent_concurrent(void **state)
     assert_int_equal(pgt_scalar(&pg, "SELECT count(*) FROM es_events WHERE stream_id = 'counter-idem'"), 2);
     int64_t v;
     assert_int_equal(load_value("counter-idem", &v), 10);
+
+    /* Eight copies of a creating command (each would get its own new stream id): one stream. */
+    pthread_barrier_init(&barrier, NULL, N);
+    for (int i = 0; i < N; i++) {
+        args[i] = (idem_arg){.def = &counter_create, .id = "", .key = "concurrent-create"};
+        pthread_create(&th[i], NULL, idem_thread, &args[i]);
+    }
+    fresh = 0;
+    for (int i = 0; i < N; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(args[i].rc, ES_OK);
+        fresh += !args[i].r.replayed;
+        assert_string_equal(args[i].r.stream_id, args[0].r.stream_id);
+        assert_string_equal(args[i].r.event_ids[0], args[0].r.event_ids[0]);
+    }
+    pthread_barrier_destroy(&barrier);
+    assert_int_equal(fresh, 1);
+    assert_int_equal(pgt_scalar(&pg, "SELECT count(DISTINCT stream_id) FROM es_events WHERE command_id = 'concurrent-create'"), 1);
+    assert_int_equal(pgt_scalar(&pg, "SELECT count(*) FROM es_events WHERE command_id = 'concurrent-create'"), 1);
 }
 
 typedef struct race_arg {
