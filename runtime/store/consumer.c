@@ -65,7 +65,7 @@ static const struct {
     {"es_c_feed", "SELECT " ES__EVENT_COLUMNS " FROM es_events"
                   " WHERE (txid, position) > ($1::xid8, $2::int8)"
                   "   AND txid < pg_snapshot_xmin(pg_current_snapshot())"
-                  " ORDER BY txid, position LIMIT $3::int8"},
+                  " ORDER BY es_events.txid, es_events.position LIMIT $3::int8"},
 };
 
 static uint64_t fnv(const char *s)

@@ -24,7 +24,7 @@ static const char READ_SQL[] =
     "SELECT " ES__EVENT_COLUMNS " FROM es_events"
     " WHERE (txid, position) > ($1::xid8, $2::int8)"
     "   AND txid < pg_snapshot_xmin(pg_current_snapshot())"
-    " ORDER BY txid, position LIMIT $3::int8";
+    " ORDER BY es_events.txid, es_events.position LIMIT $3::int8";
 
 static const char STATS_SQL[] =
     "WITH s AS (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin),"
