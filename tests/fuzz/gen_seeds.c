@@ -1,0 +1,238 @@
+/* Writes the seed corpora of the fuzz targets into <dir>/<target>/, from the current schema:
+ * a valid request per OrderService method as JSON (fuzz_json) and packed protobuf (fuzz_protobuf),
+ * typical request targets (fuzz_router), and packed envelopes and header sets (fuzz_envelope).
+ * Every seed starts with the selector byte its target documents.
+ * Usage: fuzz_seeds <dir>. Exit status 1 if a seed does not decode (the table is out of date). */
+#include <errno.h>
+#include <sys/stat.h>
+
+#include "fuzz_common.h"
+#include "es/envelope.h"
+
+#define UUID "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"
+#define ADDRESS "{\"name\":\"Ada Lovelace\",\"line1\":\"12 St James's Sq\",\"city\":\"London\"," \
+                "\"postal_code\":\"SW1Y 4JH\",\"country_code\":\"GB\"}"
+
+/* One valid input per method, by method name (proto names; a camelCase variant is derived). */
+static const struct { const char *method, *json; } requests[] = {
+    {"PlaceOrder", "{\"customer_id\":\"c-1\",\"vendor_id\":\"v-1\",\"payment_method\":\"card\",\"items\":["
+                   "{\"product_id\":\"sku-1\",\"title\":\"Tea\",\"quantity\":2,\"unit_price\":{\"currency_code\":\"EUR\","
+                   "\"amount_minor\":\"1250\"}},{\"product_id\":\"sku-2\",\"quantity\":1,\"unit_price\":{\"currency_code\":"
+                   "\"EUR\",\"amount_minor\":500}}],\"shipping_address\":" ADDRESS ",\"request_id\":\"r-1\"}"},
+    {"PlaceOrder", "{\"orderId\":\"" UUID "\",\"customerId\":\"c\",\"vendorId\":\"v\",\"paymentMethod\":\"x\","
+                   "\"items\":[{\"productId\":\"p\",\"quantity\":1,\"unitPrice\":{\"currencyCode\":\"USD\","
+                   "\"amountMinor\":\"1\"}}],\"shippingAddress\":" ADDRESS ",\"expectedVersion\":\"0\"}"},
+    {"CancelOrder", "{\"order_id\":\"" UUID "\",\"reason\":\"changed my mind\",\"expected_version\":3}"},
+    {"UpdateOrderShippingStatus", "{\"order_id\":\"" UUID "\",\"status\":\"SHIPPING_STATUS_IN_TRANSIT\","
+                                  "\"carrier\":\"DHL\",\"tracking_number\":\"JD0001\",\"location\":\"Leipzig\","
+                                  "\"occurred_at\":\"2024-05-01T10:00:00.250Z\"}"},
+    {"UpdateOrderShippingStatus", "{\"order_id\":\"" UUID "\",\"status\":4,\"carrier\":\"UPS\","
+                                  "\"tracking_number\":\"1Z\"}"},
+    {"InitiatePayment", "{\"order_id\":\"" UUID "\",\"payment_id\":\"pay-1\",\"request_id\":\"r\"}"},
+    {"AuthorisePayment", "{\"order_id\":\"" UUID "\",\"authorisation_code\":\"A1B2\"}"},
+    {"MarkOrderPaid", "{\"order_id\":\"" UUID "\",\"amount\":{\"currency_code\":\"EUR\",\"amount_minor\":\"3000\"}}"},
+    {"FailPayment", "{\"order_id\":\"" UUID "\",\"reason\":\"card declined\"}"},
+    {"RefundPayment", "{\"order_id\":\"" UUID "\",\"reason\":\"damaged\"}"},
+    {"GetOrder", "{\"order_id\":\"" UUID "\",\"min_version\":\"2\"}"},
+    {"ListOrders", "{\"customer_id\":\"c-1\",\"status\":\"ORDER_STATUS_PAID\",\"limit\":10,\"page_token\":\"abc\"}"},
+    {"GetOrderEvents", "{\"order_id\":\"" UUID "\"}"},
+};
+
+/* Request targets: selector byte (method, table) and target. */
+static const struct { uint8_t sel; const char *target; } targets[] = {
+    {1, "/v1/orders"},
+    {0, "/v1/orders?customer_id=c-1&status=ORDER_STATUS_PAID&limit=10&offset=0&page_token=abc"},
+    {0, "/v1/orders?vendor_id=v%201&status=2&limit=+5"},
+    {0, "/v1/orders/" UUID},
+    {0, "/v1/orders/" UUID "?min_version=3"},
+    {0, "/v1/orders/" UUID "/events"},
+    {1, "/v1/orders/" UUID "/cancel"},
+    {2, "/v1/orders/" UUID "/shipping-status"},
+    {1, "/v1/orders/" UUID "/payment:initiate"},
+    {1, "/v1/orders/" UUID "/payment:authorise"},
+    {1, "/v1/orders/" UUID "/payment:paid"},
+    {1, "/v1/orders/" UUID "/payment:fail"},
+    {1, "/v1/orders/" UUID "/payment:refund"},
+    {4, "/v1/orders/" UUID},                    /* 405 */
+    {0, "/v1/orders/a%2Fb%20c/events?x=%E2%82%AC&&y"},
+    {7, "BREW /v1/orders"},
+    {0x08, "/v1/shelves/s1/books/b%2F2"},
+    {0x08, "/files/a/b/c.txt"},
+    {0x08, "/v1/cities/S%C3%A3o%20Paulo/orders?q=a+b"},
+    {0x09, "/v1/projects/p1/things:batchGet"},
+    {0x0c, "/v1/things/t1:purge"},
+    {0x0b, "/v1/z/x/abc/d/e/f"},
+    {0x38, "/v1/orders/search?a=1&b=%2F+x"},
+};
+
+static const struct { const char *type, *json; } events[] = {
+    {"OrderPlaced", "{\"order_id\":\"" UUID "\",\"customer_id\":\"c-1\",\"vendor_id\":\"v-1\",\"items\":["
+                    "{\"product_id\":\"sku-1\",\"quantity\":2,\"unit_price\":{\"currency_code\":\"EUR\","
+                    "\"amount_minor\":\"1250\"},\"line_total\":{\"currency_code\":\"EUR\",\"amount_minor\":\"2500\"}}],"
+                    "\"item_count\":2,\"total\":{\"currency_code\":\"EUR\",\"amount_minor\":\"2500\"},"
+                    "\"payment_method\":\"card\",\"shipping_address\":" ADDRESS ","
+                    "\"placed_at\":\"2024-05-01T10:00:00Z\"}"},
+    {"OrderCancelled", "{\"order_id\":\"" UUID "\",\"reason\":\"late\",\"cancelled_at\":\"2024-05-02T00:00:00Z\"}"},
+    {"OrderPaid", "{\"order_id\":\"" UUID "\",\"payment_id\":\"pay-1\",\"amount\":{\"currency_code\":\"EUR\","
+                  "\"amount_minor\":\"2500\"},\"paid_at\":\"2024-05-01T11:00:00Z\"}"},
+};
+
+static const char *out_dir;
+static int failures;
+
+static void put(const char *target, const char *name, uint8_t sel, const void *data, size_t len)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", out_dir, target);
+    if (mkdir(path, 0777) != 0 && errno != EEXIST) {
+        perror(path);
+        exit(1);
+    }
+    snprintf(path, sizeof path, "%s/%s/%s", out_dir, target, name);
+    FILE *f = fopen(path, "wb");
+    if (!f || fwrite(&sel, 1, 1, f) != 1 || (len && fwrite(data, 1, len, f) != len) || fclose(f) != 0) {
+        perror(path);
+        exit(1);
+    }
+}
+
+static int method_index(const char *name)
+{
+    const es_service_def *svc = &orders_v1_service_OrderService;
+    for (size_t i = 0; i < svc->n_methods; i++)
+        if (strcmp(svc->methods[i]->name, name) == 0)
+            return (int)i;
+    return -1;
+}
+
+static ProtobufCMessage *decode(const ProtobufCMessageDescriptor *d, const char *json, es_arena *a)
+{
+    ProtobufCMessage *m = NULL;
+    es_error err = {0};
+    es_json_options o = {0};
+    if (es_json_decode(fuzz_registry(), d, json, strlen(json), &o, a, &m, &err) != ES_OK) {
+        fprintf(stderr, "seed for %s does not decode: %s: %s\n", d->name, err.field, err.message);
+        failures++;
+        return NULL;
+    }
+    return m;
+}
+
+static void request_seeds(es_arena *a)
+{
+    for (size_t i = 0; i < sizeof requests / sizeof *requests; i++) {
+        int mi = method_index(requests[i].method);
+        if (mi < 0) {
+            fprintf(stderr, "no method %s in OrderService\n", requests[i].method);
+            failures++;
+            continue;
+        }
+        const es_method_def *m = orders_v1_service_OrderService.methods[mi];
+        const char *json = requests[i].json;
+        char name[64];
+        snprintf(name, sizeof name, "%02zu-%s.json", i, m->name);
+        put("json", name, (uint8_t)mi, json, strlen(json));
+        ProtobufCMessage *msg = decode(m->input, json, a);
+        if (!msg)
+            continue;
+        /* The same message written back in lowerCamelCase with defaults, read by merge. */
+        es_buf b;
+        es_buf_init(&b);
+        es_json_options o = {.lower_camel_output = 1, .emit_defaults = 1};
+        es_error err = {0};
+        if (es_json_encode(fuzz_registry(), msg, &o, &b, &err) == ES_OK) {
+            snprintf(name, sizeof name, "%02zu-%s-camel.json", i, m->name);
+            put("json", name, (uint8_t)(0x80 | 0x60 | mi), b.data, b.len);
+        }
+        es_buf_free(&b);
+        size_t n = protobuf_c_message_get_packed_size(msg);
+        uint8_t *bin = es_arena_alloc(a, n ? n : 1);
+        protobuf_c_message_pack(msg, bin);
+        snprintf(name, sizeof name, "%02zu-%s.bin", i, m->name);
+        put("protobuf", name, (uint8_t)mi, bin, n);
+    }
+}
+
+static void router_seeds(void)
+{
+    for (size_t i = 0; i < sizeof targets / sizeof *targets; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "%02zu.txt", i);
+        put("router", name, targets[i].sel, targets[i].target, strlen(targets[i].target));
+    }
+}
+
+static void envelope_seeds(es_arena *a)
+{
+    for (size_t i = 0; i < sizeof events / sizeof *events; i++) {
+        const es_event_def *def = es_schema_find_event(&orders_v1_aggregate_order, events[i].type);
+        if (!def) {
+            fprintf(stderr, "no event %s in aggregate order\n", events[i].type);
+            failures++;
+            continue;
+        }
+        ProtobufCMessage *ev = decode(def->descriptor, events[i].json, a);
+        if (!ev)
+            continue;
+        size_t n = protobuf_c_message_get_packed_size(ev);
+        uint8_t *payload = es_arena_alloc(a, n ? n : 1);
+        protobuf_c_message_pack(ev, payload);
+
+        es_envelope_view v;
+        es_envelope_view_clear(&v);
+        v.event_id = "0190a1b2-0000-7000-8000-000000000001";
+        v.stream_id = UUID;
+        v.stream_type = "order";
+        v.event_type = def->type;
+        v.schema = def->schema;
+        v.schema_hash = "4f1c2a";
+        v.command_id = "0190a1b2-0000-7000-8000-0000000000c1";
+        v.correlation_id = i ? "corr-1" : "";
+        v.actor = "customer:c-1";
+        v.version = (int64_t)i + 1;
+        v.position = 1000 + (int64_t)i;
+        v.schema_version = def->schema_version;
+        v.recorded_at_us = 1714557600123456 + (int64_t)i;
+        v.payload = payload;
+        v.payload_len = n;
+        es_buf b;
+        es_buf_init(&b);
+        es_envelope_pack(&v, &b);
+        char name[64];
+        snprintf(name, sizeof name, "value-%s.bin", def->type);
+        put("envelope", name, 0, b.data, b.len);
+        es_buf_free(&b);
+
+        es_envelope_headers h;
+        es_envelope_headers_of(&v, &h);
+        es_buf t;
+        es_buf_init(&t);
+        for (size_t k = 0; k < h.n; k++) {
+            es_buf_printf(&t, "%s%s:", k ? "\n" : "", h.h[k].name);
+            es_buf_append(&t, h.h[k].value, h.h[k].len);
+        }
+        snprintf(name, sizeof name, "headers-%s.txt", def->type);
+        put("envelope", name, 1, t.data, t.len);
+        es_buf_free(&t);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 2) {
+        fprintf(stderr, "usage: %s <dir>\n", argv[0]);
+        return 2;
+    }
+    out_dir = argv[1];
+    if (mkdir(out_dir, 0777) != 0 && errno != EEXIST) {
+        perror(out_dir);
+        return 1;
+    }
+    es_arena a;
+    es_arena_init(&a);
+    request_seeds(&a);
+    router_seeds();
+    envelope_seeds(&a);
+    es_arena_free(&a);
+    return failures ? 1 : 0;
+}
