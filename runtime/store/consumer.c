@@ -418,7 +418,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t e,
 static void on_kafka_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
     es_consumer *c = rd_kafka_opaque(rk);
-    if (level <= 3 && c && !c->quiet)
+    if (level <= 2 && c && !c->quiet)
         fprintf(stderr, "es-consumer[%s]: kafka %s: %s\n", c->name, fac, buf);
 }
 

@@ -253,10 +253,12 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
     }
 }
 
+/* librdkafka repeats every refused connection while Kafka is away; the relay reports that state
+ * itself (set_error), so only critical library messages are passed through. */
 static void on_kafka_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
     es_relay *r = rd_kafka_opaque(rk);
-    if (level <= 4 && r && !r->quiet)
+    if (level <= 2 && r && !r->quiet)
         fprintf(stderr, "es-relay[%s]: kafka %s: %s\n", r->name, fac, buf);
 }
 
@@ -299,9 +301,9 @@ static int ensure_topic(es_relay *r)
     }
     rd_kafka_queue_t *q = rd_kafka_queue_new(r->rk);
     rd_kafka_AdminOptions_t *opt = rd_kafka_AdminOptions_new(r->rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
-    rd_kafka_AdminOptions_set_request_timeout(opt, 5000, errstr, sizeof errstr);
+    rd_kafka_AdminOptions_set_request_timeout(opt, 3000, errstr, sizeof errstr);
     rd_kafka_CreateTopics(r->rk, &nt, 1, opt, q);
-    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 10000);
+    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 5000);
     rd_kafka_resp_err_t e = RD_KAFKA_RESP_ERR__TIMED_OUT;
     if (ev) {
         e = rd_kafka_event_error(ev);
@@ -525,6 +527,7 @@ static int publish(es_relay *r, const es_feed_batch *b)
         rd_kafka_poll(r->rk, 100);
         if (still_active(r) != 0 || !r->rk)
             goto out;
+        update_stats(r);
     }
     if (atomic_load(&r->stop) || rd.pending > 0)
         goto out;
