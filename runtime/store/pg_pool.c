@@ -178,9 +178,12 @@ static int connect_conn(es_pg_pool *p, es_pg_conn *c, es_error *err)
     if (c->pg) PQfinish(c->pg);
     c->prepared = 0;
     c->bad = 0;
-    /* connect_timeout comes first so that one given in the conninfo wins. */
-    const char *keys[] = {"connect_timeout", "fallback_application_name", "dbname", NULL};
-    const char *vals[] = {p->connect_timeout, "orderd", p->conninfo, NULL};
+    /* Defaults come first so that the conninfo's own settings win. TCP keepalives make a
+     * vanished server (no FIN, e.g. a partition) fail a waiting call in about 10 s instead of
+     * hanging it. */
+    const char *keys[] = {"connect_timeout", "keepalives", "keepalives_idle", "keepalives_interval",
+                          "keepalives_count", "fallback_application_name", "dbname", NULL};
+    const char *vals[] = {p->connect_timeout, "1", "5", "2", "3", "orderd", p->conninfo, NULL};
     c->pg = PQconnectdbParams(keys, vals, 1);
     if (c->pg && PQstatus(c->pg) == CONNECTION_OK) {
         pthread_mutex_lock(&p->mu);

@@ -5,6 +5,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include "es/arena.h"
 
@@ -14,11 +18,31 @@ static void die(const char *what, const char *detail)
     exit(1);
 }
 
+/* A port free right now, away from the range pg.sh scans from (55432 up), where the other
+ * clusters on this shared machine live: a cluster keeps its port across stop/start, and
+ * another cluster created while ours is stopped must not take it. */
+static int free_port(void)
+{
+    unsigned seed = (unsigned)getpid() ^ (unsigned)time(NULL);
+    for (int i = 0; i < 200; i++) {
+        int port = 57000 + (int)(rand_r(&seed) % 7000);
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                                .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        int ok = fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0;
+        if (fd >= 0) close(fd);
+        if (ok) return port;
+    }
+    die("no free port", "");
+    return 0;
+}
+
 /* Runs scripts/pg.sh; returns 0 on success. */
-static int pg_sh_try(pgt *t, const char *cmd, int want_conninfo)
+static int pg_sh_try(pgt *t, const char *cmd, int want_conninfo, int port)
 {
     char line[2048];
-    snprintf(line, sizeof line, "%s %s %s", PG_SH, cmd, t->dir);
+    if (port) snprintf(line, sizeof line, "%s %s %s %d", PG_SH, cmd, t->dir, port);
+    else snprintf(line, sizeof line, "%s %s %s", PG_SH, cmd, t->dir);
     FILE *f = popen(line, "r");
     if (!f) die("popen", line);
     char out[2048] = "";
@@ -36,7 +60,7 @@ static int pg_sh_try(pgt *t, const char *cmd, int want_conninfo)
 
 static void pg_sh(pgt *t, const char *cmd, int want_conninfo)
 {
-    if (pg_sh_try(t, cmd, want_conninfo) != 0) die("pg.sh failed", cmd);
+    if (pg_sh_try(t, cmd, want_conninfo, 0) != 0) die("pg.sh failed", cmd);
 }
 
 void pgt_start(pgt *t, const char *name)
@@ -51,7 +75,7 @@ void pgt_start(pgt *t, const char *name)
     int started = 0;
     for (int attempt = 0; attempt < 4 && !started; attempt++) {
         if (system(cmd) != 0) die("cannot remove", t->dir);
-        started = pg_sh_try(t, "start", 1) == 0;
+        started = pg_sh_try(t, "start", 1, free_port()) == 0;
     }
     if (!started) die("pg.sh start failed 4 times", t->dir);
     pgt_exec(t, "SET client_min_messages = warning; DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public");
