@@ -1,0 +1,308 @@
+/* DESIGN invariants 6 and 7 through the consumer framework over the real Kafka protocol:
+ * duplicate and out-of-order delivery of a stream's events give the same projection as in-order
+ * delivery (duplicates skipped, gaps filled from es_events); poison messages land in
+ * es_dead_letters and park their stream; a restarted consumer resumes from committed offsets;
+ * a projection rebuilt from the store alone equals the live one. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include <librdkafka/rdkafka.h>
+
+#include "es/consumer.h"
+#include "es/feed.h"
+#include "harness.h"
+
+static dh_env env;
+static const char *TOPIC = "cons";
+static const char *GOOD[] = {"in-order", "dup", "ooo", "rev"};
+
+/* The projection: an order-sensitive log of payloads per stream. "boom" makes it fail. */
+static int project(void *data, es_consumer_tx *tx, const es_envelope_view *ev, es_error *err)
+{
+    const char *table = data;
+    char payload[64];
+    snprintf(payload, sizeof payload, "%.*s", (int)ev->payload_len, (const char *)ev->payload);
+    if (!strcmp(payload, "boom"))
+        return es_error_set(err, ES_INTERNAL, "payload", "boom: this event cannot be projected");
+    char sql[256];
+    snprintf(sql, sizeof sql,
+             "INSERT INTO %s AS p (stream_id, log, n) VALUES ($1, $2, 1) ON CONFLICT (stream_id)"
+             " DO UPDATE SET log = p.log || ',' || excluded.log, n = p.n + 1", table);
+    const char *p[2] = {ev->stream_id, payload};
+    return es_consumer_tx_exec(tx, sql, 2, p, NULL, err);
+}
+
+static int reset_rebuild(void *data, es_consumer_tx *tx, const char *stream_id, es_error *err)
+{
+    (void)data;
+    if (!stream_id)
+        return es_consumer_tx_exec(tx, "DELETE FROM cons_rebuild", 0, NULL, NULL, err);
+    const char *p[1] = {stream_id};
+    return es_consumer_tx_exec(tx, "DELETE FROM cons_rebuild WHERE stream_id = $1", 1, p, NULL, err);
+}
+
+/* ---- producing chosen sequences of stored events ---- */
+
+static es_feed_batch stored;   /* every event of es_events */
+
+static const es_envelope_view *find(const char *stream, int64_t version)
+{
+    for (size_t i = 0; i < stored.n; i++)
+        if (!strcmp(stored.events[i].stream_id, stream) && stored.events[i].version == version)
+            return &stored.events[i];
+    fail_msg("no stored event %s v%lld", stream, (long long)version);
+    return NULL;
+}
+
+static void load_stored(void)
+{
+    es_feed *f = NULL;
+    es_error err;
+    assert_int_equal(es_feed_open(env.conninfo, &f, &err), ES_OK);
+    es_feed_batch_free(&stored);
+    es_feed_batch_init(&stored);
+    es_feed_cursor zero = {0, 0};
+    assert_int_equal(es_feed_read(f, zero, 10000, &stored, &err), ES_OK);
+    es_feed_close(f);
+}
+
+static rd_kafka_t *producer(void)
+{
+    char boot[1024], errstr[256];
+    dh_bootstrap(&env, boot, sizeof boot);
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_conf_set(conf, "bootstrap.servers", boot, errstr, sizeof errstr);
+    rd_kafka_conf_set(conf, "enable.idempotence", "true", errstr, sizeof errstr);
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
+    assert_non_null(rk);
+    return rk;
+}
+
+static void produce_raw(rd_kafka_t *rk, const char *key, const void *value, size_t len,
+                        rd_kafka_headers_t *hdrs)
+{
+    rd_kafka_resp_err_t e = rd_kafka_producev(
+        rk, RD_KAFKA_V_TOPIC(TOPIC), RD_KAFKA_V_KEY(key, strlen(key)),
+        RD_KAFKA_V_VALUE((void *)value, len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+        RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_END);
+    assert_int_equal(e, RD_KAFKA_RESP_ERR_NO_ERROR);
+}
+
+/* Produces the stored events of `stream` in the given version order, as the relay would. */
+static int produce_seq(rd_kafka_t *rk, const char *stream, const int *versions, int n)
+{
+    es_buf value;
+    es_buf_init(&value);
+    for (int i = 0; i < n; i++) {
+        const es_envelope_view *ev = find(stream, versions[i]);
+        es_buf_reset(&value);
+        es_envelope_pack(ev, &value);
+        es_envelope_headers h;
+        es_envelope_headers_of(ev, &h);
+        rd_kafka_headers_t *hdrs = rd_kafka_headers_new(h.n);
+        for (size_t k = 0; k < h.n; k++)
+            rd_kafka_header_add(hdrs, h.h[k].name, -1, h.h[k].value, (ssize_t)h.h[k].len);
+        produce_raw(rk, stream, value.data, value.len, hdrs);
+    }
+    es_buf_free(&value);
+    return n;
+}
+
+static es_consumer *start_consumer(void)
+{
+    const char *props[] = {"log_level", "3", NULL};
+    es_consumer_config cc = {.name = "cons-proj", .conninfo = env.conninfo,
+                             .bootstrap_file = env.bootstrap_file, .topic = TOPIC,
+                             .handle = project, .data = "cons_proj", .max_retries = 3,
+                             .session_timeout_ms = 6000, .kafka_props = props};
+    es_consumer *c = NULL;
+    es_error err;
+    assert_int_equal(es_consumer_start(&cc, &c, &err), ES_OK);
+    return c;
+}
+
+static es_consumer_stats wait_messages(es_consumer *c, int64_t n)
+{
+    es_consumer_stats st;
+    int64_t deadline = dh_now_ms() + 60000;
+    do {
+        dh_sleep_ms(100);
+        es_consumer_stats_get(c, &st);
+    } while (st.messages < n && dh_now_ms() < deadline);
+    assert_int_equal(st.messages, n);
+    return st;
+}
+
+static char *query_text(PGconn *c, const char *sql, const char *param)
+{
+    static char out[512];
+    const char *p[1] = {param};
+    PGresult *r = PQexecParams(c, sql, param ? 1 : 0, NULL, p, NULL, NULL, 0);
+    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+    snprintf(out, sizeof out, "%s", PQntuples(r) && !PQgetisnull(r, 0, 0) ? PQgetvalue(r, 0, 0) : "(null)");
+    PQclear(r);
+    return out;
+}
+
+static void duplicates_and_disorder_give_the_in_order_projection(void **state)
+{
+    (void)state;
+    PGconn *c = dh_connect(&env);
+    rd_kafka_t *rk = producer();
+    int sent = 0;
+    static const int in_order[] = {1, 2, 3, 4, 5, 6};
+    static const int dup[] = {1, 2, 2, 1, 3, 4, 4, 5, 6, 6, 3};
+    static const int ooo[] = {1, 3, 2, 5, 4, 6};
+    static const int rev[] = {6, 5, 4, 3, 2, 1};
+    static const int bad[] = {1, 2, 3};
+    sent += produce_seq(rk, "in-order", in_order, 6);
+    sent += produce_seq(rk, "dup", dup, 11);
+    sent += produce_seq(rk, "ooo", ooo, 6);
+    sent += produce_seq(rk, "rev", rev, 6);
+    sent += produce_seq(rk, "bad", bad, 3);
+    /* Poison that does not decode; its headers still name the stream. */
+    rd_kafka_headers_t *h = rd_kafka_headers_new(2);
+    rd_kafka_header_add(h, "es-stream-id", -1, "poison-1", -1);
+    rd_kafka_header_add(h, "es-version", -1, "1", -1);
+    produce_raw(rk, "poison-1", "not an envelope", 15, h);
+    sent++;
+    assert_int_equal(rd_kafka_flush(rk, 10000), RD_KAFKA_RESP_ERR_NO_ERROR);
+    rd_kafka_destroy(rk);
+
+    es_consumer *cons = start_consumer();
+    es_consumer_stats st = wait_messages(cons, sent);
+    es_consumer_stop(cons);
+    fprintf(stderr, "consumer: %lld messages, %lld applied, %lld duplicates, %lld gap-filled,"
+            " %lld retries, %lld dead letters\n", (long long)st.messages, (long long)st.applied,
+            (long long)st.duplicates, (long long)st.gap_filled, (long long)st.retries,
+            (long long)st.dead_letters);
+
+    for (size_t i = 0; i < 4; i++) {
+        assert_string_equal(query_text(c, "SELECT log || ' n=' || n FROM cons_proj WHERE stream_id = $1", GOOD[i]),
+                            "e1,e2,e3,e4,e5,e6 n=6");
+        assert_string_equal(query_text(c, "SELECT version::text FROM es_consumer_streams"
+                                          " WHERE consumer = 'cons-proj' AND stream_id = $1", GOOD[i]), "6");
+    }
+    assert_int_equal(st.duplicates, 5 + 2 + 5);
+    assert_int_equal(st.gap_filled, 2 + 5);
+
+    /* Poison: the undecodable message and the failing event are recorded, the stream parked. */
+    assert_int_equal(st.dead_letters, 3);
+    assert_int_equal(st.retries, 2);
+    assert_string_equal(query_text(c, "SELECT log FROM cons_proj WHERE stream_id = $1", "bad"), "e1");
+    assert_string_equal(query_text(c, "SELECT version || ' parked=' || (dead_letter_id IS NOT NULL)"
+                                      " FROM es_consumer_streams WHERE consumer = 'cons-proj' AND stream_id = $1",
+                                   "bad"), "1 parked=true");
+    assert_string_equal(query_text(c, "SELECT convert_from(message, 'UTF8') || ' ' || (error LIKE 'INVALID_ARGUMENT%')"
+                                      " FROM es_dead_letters WHERE stream_id = $1", "poison-1"),
+                        "not an envelope true");
+    assert_string_equal(query_text(c, "SELECT string_agg(version || ':' || (error LIKE '%after 3 attempts: boom%')"
+                                      " || ':' || (error LIKE '%parked behind dead letter%')"
+                                      " || ':' || (length(message) > 0), ' ' ORDER BY version)"
+                                      " FROM es_dead_letters WHERE stream_id = $1", "bad"),
+                        "2:true:false:true 3:false:true:true");
+    assert_int_equal(dh_query_int(c, "SELECT count(*) FROM es_dead_letters WHERE topic = 'cons'"
+                                     " AND kafka_offset >= 0 AND consumer = 'cons-proj'"), 3);
+    PQfinish(c);
+}
+
+static void restart_resumes_from_committed_offsets(void **state)
+{
+    (void)state;
+    PGconn *c = dh_connect(&env);
+    assert_int_equal(dh_append(c, "late", 1, 3), 0);
+    load_stored();
+    rd_kafka_t *rk = producer();
+    static const int late[] = {1, 2, 3};
+    static const int again[] = {1, 2, 3, 4, 5, 6};
+    int sent = produce_seq(rk, "late", late, 3) + produce_seq(rk, "dup", again, 6);
+    assert_int_equal(rd_kafka_flush(rk, 10000), RD_KAFKA_RESP_ERR_NO_ERROR);
+    rd_kafka_destroy(rk);
+
+    es_consumer *cons = start_consumer();
+    es_consumer_stats st = wait_messages(cons, sent);
+    dh_sleep_ms(1500);   /* nothing older comes back */
+    es_consumer_stats_get(cons, &st);
+    es_consumer_stop(cons);
+    assert_int_equal(st.messages, sent);
+    assert_int_equal(st.duplicates, 6);
+    assert_string_equal(query_text(c, "SELECT log FROM cons_proj WHERE stream_id = $1", "late"), "e1,e2,e3");
+    assert_string_equal(query_text(c, "SELECT log FROM cons_proj WHERE stream_id = $1", "dup"),
+                        "e1,e2,e3,e4,e5,e6");
+    PQfinish(c);
+}
+
+static void rebuild_from_the_store_equals_the_live_projection(void **state)
+{
+    (void)state;
+    PGconn *c = dh_connect(&env);
+    es_error err;
+    int64_t applied = 0;
+    /* Everything: stops at the event that cannot be projected, committing nothing of its batch. */
+    es_replay_config all = {.name = "cons-rebuild", .conninfo = env.conninfo, .handle = project,
+                            .data = "cons_rebuild", .reset = reset_rebuild};
+    assert_int_equal(es_consumer_replay(&all, &applied, &err), ES_INTERNAL);
+    assert_non_null(strstr(err.message, "boom"));
+    assert_int_equal(dh_query_int(c, "SELECT count(*) FROM cons_rebuild"), 0);
+
+    /* Stream by stream: each good stream rebuilt equals its live projection. */
+    const char *streams[] = {"in-order", "dup", "ooo", "rev", "late"};
+    for (size_t i = 0; i < 5; i++) {
+        es_replay_config one = all;
+        one.stream_id = streams[i];
+        assert_int_equal(es_consumer_replay(&one, &applied, &err), ES_OK);
+        assert_int_equal(applied, i == 4 ? 3 : 6);
+        /* Replaying again without a reset applies nothing: versions are recorded. */
+        one.reset = NULL;
+        assert_int_equal(es_consumer_replay(&one, &applied, &err), ES_OK);
+        assert_int_equal(applied, 0);
+    }
+    assert_int_equal(dh_query_int(c, "SELECT count(*) FROM ("
+        "(SELECT stream_id, log, n FROM cons_rebuild EXCEPT SELECT stream_id, log, n FROM cons_proj)"
+        " UNION ALL (SELECT stream_id, log, n FROM cons_proj WHERE stream_id <> 'bad'"
+        " EXCEPT SELECT stream_id, log, n FROM cons_rebuild)) x"), 0);
+    PQfinish(c);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    dh_pg_start(&env, "consumer");
+    const char *topics[] = {"cons:3", NULL};
+    dh_mock_start(&env, topics);
+    PGconn *c = dh_connect(&env);
+    dh_exec(c, "CREATE TABLE cons_proj (stream_id text PRIMARY KEY, log text, n int)");
+    dh_exec(c, "CREATE TABLE cons_rebuild (stream_id text PRIMARY KEY, log text, n int)");
+    for (size_t i = 0; i < 4; i++)
+        assert_int_equal(dh_append(c, GOOD[i], 1, 6), 0);
+    assert_int_equal(dh_append(c, "bad", 1, 3), 0);
+    dh_exec(c, "UPDATE es_events SET payload = convert_to('boom', 'UTF8')"
+               " WHERE stream_id = 'bad' AND version = 2");
+    PQfinish(c);
+    load_stored();
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    es_feed_batch_free(&stored);
+    dh_mock_stop(&env);
+    return 0;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(duplicates_and_disorder_give_the_in_order_projection),
+        cmocka_unit_test(restart_resumes_from_committed_offsets),
+        cmocka_unit_test(rebuild_from_the_store_equals_the_live_projection),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
