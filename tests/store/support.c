@@ -66,18 +66,22 @@ static void pg_sh(pgt *t, const char *cmd, int want_conninfo)
 void pgt_start(pgt *t, const char *name)
 {
     snprintf(t->dir, sizeof t->dir, "%s/pg-%s", PG_BASE, name);
-    /* A fresh cluster each run: a port is picked when a cluster is created, so clusters kept
-     * from earlier runs could share one and clash when tests run in parallel. */
+    /* A fresh cluster each run, on a port free now (a cluster keeps the port it was created
+     * with; kept clusters could share one). Another cluster created at the same moment on this
+     * shared machine may still take it first: then start afresh on another. */
     char cmd[1200];
     snprintf(cmd, sizeof cmd, "%s stop %s >/dev/null 2>&1; rm -rf %s", PG_SH, t->dir, t->dir);
-    /* pg.sh picks a port that is free when the cluster is created; another cluster being
-     * created at the same moment on this shared machine may take it first: start afresh. */
     int started = 0;
     for (int attempt = 0; attempt < 4 && !started; attempt++) {
         if (system(cmd) != 0) die("cannot remove", t->dir);
         started = pg_sh_try(t, "start", 1, free_port()) == 0;
     }
     if (!started) die("pg.sh start failed 4 times", t->dir);
+    pgt_reset(t);
+}
+
+void pgt_reset(pgt *t)
+{
     pgt_exec(t, "SET client_min_messages = warning; DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public");
     es_pg_pool_config pc = {.conninfo = t->conninfo, .size = 1};
     es_error err = {0};

@@ -32,6 +32,8 @@ typedef struct pgt {
 /* Starts (creating if needed) the cluster <build>/tests/store/pg-<name>, empties its public
  * schema and applies the event-store DDL. Aborts the test program on failure. */
 void pgt_start(pgt *t, const char *name);
+/* Empties the public schema of the running cluster and applies the event-store DDL again. */
+void pgt_reset(pgt *t);
 void pgt_stop(pgt *t);             /* scripts/pg.sh stop */
 void pgt_restart(pgt *t);          /* scripts/pg.sh restart */
 void pgt_resume(pgt *t);           /* scripts/pg.sh start after a stop */

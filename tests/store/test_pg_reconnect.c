@@ -22,7 +22,6 @@ static int add(es_pipeline *pl, const char *id, es_error *err)
 
 static void test_pool_reconnects(void **state)
 {
-    pgt_start(&pg, "reconnect");
     es_pg_pool_config pc = {.conninfo = pg.conninfo, .size = 3};
     es_error err = {0};
     es_pg_pool *pool = es_pg_pool_new(&pc, &err);
@@ -78,12 +77,11 @@ static void test_pool_reconnects(void **state)
     assert_int_equal(rc, ES_OK);
     es_pg_pool_checkin(pool, c[0]);
     es_pg_pool_free(pool);
-    pgt_stop(&pg);
 }
 
 static void test_pipeline_survives_restart_and_outage(void **state)
 {
-    pgt_start(&pg, "reconnect");
+    pgt_reset(&pg);
     es_pipeline_config cfg = {.conninfo = pg.conninfo, .pool_size = 4, .cache_disabled = 1};
     es_error err = {0};
     es_pipeline *pl = es_pipeline_new(&cfg, &err);
@@ -130,7 +128,18 @@ static void test_pipeline_survives_restart_and_outage(void **state)
     assert_int_equal(v, 4);
     protobuf_c_message_free_unpacked(st, NULL);
     es_pipeline_free(pl);
+}
+
+static int setup(void **state)
+{
+    pgt_start(&pg, "reconnect");
+    return 0;
+}
+
+static int teardown(void **state)
+{
     pgt_stop(&pg);
+    return 0;
 }
 
 int main(void)
@@ -139,5 +148,5 @@ int main(void)
         cmocka_unit_test(test_pool_reconnects),
         cmocka_unit_test(test_pipeline_survives_restart_and_outage),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return cmocka_run_group_tests(tests, setup, teardown);
 }
