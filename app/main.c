@@ -17,6 +17,7 @@
 #include "es/grpc_server.h"
 #include "es/http_server.h"
 #include "es/json.h"
+#include "es/metrics.h"
 #include "es/migrate.h"
 #include "es/pipeline.h"
 #include "es/projection.h"
@@ -97,6 +98,91 @@ static void health(void *data, const es_http_request *req, es_http_response *res
                   ready ? "ok" : "unavailable", pg ? "true" : "false", mig ? "true" : "false", kafka ? "true" : "false");
 }
 
+/* Consumer counters, one family at a time across consumers (the text format groups families). */
+static void consumer_metrics(es_buf *b, es_consumer *const *cs, const char *const *names, size_t n)
+{
+    static const char *const fam[] = {"es_consumer_messages_total", "es_consumer_applied_total",
+                                      "es_consumer_duplicates_total", "es_consumer_gap_filled_total",
+                                      "es_consumer_dead_letters_total", "es_consumer_retries_total",
+                                      "es_consumer_assigned_partitions"};
+    static const char *const help[] = {"Kafka messages processed.", "Events applied and committed.",
+                                       "Events skipped as already applied.", "Events read from the store to close a gap.",
+                                       "Events written to es_dead_letters.", "Handler re-attempts.",
+                                       "Partitions assigned to this member."};
+    es_consumer_stats st[4];
+    for (size_t k = 0; k < n && k < 4; k++)
+        if (cs[k])
+            es_consumer_stats_get(cs[k], &st[k]);
+    for (size_t i = 0; i < sizeof fam / sizeof fam[0]; i++) {
+        es_metrics_family(b, fam[i], i == 6 ? "gauge" : "counter", help[i]);
+        for (size_t k = 0; k < n && k < 4; k++) {
+            if (!cs[k])
+                continue;
+            const int64_t v[] = {st[k].messages, st[k].applied, st[k].duplicates, st[k].gap_filled,
+                                 st[k].dead_letters, st[k].retries, st[k].assigned_partitions};
+            char labels[128];
+            snprintf(labels, sizeof labels, "consumer=\"%s\"", names[k]);
+            es_metrics_sample(b, fam[i], labels, (double)v[i]);
+        }
+    }
+}
+
+/* GET /metrics: every component's counters in Prometheus text format. */
+static void metrics(void *data, const es_http_request *req, es_http_response *res)
+{
+    (void)req;
+    app *a = data;
+    es_buf *b = &res->body;
+    res->content_type = "text/plain; version=0.0.4; charset=utf-8";
+    es_dispatcher_write_metrics(a->dispatcher, b);
+    es_pipeline_stats ps;
+    es_pipeline_get_stats(a->pipeline, &ps);
+    es_store_stats ss;
+    es_store_get_stats(es_pipeline_store(a->pipeline), &ss);
+    const struct { const char *name, *type, *help; double v; } rows[] = {
+        {"es_commands_executed_total", "counter", "Commands run by the pipeline.", (double)ps.executed},
+        {"es_command_retries_total", "counter", "Commands re-run after a version conflict.", (double)ps.retries},
+        {"es_state_cache_hits_total", "counter", "Commands that found their stream state in the cache.", (double)ps.cache_hits},
+        {"es_state_loads_total", "counter", "Stream states loaded from the store.", (double)ps.loads},
+        {"es_snapshots_written_total", "counter", "Snapshots written.", (double)ps.snapshots},
+        {"es_appends_total", "counter", "Appends answered by the store.", (double)ss.appends},
+        {"es_append_batches_total", "counter", "Group-commit transactions.", (double)ss.batches},
+        {"es_append_batch_max", "gauge", "Largest group-commit batch seen.", (double)ss.max_batch},
+        {"es_append_conflicts_total", "counter", "Appends refused by optimistic concurrency.", (double)ss.conflicts},
+        {"es_append_replays_total", "counter", "Appends answered from a recorded command id.", (double)ss.replays},
+        {"es_http_inflight", "gauge", "HTTP calls in the dispatcher.", a->http ? (double)es_http_server_inflight(a->http) : 0},
+        {"es_grpc_inflight", "gauge", "gRPC calls in progress.", a->grpc ? (double)es_grpc_server_inflight(a->grpc) : 0},
+        {"es_postgres_up", "gauge", "1 while PostgreSQL answers.", (double)atomic_load(&a->pg_ok)},
+        {"es_kafka_up", "gauge", "1 while the relay reaches Kafka (or another instance relays).", (double)atomic_load(&a->kafka_ok)},
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        es_metrics_family(b, rows[i].name, rows[i].type, rows[i].help);
+        es_metrics_sample(b, rows[i].name, "", rows[i].v);
+    }
+    if (a->relay) {
+        es_relay_status st;
+        es_relay_status_get(a->relay, &st);
+        const struct { const char *name, *type, *help; double v; } r[] = {
+            {"es_relay_active", "gauge", "1 when this instance holds the relay lock.", st.role == ES_RELAY_ACTIVE},
+            {"es_relay_position", "gauge", "Global position of the last event delivered to Kafka.", (double)st.checkpoint.position},
+            {"es_relay_published_total", "counter", "Messages delivered by this instance.", (double)st.published},
+            {"es_relay_failed_batches_total", "counter", "Relay rounds abandoned and retried.", (double)st.failed_batches},
+            {"es_relay_lag_events", "gauge", "Committed events not yet delivered to Kafka.", (double)st.lag_events},
+            {"es_relay_lag_seconds", "gauge", "Age of the oldest undelivered event.", st.lag_seconds},
+            {"es_feed_held_back_events", "gauge", "Committed events held back by an open transaction.", (double)st.held_back_events},
+            {"es_feed_held_back_seconds", "gauge", "How long the feed has been held back.", st.held_back_seconds},
+            {"es_feed_oldest_transaction_seconds", "gauge", "Age of the oldest open transaction.", st.oldest_xact_age_s},
+        };
+        for (size_t i = 0; i < sizeof r / sizeof r[0]; i++) {
+            es_metrics_family(b, r[i].name, r[i].type, r[i].help);
+            es_metrics_sample(b, r[i].name, "", r[i].v);
+        }
+    }
+    es_consumer *cs[] = {a->projection_consumer, a->payment_consumer};
+    static const char *const cn[] = {"projection.order_summary", "payment-flow"};
+    consumer_metrics(b, cs, cn, 2);
+}
+
 static void livez(void *data, const es_http_request *req, es_http_response *res)
 {
     (void)data; (void)req;
@@ -138,8 +224,9 @@ static int start(app *a)
     orders_read_model_init(&a->rm, a->pipeline);
     a->qenv.rm = &a->rm.rm;
     a->qenv.min_version_wait_ms = cfg->min_version_wait_ms;
+    static const es_service_def *const services[] = {&orders_v1_service_OrderService};
     es_dispatcher_config dc = {.pipeline = a->pipeline, .json = a->json, .query_app = &a->qenv,
-                               .workers = (size_t)cfg->workers};
+                               .workers = (size_t)cfg->workers, .services = services, .n_services = 1};
     if (!(a->dispatcher = es_dispatcher_new(&dc, &err)))
         goto fail;
 
@@ -186,6 +273,7 @@ static int start(app *a)
     es_http_server_add_handler(a->http, "GET", "/healthz", ES_HTTP_EXACT, health, a);
     es_http_server_add_handler(a->http, "GET", "/readyz", ES_HTTP_EXACT, health, a);
     es_http_server_add_handler(a->http, "GET", "/livez", ES_HTTP_EXACT, livez, a);
+    es_http_server_add_handler(a->http, "GET", "/metrics", ES_HTTP_EXACT, metrics, a);
     if (es_http_server_start(a->http, &err) != ES_OK)
         goto fail;
     es_grpc_config gc = {.address = cfg->grpc_listen, .threads = (unsigned)cfg->grpc_threads};

@@ -107,6 +107,7 @@ static void post_slot(es_grpc_server *s)
     g->srv = s;
     g->state = ST_SLOT;
     es_arena_init(&g->call.arena);
+    g->call.transport = "grpc";
     grpc_metadata_array_init(&g->md);
     grpc_call_details_init(&g->details);
     live_add(s, 1, 0);

@@ -430,6 +430,7 @@ static void serve_route(es_http_server *s, loop_thread *t, h2o_req_t *req, const
     es_arena_init(&hc->call.arena);
     hc->t = t;
     hc->call.method = m->route->method;
+    hc->call.transport = "http";
     es_error err = {0};
     int rc = build_request(s, hc, req, m, &err);
     if (rc != ES_OK) {

@@ -2,8 +2,21 @@
 #include "es/dispatcher.h"
 
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+
+#include "es/metrics.h"
+
+#define MAX_METHODS 128
+
+/* Per method and transport (0 http, 1 grpc, 2 other): answers by code and latency. */
+typedef struct method_stats {
+    const es_method_def *m;
+    atomic_uint_fast64_t by_code[3][17];
+    es_histogram latency;
+} method_stats;
 
 typedef struct dispatcher {
     es_dispatcher base;              /* first: the transports hold an es_dispatcher * */
@@ -16,7 +29,31 @@ typedef struct dispatcher {
     pthread_t *threads;
     size_t n_threads;
     es_dispatcher_stats stats;
+    method_stats *methods;
+    size_t n_methods;
 } dispatcher;
+
+static int64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static method_stats *stats_of(dispatcher *d, const es_method_def *m)
+{
+    for (size_t i = 0; i < d->n_methods; i++)
+        if (d->methods[i].m == m)
+            return &d->methods[i];
+    return NULL;
+}
+
+static int transport_index(const es_call *call)
+{
+    if (!call->transport)
+        return 2;
+    return strcmp(call->transport, "http") == 0 ? 0 : strcmp(call->transport, "grpc") == 0 ? 1 : 2;
+}
 
 static void set_string(ProtobufCMessage *m, const char *name, const char *v, es_arena *a)
 {
@@ -114,7 +151,13 @@ static void *worker(void *arg)
         d->count--;
         pthread_mutex_unlock(&d->lock);
         es_error err = {0};
+        int64_t t0 = mono_us();
         int rc = run_call(d, call, &err);
+        method_stats *ms = stats_of(d, call->method);
+        if (ms) {
+            es_histogram_observe_us(&ms->latency, mono_us() - t0);
+            atomic_fetch_add(&ms->by_code[transport_index(call)][es_grpc_code(rc)], 1);
+        }
         finish(d, call, rc, &err);
     }
 }
@@ -146,6 +189,10 @@ es_dispatcher *es_dispatcher_new(const es_dispatcher_config *cfg, es_error *err)
     d->base.json = cfg->json;
     d->base.data = NULL;
     d->cap = cfg->queue ? cfg->queue : 4096;
+    d->methods = es_xcalloc(MAX_METHODS, sizeof *d->methods);
+    for (size_t i = 0; i < cfg->n_services; i++)
+        for (size_t k = 0; k < cfg->services[i]->n_methods && d->n_methods < MAX_METHODS; k++)
+            d->methods[d->n_methods++].m = cfg->services[i]->methods[k];
     d->ring = es_xcalloc(d->cap, sizeof *d->ring);
     pthread_mutex_init(&d->lock, NULL);
     pthread_cond_init(&d->cond, NULL);
@@ -184,6 +231,7 @@ void es_dispatcher_free(es_dispatcher *base)
     pthread_cond_destroy(&d->cond);
     free(d->threads);
     free(d->ring);
+    free(d->methods);
     free(d);
 }
 
@@ -194,4 +242,36 @@ void es_dispatcher_get_stats(es_dispatcher *base, es_dispatcher_stats *out)
     *out = d->stats;
     out->queued = d->count;
     pthread_mutex_unlock(&d->lock);
+}
+
+void es_dispatcher_write_metrics(es_dispatcher *base, es_buf *out)
+{
+    dispatcher *d = (dispatcher *)base;
+    static const char *const transports[3] = {"http", "grpc", "other"};
+    char labels[256];
+    es_metrics_family(out, "es_requests_total", "counter", "Calls answered by the service, by method, transport and gRPC code.");
+    for (size_t i = 0; i < d->n_methods; i++)
+        for (int t = 0; t < 3; t++)
+            for (int c = 0; c < 17; c++) {
+                uint64_t v = atomic_load(&d->methods[i].by_code[t][c]);
+                if (!v)
+                    continue;
+                snprintf(labels, sizeof labels, "method=\"%s\",transport=\"%s\",code=\"%s\"", d->methods[i].m->name,
+                         transports[t], es_strerror(-c));
+                es_metrics_sample(out, "es_requests_total", labels, (double)v);
+            }
+    es_metrics_family(out, "es_request_duration_seconds", "histogram",
+                      "Time from a worker taking a call to its answer (commands include group commit).");
+    for (size_t i = 0; i < d->n_methods; i++) {
+        if (!atomic_load(&d->methods[i].latency.count))
+            continue;
+        snprintf(labels, sizeof labels, "method=\"%s\"", d->methods[i].m->name);
+        es_metrics_histogram(out, "es_request_duration_seconds", labels, &d->methods[i].latency);
+    }
+    es_dispatcher_stats st;
+    es_dispatcher_get_stats(base, &st);
+    es_metrics_family(out, "es_dispatcher_queued", "gauge", "Calls waiting for a worker.");
+    es_metrics_sample(out, "es_dispatcher_queued", "", (double)st.queued);
+    es_metrics_family(out, "es_dispatcher_rejected_total", "counter", "Calls refused because the queue was full.");
+    es_metrics_sample(out, "es_dispatcher_rejected_total", "", (double)st.rejected);
 }

@@ -244,6 +244,35 @@ def test_kafka_topic_keyed_by_order(o, cluster):
     assert b"stream_type: \"order\"" in dec.stdout, dec
 
 
+def test_metrics_and_health(o):
+    import re
+    for path in ("/livez", "/readyz", "/healthz"):
+        status, r = o.request("GET", path)
+        assert status == 200 and r["status"] == "ok", (path, status, r)
+    status, text = o.request("GET", "/metrics")
+    assert status == 200, status
+    sample = re.compile(r'^[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_][a-zA-Z0-9_]*="([^"\\]|\\.)*",?)*\})? [-+0-9.eE]+(Inf)?$')
+    families, seen = {}, []
+    for line in text.splitlines():
+        if line.startswith("# TYPE "):
+            name = line.split()[2]
+            assert name not in families, f"family {name} declared twice"
+            families[name] = line.split()[3]
+            seen.append(name)
+        elif line and not line.startswith("#"):
+            assert sample.match(line), line
+            base = re.sub(r"(_bucket|_sum|_count)$", "", line.split("{")[0].split(" ")[0])
+            assert base in families or line.split("{")[0].split(" ")[0] in families, line
+            assert seen[-1] in (base, line.split("{")[0].split(" ")[0]), f"{line} outside its family {seen[-1]}"
+    assert 'es_requests_total{method="PlaceOrder",transport="http",code="OK"}' in text, text[:2000]
+    assert 'es_requests_total{method="PlaceOrder",transport="grpc",code="OK"}' in text
+    assert 'es_request_duration_seconds_bucket{method="PlaceOrder",le="+Inf"}' in text
+    for name in ("es_append_conflicts_total", "es_relay_lag_events", "es_feed_held_back_events",
+                 "es_consumer_dead_letters_total", "es_postgres_up"):
+        assert name in families, name
+    assert re.search(r'^es_relay_active 1$', text, re.M), "this instance should relay"
+
+
 def _first_message_len(raw):
     # an Envelope's fields are all length-delimited or varints; walk field by field until field 1 repeats
     i, seen = 0, set()
@@ -294,6 +323,7 @@ def main():
         runner.run("bad input", test_bad_input, o)
         runner.run("gRPC client", test_grpc, o, stubs)
         runner.run("Kafka topic keyed by order id", test_kafka_topic_keyed_by_order, o, cluster)
+        runner.run("metrics and health", test_metrics_and_health, o)
     except Exception as e:  # noqa: BLE001
         import traceback
         traceback.print_exc()

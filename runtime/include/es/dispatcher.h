@@ -8,6 +8,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include "es/buf.h"
 #include "es/pipeline.h"
 #include "es/service.h"
 
@@ -23,6 +24,8 @@ typedef struct es_dispatcher_config {
     size_t queue;                    /* calls waiting for a worker (0: 4096); beyond: RESOURCE_EXHAUSTED */
     es_authorize_fn authorize;       /* NULL: everyone may call everything */
     void *authorize_data;
+    const es_service_def *const *services; /* methods counted per name in the metrics */
+    size_t n_services;
 } es_dispatcher_config;
 
 typedef struct es_dispatcher_stats {
@@ -37,6 +40,9 @@ es_dispatcher *es_dispatcher_new(const es_dispatcher_config *cfg, es_error *err)
 /* Stops the workers after the queued calls are answered. Accepts NULL. */
 void es_dispatcher_free(es_dispatcher *d);
 void es_dispatcher_get_stats(es_dispatcher *d, es_dispatcher_stats *out);
+/* Appends the dispatcher's Prometheus metrics: es_requests_total{method,transport,code},
+ * es_request_duration_seconds{method} (histogram), queue depth and rejections. */
+void es_dispatcher_write_metrics(es_dispatcher *d, es_buf *out);
 
 /* Fills the answer of a command from a pipeline result: the output message's string field
  * named like the aggregate's id field (or "stream_id"), int64 "version", repeated string

@@ -17,6 +17,7 @@ struct es_call {
     const char *idempotency_key;   /* HTTP Idempotency-Key / gRPC metadata, NULL when absent */
     const char *authorization;     /* raw bearer token or NULL */
     const char *correlation_id;    /* x-correlation-id / x-request-id, NULL when absent */
+    const char *transport;         /* "http" or "grpc" (metrics and logs) */
     /* Set by the dispatcher before done(). */
     int status;                    /* es_status */
     es_error err;
