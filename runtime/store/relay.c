@@ -648,6 +648,21 @@ static void *relay_main(void *arg)
 
 static char *dup_or_null(const char *s) { return s ? es_xstrdup(s) : NULL; }
 
+static void relay_free(es_relay *r)
+{
+    for (size_t i = 0; r->props && r->props[i]; i++)
+        free(r->props[i]);
+    free(r->props);
+    free(r->conninfo);
+    free(r->bootstrap);
+    free(r->bootstrap_file);
+    free(r->topic);
+    free(r->name);
+    free(r->lock_name);
+    pthread_mutex_destroy(&r->mu);
+    free(r);
+}
+
 int es_relay_start(const es_relay_config *cfg, es_relay **out, es_error *err)
 {
     *out = NULL;
@@ -682,9 +697,7 @@ int es_relay_start(const es_relay_config *cfg, es_relay **out, es_error *err)
     atomic_init(&r->stop, 0);
     pthread_mutex_init(&r->mu, NULL);
     if (pthread_create(&r->thread, NULL, relay_main, r) != 0) {
-        pthread_mutex_destroy(&r->mu);
-        free(r->conninfo);
-        free(r);
+        relay_free(r);
         return es_error_set(err, ES_INTERNAL, "", "relay: cannot start thread");
     }
     *out = r;
@@ -697,17 +710,7 @@ void es_relay_stop(es_relay *r)
         return;
     atomic_store(&r->stop, 1);
     pthread_join(r->thread, NULL);
-    pthread_mutex_destroy(&r->mu);
-    for (size_t i = 0; r->props[i]; i++)
-        free(r->props[i]);
-    free(r->props);
-    free(r->conninfo);
-    free(r->bootstrap);
-    free(r->bootstrap_file);
-    free(r->topic);
-    free(r->name);
-    free(r->lock_name);
-    free(r);
+    relay_free(r);
 }
 
 void es_relay_status_get(es_relay *r, es_relay_status *out)
