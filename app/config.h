@@ -23,6 +23,10 @@ typedef struct orderd_config {
     int projections;
     int payments;
     int min_version_wait_ms;
+    const char *auth;               /* "required" or "disabled" */
+    const char *auth_tokens;        /* token file (hashes, roles, principals) */
+    const char *tls_cert;
+    const char *tls_key;
 } orderd_config;
 
 /* Fills cfg from defaults, the environment and argv. Returns 0, 1 when --help or

@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "auth.h"
 #include "config.h"
 #include "es/consumer.h"
 #include "es/dispatcher.h"
@@ -40,6 +41,7 @@ typedef struct app {
     es_projector *projector;
     es_consumer *projection_consumer;
     payment_gateway *gateway;
+    orders_auth *auth;
     payment_flow flow;
     es_consumer *payment_consumer;
     atomic_int pg_ok, migrated, kafka_ok, stopping;
@@ -207,6 +209,18 @@ static int start(app *a)
 {
     orderd_config *cfg = &a->cfg;
     es_error err = {0};
+    if (strcmp(cfg->auth, "required") == 0 && !cfg->auth_tokens[0]) {
+        es_error_set(&err, ES_FAILED_PRECONDITION, "auth-tokens",
+                     "authentication is required but no --auth-tokens file is given "
+                     "(pass --auth disabled to run without authentication, for development only)");
+        goto fail;
+    }
+    if (strcmp(cfg->auth, "required") != 0 && strcmp(cfg->auth, "disabled") != 0) {
+        es_error_set(&err, ES_INVALID_ARGUMENT, "auth", "--auth must be required or disabled, not %s", cfg->auth);
+        goto fail;
+    }
+    if (!cfg->auth_tokens[0])
+        logf_("warn", "authentication is disabled: every caller may call every method");
     a->json = es_json_registry_new();
     es_json_registry_add_schema(a->json, &orders_v1_schema);
     es_pg_pool_config pc = {.conninfo = cfg->pg, .size = (size_t)cfg->pool_size};
@@ -227,6 +241,15 @@ static int start(app *a)
     static const es_service_def *const services[] = {&orders_v1_service_OrderService};
     es_dispatcher_config dc = {.pipeline = a->pipeline, .json = a->json, .query_app = &a->qenv,
                                .workers = (size_t)cfg->workers, .services = services, .n_services = 1};
+    if (cfg->auth_tokens[0]) {
+        char aerr[512];
+        if (!(a->auth = orders_auth_load(cfg->auth_tokens, a->pipeline, aerr, sizeof aerr))) {
+            es_error_set(&err, ES_INVALID_ARGUMENT, "auth-tokens", "%s", aerr);
+            goto fail;
+        }
+        dc.authorize = orders_authorize;
+        dc.authorize_data = a->auth;
+    }
     if (!(a->dispatcher = es_dispatcher_new(&dc, &err)))
         goto fail;
 
@@ -265,8 +288,9 @@ static int start(app *a)
     }
     pthread_create(&a->health_thread, NULL, health_loop, a);
 
+    const char *cert = cfg->tls_cert[0] ? cfg->tls_cert : NULL, *key = cfg->tls_key[0] ? cfg->tls_key : NULL;
     es_http_config hc = {.address = cfg->http_listen, .threads = (unsigned)cfg->http_threads,
-                         .max_body = (size_t)cfg->max_body};
+                         .max_body = (size_t)cfg->max_body, .tls_cert_file = cert, .tls_key_file = key};
     if (!(a->http = es_http_server_new(&hc, a->dispatcher, &err)) ||
         es_http_server_add_service(a->http, &orders_v1_service_OrderService, &err) != ES_OK)
         goto fail;
@@ -276,7 +300,8 @@ static int start(app *a)
     es_http_server_add_handler(a->http, "GET", "/metrics", ES_HTTP_EXACT, metrics, a);
     if (es_http_server_start(a->http, &err) != ES_OK)
         goto fail;
-    es_grpc_config gc = {.address = cfg->grpc_listen, .threads = (unsigned)cfg->grpc_threads};
+    es_grpc_config gc = {.address = cfg->grpc_listen, .threads = (unsigned)cfg->grpc_threads,
+                         .tls_cert_file = cert, .tls_key_file = key};
     if (!(a->grpc = es_grpc_server_new(&gc, a->dispatcher, &err)) ||
         es_grpc_server_add_service(a->grpc, &orders_v1_service_OrderService, &err) != ES_OK ||
         es_grpc_server_start(a->grpc, &err) != ES_OK)
@@ -308,6 +333,7 @@ static void stop(app *a)
     gateway_sim_free(a->gateway);
     es_pg_pool_free(a->pool);
     es_json_registry_free(a->json);
+    orders_auth_free(a->auth);
 }
 
 int main(int argc, char **argv)

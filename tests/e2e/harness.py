@@ -55,13 +55,13 @@ class Cluster:
         self.bootstrap = subprocess.run([f"{ROOT}/scripts/kafka-mock.sh", "start", f"{self.dir}/kafka"],
                                         check=True, capture_output=True, text=True, env=env).stdout.strip()
 
-    def start_orderd(self, *extra):
+    def start_orderd(self, *extra, https=False, cafile=None):
         http, grpc_port = free_port(), free_port()
         log = open(os.path.join(self.dir, f"orderd-{http}.log"), "w")
         args = [self.orderd_bin, "--pg", self.pg, "--kafka-bootstrap-file", self.bootstrap_file,
                 "--http-listen", f"127.0.0.1:{http}", "--grpc-listen", f"127.0.0.1:{grpc_port}"] + list(extra)
         p = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
-        inst = Orderd(p, http, grpc_port, log.name)
+        inst = Orderd(p, http, grpc_port, log.name, https=https, cafile=cafile)
         self.procs.append(inst)
         inst.wait_ready()
         return inst
@@ -80,9 +80,13 @@ class Cluster:
 
 
 class Orderd:
-    def __init__(self, proc, http_port, grpc_port, log):
+    def __init__(self, proc, http_port, grpc_port, log, https=False, cafile=None):
         self.proc, self.http_port, self.grpc_port, self.log = proc, http_port, grpc_port, log
-        self.base = f"http://127.0.0.1:{http_port}"
+        self.base = f"{'https' if https else 'http'}://127.0.0.1:{http_port}"
+        self.ctx = None
+        if https:
+            import ssl
+            self.ctx = ssl.create_default_context(cafile=cafile)
 
     def wait_ready(self, timeout=90):
         deadline = time.time() + timeout
@@ -105,7 +109,7 @@ class Orderd:
         for k, v in (headers or {}).items():
             req.add_header(k, v)
         try:
-            with urllib.request.urlopen(req, timeout=30) as r:
+            with urllib.request.urlopen(req, timeout=30, context=self.ctx) as r:
                 text = r.read().decode()
                 return r.status, (json.loads(text) if text.strip().startswith(("{", "[")) else text)
         except urllib.error.HTTPError as e:

@@ -1,0 +1,26 @@
+/* Bearer-token authentication and the order service's authorization policy.
+ *
+ * Tokens live in a file, one per line: "<sha256 hex of the token> <role> <principal>", '#'
+ * starts a comment. Only hashes are stored; a token is never logged. Roles:
+ *   customer  own orders only: PlaceOrder (as themselves), CancelOrder, GetOrder, GetOrderEvents,
+ *             ListOrders (always filtered to their orders)
+ *   vendor    own orders only (vendor_id): UpdateOrderShippingStatus, GetOrder, GetOrderEvents,
+ *             ListOrders (filtered to their orders)
+ *   payments  the payment commands, GetOrder, GetOrderEvents
+ *   admin     everything */
+#ifndef ORDERS_AUTH_H
+#define ORDERS_AUTH_H
+
+#include <stddef.h>
+#include "es/dispatcher.h"
+#include "es/pipeline.h"
+
+typedef struct orders_auth orders_auth;
+
+/* Loads the token file. Returns NULL and a message in err on a bad file. */
+orders_auth *orders_auth_load(const char *path, es_pipeline *pipeline, char *err, size_t err_len);
+void orders_auth_free(orders_auth *a);
+/* The es_authorize_fn for the dispatcher; data is the orders_auth. */
+int orders_authorize(void *data, es_call *call, const char **actor, es_error *err);
+
+#endif
