@@ -1,0 +1,121 @@
+/* orderctl projections list|rebuild: a projection emptied and rebuilt from the event store alone
+ * (DESIGN invariant 7), through es_consumer_replay with the projector orderd runs and under
+ * orderd's consumer name, so the rebuilt rows and the per-stream applied versions are exactly
+ * what the live consumer would have written and it carries on from them. A running orderd may
+ * keep consuming meanwhile: an event it applies to a stream the rebuild already forgot fills the
+ * gap from the store, and the replay then skips those versions as duplicates. */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "orderctl.h"
+
+typedef struct rebuild {
+    ctl_consumer cc;
+    ctl_progress progress;
+    int64_t seen;
+} rebuild;
+
+/* Counts every event handed over (also other aggregates', which the projector ignores), so the
+ * progress measures against the total of es_events. */
+static int counted_handle(void *data, es_consumer_tx *tx, const es_envelope_view *ev, es_error *err)
+{
+    rebuild *r = data;
+    r->seen++;
+    ctl_progress_update(&r->progress, r->seen);
+    return r->cc.handle(r->cc.data, tx, ev, err);
+}
+
+static int counted_reset(void *data, es_consumer_tx *tx, const char *stream_id, es_error *err)
+{
+    rebuild *r = data;
+    return r->cc.reset(r->cc.data, tx, stream_id, err);
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int rebuild_one(ctl *c, const es_projection_def *def)
+{
+    char name[160], what[200];
+    ctl_projection_consumer_name(def, name, sizeof name);
+    snprintf(what, sizeof what, "rebuild %s", def->name);
+    rebuild r = {0};
+    if (ctl_consumer_get(c, name, &r.cc) != CTL_OK)
+        return CTL_ERROR;
+    es_error err = {0};
+    int64_t total = 0, applied = 0, rows = 0;
+    int rc = CTL_OK;
+    if (es_admin_count_events(c->pool, NULL, &total, &err) != ES_OK) {
+        rc = ctl_fail(what, &err);
+        goto done;
+    }
+    double t0 = now_s();
+    es_replay_config rcfg = {.name = name, .conninfo = c->pg, .handle = counted_handle, .data = &r,
+                             .reset = counted_reset};
+    /* The forgetting transaction can deadlock with a live consumer's batch on the same rows;
+     * PostgreSQL aborts one of the two and either may simply run again. */
+    int st = ES_ABORTED;
+    for (int attempt = 0; attempt < 5 && st == ES_ABORTED; attempt++) {
+        r.seen = 0;
+        ctl_progress_start(&r.progress, c->progress, what, "events", total);
+        st = es_consumer_replay(&rcfg, &applied, &err);
+        ctl_progress_end(&r.progress);
+        if (st == ES_ABORTED)
+            usleep(200 * 1000);
+    }
+    if (st != ES_OK) {
+        rc = ctl_fail(what, &err);
+        goto done;
+    }
+    if (es_admin_projection_count(c->pool, def, &rows, &err) != ES_OK) {
+        rc = ctl_fail(what, &err);
+        goto done;
+    }
+    printf("rebuild: %s: %lld events replayed, %lld rows, %.1fs\n", def->name, (long long)applied,
+           (long long)rows, now_s() - t0);
+done:
+    ctl_consumer_release(&r.cc);
+    return rc;
+}
+
+int ctl_projections(ctl *c, int argc, char **argv)
+{
+    if (argc >= 2 && !strcmp(argv[1], "list") && argc == 2) {
+        for (size_t i = 0; i < c->schema->n_projections; i++) {
+            const es_projection_def *def = c->schema->projections[i];
+            es_error err = {0};
+            int64_t rows = 0;
+            if (es_admin_projection_count(c->pool, def, &rows, &err) != ES_OK)
+                return ctl_fail("projections list", &err);
+            printf("%s\taggregate %s\tconsumer projection.%s\t%lld rows\n", def->name, def->aggregate->name,
+                   def->name, (long long)rows);
+        }
+        return CTL_OK;
+    }
+    if (argc < 2 || argc > 3 || strcmp(argv[1], "rebuild") != 0) {
+        fprintf(stderr, "usage: orderctl projections list | projections rebuild [name]\n");
+        return CTL_ERROR;
+    }
+    const char *name = argc == 3 ? argv[2] : NULL;
+    int found = 0;
+    for (size_t i = 0; i < c->schema->n_projections; i++) {
+        const es_projection_def *def = c->schema->projections[i];
+        if (name && strcmp(name, def->name) != 0)
+            continue;
+        found = 1;
+        int rc = rebuild_one(c, def);
+        if (rc != CTL_OK)
+            return rc;
+    }
+    if (!found) {
+        fprintf(stderr, "orderctl: projections rebuild: no projection named %s\n", name);
+        return CTL_ERROR;
+    }
+    return CTL_OK;
+}

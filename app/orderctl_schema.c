@@ -1,0 +1,100 @@
+/* orderctl migrate and schema check: the database schema this binary needs and the schema
+ * registry it writes with. */
+#include <string.h>
+
+#include "es/migrate.h"
+#include "orderctl.h"
+
+int ctl_migrate(ctl *c, int argc, char **argv)
+{
+    (void)argv;
+    if (argc != 1) {
+        fprintf(stderr, "usage: orderctl migrate\n");
+        return CTL_ERROR;
+    }
+    /* The same list, names and order as orderd applies at start-up. */
+    es_migration m[] = {{"0001_event_store", es_event_store_sql}, {"0100_orders_v1", c->schema->migrations_sql}};
+    size_t applied = 0;
+    es_error err = {0};
+    if (es_migrate(c->pool, m, 2, &applied, &err) != ES_OK)
+        return ctl_fail("migrate", &err);
+    printf("migrate: %zu of %zu migrations applied, %zu already up to date\n", applied, sizeof m / sizeof m[0],
+           sizeof m / sizeof m[0] - applied);
+    return CTL_OK;
+}
+
+/* How a stored event type relates to this binary. */
+static const char *event_type_status(const ctl *c, const es_admin_event_type *t, int *unknown)
+{
+    for (size_t i = 0; i < c->schema->n_aggregates; i++) {
+        const es_aggregate_def *agg = c->schema->aggregates[i];
+        if (strcmp(agg->name, t->stream_type) != 0)
+            continue;
+        const es_event_def *def = es_schema_find_event(agg, t->event_type);
+        if (!def)
+            break;
+        if (strcmp(def->schema, t->schema_name) != 0)
+            return "known type, stored under another message name";
+        return strcmp(es_store_schema_hash(def->descriptor), t->schema_hash) == 0
+                   ? "same shape"
+                   : "other shape (decoded by field number)";
+    }
+    *unknown = 1;
+    return "UNKNOWN to this binary";
+}
+
+int ctl_schema(ctl *c, int argc, char **argv)
+{
+    if (argc != 2 || strcmp(argv[1], "check") != 0) {
+        fprintf(stderr, "usage: orderctl schema check\n");
+        return CTL_ERROR;
+    }
+    es_arena a;
+    es_arena_init(&a);
+    es_error err = {0};
+    es_admin_schema *rows;
+    es_admin_event_type *types;
+    size_t n, nt;
+    int rc = CTL_OK;
+    if (es_admin_schemas(c->pool, &a, &rows, &n, &err) != ES_OK ||
+        es_admin_event_types(c->pool, &a, &types, &nt, &err) != ES_OK) {
+        rc = ctl_fail("schema check", &err);
+        goto done;
+    }
+    const char *mine = c->schema->descriptor_set_hash;
+    int registered = 0, damaged = 0, unknown = 0;
+    printf("this binary: %s %s (%zu bytes)\n", c->schema->package, mine, c->schema->descriptor_set_len);
+    printf("registered descriptor sets: %zu\n", n);
+    for (size_t i = 0; i < n; i++) {
+        int is_mine = strcmp(rows[i].hash, mine) == 0;
+        int same_bytes = rows[i].descriptor_set_len == c->schema->descriptor_set_len &&
+                         memcmp(rows[i].descriptor_set, c->schema->descriptor_set, rows[i].descriptor_set_len) == 0;
+        es_buf when;
+        es_buf_init(&when);
+        ctl_json_time(&when, rows[i].first_seen_us);
+        printf("  %s %s first seen %s, %zu bytes%s\n", rows[i].hash, rows[i].package, when.data,
+               rows[i].descriptor_set_len,
+               is_mine ? (same_bytes ? "  <- this binary" : "  <- this binary's hash, but DIFFERENT BYTES") : "");
+        es_buf_free(&when);
+        registered |= is_mine;
+        damaged |= is_mine && !same_bytes;
+    }
+    printf("stored event types: %zu\n", nt);
+    for (size_t i = 0; i < nt; i++)
+        printf("  %s/%s %s v%u hash %.12s: %lld events, %s\n", types[i].stream_type, types[i].event_type,
+               types[i].schema_name, types[i].schema_version, types[i].schema_hash, (long long)types[i].count,
+               event_type_status(c, &types[i], &unknown));
+    if (!registered)
+        printf("schema check: FAILED: this binary's descriptor set %s is not registered (orderd registers it at start)\n",
+               mine);
+    else if (damaged)
+        printf("schema check: FAILED: the registered descriptor set %s differs from this binary's\n", mine);
+    else if (unknown)
+        printf("schema check: FAILED: the store holds event types this binary cannot decode\n");
+    else
+        printf("schema check: ok: this binary's schema is registered and it decodes every stored event type\n");
+    rc = registered && !damaged && !unknown ? CTL_OK : CTL_FOUND;
+done:
+    es_arena_free(&a);
+    return rc;
+}
