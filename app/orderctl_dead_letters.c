@@ -9,7 +9,8 @@
  * has not recorded (the dead-lettered one and any dead-lettered after it) and skips the rest. The
  * store, not the raw Kafka message, is the source: the message may be the undecodable part. On
  * success every open dead letter of that (consumer, stream) is marked resolved; on failure the
- * parking is put back and the letters stay open. */
+ * stream is parked behind the letter again (also when the consumer's own parking missed it) and
+ * the letters stay open. */
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -137,7 +138,7 @@ static int retry_one(ctl *c, int64_t id)
                              .stream_id = stream};
     if (es_consumer_replay(&rcfg, &applied, &err) != ES_OK) {
         es_error perr = {0};
-        if (was && es_admin_park(c->pool, d.consumer, stream, was, &perr) != ES_OK)
+        if (es_admin_park(c->pool, d.consumer, stream, was ? was : id, &perr) != ES_OK)
             ctl_fail("dead-letters retry: park again", &perr);
         printf("dead letter %" PRId64 ": consumer %s stream %s: still failing, left open: %s: %s\n", id, d.consumer,
                stream, es_strerror(err.code), err.message);

@@ -64,21 +64,34 @@ static uint8_t *packed(const ProtobufCMessage *m, es_arena *a, size_t *len)
     return p;
 }
 
-/* The proto3 JSON of the one field set in m ("null" when it is at its default). */
-static const char *render(const es_json_registry *json, const ProtobufCMessage *m, es_arena *a)
+/* The proto3 JSON of field f, the one field that may be set in m. */
+static const char *render(const es_json_registry *json, const ProtobufCMessage *m, const ProtobufCFieldDescriptor *f,
+                          es_arena *a)
 {
     es_buf b;
     es_buf_init(&b);
-    es_json_options o = {.emit_defaults = 1};
+    es_json_options o = {0};
     es_error err = {0};
-    const char *out;
+    const char *out = "null";
     if (es_json_encode(json, m, &o, &b, &err) != ES_OK) {
         out = es_arena_sprintf(a, "<no JSON form: %s>", err.message);
-    } else {
+    } else if (b.len > 2) {
         /* {"name":VALUE} -> VALUE; the key is a proto name, so it holds no colon. */
-        const char *colon = b.data ? strchr(b.data, ':') : NULL;
-        out = colon && b.len >= 2 ? es_arena_strndup(a, colon + 1, (size_t)(b.data + b.len - 1 - (colon + 1)))
-                                  : "null";
+        const char *colon = strchr(b.data, ':');
+        if (colon)
+            out = es_arena_strndup(a, colon + 1, (size_t)(b.data + b.len - 1 - (colon + 1)));
+    } else {
+        /* At its default: written only with emit_defaults, among every other field's default.
+         * Those are all "", 0, false, enum names, [] or {}, so the key is found unambiguously and
+         * the value runs to the next key or the end. */
+        es_json_options od = {.emit_defaults = 1};
+        es_buf_reset(&b);
+        char *key = es_arena_sprintf(a, "\"%s\":", f->name);
+        const char *at;
+        if (es_json_encode(json, m, &od, &b, &err) == ES_OK && b.data && (at = strstr(b.data, key))) {
+            const char *v = at + strlen(key), *end = strstr(v, ",\"");
+            out = es_arena_strndup(a, v, end ? (size_t)(end - v) : strlen(v) - 1);
+        }
     }
     es_buf_free(&b);
     return out;
@@ -109,7 +122,7 @@ size_t ctl_diff_fields(const es_json_registry *json, const ProtobufCMessageDescr
         if (la == lb && memcmp(pa, pb, la) == 0)
             continue;
         if (n < max)
-            out[n] = (ctl_field_diff){f->name, render(json, ma, arena), render(json, mb, arena)};
+            out[n] = (ctl_field_diff){f->name, render(json, ma, f, arena), render(json, mb, f, arena)};
         n++;
     }
     return n;

@@ -323,8 +323,12 @@ int es_admin_park(es_pg_pool *pool, const char *consumer, const char *stream_id,
     snprintf(ids, sizeof ids, "%" PRId64, id);
     const char *p[3] = {consumer, stream_id, ids};
     PGresult *r;
+    /* An upsert: when the consumer failed on a stream's first event, the savepoint that rolled
+     * the failure back also took its es_consumer_streams row (created at version 0) with it. */
     int rc = run(pool, "park",
-                 "UPDATE es_consumer_streams SET dead_letter_id = $3::int8 WHERE consumer = $1 AND stream_id = $2",
+                 "INSERT INTO es_consumer_streams AS s (consumer, stream_id, version, dead_letter_id)"
+                 " VALUES ($1, $2, 0, $3::int8)"
+                 " ON CONFLICT (consumer, stream_id) DO UPDATE SET dead_letter_id = EXCLUDED.dead_letter_id",
                  3, p, &r, err);
     PQclear(r);
     return rc;

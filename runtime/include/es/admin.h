@@ -98,8 +98,8 @@ int es_admin_dead_letter_get(es_pg_pool *pool, int64_t id, es_arena *a, es_admin
  * the dead letter id that parked it (0: it was not parked). */
 int es_admin_unpark(es_pg_pool *pool, const char *consumer, const char *stream_id, int64_t *was, es_error *err);
 
-/* Parks (consumer, stream_id) behind dead letter id again (after a failed retry); a no-op when
- * the consumer has no row for the stream. */
+/* Parks (consumer, stream_id) behind dead letter id (after a failed retry), creating the
+ * consumer's row for the stream at version 0 when it has none. */
 int es_admin_park(es_pg_pool *pool, const char *consumer, const char *stream_id, int64_t id, es_error *err);
 
 /* Marks resolved (retried_at = now()) dead letter id and, when stream_id is not NULL, every other
