@@ -72,6 +72,7 @@ int main(void)
                 continue;
             done[n_done++] = (char *)f->package;
             cg_gen_package(&ctx, f->package);
+            cg_gen_openapi(&ctx, f->package);
         }
         if (es_files && !ctx.error)
             cg_gen_event_store(&ctx);
