@@ -1,0 +1,215 @@
+"""Renders bench/RESULTS.md from a finished bench/run (the Bench object): machine, versions, date,
+every figure, each issue-5 target met or not, CPU per phase, and the perf profiles. The analysis
+of the profiles (what limits each unmet target) is hand-written in bench/NOTES.md and included."""
+import os
+import platform
+import subprocess
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+
+def sh(cmd):
+    try:
+        return subprocess.run(cmd, shell=True, capture_output=True, text=True, timeout=20).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "?"
+
+
+def machine():
+    cpu = sh("lscpu | sed -n 's/^Model name: *//p'") or platform.processor()
+    mem = sh("free -g | awk '/Mem:/ {print $2}'")
+    return [("CPU", f"{cpu}, {os.cpu_count()} cores (shared with other jobs)"), ("Memory", f"{mem} GiB"),
+            ("Kernel", platform.release()), ("OS", sh(". /etc/os-release && echo $PRETTY_NAME"))]
+
+
+def versions():
+    def pc(m):
+        return sh(f"pkg-config --modversion {m}")
+    return [("PostgreSQL", sh("/usr/lib/postgresql/15/bin/postgres --version")),
+            ("gcc", sh("gcc --version | head -1")),
+            ("wrk", sh("dpkg-query -W -f '${Version}' wrk")),
+            ("pgbench", sh("/usr/lib/postgresql/15/bin/pgbench --version")),
+            ("grpc core", f"{pc('grpc')} (Debian {sh(chr(100) + 'pkg-query -W -f ${Version} libgrpc-dev')})"),
+            ("libh2o-evloop", pc("libh2o-evloop")), ("librdkafka", pc("rdkafka")),
+            ("protobuf-c", pc("libprotobuf-c")), ("libpq", pc("libpq")),
+            ("orderd commit", sh(f"git -C {ROOT} rev-parse --short HEAD") +
+             (" (with uncommitted changes)" if sh(f"git -C {ROOT} status --porcelain -- runtime app generated") else ""))]
+
+
+def slope_mb_per_min(series):
+    """Least-squares slope of RSS over time, MB per minute."""
+    if len(series) < 3:
+        return 0.0
+    n = len(series)
+    mt = sum(t for t, _ in series) / n
+    mr = sum(r for _, r in series) / n
+    den = sum((t - mt) ** 2 for t, _ in series)
+    return 60.0 * sum((t - mt) * (r - mr) for t, r in series) / den if den else 0.0
+
+
+def leak(b):
+    s = b.detail.get("rss_series", [])
+    if len(s) < 6:
+        return None
+    steady = s[len(s) // 3:]           # after the first third: caches and pools have filled
+    slope = slope_mb_per_min(steady)
+    dur = steady[-1][0] - steady[0][0]
+    return {"start_mb": s[0][1], "steady_start_mb": steady[0][1], "end_mb": s[-1][1], "max_mb": max(r for _, r in s),
+            "slope_mb_min": slope, "steady_s": dur, "seconds": s[-1][0],
+            "projected_5min_mb": slope * 5}
+
+
+def fmt(v, nd=1):
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        return f"{v:,.{nd}f}"
+    return f"{v:,}" if isinstance(v, int) else str(v)
+
+
+def targets(b):
+    r = b.res
+    out = []
+    pg_tps, pg_p99 = r.get("pgbench_insert_tps"), r.get("pgbench_insert_p99_ms")
+
+    def add(name, figure, met):
+        out.append((name, figure, "**met**" if met else ("**NOT met**" if met is not None else "not measured")))
+
+    h, g = r.get("place_order_http_tps"), r.get("place_order_grpc_tps")
+    add("PlaceOrder HTTP tps / pgbench INSERT tps >= 1.0",
+        f"{fmt(h, 0)} / {fmt(pg_tps, 0)} = {h / pg_tps:.2f}" if h and pg_tps else "–",
+        (h / pg_tps >= 1.0) if h and pg_tps else None)
+    add("PlaceOrder gRPC tps / pgbench INSERT tps >= 1.0",
+        f"{fmt(g, 0)} / {fmt(pg_tps, 0)} = {g / pg_tps:.2f}" if g and pg_tps else "–",
+        (g / pg_tps >= 1.0) if g and pg_tps else None)
+    lag = b.detail.get("lag", {})
+    p99h = lag.get("p99_ms")
+    add("PlaceOrder p99 at 50% of max rate <= 3 x pgbench p99",
+        f"{fmt(p99h, 2)} ms vs 3 x {fmt(pg_p99, 2)} = {fmt(3 * pg_p99, 2)} ms"
+        f" (at {fmt(lag.get('tps'), 0)}/s)" if p99h is not None and pg_p99 else "–",
+        (p99h <= 3 * pg_p99) if p99h is not None and pg_p99 else None)
+    lp = r.get("projection_lag_p99_ms")
+    add("projection lag p99 <= 100 ms at 50% of max rate", f"p50 {fmt(r.get('projection_lag_p50_ms'), 1)} ms,"
+        f" p99 {fmt(lp, 1)} ms" if lp is not None else "–", (lp <= 100) if lp is not None else None)
+    rb = r.get("rebuild_events_per_s")
+    add("rebuild >= 200,000 events/s", f"{fmt(rb, 0)} events/s" if rb is not None else "–",
+        (rb >= 200000) if rb is not None else None)
+    rs = r.get("rehydrate_1000_snapshot_ms")
+    add("rehydrate 1,000 events with snapshots <= 1 ms",
+        f"{fmt(rs, 3)} ms (without: {fmt(r.get('rehydrate_1000_ms'), 2)} ms)" if rs is not None else "–",
+        (rs <= 1.0) if rs is not None else None)
+    rss = r.get("orderd_peak_rss_mb")
+    add("orderd peak RSS <= 128 MB", f"{fmt(rss, 1)} MB" if rss else "–", (rss <= 128) if rss else None)
+    lk = leak(b)
+    if lk:
+        met = abs(lk["projected_5min_mb"]) <= max(2.0, 0.02 * lk["end_mb"])
+        add("no RSS growth under steady load (leaks)",
+            f"{lk['steady_start_mb']:.1f} -> {lk['end_mb']:.1f} MB over the last {lk['steady_s']:.0f} s of a"
+            f" {lk['seconds']:.0f} s run; slope {lk['slope_mb_min']:+.2f} MB/min"
+            f" ({lk['projected_5min_mb']:+.1f} MB per 5 min)", met)
+    else:
+        add("no RSS growth under steady load (leaks)", "–", None)
+    add("errors = 0", fmt(r.get("errors")), r.get("errors") == 0)
+    return out
+
+
+def render(b):
+    r, d = b.res, b.detail
+    L = []
+    mode = "quick (a check that the benchmark works; the figures mean nothing)" if b.quick else "full"
+    L += ["# orderd benchmark results", "",
+          f"Produced by `bench/run` ({mode}) on {b.started.strftime('%Y-%m-%d %H:%M UTC')}, in {b.elapsed:.0f} s. "
+          "Everything ran side by side in one run on one machine, so compare the ratios, not the absolute "
+          "figures: this 2-core machine is shared with other jobs (load average at the end of the run: "
+          f"{os.getloadavg()[0]:.1f}), and every figure moves with its neighbours' load.", "",
+          "## Machine and versions", "", "| | |", "|---|---|"]
+    L += [f"| {k} | {v} |" for k, v in machine() + versions()]
+    L += ["", "Set-up: PostgreSQL 15 from `scripts/pg.sh` (fsync on, synchronous_commit on, shared_buffers 256MB; "
+          "the benchmark adds track_commit_timestamp to date the projection), librdkafka's mock cluster "
+          "(3 brokers, `scripts/kafka-mock.sh`), orderd with its defaults (pool 16, 64 workers, 2 HTTP and 2 gRPC "
+          f"threads) and `--payments 0`. {b.clients} client connections everywhere. Load generators run on the "
+          "same 2 cores.", "", "## Targets (issue 5)", "", "| target | figures | |", "|---|---|---|"]
+    L += [f"| {n} | {f} | {m} |" for n, f, m in targets(b)]
+    L += ["", "## Figures", "", "| step | figure |", "|---|---|"]
+    pg = d.get("pgbench", {})
+    L.append(f"| 1. pgbench single-row INSERT into es_events, {b.clients} clients, {b.dur['pgbench']} s | "
+             f"{fmt(r.get('pgbench_insert_tps'), 0)} tps, p50 {fmt(pg.get('p50_ms'), 2)} ms, "
+             f"p99 {fmt(r.get('pgbench_insert_p99_ms'), 2)} ms |")
+    for key, name in (("http", "2. PlaceOrder over HTTP (wrk)"), ("grpc", "3. PlaceOrder over gRPC (grpc core client)")):
+        x = d.get(key)
+        if x:
+            L.append(f"| {name}, {b.dur[key]} s | {fmt(x['tps'], 0)} commands/s, p50 {fmt(x['p50_ms'], 2)} ms, "
+                     f"p99 {fmt(x['p99_ms'], 2)} ms, max {fmt(x['max_ms'], 1)} ms, errors {x['errors']} |")
+    x = d.get("lifecycle")
+    if x:
+        L.append(f"| 4. mixed lifecycle over HTTP, {b.dur['lifecycle']} s | {fmt(x['tps'], 0)} commands/s "
+                 f"({x['placed']} placed, {x['delivered']} delivered, {x['cancelled']} cancelled), "
+                 f"p50 {fmt(x['p50_ms'], 2)} ms, p99 {fmt(x['p99_ms'], 2)} ms, errors {x['errors']} |")
+    x = d.get("drain")
+    if x:
+        L.append(f"| 5. before it: the projection's backlog from steps 2-4 | {x['backlog']:,} events, applied in "
+                 f"{x['seconds']:.0f} s ({fmt(x['events_per_s'], 0)} events/s with no command load)"
+                 + (f"; {x['left']:,} still left when step 5 began" if x['left'] else "") + " |")
+    x = d.get("lag")
+    if x:
+        L.append(f"| 5. PlaceOrder at 50% of step 2's rate, {b.dur['lag']} s | target {fmt(x['rate_target'], 0)}/s, "
+                 f"done {fmt(x['tps'], 0)}/s, p50 {fmt(x['p50_ms'], 2)} ms, p99 {fmt(x['p99_ms'], 2)} ms |")
+        L.append(f"| 5. projection lag (commit of the event -> commit of its order_summary row), "
+                 f"{x['lag_samples']} orders | p50 {fmt(r.get('projection_lag_p50_ms'), 1)} ms, "
+                 f"p90 {fmt(x['lag_p90_ms'], 1)} ms, p99 {fmt(r.get('projection_lag_p99_ms'), 1)} ms, "
+                 f"max {fmt(x['lag_max_ms'], 1)} ms |")
+    x = d.get("rebuild")
+    if x:
+        how = "all of them" if x["complete"] else f"cut off after {x['rebuild_s']:.0f} s: {x['applied']:,} applied"
+        L.append(f"| 6. rebuild order_summary from {x['events']:,} stored events ({x['orders']:,} orders; "
+                 f"written by COPY in {x['generate_s']:.0f} s) | {fmt(x['events_per_s'], 0)} events/s ({how}) |")
+    x = d.get("rehydrate")
+    if x:
+        L.append(f"| 7. es_pipeline_load of a 1,000-event order, median of {x['iterations']} | no snapshot "
+                 f"{fmt(x['rehydrate_1000_ms'], 3)} ms (p99 {fmt(x['rehydrate_1000_p99_ms'], 3)}); snapshot at "
+                 f"v1000 {fmt(x['rehydrate_1000_snapshot_ms'], 3)} ms (p99 {fmt(x['rehydrate_1000_snapshot_p99_ms'], 3)}); "
+                 f"worst case, snapshot at v900 + 99 events {fmt(x['rehydrate_999_snapshot_worst_ms'], 3)} ms |")
+    lk = leak(b)
+    L.append(f"| 8. orderd peak RSS (VmHWM) after steps 2-5 | {fmt(r.get('orderd_peak_rss_mb'), 1)} MB |")
+    if lk:
+        L.append(f"| 8. orderd RSS during step 5 | {lk['start_mb']:.1f} MB at its start, max {lk['max_mb']:.1f}, "
+                 f"{lk['end_mb']:.1f} MB at its end |")
+    L.append(f"| errors (all steps) | {r.get('errors')} |")
+    c = d.get("codec")
+    if c:
+        L += ["", "### Codec (issue 8): proto3 JSON (es/json.h) beside protobuf-c binary, one thread", "",
+              "| message | bytes JSON / binary | JSON encode | JSON decode | protobuf-c pack | protobuf-c unpack |",
+              "|---|---|---|---|---|---|"]
+        for m, name in (("place_order", "PlaceOrderRequest"), ("order_summary", "OrderSummary")):
+            cell = lambda k: f"{c[f'codec_{m}_{k}_mb_s']:.0f} MB/s ({c[f'codec_{m}_{k}_msg_s'] / 1000:.0f}k/s)"
+            L.append(f"| {name} | {c[f'codec_{m}_json_bytes']} / {c[f'codec_{m}_pb_bytes']} | {cell('json_encode')} | "
+                     f"{cell('json_decode')} | {cell('pb_pack')} | {cell('pb_unpack')} |")
+    if b.cpu:
+        L += ["", "### CPU per step", "",
+              "CPU seconds of each side per 1,000 commands (or transactions), from /proc; machine busy % includes "
+              "other jobs on the machine. Commands per commit from orderd's /metrics (group commit).", "",
+              "| step | machine busy | orderd | postgres | load generator | kafka mock | commands per commit |",
+              "|---|---|---|---|---|---|---|"]
+        counts = {"pgbench": d.get("pgbench", {}).get("transactions"),
+                  "http": (d.get("http") or {}).get("requests"), "grpc": (d.get("grpc") or {}).get("requests"),
+                  "lifecycle": (d.get("lifecycle") or {}).get("requests"), "lag": (d.get("lag") or {}).get("requests")}
+        for name, cp in b.cpu.items():
+            n = counts.get(name)
+            per = (lambda k: f"{1000 * cp[k] / n:.2f} s") if n else (lambda k: f"{cp[k]:.1f} s total")
+            cpc = cp.get("commands_per_commit")
+            L.append(f"| {name} | {cp['machine_busy_pct']:.0f}% | {per('orderd')} | {per('postgres')} | "
+                     f"{per('loadgen')} | {per('kafka')} | {fmt(cpc, 1) if cpc else '–'} |")
+    notes = os.path.join(ROOT, "bench", "NOTES.md")
+    if not b.quick and os.path.exists(notes):
+        L += ["", open(notes).read().rstrip()]
+    if b.profiles:
+        L += ["", "## Profiles of this run", "",
+              "`perf record -g -F 499` of orderd and every PostgreSQL process of the cluster (or of bench_store "
+              "and PostgreSQL for the rebuild), self time (`--no-children`), entries above 1.5%."]
+        for name, rep in b.profiles.items():
+            L += ["", f"### {name}: by process and object", "", "```"] + rep["by_process"] + ["```", "",
+                  f"### {name}: by symbol", "", "```"] + rep["by_symbol"] + ["```"]
+    if b.errors:
+        L += ["", "## Errors", ""] + [f"- {e}" for e in b.errors]
+    L += ["", "Raw figures: `results.json`; per-step detail of the run: `<build>/bench-work/detail.json`.", ""]
+    return "\n".join(L)
