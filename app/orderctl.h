@@ -58,6 +58,8 @@ int ctl_schema(ctl *c, int argc, char **argv);
 void ctl_json_str(es_buf *b, const char *s);
 /* Appends a microsecond Unix time as an RFC 3339 UTC string (quoted). */
 void ctl_json_time(es_buf *b, int64_t us);
+/* The same time unquoted, for text output, in out[len] (at least 32 bytes); returns out. */
+const char *ctl_time_text(int64_t us, char *out, size_t len);
 /* Appends one event as a JSON object: its metadata and "data", the payload decoded with the
  * generated unpack (or the registry by schema name) and rendered as proto3 JSON; "data" is null
  * and "payload_hex" carries the bytes when the payload does not decode. */

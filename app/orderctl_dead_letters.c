@@ -43,13 +43,10 @@ static void print_json(const es_admin_dead_letter *d)
 
 static void print_text(const es_admin_dead_letter *d)
 {
-    es_buf when;
-    es_buf_init(&when);
-    ctl_json_time(&when, d->recorded_at_us);
+    char when[40];
     printf("%-6" PRId64 " %-26s %-38s v%-5" PRId64 " %s %s%s\n    %s\n", d->id, d->consumer,
-           d->stream_id ? d->stream_id : "(no stream)", d->version, when.data,
+           d->stream_id ? d->stream_id : "(no stream)", d->version, ctl_time_text(d->recorded_at_us, when, sizeof when),
            d->retried_at_us ? "resolved" : "OPEN", d->parks ? ", parks its stream" : "", d->error);
-    es_buf_free(&when);
 }
 
 static int list(ctl *c, int argc, char **argv)

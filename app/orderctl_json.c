@@ -27,13 +27,20 @@ void ctl_json_str(es_buf *b, const char *s)
     es_buf_putc(b, '"');
 }
 
-void ctl_json_time(es_buf *b, int64_t us)
+const char *ctl_time_text(int64_t us, char *out, size_t len)
 {
     time_t t = (time_t)(us / 1000000);
     struct tm tm;
     gmtime_r(&t, &tm);
-    es_buf_printf(b, "\"%04d-%02d-%02dT%02d:%02d:%02d.%06dZ\"", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-                  tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(us % 1000000));
+    snprintf(out, len, "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+             tm.tm_min, tm.tm_sec, (int)(us % 1000000));
+    return out;
+}
+
+void ctl_json_time(es_buf *b, int64_t us)
+{
+    char s[40];
+    es_buf_printf(b, "\"%s\"", ctl_time_text(us, s, sizeof s));
 }
 
 /* "key": "value" for a metadata string that is set; absent ones are left out. */

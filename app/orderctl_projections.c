@@ -3,7 +3,9 @@
  * orderd's consumer name, so the rebuilt rows and the per-stream applied versions are exactly
  * what the live consumer would have written and it carries on from them. A running orderd may
  * keep consuming meanwhile: an event it applies to a stream the rebuild already forgot fills the
- * gap from the store, and the replay then skips those versions as duplicates. */
+ * gap from the store, and the replay then skips those versions as duplicates. The rebuild forgets
+ * the consumer's parkings too; once every event applied, the consumer's dead letters recorded
+ * before it started are marked resolved. */
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -55,6 +57,23 @@ static int rebuild_one(ctl *c, const es_projection_def *def)
         rc = ctl_fail(what, &err);
         goto done;
     }
+    /* The open dead letters the rebuild will settle: those recorded before it starts. */
+    int64_t max_letter = 0, resolved = 0;
+    {
+        es_arena a;
+        es_arena_init(&a);
+        es_admin_dead_letter *d;
+        size_t n;
+        int st = es_admin_dead_letters(c->pool, 0, &a, &d, &n, &err);
+        for (size_t i = 0; st == ES_OK && i < n; i++)
+            if (!strcmp(d[i].consumer, name) && d[i].id > max_letter)
+                max_letter = d[i].id;
+        es_arena_free(&a);
+        if (st != ES_OK) {
+            rc = ctl_fail(what, &err);
+            goto done;
+        }
+    }
     double t0 = now_s();
     es_replay_config rcfg = {.name = name, .conninfo = c->pg, .handle = counted_handle, .data = &r,
                              .reset = counted_reset};
@@ -77,8 +96,12 @@ static int rebuild_one(ctl *c, const es_projection_def *def)
         rc = ctl_fail(what, &err);
         goto done;
     }
-    printf("rebuild: %s: %lld events replayed, %lld rows, %.1fs\n", def->name, (long long)applied,
-           (long long)rows, now_s() - t0);
+    if (max_letter && es_admin_resolve_consumer_dead_letters(c->pool, name, max_letter, &resolved, &err) != ES_OK) {
+        rc = ctl_fail(what, &err);
+        goto done;
+    }
+    printf("rebuild: %s: %lld events replayed, %lld rows, %lld open dead letters resolved, %.1fs\n", def->name,
+           (long long)applied, (long long)rows, (long long)resolved, now_s() - t0);
 done:
     ctl_consumer_release(&r.cc);
     return rc;

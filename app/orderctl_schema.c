@@ -69,13 +69,11 @@ int ctl_schema(ctl *c, int argc, char **argv)
         int is_mine = strcmp(rows[i].hash, mine) == 0;
         int same_bytes = rows[i].descriptor_set_len == c->schema->descriptor_set_len &&
                          memcmp(rows[i].descriptor_set, c->schema->descriptor_set, rows[i].descriptor_set_len) == 0;
-        es_buf when;
-        es_buf_init(&when);
-        ctl_json_time(&when, rows[i].first_seen_us);
-        printf("  %s %s first seen %s, %zu bytes%s\n", rows[i].hash, rows[i].package, when.data,
+        char when[40];
+        printf("  %s %s first seen %s, %zu bytes%s\n", rows[i].hash, rows[i].package,
+               ctl_time_text(rows[i].first_seen_us, when, sizeof when),
                rows[i].descriptor_set_len,
                is_mine ? (same_bytes ? "  <- this binary" : "  <- this binary's hash, but DIFFERENT BYTES") : "");
-        es_buf_free(&when);
         registered |= is_mine;
         damaged |= is_mine && !same_bytes;
     }

@@ -36,10 +36,13 @@ typedef struct verify {
     size_t n_column_ids;
 } verify;
 
-static void say(verify *v, const char *kind, const char *key, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-static void say(verify *v, const char *kind, const char *key, const char *fmt, ...)
+/* Prints one difference (up to --max-diffs lines) and counts it in *kind_count. */
+static void say(verify *v, int64_t *kind_count, const char *kind, const char *key, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+static void say(verify *v, int64_t *kind_count, const char *kind, const char *key, const char *fmt, ...)
 {
     v->diffs++;
+    (*kind_count)++;
     if (v->printed >= v->max_diffs)
         return;
     v->printed++;
@@ -123,10 +126,11 @@ static ProtobufCMessage *as_stored(const ProtobufCMessage *row, es_arena *a)
     return m;
 }
 
-static void report_fields(verify *v, const char *kind, const char *key, const ctl_field_diff *d, size_t n)
+static void report_fields(verify *v, int64_t *kind_count, const char *kind, const char *key,
+                          const ctl_field_diff *d, size_t n)
 {
     for (size_t i = 0; i < n && i < MAX_FIELD_DIFFS; i++)
-        say(v, kind, key, " %s: store %s, row %s", d[i].field, d[i].expected, d[i].actual);
+        say(v, kind_count, kind, key, " %s: store %s, row %s", d[i].field, d[i].expected, d[i].actual);
 }
 
 static void sleep_ms(int ms)
@@ -160,8 +164,8 @@ static int check_stream(verify *v, const char *key)
             goto done;
         }
         if (st != ES_OK || !f.state) {
-            v->fold++;
-            say(v, "fold", key, ": the stream does not fold: %s", st != ES_OK ? err.message : "no events");
+            say(v, &v->fold, "fold", key, ": the stream does not fold: %s",
+                st != ES_OK ? err.message : "no events");
             goto done;
         }
         es_admin_row row;
@@ -178,13 +182,11 @@ static int check_stream(verify *v, const char *key)
             continue;
         }
         if (st == ES_NOT_FOUND) {
-            v->missing++;
-            say(v, "missing", key, ": no row; the store is at version %lld", (long long)f.version);
+            say(v, &v->missing, "missing", key, ": no row; the store is at version %lld", (long long)f.version);
             break;
         }
         if (row.version != f.version) {
-            v->version++;
-            say(v, "version", key, ": row at version %lld, the store at %lld", (long long)row.version,
+            say(v, &v->version, "version", key, ": row at version %lld, the store at %lld", (long long)row.version,
                 (long long)f.version);
             break;
         }
@@ -192,27 +194,21 @@ static int check_stream(verify *v, const char *key)
         /* es_state: the state the projector advances event by event. */
         stored = protobuf_c_message_unpack(agg->state_descriptor, NULL, row.state_len, row.state);
         if (!stored) {
-            v->state++;
-            say(v, "state", key, ": es_state does not decode as %s", agg->state_descriptor->name);
+            say(v, &v->state, "state", key, ": es_state does not decode as %s", agg->state_descriptor->name);
         } else {
             size_t n = ctl_diff_fields(v->c->json, agg->state_descriptor, f.state, stored, NULL, 0, &a, d,
                                        MAX_FIELD_DIFFS);
-            if (n)
-                v->state++;
-            report_fields(v, "state", key, d, n);
+            report_fields(v, &v->state, "state", key, d, n);
         }
         /* The SQL columns, which queries filter and sort on. */
         if (!row.columns) {
-            v->column++;
-            say(v, "column", key, " %s: the stored value does not read back: %s", row.columns_error.field,
+            say(v, &v->column, "column", key, " %s: the stored value does not read back: %s", row.columns_error.field,
                 row.columns_error.message);
         } else {
             ProtobufCMessage *want = as_stored(def->from_state(f.state, f.version, &a), &a);
             size_t n = ctl_diff_fields(v->c->json, def->descriptor, want, row.columns, v->column_ids,
                                        v->n_column_ids, &a, d, MAX_FIELD_DIFFS);
-            if (n)
-                v->column++;
-            report_fields(v, "column", key, d, n);
+            report_fields(v, &v->column, "column", key, d, n);
         }
         break;
     }
@@ -224,16 +220,14 @@ static int check_stream(verify *v, const char *key)
         goto done;
     }
     if (st != ES_OK || lv < f.version) {
-        v->snapshot++;
-        say(v, "snapshot", key, ": the command path's load %s", st != ES_OK ? err.message : "is behind the fold");
+        say(v, &v->snapshot, "snapshot", key, ": the command path's load %s",
+            st != ES_OK ? err.message : "is behind the fold");
     } else if (lv == f.version) {
         ctl_field_diff d[MAX_FIELD_DIFFS];
         size_t n = ctl_diff_fields(v->c->json, agg->state_descriptor, f.state, loaded, NULL, 0, &a, d,
                                    MAX_FIELD_DIFFS);
-        if (n)
-            v->snapshot++;
         for (size_t i = 0; i < n && i < MAX_FIELD_DIFFS; i++)
-            say(v, "snapshot", key, " %s: fold %s, load %s", d[i].field, d[i].expected, d[i].actual);
+            say(v, &v->snapshot, "snapshot", key, " %s: fold %s, load %s", d[i].field, d[i].expected, d[i].actual);
     } /* lv > f.version: a command landed in between; the next run sees it */
 done:
     protobuf_c_message_free_unpacked(f.state, NULL);
@@ -295,8 +289,7 @@ static int verify_projection(verify *v)
         goto done;
     }
     for (size_t i = 0; i < no; i++) {
-        v->extra++;
-        say(v, "extra", orphans[i], ": a row without any %s event in the store", def->aggregate->name);
+        say(v, &v->extra, "extra", orphans[i], ": a row without any %s event in the store", def->aggregate->name);
     }
     printf("verify: %s: %lld streams, %lld rows: %s\n", def->name, (long long)v->streams, (long long)rows,
            v->diffs ? "DIFFERENCES FOUND" : "no differences");
@@ -346,8 +339,8 @@ int ctl_verify(ctl *c, int argc, char **argv)
         fprintf(stderr, "orderctl: verify: no projection named %s\n", name);
         return CTL_ERROR;
     }
-    printf("verify: %lld differences (%lld missing rows, %lld extra rows, %lld version, %lld state, %lld column,"
-           " %lld fold, %lld snapshot)\n",
+    printf("verify: %lld differences (%lld missing rows, %lld extra rows, %lld version, %lld state field,"
+           " %lld column, %lld fold, %lld snapshot field)\n",
            (long long)diffs, (long long)counts[0], (long long)counts[1], (long long)counts[2], (long long)counts[3],
            (long long)counts[4], (long long)counts[5], (long long)counts[6]);
     return diffs ? CTL_FOUND : CTL_OK;

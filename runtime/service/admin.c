@@ -355,6 +355,27 @@ int es_admin_resolve_dead_letters(es_pg_pool *pool, int64_t id, const char *cons
     return ES_OK;
 }
 
+int es_admin_resolve_consumer_dead_letters(es_pg_pool *pool, const char *consumer, int64_t max_id,
+                                           int64_t *resolved, es_error *err)
+{
+    char ids[24];
+    snprintf(ids, sizeof ids, "%" PRId64, max_id);
+    const char *p[2] = {consumer, ids};
+    PGresult *r;
+    if (resolved)
+        *resolved = 0;
+    int rc = run(pool, "resolve dead letters",
+                 "UPDATE es_dead_letters SET retried_at = now() WHERE retried_at IS NULL AND consumer = $1"
+                 " AND id <= $2::int8",
+                 2, p, &r, err);
+    if (rc != ES_OK)
+        return rc;
+    if (resolved)
+        *resolved = strtoll(PQcmdTuples(r), NULL, 10);
+    PQclear(r);
+    return ES_OK;
+}
+
 /* ---- schema registry ---- */
 
 int es_admin_schemas(es_pg_pool *pool, es_arena *a, es_admin_schema **out, size_t *n, es_error *err)

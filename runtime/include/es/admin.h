@@ -108,6 +108,13 @@ int es_admin_park(es_pg_pool *pool, const char *consumer, const char *stream_id,
 int es_admin_resolve_dead_letters(es_pg_pool *pool, int64_t id, const char *consumer, const char *stream_id,
                                   int64_t *resolved, es_error *err);
 
+/* Marks resolved every open dead letter of consumer with id <= max_id: after a rebuild that
+ * forgot the consumer's applied versions (and so its parkings) and re-applied every event that
+ * was committed when it started, the letters recorded before it are dealt with. *resolved (may
+ * be NULL) receives how many rows changed. */
+int es_admin_resolve_consumer_dead_letters(es_pg_pool *pool, const char *consumer, int64_t max_id,
+                                           int64_t *resolved, es_error *err);
+
 /* ---- schema registry (es_schemas) and stored event types ---- */
 
 typedef struct es_admin_schema {
