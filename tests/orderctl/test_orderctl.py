@@ -400,6 +400,10 @@ def main():
         ship(o, oids[0], "SHIPPING_STATUS_DELIVERED", "Paris")
         st, r = o.request("POST", f"/v1/orders/{oids[5]}/cancel", {"reason": "changed my mind"})
         assert st == 200, (st, r)
+        # The payment flow refunds the cancelled paid order: wait for that too, so that no event
+        # is still on its way when the tests start (tail counts on a quiet store).
+        eventually(lambda: o.request("GET", f"/v1/orders/{oids[5]}")[1].get("payment_status") == "PAYMENT_STATUS_REFUNDED",
+                   timeout=30, what="the refund of the cancelled order")
         eventually(lambda: caught_up(cl), timeout=30, what="projection caught up")
         for name, fn in [("usage", test_usage), ("migrate_idempotent", test_migrate_idempotent),
                          ("history", test_history), ("tail", test_tail), ("verify_clean", test_verify_clean),
