@@ -40,6 +40,7 @@ static const key keys[] = {
     {"auth-tokens", S(auth_tokens), "", "token file: \"<sha256 hex of token> <customer|vendor|payments|admin> <principal>\" per line"},
     {"tls-cert", S(tls_cert), "", "PEM certificate chain: HTTP and gRPC serve TLS when set with --tls-key"},
     {"tls-key", S(tls_key), "", "PEM private key for --tls-cert"},
+    {"log-level", S(log_level), "info", "debug (every call), info, warn or error; logs are JSON lines on stderr"},
 };
 
 static void set(orderd_config *cfg, const key *k, const char *v)

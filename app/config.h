@@ -27,6 +27,7 @@ typedef struct orderd_config {
     const char *auth_tokens;        /* token file (hashes, roles, principals) */
     const char *tls_cert;
     const char *tls_key;
+    const char *log_level;
 } orderd_config;
 
 /* Fills cfg from defaults, the environment and argv. Returns 0, 1 when --help or

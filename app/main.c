@@ -18,6 +18,7 @@
 #include "es/grpc_server.h"
 #include "es/http_server.h"
 #include "es/json.h"
+#include "es/log.h"
 #include "es/metrics.h"
 #include "es/migrate.h"
 #include "es/pipeline.h"
@@ -26,7 +27,6 @@
 #include "gateway.h"
 #include "payment_flow.h"
 #include "read_model_impl.h"
-#include "web.h"
 
 typedef struct app {
     orderd_config cfg;
@@ -48,23 +48,6 @@ typedef struct app {
     atomic_int pg_ok, migrated, kafka_ok, stopping;
     pthread_t health_thread;
 } app;
-
-static void logf_(const char *level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void logf_(const char *level, const char *fmt, ...)
-{
-    char msg[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "{\"ts\":%lld,\"level\":\"%s\",\"component\":\"orderd\",\"msg\":\"", (long long)time(NULL), level);
-    for (const char *s = msg; *s; s++) {
-        if (*s == '"' || *s == '\\')
-            fputc('\\', stderr);
-        fputc(*s == '\n' ? ' ' : *s, stderr);
-    }
-    fputs("\"}\n", stderr);
-}
 
 static void *health_loop(void *arg)
 {
@@ -201,7 +184,7 @@ static int migrate_with_retry(app *a, es_error *err)
         if (rc != ES_UNAVAILABLE || attempt >= 60)
             return rc;
         if (attempt == 0)
-            logf_("warn", "PostgreSQL unreachable (%s); retrying for 60 s", err->message);
+            es_log(ES_LOG_WARN, "orderd", NULL, "PostgreSQL unreachable (%s); retrying for 60 s", err->message);
         sleep(1);
     }
 }
@@ -210,6 +193,10 @@ static int start(app *a)
 {
     orderd_config *cfg = &a->cfg;
     es_error err = {0};
+    if (es_log_set_level(cfg->log_level) != 0) {
+        es_error_set(&err, ES_INVALID_ARGUMENT, "log-level", "--log-level must be debug, info, warn or error");
+        goto fail;
+    }
     if (strcmp(cfg->auth, "required") == 0 && !cfg->auth_tokens[0]) {
         es_error_set(&err, ES_FAILED_PRECONDITION, "auth-tokens",
                      "authentication is required but no --auth-tokens file is given "
@@ -221,7 +208,7 @@ static int start(app *a)
         goto fail;
     }
     if (!cfg->auth_tokens[0])
-        logf_("warn", "authentication is disabled: every caller may call every method");
+        es_log(ES_LOG_WARN, "orderd", NULL, "authentication is disabled: every caller may call every method");
     a->json = es_json_registry_new();
     es_json_registry_add_schema(a->json, &orders_v1_schema);
     es_pg_pool_config pc = {.conninfo = cfg->pg, .size = (size_t)cfg->pool_size};
@@ -258,7 +245,7 @@ static int start(app *a)
     const char *bootstrap_file = cfg->kafka_bootstrap_file[0] ? cfg->kafka_bootstrap_file : NULL;
     int kafka = bootstrap || bootstrap_file;
     if (!kafka)
-        logf_("warn", "no Kafka configured (--kafka-bootstrap or --kafka-bootstrap-file): events are stored but not published");
+        es_log(ES_LOG_WARN, "orderd", NULL, "no Kafka configured (--kafka-bootstrap or --kafka-bootstrap-file): events are stored but not published");
     if (kafka && cfg->relay) {
         es_relay_config rc = {.conninfo = cfg->pg, .bootstrap_servers = bootstrap, .bootstrap_file = bootstrap_file,
                               .topic = cfg->topic, .partitions = cfg->partitions};
@@ -299,7 +286,6 @@ static int start(app *a)
     es_http_server_add_handler(a->http, "GET", "/readyz", ES_HTTP_EXACT, health, a);
     es_http_server_add_handler(a->http, "GET", "/livez", ES_HTTP_EXACT, livez, a);
     es_http_server_add_handler(a->http, "GET", "/metrics", ES_HTTP_EXACT, metrics, a);
-    orders_web_register(a->http); /* the timeline page at / and /openapi.json (app/web.c) */
     if (es_http_server_start(a->http, &err) != ES_OK)
         goto fail;
     es_grpc_config gc = {.address = cfg->grpc_listen, .threads = (unsigned)cfg->grpc_threads,
@@ -308,11 +294,11 @@ static int start(app *a)
         es_grpc_server_add_service(a->grpc, &orders_v1_service_OrderService, &err) != ES_OK ||
         es_grpc_server_start(a->grpc, &err) != ES_OK)
         goto fail;
-    logf_("info", "orderd serving HTTP on %s (port %d) and gRPC on %s (port %d)", cfg->http_listen,
+    es_log(ES_LOG_INFO, "orderd", NULL, "orderd serving HTTP on %s (port %d) and gRPC on %s (port %d)", cfg->http_listen,
           es_http_server_port(a->http), cfg->grpc_listen, es_grpc_server_port(a->grpc));
     return 0;
 fail:
-    logf_("error", "start-up failed: %s: %s%s%s", es_strerror(err.code), err.message, err.field[0] ? " field=" : "",
+    es_log(ES_LOG_ERROR, "orderd", NULL, "start-up failed: %s: %s%s%s", es_strerror(err.code), err.message, err.field[0] ? " field=" : "",
           err.field);
     return -1;
 }
@@ -356,7 +342,7 @@ int main(int argc, char **argv)
     }
     int sig;
     sigwait(&set, &sig);
-    logf_("info", "signal %d: stopping", sig);
+    es_log(ES_LOG_INFO, "orderd", NULL, "signal %d: stopping", sig);
     stop(&a);
     return 0;
 }

@@ -21,12 +21,24 @@ int es__json_enc_fail(es__json_enc *e, const char *fmt, ...)
     return ES_INVALID_ARGUMENT;
 }
 
-static size_t push(es__json_enc *e, const char *fmt, const char *name, size_t idx)
+/* Appends ".name" (or "name" at the start) to the error path; returns the old length. */
+static size_t push_name(es__json_enc *e, const char *name)
 {
     size_t old = e->plen;
     if (e->plen < sizeof e->path - 1) {
-        int k = name ? snprintf(e->path + e->plen, sizeof e->path - e->plen, "%s%s", e->plen ? "." : "", name)
-                     : snprintf(e->path + e->plen, sizeof e->path - e->plen, fmt, idx);
+        int k = snprintf(e->path + e->plen, sizeof e->path - e->plen, "%s%s", e->plen ? "." : "", name);
+        e->plen += k > 0 ? (size_t)k : 0;
+        if (e->plen >= sizeof e->path) e->plen = sizeof e->path - 1;
+    }
+    return old;
+}
+
+/* Appends "[idx]" to the error path; returns the old length. */
+static size_t push_index(es__json_enc *e, size_t idx)
+{
+    size_t old = e->plen;
+    if (e->plen < sizeof e->path - 1) {
+        int k = snprintf(e->path + e->plen, sizeof e->path - e->plen, "[%zu]", idx);
         e->plen += k > 0 ? (size_t)k : 0;
         if (e->plen >= sizeof e->path) e->plen = sizeof e->path - 1;
     }
@@ -164,7 +176,7 @@ static int enc_map(es__json_enc *e, const ProtobufCFieldDescriptor *f, ProtobufC
     for (size_t i = 0; i < n; i++) {
         const ProtobufCMessage *entry = entries[i];
         if (i) es_buf_putc(e->out, ',');
-        size_t saved = push(e, "[%zu]", NULL, i);
+        size_t saved = push_index(e, i);
         int rc = entry ? put_map_key(e, kf, (const char *)entry + kf->offset) : es__json_enc_fail(e, "null map entry");
         if (rc) return rc;
         es_buf_putc(e->out, ':');
@@ -189,7 +201,7 @@ static int enc_field(es__json_enc *e, const ProtobufCMessage *m, const ProtobufC
     es_buf_putc(e->out, '[');
     for (size_t i = 0; i < n; i++) {
         if (i) es_buf_putc(e->out, ',');
-        size_t saved = push(e, "[%zu]", NULL, i);
+        size_t saved = push_index(e, i);
         int rc = es__json_enc_single(e, f, arr + i * es);
         if (rc) return rc;
         pop(e, saved);
@@ -232,7 +244,7 @@ int es__json_enc_fields(es__json_enc *e, const ProtobufCMessage *m, int *first)
         if (!*first) es_buf_putc(e->out, ',');
         *first = 0;
         put_key(e, d, i);
-        size_t saved = push(e, NULL, f->name, 0);
+        size_t saved = push_name(e, f->name);
         int rc = enc_field(e, m, f);
         if (rc) return rc;
         pop(e, saved);

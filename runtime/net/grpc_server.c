@@ -10,6 +10,7 @@
  *           completion frees everything.
  * Only one batch per call is ever outstanding, so a call needs no reference count. */
 #include "es/grpc_server.h"
+#include "es/log.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -113,7 +114,7 @@ static void post_slot(es_grpc_server *s)
     live_add(s, 1, 0);
     grpc_call_error e = grpc_server_request_call(s->server, &g->gc, &g->details, &g->md, s->cq, s->cq, g);
     if (e != GRPC_CALL_OK) {
-        fprintf(stderr, "grpc_server: request_call: %s\n", grpc_call_error_to_string(e));
+        es_log(ES_LOG_ERROR, "grpc", NULL, "request_call: %s", grpc_call_error_to_string(e));
         gcall_free(g);
     }
 }
@@ -165,7 +166,7 @@ static void finish(gcall *g, int status, const es_error *err, const ProtobufCMes
     grpc_call_error e = grpc_call_start_batch(g->gc, ops, n, g, NULL);
     if (e != GRPC_CALL_OK) {
         /* Only a programming error gets here; the record must still be freed exactly once. */
-        fprintf(stderr, "grpc_server: finish batch: %s\n", grpc_call_error_to_string(e));
+        es_log(ES_LOG_ERROR, "grpc", NULL, "finish batch: %s", grpc_call_error_to_string(e));
         gcall_free(g);
     }
 }

@@ -11,6 +11,7 @@
  * call's request pointer), so the completion only frees the call. */
 #define H2O_USE_LIBUV 0
 #include "es/http_server.h"
+#include "es/log.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -865,7 +866,7 @@ int es_http_server_start(es_http_server *s, es_error *err)
     if (s->tls_cert_file && !s->ssl_ctx && !(s->ssl_ctx = make_ssl_ctx(s, err)))
         return err ? err->code : ES_INVALID_ARGUMENT;
     struct sockaddr_storage ss;
-    socklen_t len;
+    socklen_t len = 0;
     int rc = resolve(s->address, &ss, &len, err);
     if (rc != ES_OK)
         return rc;
@@ -978,7 +979,7 @@ void es_http_server_stop(es_http_server *s)
             /* Never seen in tests: a connection h2o would not close. Its objects still refer to
              * the context, so the context and loop are left allocated rather than freed under
              * it. */
-            fprintf(stderr, "http_server: connections left open at stop\n");
+            es_log(ES_LOG_WARN, "http", NULL, "connections left open at stop");
             continue;
         }
         /* request_shutdown arms the HTTP/2 graceful-shutdown timer even when no HTTP/2

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "es/log.h"
 #include "es/metrics.h"
 
 #define MAX_METHODS 128
@@ -153,9 +154,16 @@ static void *worker(void *arg)
         es_error err = {0};
         int64_t t0 = mono_us();
         int rc = run_call(d, call, &err);
+        int64_t took = mono_us() - t0;
         method_stats *ms = stats_of(d, call->method);
+        if (rc == ES_INTERNAL || rc == ES_UNAVAILABLE || rc == ES_DATA_LOSS || rc == ES_UNKNOWN)
+            es_log(ES_LOG_WARN, "dispatcher", call->correlation_id, "%s via %s: %s: %s", call->method->name,
+                   call->transport ? call->transport : "?", es_strerror(rc), err.message);
+        else if (es_log_enabled(ES_LOG_DEBUG))
+            es_log(ES_LOG_DEBUG, "dispatcher", call->correlation_id, "%s via %s: %s in %lld us", call->method->name,
+                   call->transport ? call->transport : "?", es_strerror(rc), (long long)took);
         if (ms) {
-            es_histogram_observe_us(&ms->latency, mono_us() - t0);
+            es_histogram_observe_us(&ms->latency, took);
             atomic_fetch_add(&ms->by_code[transport_index(call)][es_grpc_code(rc)], 1);
         }
         finish(d, call, rc, &err);

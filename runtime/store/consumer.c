@@ -1,6 +1,7 @@
 /* Consumer group runner and store replay with per-stream exactly-once effects; see
  * es/consumer.h for the protocol. */
 #include "es/consumer.h"
+#include "es/log.h"
 
 #include <inttypes.h>
 #include <pthread.h>
@@ -381,7 +382,7 @@ static void say(es_consumer *c, const char *fmt, ...)
     snprintf(c->st.last_error, sizeof c->st.last_error, "%.255s", line);
     pthread_mutex_unlock(&c->mu);
     if (!c->quiet)
-        fprintf(stderr, "es-consumer[%s]: %s\n", c->name, line);
+        es_log(ES_LOG_INFO, "consumer", NULL, "[%s] %s", c->name, line);
 }
 
 static void nap_ms(int ms)
@@ -419,7 +420,7 @@ static void on_kafka_log(const rd_kafka_t *rk, int level, const char *fac, const
 {
     es_consumer *c = rd_kafka_opaque(rk);
     if (level <= 2 && c && !c->quiet)
-        fprintf(stderr, "es-consumer[%s]: kafka %s: %s\n", c->name, fac, buf);
+        es_log(ES_LOG_WARN, "consumer", NULL, "[%s] kafka %s: %s", c->name, fac, buf);
 }
 
 /* Records one message in es_dead_letters (inside the open transaction) and, when it belongs to

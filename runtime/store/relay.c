@@ -1,5 +1,6 @@
 /* The outbox relay thread; see es/relay.h for the guarantees and why they hold. */
 #include "es/relay.h"
+#include "es/log.h"
 
 #include <inttypes.h>
 #include <pthread.h>
@@ -63,7 +64,7 @@ static void say(es_relay *r, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
-    fprintf(stderr, "es-relay[%s]: %s\n", r->name, line);
+    es_log(ES_LOG_INFO, "relay", NULL, "[%s] %s", r->name, line);
 }
 
 /* Records an error for the status and logs it once per distinct message. */
@@ -259,7 +260,7 @@ static void on_kafka_log(const rd_kafka_t *rk, int level, const char *fac, const
 {
     es_relay *r = rd_kafka_opaque(rk);
     if (level <= 2 && r && !r->quiet)
-        fprintf(stderr, "es-relay[%s]: kafka %s: %s\n", r->name, fac, buf);
+        es_log(ES_LOG_WARN, "relay", NULL, "[%s] kafka %s: %s", r->name, fac, buf);
 }
 
 static void producer_close(es_relay *r)
