@@ -25,7 +25,7 @@ run_suite build -DCMAKE_BUILD_TYPE=RelWithDebInfo; rc=$?
 if [ "$sanitize" = 1 ]; then
   echo "== the same suite under AddressSanitizer + UndefinedBehaviorSanitizer =="
   mkdir -p build-asan
-  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  ASAN_OPTIONS=abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     run_suite build-asan -DCMAKE_BUILD_TYPE=Debug -DORDERD_SANITIZE=ON; rc2=$?
   [ "$rc" = 0 ] && rc=$rc2
 fi
