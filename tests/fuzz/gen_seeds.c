@@ -2,7 +2,8 @@
  * a valid request per OrderService method as JSON (fuzz_json) and packed protobuf (fuzz_protobuf),
  * typical request targets (fuzz_router), and packed envelopes and header sets (fuzz_envelope).
  * Every seed starts with the selector byte its target documents.
- * Usage: fuzz_seeds <dir>. Exit status 1 if a seed does not decode (the table is out of date). */
+ * Usage: fuzz_seeds <dir>. Exit status 1 if a seed does not decode or a request seed does not
+ * pass its method's validation (the table is out of date with proto/). */
 #include <errno.h>
 #include <sys/stat.h>
 
@@ -77,6 +78,15 @@ static const struct { const char *type, *json; } events[] = {
                   "\"amount_minor\":\"2500\"},\"paid_at\":\"2024-05-01T11:00:00Z\"}"},
 };
 
+/* Well-known types for fuzz_json's selectors above the method count, in its order. */
+static const char *const wkt_json[] = {
+    "{\"a\":[1,\"x\",null,true,{\"b\":-2.5e3}],\"c\":{}}",
+    "[{\"k\":\"v\"},1e308,\"s\\u00e9\",false,null]",
+    "{\"@type\":\"type.googleapis.com/orders.v1.Money\",\"currency_code\":\"EUR\",\"amount_minor\":\"5\"}",
+    "\"-315576000000.999999999s\"",
+    "\"fooBar,baz.quxQuux\"",
+};
+
 static const char *out_dir;
 static int failures;
 
@@ -135,6 +145,12 @@ static void request_seeds(es_arena *a)
         ProtobufCMessage *msg = decode(m->input, json, a);
         if (!msg)
             continue;
+        es_error verr = {0};
+        if (m->validate && m->validate(msg, &verr) != ES_OK) {
+            /* A seed should reach past validation, or the fuzzer starts on the error path. */
+            fprintf(stderr, "seed for %s does not validate: %s: %s\n", m->name, verr.field, verr.message);
+            failures++;
+        }
         /* The same message written back in lowerCamelCase with defaults, read by merge. */
         es_buf b;
         es_buf_init(&b);
@@ -150,6 +166,16 @@ static void request_seeds(es_arena *a)
         protobuf_c_message_pack(msg, bin);
         snprintf(name, sizeof name, "%02zu-%s.bin", i, m->name);
         put("protobuf", name, (uint8_t)mi, bin, n);
+    }
+}
+
+static void wkt_seeds(void)
+{
+    size_t n_methods = orders_v1_service_OrderService.n_methods;
+    for (size_t i = 0; i < sizeof wkt_json / sizeof *wkt_json; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "wkt-%zu.json", i);
+        put("json", name, (uint8_t)(n_methods + i), wkt_json[i], strlen(wkt_json[i]));
     }
 }
 
@@ -231,6 +257,7 @@ int main(int argc, char **argv)
     es_arena a;
     es_arena_init(&a);
     request_seeds(&a);
+    wkt_seeds();
     router_seeds();
     envelope_seeds(&a);
     es_arena_free(&a);
