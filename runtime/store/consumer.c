@@ -59,8 +59,11 @@ static const struct {
     {"es_c_dead", "INSERT INTO es_dead_letters (consumer, topic, kafka_partition, kafka_offset,"
                   " stream_id, version, error, message) VALUES ($1, $2, $3::int4, $4::int8,"
                   " nullif($5, ''), nullif($6, '0')::int8, $7, $8::bytea) RETURNING id"},
-    {"es_c_park", "UPDATE es_consumer_streams SET dead_letter_id = $3::int8"
-                  " WHERE consumer = $1 AND stream_id = $2"},
+    /* An upsert: when the stream's first event fails, the savepoint rollback has also removed
+     * the row that would record it, and the stream must still be parked. */
+    {"es_c_park", "INSERT INTO es_consumer_streams (consumer, stream_id, version, dead_letter_id)"
+                  " VALUES ($1, $2, 0, $3::int8) ON CONFLICT (consumer, stream_id)"
+                  " DO UPDATE SET dead_letter_id = EXCLUDED.dead_letter_id"},
     {"es_c_stream", "SELECT " ES__EVENT_COLUMNS " FROM es_events"
                     " WHERE stream_id = $1 AND version > $2::int8 ORDER BY version LIMIT $3::int8"},
     {"es_c_feed", "SELECT " ES__EVENT_COLUMNS " FROM es_events"
