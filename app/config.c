@@ -52,12 +52,70 @@ static void set(orderd_config *cfg, const key *k, const char *v)
         *(const char **)p = v;
 }
 
+static const key *find_key(const char *name)
+{
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+        if (strcmp(name, keys[i].name) == 0)
+            return &keys[i];
+    return NULL;
+}
+
+/* Reads "key = value" lines ('#' comments, blank lines, optional quotes around the value).
+ * The strings are kept for the life of the process. */
+static int load_file(orderd_config *cfg, const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        fprintf(stderr, "orderd: cannot read config file %s\n", path);
+        return -1;
+    }
+    char line[2048];
+    int n = 0, rc = 0;
+    while (fgets(line, sizeof line, f)) {
+        n++;
+        char *p = line + strspn(line, " \t");
+        if (*p == '#' || *p == '\n' || *p == '\r' || !*p)
+            continue;
+        char *eq = strchr(p, '=');
+        if (!eq) {
+            fprintf(stderr, "orderd: %s:%d: expected key = value\n", path, n);
+            rc = -1;
+            break;
+        }
+        char *k_end = eq;
+        while (k_end > p && (k_end[-1] == ' ' || k_end[-1] == '\t'))
+            k_end--;
+        *k_end = 0;
+        char *v = eq + 1 + strspn(eq + 1, " \t");
+        size_t vl = strcspn(v, "\r\n");
+        while (vl && (v[vl - 1] == ' ' || v[vl - 1] == '\t'))
+            vl--;
+        if (vl >= 2 && v[0] == '"' && v[vl - 1] == '"') {
+            v++;
+            vl -= 2;
+        }
+        v[vl] = 0;
+        const key *k = find_key(p);
+        if (!k) {
+            fprintf(stderr, "orderd: %s:%d: unknown key %s (see --help)\n", path, n, p);
+            rc = -1;
+            break;
+        }
+        set(cfg, k, strdup(v));
+    }
+    fclose(f);
+    return rc;
+}
+
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: orderd [--key value]...\n\nEvery key is also read from the environment as ORDERD_<KEY>"
-               " (dashes as underscores);\nflags win over the environment, which wins over the default.\n\n");
+    fprintf(f, "usage: orderd [--config FILE] [--key value]...\n\n"
+               "Every key can be set in a config file (\"key = value\" lines, see packaging/orderd.conf),\n"
+               "in the environment as ORDERD_<KEY> (dashes as underscores) or as a flag; flags win over\n"
+               "the environment, which wins over the file, which wins over the default.\n\n");
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
         fprintf(f, "  --%-22s %s (default: %s)\n", keys[i].name, keys[i].help, keys[i].def[0] ? keys[i].def : "none");
+    fprintf(f, "  --%-22s config file (also ORDERD_CONFIG)\n", "config");
     fprintf(f, "  --%-22s print the effective configuration and exit\n  --%-22s this text\n", "print-config", "help");
 }
 
@@ -65,8 +123,15 @@ int orderd_config_load(orderd_config *cfg, int argc, char **argv)
 {
     memset(cfg, 0, sizeof *cfg);
     int print = 0;
-    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
         set(cfg, &keys[i], keys[i].def);
+    const char *file = getenv("ORDERD_CONFIG");
+    for (int a = 1; a + 1 < argc; a++)
+        if (strcmp(argv[a], "--config") == 0)
+            file = argv[a + 1];
+    if (file && file[0] && load_file(cfg, file) != 0)
+        return -1;
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
         char env[64] = "ORDERD_";
         for (const char *s = keys[i].name; *s && strlen(env) < sizeof env - 1; s++) {
             char c = *s == '-' ? '_' : (*s >= 'a' && *s <= 'z') ? (char)(*s - 32) : *s;
@@ -85,6 +150,10 @@ int orderd_config_load(orderd_config *cfg, int argc, char **argv)
             print = 1;
             continue;
         }
+        if (strcmp(argv[a], "--config") == 0) {
+            a++; /* read above, before the environment */
+            continue;
+        }
         const key *k = NULL;
         for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
             if (strncmp(argv[a], "--", 2) == 0 && strcmp(argv[a] + 2, keys[i].name) == 0)
@@ -100,8 +169,11 @@ int orderd_config_load(orderd_config *cfg, int argc, char **argv)
         set(cfg, k, argv[++a]);
     }
     if (print) {
+        /* A valid config file: every key with its help and default. */
+        printf("# orderd configuration (orderd --print-config); every key, its effective value\n");
         for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
             const char *p = (const char *)cfg + keys[i].offset;
+            printf("\n# %s (default: %s)\n", keys[i].help, keys[i].def[0] ? keys[i].def : "none");
             if (keys[i].is_int)
                 printf("%s = %d\n", keys[i].name, *(const int *)p);
             else
