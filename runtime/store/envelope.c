@@ -77,8 +77,14 @@ int es_envelope_unpack(const void *data, size_t len, es_arena *arena, es_envelop
     out->version = e->version;
     out->position = e->position;
     out->schema_version = e->schema_version;
-    if (e->recorded_at)
+    if (e->recorded_at) {
+        /* The Timestamp range (0001-01-01 .. 9999-12-31): anything else is a forged message,
+         * and seconds * 10^6 would overflow. */
+        if (e->recorded_at->seconds < -62135596800LL || e->recorded_at->seconds > 253402300799LL ||
+            e->recorded_at->nanos < 0 || e->recorded_at->nanos > 999999999)
+            return es_error_set(err, ES_INVALID_ARGUMENT, "recorded_at", "envelope: recorded_at out of range");
         out->recorded_at_us = e->recorded_at->seconds * 1000000 + e->recorded_at->nanos / 1000;
+    }
     out->payload = e->payload.data;
     out->payload_len = e->payload.len;
     if (!out->event_id[0])
