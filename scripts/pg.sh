@@ -15,8 +15,9 @@ as_owner() {
   if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
 free_port() {
+  # A random start keeps clusters created at the same moment (parallel tests) apart.
   local p
-  for p in $(seq "${1:-55432}" 65000); do
+  for p in $(seq "${1:-$((55432 + RANDOM % 4000))}" 65000); do
     (echo >/dev/tcp/127.0.0.1/$p) 2>/dev/null || { echo "$p"; return; }
   done
 }
@@ -46,6 +47,12 @@ CONF
       fresh=0
     fi
     if ! as_owner "$bin/pg_ctl" -D "$dir/data" status >/dev/null 2>&1; then
+      # The port was free when the cluster was made; another process may hold it now.
+      if (echo >/dev/tcp/127.0.0.1/"$(cat "$dir/port")") 2>/dev/null; then
+        port=$(free_port)
+        echo "$port" >"$dir/port"
+        as_owner sed -i "s/^port = .*/port = $port/" "$dir/data/postgresql.conf"
+      fi
       as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start >/dev/null
     fi
     if [ "$fresh" = 1 ]; then
