@@ -36,7 +36,7 @@ static const key keys[] = {
     {"projections", I(projections), "1", "run the projection consumers"},
     {"payments", I(payments), "1", "run the payment-flow reactor"},
     {"min-version-wait-ms", I(min_version_wait_ms), "2000", "how long reads wait for min_version"},
-    {"auth", S(auth), "disabled", "required: every call needs a bearer token from --auth-tokens; disabled: no authentication"},
+    {"auth", S(auth), "required", "required: every call needs a bearer token from --auth-tokens; disabled: no authentication (development only)"},
     {"auth-tokens", S(auth_tokens), "", "token file: \"<sha256 hex of token> <customer|vendor|payments|admin> <principal>\" per line"},
     {"tls-cert", S(tls_cert), "", "PEM certificate chain: HTTP and gRPC serve TLS when set with --tls-key"},
     {"tls-key", S(tls_key), "", "PEM private key for --tls-cert"},

@@ -14,6 +14,17 @@ pg=$(scripts/pg.sh start .dev/pg)
 kafka=$(ES_KAFKA_MOCK=$here/build/runtime/es-kafka-mock scripts/kafka-mock.sh start .dev/kafka)
 cleanup() { scripts/kafka-mock.sh stop .dev/kafka || true; scripts/pg.sh stop .dev/pg || true; }
 trap cleanup EXIT INT TERM
+# A development admin token, made once and kept in .dev/ (production gets its own token file).
+if [ ! -s .dev/dev-token ]; then
+  head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >.dev/dev-token
+fi
+token=$(cat .dev/dev-token)
+printf '%s admin dev\n' "$(printf %s "$token" | sha256sum | cut -d' ' -f1)" >.dev/tokens
 echo "PostgreSQL: $pg"
 echo "Kafka (mock cluster): $kafka"
-build/app/orderd --pg "$pg" --kafka-bootstrap "$kafka" "$@"
+echo "================================================================================"
+echo " DEVELOPMENT TOKEN (admin, stored in .dev/dev-token; for local use only):"
+echo "   $token"
+echo "   curl -H \"Authorization: Bearer \$(cat .dev/dev-token)\" localhost:8080/v1/orders"
+echo "================================================================================"
+build/app/orderd --pg "$pg" --kafka-bootstrap-file .dev/kafka/bootstrap --auth-tokens .dev/tokens "$@"

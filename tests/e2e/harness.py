@@ -60,6 +60,8 @@ class Cluster:
         log = open(os.path.join(self.dir, f"orderd-{http}.log"), "w")
         args = [self.orderd_bin, "--pg", self.pg, "--kafka-bootstrap-file", self.bootstrap_file,
                 "--http-listen", f"127.0.0.1:{http}", "--grpc-listen", f"127.0.0.1:{grpc_port}"] + list(extra)
+        if "--auth" not in extra:
+            args += ["--auth", "disabled"]  # these tests are not about access; test_security.py is
         p = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
         inst = Orderd(p, http, grpc_port, log.name, https=https, cafile=cafile)
         self.procs.append(inst)

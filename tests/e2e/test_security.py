@@ -142,9 +142,10 @@ def test_tls(cluster, workdir, stubs):
 
 
 def test_refuses_to_start_without_auth(orderd, cluster):
-    r = subprocess.run([orderd, "--pg", cluster.pg, "--auth", "required", "--http-listen", "127.0.0.1:0",
-                        "--grpc-listen", "127.0.0.1:0"], capture_output=True, text=True, timeout=30)
-    assert r.returncode != 0 and "auth" in r.stderr, (r.returncode, r.stderr)
+    # the default is --auth required: without a token file orderd does not start
+    r = subprocess.run([orderd, "--pg", cluster.pg, "--http-listen", "127.0.0.1:0", "--grpc-listen", "127.0.0.1:0"],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode != 0 and "auth-tokens" in r.stderr, (r.returncode, r.stderr)
 
 
 def main():
