@@ -73,12 +73,13 @@
     return (neg ? '-' : '') + major + minor + ' ' + cur;
   }
 
-  function time(ts) {
+  function time(ts, ms = true) {
     if (!ts) return '—';
     const d = new Date(ts);
     if (isNaN(d)) return ts;
     const p = (n, w = 2) => String(n).padStart(w, '0');
-    return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}.${p(d.getMilliseconds(), 3)}`;
+    return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}` +
+      (ms ? `.${p(d.getMilliseconds(), 3)}` : '');
   }
 
   function showMessage(text, kind) {
@@ -185,8 +186,8 @@
     set('carrier', o.carrier);
     set('tracking_number', o.tracking_number);
     set('location', o.location);
-    set('created_at', time(o.created_at));
-    set('updated_at', time(o.updated_at));
+    set('created_at', time(o.created_at, false));
+    set('updated_at', time(o.updated_at, false));
     set('version', o.version);
     const badge = (f, prefix, what) => {
       const e = $(`[data-field="${f}"]`, $('#summary'));
@@ -275,7 +276,7 @@
       $('#timeline').setAttribute('data-last-version', String(newest));
     }
     if (state.lastVersion > state.summaryVersion) refreshSummary(gen, state.lastVersion);
-    setLive(true, `live · ${events.length} event${events.length === 1 ? '' : 's'} · ${time(new Date().toISOString()).slice(11, 19)}`);
+    setLive(true, `live · ${events.length} event${events.length === 1 ? '' : 's'} · ${time(new Date().toISOString(), false).slice(11)}`);
     state.timer = setTimeout(() => poll(gen), POLL_MS);
   }
 
@@ -324,7 +325,7 @@
     $('#orders-table tbody').replaceChildren(...orders.map(o => {
       const link = el('a', { href: '#order=' + encodeURIComponent(o.order_id), class: 'mono', text: o.order_id });
       return el('tr', { 'data-order-id': o.order_id },
-        el('td', { text: time(o.created_at) }), el('td', {}, link),
+        el('td', { text: time(o.created_at, false) }), el('td', {}, link),
         el('td', {}, badge(o.status, 'ORDER_STATUS_')), el('td', {}, badge(o.payment_status, 'PAYMENT_STATUS_')),
         el('td', {}, badge(o.shipping_status, 'SHIPPING_STATUS_')),
         el('td', { class: 'num', text: String(o.item_count || 0) }), el('td', { class: 'num', text: money(o.total) }));
