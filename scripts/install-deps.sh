@@ -14,6 +14,7 @@ packages=(
   libh2o-evloop-dev libssl-dev
   libcmocka-dev libjson-c-dev
   clang libclang-rt-14-dev valgrind wrk curl nodejs
+  chromium fonts-dejavu-core
 )
 missing=()
 for p in "${packages[@]}"; do
@@ -33,7 +34,9 @@ fi
 if ! command -v npm >/dev/null; then
   DEBIAN_FRONTEND=noninteractive ${sudo:-} apt-get install -y -qq --no-install-recommends npm >/dev/null
 fi
-if [ ! -x "$here/tools/node_modules/.bin/buf" ]; then
+# Also when the lock file changed since the last install (npm ci records it in node_modules).
+if [ ! -x "$here/tools/node_modules/.bin/buf" ] || [ ! -f "$here/tools/node_modules/.package-lock.json" ] ||
+   [ "$here/tools/package-lock.json" -nt "$here/tools/node_modules/.package-lock.json" ]; then
   echo "install-deps: installing npm tools (tools/package-lock.json)"
   (cd "$here/tools" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
 fi
