@@ -8,6 +8,7 @@ import http.client
 import json
 import os
 import random
+import shutil
 import re
 import socket
 import subprocess
@@ -91,6 +92,7 @@ class FaultEnv:
         self.cluster = Cluster(orderd_bin, kafka_mock, workdir=self.dir)
         self.instances = []
         self.pg = None
+        self.cleanup = []   # run after PostgreSQL stops (e.g. unmount a tablespace)
 
     # ---- infrastructure ----
     def start_infra(self, brokers=3):
@@ -157,8 +159,16 @@ class FaultEnv:
             inst.wait_ready(timeout)
         return inst
 
-    def stop(self):
-        self.cluster.stop()
+    def stop(self, keep=False):
+        for inst in self.instances:
+            inst.stop()
+        env = dict(os.environ, ES_KAFKA_MOCK=self.kafka_mock)
+        subprocess.run([f"{ROOT}/scripts/kafka-mock.sh", "stop", f"{self.dir}/kafka"], capture_output=True, env=env)
+        subprocess.run([f"{ROOT}/scripts/pg.sh", "stop", f"{self.dir}/pg"], capture_output=True)
+        for fn in self.cleanup:
+            fn()
+        if not keep:
+            shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def kill9(inst):
@@ -566,10 +576,13 @@ def main(tests, name):
             runner.failed += 1
             print(f"FAIL setup of {title}: {e}", flush=True)
         finally:
+            keep = False
             if runner.failed:
                 for inst in env.instances:
                     print(f"--- log of orderd :{inst.http_port} ---\n{tail_log(inst)}", flush=True)
-                os.environ["KEEP_E2E_DIR"] = os.environ.get("KEEP_FAULTS_DIR", "0")
-            env.stop()
+                keep = os.environ.get("KEEP_FAULTS_DIR") == "1"
+                if keep:
+                    print(f"kept {env.dir}", flush=True)
+            env.stop(keep)
     sys.exit(runner.finish())
 

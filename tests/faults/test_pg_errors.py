@@ -1,0 +1,179 @@
+"""Fault test: PostgreSQL refuses writes. orderd runs as a non-superuser role; then
+  (a) INSERT on es_events is revoked from that role,
+  (b) the database is made read-only (default_transaction_read_only, sessions reconnected),
+  (c) es_events lives in a tablespace on a tmpfs that is filled up (disk full; needs root),
+and in each case commands get a clear error at once (HTTP 5xx naming the cause, not a hang, not a
+200), nothing is written (no event, no command record, no projection change), reads keep working,
+and after the cause is undone the same commands (same Idempotency-Key) succeed.
+    /usr/bin/python3 test_pg_errors.py <orderd> <es-kafka-mock>"""
+import os
+import subprocess
+import sys
+import time
+import uuid
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import faults as f  # noqa: E402
+
+MAX_ANSWER_S = 3.0
+ROLE = "orderd_app"
+
+
+def app_role(env):
+    env.psql(f"CREATE ROLE {ROLE} LOGIN; GRANT USAGE, CREATE ON SCHEMA public TO {ROLE}; "
+             f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {ROLE}; "
+             f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {ROLE}")
+    return env.pg.replace("user=orderd", f"user={ROLE}")
+
+
+def counts(env):
+    return env.rows("SELECT (SELECT count(*) FROM es_events), (SELECT count(*) FROM es_commands), "
+                    "(SELECT count(*) FROM order_summary)")[0]
+
+
+def refused(env, o, cause_words, what):
+    """Sends a PlaceOrder and a CancelOrder (each with its own key) that must be refused clearly and
+    write nothing; returns the [(method, path, body, key)] to retry after the cause is undone."""
+    t = o.target
+    before = counts(env)
+    st, r, _ = f.call(t, "GET", "/v1/orders?limit=1")
+    existing = r["orders"][0]["order_id"] if st == 200 and r.get("orders") else None
+    sends = [("POST", "/v1/orders", f.order_body("refused"), f"err-{uuid.uuid4()}")]
+    if existing:
+        sends.append(("POST", f"/v1/orders/{existing}/cancel", {"reason": "x"}, f"err-{uuid.uuid4()}"))
+    answers = []
+    for method, path, body, key in sends:
+        st, r, secs = f.call(t, method, path, body, {"Idempotency-Key": key}, timeout=15)
+        answers.append((path, st, secs, r))
+        assert 500 <= st <= 599, f"{what}: {method} {path} answered {st} {r}"
+        msg = r.get("message", "") if isinstance(r, dict) else str(r)
+        assert any(w in msg for w in cause_words), f"{what}: the error does not name the cause ({cause_words}): {st} {r}"
+        assert secs <= MAX_ANSWER_S, f"{what}: the error took {secs:.1f} s"
+    # the failed commands wrote nothing, and nothing else changed meanwhile
+    time.sleep(1)
+    assert counts(env) == before, f"{what}: something was written: {before} -> {counts(env)}"
+    keys = [s[3] for s in sends]
+    assert env.rows("SELECT count(*) FROM es_commands WHERE command_id IN (" + ",".join(f"'{k}'" for k in keys) + ")")[0][0] == "0"
+    if existing:
+        st, r, _ = f.call(t, "GET", f"/v1/orders/{existing}")
+        assert st == 200, f"{what}: reads must keep working: {st} {r}"
+    f.check_alive(o)
+    f.log(f"{what}: " + "; ".join(f"{p} -> {st} in {secs:.2f} s: {r.get('message', r)[:110] if isinstance(r, dict) else r}"
+                                   for p, st, secs, r in answers))
+    return sends
+
+
+def retried_ok(env, o, sends, ledger, what):
+    """After the cause is undone the same commands succeed (within a few seconds: pools reconnect)."""
+    t0 = time.monotonic()
+    for method, path, body, key in sends:
+        def ok():
+            try:
+                st, r, _ = f.call(o.target, method, path, body, {"Idempotency-Key": key}, timeout=10)
+            except OSError:
+                return None
+            return (st, r) if st == 200 else None
+        st, r = f.eventually(ok, timeout=20, interval=0.5, what=f"{what}: {path} to succeed after the undo")
+        assert not r.get("replayed"), f"{what}: a refused command was replayed as if it had succeeded: {r}"
+        ledger.ack(key, path, r)
+    f.log(f"{what}: undone; the refused commands succeeded {time.monotonic() - t0:.1f} s later")
+
+
+def disk_full(env, o, ledger):
+    """(c): returns None when tmpfs cannot be mounted (not root)."""
+    mnt = os.path.join(env.dir, "small")
+    os.makedirs(mnt, exist_ok=True)
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m,mode=0700,uid=postgres", "tmpfs", mnt],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        f.log("disk-full case not run (cannot mount a tmpfs):", r.stderr.strip())
+        return None
+    env.cleanup.append(lambda: subprocess.run(["umount", "-l", mnt], capture_output=True))
+    env.psql(f"CREATE TABLESPACE small LOCATION '{mnt}'")
+    env.psql("ALTER TABLE es_events SET TABLESPACE small")
+    filler = os.path.join(mnt, "filler")
+    free = os.statvfs(mnt).f_bavail * os.statvfs(mnt).f_frsize
+    with open(filler, "wb") as fh:  # leave ~48 kB: a few pages of events
+        fh.write(b"\0" * max(0, free - 48 * 1024))
+    t = o.target
+    placed = 0
+    start = counts(env)
+    t_fill = time.monotonic()
+    for i in range(400):
+        key = f"fill-{uuid.uuid4()}"
+        st, r, secs = f.call(t, "POST", "/v1/orders", f.order_body("fill"), {"Idempotency-Key": key}, timeout=15)
+        if st == 200:
+            ledger.ack(key, "place", r)
+            placed += 1
+            continue
+        # the first append that needs a new page fails (later small ones may still fit in free space)
+        msg = r.get("message", "") if isinstance(r, dict) else str(r)
+        assert 500 <= st <= 599, f"(c) disk full: answered {st} {r}"
+        assert "No space left" in msg, f"(c) disk full: the error does not name the cause: {st} {r}"
+        assert secs <= MAX_ANSWER_S, f"(c) disk full: the error took {secs:.1f} s"
+        time.sleep(1)
+        # the store holds exactly the orders placed before (the projection may still be applying them)
+        want = [str(int(start[0]) + placed), str(int(start[1]) + placed)]
+        assert counts(env)[:2] == want, f"(c) disk full: something was written: {want} -> {counts(env)}"
+        assert env.rows(f"SELECT count(*) FROM es_commands WHERE command_id = '{key}'")[0][0] == "0"
+        f.check_alive(o)
+        f.log(f"(c) disk full after {placed} more orders in {time.monotonic() - t_fill:.1f} s: /v1/orders -> {st} in {secs:.2f} s: {msg[:150]}")
+        sends = [("POST", "/v1/orders", f.order_body("fill"), key)]
+        break
+    else:
+        raise AssertionError("the tablespace never filled up")
+    os.remove(filler)
+    retried_ok(env, o, sends, ledger, "(c) disk full")
+    return placed
+
+
+def test_write_errors(env):
+    # migrate as the owner, then serve as a role with ordinary table privileges
+    owner = env.orderd("--payments", "0")
+    st, r, _ = f.call(owner.target, "POST", "/v1/orders", f.order_body("owner"))
+    assert st == 200, (st, r)
+    f.eventually(lambda: f.call(owner.target, "GET", f"/v1/orders/{r['order_id']}")[0] == 200, timeout=60,
+                 what="first projection")
+    owner.stop()
+    app = app_role(env)
+    o = env.orderd("--payments", "0", pg=app)
+    t = o.target
+    ledger = f.Ledger()
+    for _ in range(5):
+        key = f"ok-{uuid.uuid4()}"
+        st, r, _ = f.call(t, "POST", "/v1/orders", f.order_body("app"), {"Idempotency-Key": key})
+        assert st == 200, ("as the application role", st, r)
+        ledger.ack(key, "place", r)
+    f.wait_converged(env, timeout=60)
+
+    # (a) privilege revoked
+    env.psql(f"REVOKE INSERT ON es_events FROM {ROLE}")
+    sends = refused(env, o, ("permission denied",), "(a) INSERT revoked")
+    env.psql(f"GRANT INSERT ON es_events TO {ROLE}")
+    retried_ok(env, o, sends, ledger, "(a) INSERT revoked")
+
+    # (b) read-only database; existing sessions are closed so that every pool reconnects
+    kick = f"SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE usename = '{ROLE}'"
+    env.psql("ALTER DATABASE orderd SET default_transaction_read_only = on")
+    env.psql(kick)
+    time.sleep(0.5)
+    sends = refused(env, o, ("read-only",), "(b) read-only database")
+    env.psql("ALTER DATABASE orderd RESET default_transaction_read_only",  # from another database: this one is read-only
+             conninfo=env.pg.replace("dbname=orderd", "dbname=postgres"))
+    env.psql(kick)
+    retried_ok(env, o, sends, ledger, "(b) read-only database")
+
+    # (c) disk full
+    filled = disk_full(env, o, ledger)
+
+    f.check_alive(o)
+    f.check_store(env, ledger)
+    secs = f.wait_converged(env, timeout=90)
+    f.check_no_dead_letters(env)
+    how = f.reconcile(env)
+    f.log(f"all cases refused clearly and recovered; disk-full case: "
+          f"{'not run' if filled is None else 'run'}; converged in {secs:.1f} s; reconciliation: {how}")
+
+
+if __name__ == "__main__":
+    f.main([("permission, read-only and disk-full errors surface clearly, write nothing", test_write_errors)], "errors")
