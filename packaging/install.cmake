@@ -1,6 +1,6 @@
 # Runs at `cmake --install` time (install(SCRIPT)): writes the files that name install paths,
 # so that they follow --prefix and DESTDIR chosen then rather than at configure time.
-# Inputs (set by packaging/CMakeLists.txt through install(CODE)): ORDERD_PACKAGING_DIR,
+# Inputs (set by packaging/CMakeLists.txt through install(CODE)): ORDERD_PACKAGING_DIR, ORDERD_EXTRA_LIBS,
 # ORDERD_STAGE (a build folder for the filled-in files), ORDERD_VERSION, ORDERD_BINDIR, ORDERD_SYSCONFDIR, ORDERD_DATADIR, ORDERD_LIBDIR, ORDERD_INCLUDEDIR.
 function(orderd_abs out dir)
   if(IS_ABSOLUTE "${dir}")
@@ -17,6 +17,7 @@ set(DOCDIR "${DATADIR}/doc/orderd")
 set(VERSION "${ORDERD_VERSION}")
 set(LIBDIR "${ORDERD_LIBDIR}")
 set(INCLUDEDIR "${ORDERD_INCLUDEDIR}")
+set(EXTRA_LIBS "${ORDERD_EXTRA_LIBS}")
 # From <libdir>/pkgconfig back to the prefix: one ".." per component, plus one for pkgconfig.
 string(REGEX REPLACE "[^/]+" ".." PC_UP "${ORDERD_LIBDIR}/pkgconfig")
 
