@@ -8,7 +8,9 @@
  *   FINISH  started by done() from whatever thread the dispatcher finishes on (grpc calls accept
  *           batches from any thread), sends metadata, the response and the status; its
  *           completion frees everything.
- * Only one batch per call is ever outstanding, so a call needs no reference count. */
+ * Only one batch per call is ever outstanding, so a call needs no reference count.
+ * The one streaming method, server reflection, takes a fourth state, STREAM: its record is
+ * driven by grpc_reflection.c (one batch outstanding, same tag) until the stream is over. */
 #include "es/grpc_server.h"
 #include "es/log.h"
 
@@ -26,9 +28,10 @@
 #include <grpc/grpc_security.h>
 #include <grpc/slice.h>
 
+#include "grpc_reflection.h"
 #include "net_common.h"
 
-enum gstate { ST_SLOT, ST_RECV, ST_FINISH };
+enum gstate { ST_SLOT, ST_RECV, ST_FINISH, ST_STREAM };
 
 typedef struct gcall {
     es_call call;               /* first: done() gets &call and casts back */
@@ -43,6 +46,7 @@ typedef struct gcall {
     int have_status_details;
     int cancelled;
     int submitted;
+    es__refl_stream *stream;    /* ST_STREAM only */
     char text[512];
 } gcall;
 
@@ -53,6 +57,7 @@ struct es_grpc_server {
     es_dispatcher *d;
     const es_method_def **methods;
     size_t n_methods, cap_methods;
+    es__refl_index *reflection; /* service names and descriptor sets; read-only after start */
 
     grpc_server *server;
     grpc_completion_queue *cq;
@@ -92,6 +97,7 @@ static void gcall_free(gcall *g)
         grpc_byte_buffer_destroy(g->send);
     if (g->have_status_details)
         grpc_slice_unref(g->status_details);
+    es__refl_stream_free(g->stream);
     if (g->gc)
         grpc_call_unref(g->gc);
     grpc_metadata_array_destroy(&g->md);
@@ -235,6 +241,13 @@ static void on_slot(gcall *g, int ok)
     live_add(s, 0, 1);
 
     es_error err = {0};
+    if (es__refl_is_path((const char *)GRPC_SLICE_START_PTR(g->details.method), GRPC_SLICE_LENGTH(g->details.method))) {
+        g->state = ST_STREAM;
+        g->stream = es__refl_stream_new(s->reflection, g->gc, g);
+        if (es__refl_stream_step(g->stream, 1))
+            gcall_free(g);
+        return;
+    }
     const es_method_def *m = find_method(s, g->details.method);
     if (!m) {
         int len = (int)GRPC_SLICE_LENGTH(g->details.method);
@@ -324,6 +337,10 @@ static void *cq_thread(void *arg)
         case ST_FINISH:
             gcall_free(g);
             break;
+        case ST_STREAM:
+            if (es__refl_stream_step(g->stream, ev.success))
+                gcall_free(g);
+            break;
         }
     }
     return NULL;
@@ -362,6 +379,9 @@ es_grpc_server *es_grpc_server_new(const es_grpc_config *cfg, es_dispatcher *d, 
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
     atomic_init(&s->stopping, 0);
+    s->reflection = es__refl_index_new();
+    es__refl_index_add_service(s->reflection, "grpc.reflection.v1alpha.ServerReflection");
+    es__refl_index_add_service(s->reflection, "grpc.reflection.v1.ServerReflection");
     grpc_init();
     return s;
 }
@@ -386,7 +406,16 @@ int es_grpc_server_add_service(es_grpc_server *s, const es_service_def *svc, es_
         }
         s->methods[s->n_methods++] = svc->methods[i];
     }
+    if (svc->name)
+        es__refl_index_add_service(s->reflection, svc->name);
     return ES_OK;
+}
+
+int es_grpc_server_add_descriptor_set(es_grpc_server *s, const uint8_t *bytes, size_t len, es_error *err)
+{
+    if (s->started)
+        return es_error_set(err, ES_FAILED_PRECONDITION, "", "descriptor sets must be added before start");
+    return es__refl_index_add_set(s->reflection, bytes, len, err);
 }
 
 /* Reads a whole (PEM) file into a NUL-terminated heap string, or NULL. */
@@ -555,6 +584,7 @@ void es_grpc_server_free(es_grpc_server *s)
     es_grpc_server_stop(s);
     free(s->threads);
     free(s->methods);
+    es__refl_index_free(s->reflection);
     free(s->address);
     free(s->tls_cert_file);
     free(s->tls_key_file);

@@ -3,11 +3,16 @@
  * es_call, and answered from call->done (which may run on any thread).
  *
  * Calls are accepted through generic request slots, so a method no table knows is answered
- * UNIMPLEMENTED at once instead of hanging until the client's deadline. */
+ * UNIMPLEMENTED at once instead of hanging until the client's deadline.
+ *
+ * The server also answers gRPC server reflection (grpc.reflection.v1alpha and v1
+ * ServerReflection/ServerReflectionInfo): list_services names every added service and the
+ * reflection service; the file requests are answered from the added descriptor sets. */
 #ifndef ES_GRPC_SERVER_H
 #define ES_GRPC_SERVER_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include "es/schema.h"
 #include "es/service.h"
 #include "es/status.h"
@@ -36,6 +41,12 @@ es_grpc_server *es_grpc_server_new(const es_grpc_config *cfg, es_dispatcher *d, 
  * Returns ES_OK, ES_ALREADY_EXISTS when a grpc_path is served already, or ES_FAILED_PRECONDITION
  * after start. */
 int es_grpc_server_add_service(es_grpc_server *s, const es_service_def *svc, es_error *err);
+
+/* Makes the files of a serialized google.protobuf.FileDescriptorSet (e.g. es_schema's
+ * descriptor_set) available to server reflection; bytes are copied. A file already added by an
+ * earlier set is kept as it was. Call before start. Returns ES_OK, ES_INVALID_ARGUMENT when the
+ * bytes are not a FileDescriptorSet, or ES_FAILED_PRECONDITION after start. */
+int es_grpc_server_add_descriptor_set(es_grpc_server *s, const uint8_t *bytes, size_t len, es_error *err);
 
 /* Binds the address and starts the threads. Returns ES_OK, or ES_UNAVAILABLE when the address
  * cannot be bound, ES_INVALID_ARGUMENT when the TLS files cannot be read. */
