@@ -292,9 +292,9 @@ static int start(app *a)
                          .tls_cert_file = cert, .tls_key_file = key};
     if (!(a->grpc = es_grpc_server_new(&gc, a->dispatcher, &err)) ||
         es_grpc_server_add_service(a->grpc, &orders_v1_service_OrderService, &err) != ES_OK ||
+        es_grpc_server_add_descriptor_set(a->grpc, orders_v1_schema.descriptor_set, orders_v1_schema.descriptor_set_len, &err) != ES_OK ||
         es_grpc_server_start(a->grpc, &err) != ES_OK)
         goto fail;
-        es_grpc_server_add_descriptor_set(a->grpc, orders_v1_schema.descriptor_set, orders_v1_schema.descriptor_set_len, &err) != ES_OK ||
     es_log(ES_LOG_INFO, "orderd", NULL, "orderd serving HTTP on %s (port %d) and gRPC on %s (port %d)", cfg->http_listen,
           es_http_server_port(a->http), cfg->grpc_listen, es_grpc_server_port(a->grpc));
     return 0;
