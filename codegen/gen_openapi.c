@@ -211,6 +211,7 @@ static char *comment_at(const cg_file *f, const int32_t *path, size_t n)
         if (!c)
             return cg_strdup("");
         cg_out *o = cg_scratch();
+        int blank = 0;   /* a blank line since the last text: the next text starts a paragraph */
         while (*c) {
             const char *e = strchr(c, '\n');
             size_t len = e ? (size_t)(e - c) : strlen(c);
@@ -218,17 +219,17 @@ static char *comment_at(const cg_file *f, const int32_t *path, size_t n)
                 c++, len--;
             while (len && (c[len - 1] == ' ' || c[len - 1] == '\t' || c[len - 1] == '\r'))
                 len--;
-            if (o->len || len)
-                cg_printf(o, "%s%.*s", o->len ? (len ? " " : "\n\n") : "", (int)len, c);
+            if (!len) {
+                blank = o->len > 0;
+            } else {
+                if (o->len)
+                    cg_write(o, blank ? "\n\n" : " ", blank ? 2 : 1);
+                cg_write(o, c, len);
+                blank = 0;
+            }
             c = e ? e + 1 : c + strlen(c);
         }
-        while (o->len && (o->data[o->len - 1] == '\n' || o->data[o->len - 1] == ' '))
-            o->data[--o->len] = 0;
-        /* A blank line followed by more text left "\n\n " behind: drop the space. */
-        char *out = cg_strdup(o->data ? o->data : "");
-        for (char *p = out; (p = strstr(p, "\n\n ")) != NULL;)
-            memmove(p + 2, p + 3, strlen(p + 3) + 1);
-        return out;
+        return o->data ? o->data : cg_strdup("");
     }
     return cg_strdup("");
 }

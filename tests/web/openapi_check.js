@@ -131,6 +131,20 @@ const GOLDEN = 'tests/codegen/golden/expected/openapi/golden_v1.openapi.json';
     assert.ok(Buffer.from(bytes).equals(fs.readFileSync(path.join(root, ORDERS))), 'the embedded string differs from the file');
   });
 
+  await check('the generated C compiles as strict C11 (no trigraph, escapes intact)', () => {
+    const { execFileSync } = require('child_process');
+    const os = require('os');
+    const out = fs.mkdtempSync(path.join(os.tmpdir(), 'openapi-c-'));
+    try {
+      for (const [inc, c] of [['generated', 'generated/orders/v1/orders_v1.openapi.c'],
+        ['tests/codegen/golden/expected', 'tests/codegen/golden/expected/golden/v1/golden_v1.openapi.c']])
+        execFileSync('cc', ['-std=c11', '-pedantic', '-Wall', '-Wextra', '-Werror', '-Wno-overlength-strings', '-c',
+          '-I', path.join(root, inc), path.join(root, c), '-o', path.join(out, 'x.o')], { stdio: 'pipe' });
+    } finally {
+      fs.rmSync(out, { recursive: true, force: true });
+    }
+  });
+
   await check('the validator rejects a broken document (the checks above can fail)', async () => {
     const doc = load(ORDERS);
     delete doc.components.schemas['orders.v1.Money'];
