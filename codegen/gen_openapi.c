@@ -732,7 +732,7 @@ static void query_params(gen *g, jv *params, const cg_message *m, const char *pr
         if (f->msg_type && !wkt_schema(f->msg_type->full)) {
             if (!f->repeated && depth < 4 && f->msg_type != m) {
                 char *pre = cg_sprintf("%s.", name);
-                query_params(g, params, f->msg_type, pre, vars, n_vars, NULL, depth + 1);
+                query_params(g, params, f->msg_type, pre, vars, n_vars, body_field, depth + 1);
                 free(pre);
             }
             free(name);
