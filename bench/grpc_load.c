@@ -8,7 +8,7 @@
  * late (scheduled sends that found no free slot) and the first error.
  *
  *   bench_grpc_load --target 127.0.0.1:8081 [--clients 32] [--seconds 15] [--rate R]
- *                   [--channels 2] [--run tag]
+ *                   [--channels 2] [--run tag] [--token bearer-token]
  *
  * One thread drives one completion queue; the calls are spread over several channels (each its
  * own HTTP/2 connection) as a pool of client connections would be. */
@@ -37,7 +37,8 @@ typedef struct slot {
     double t0;
 } slot;
 
-static const char *target = "127.0.0.1:8081", *run = "g";
+static const char *target = "127.0.0.1:8081", *run = "g", *token;
+static grpc_metadata auth_md;      /* "authorization: Bearer <token>", alive for the whole run */
 static int clients = 32, seconds = 15, channels = 2;
 static double rate = 0;
 static long seq, ok, errors, late;
@@ -104,6 +105,10 @@ static void start_call(slot *s, grpc_channel *ch, grpc_completion_queue *cq, grp
     grpc_op ops[6];
     memset(ops, 0, sizeof ops);
     ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    if (token) {
+        ops[0].data.send_initial_metadata.count = 1;
+        ops[0].data.send_initial_metadata.metadata = &auth_md;
+    }
     ops[1].op = GRPC_OP_SEND_MESSAGE;
     ops[1].data.send_message.send_message = s->send;
     ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
@@ -173,6 +178,7 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--rate")) rate = atof(argv[i + 1]);
         else if (!strcmp(argv[i], "--channels")) channels = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--run")) run = argv[i + 1];
+        else if (!strcmp(argv[i], "--token")) token = argv[i + 1];
         else {
             fprintf(stderr, "grpc_load: unknown option %s\n", argv[i]);
             return 2;
@@ -180,6 +186,12 @@ int main(int argc, char **argv)
     }
     if (clients < 1 || channels < 1 || seconds < 1) return 2;
     grpc_init();
+    if (token) {
+        char bearer[512];
+        snprintf(bearer, sizeof bearer, "Bearer %s", token);
+        auth_md.key = grpc_slice_from_static_string("authorization");
+        auth_md.value = grpc_slice_from_copied_string(bearer);
+    }
     grpc_completion_queue *cq = grpc_completion_queue_create_for_next(NULL);
     grpc_channel_credentials *creds = grpc_insecure_credentials_create();
     grpc_arg arg = {.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, .value.integer = 1};

@@ -1,5 +1,5 @@
 -- wrk script: the mixed order lifecycle over HTTP (issue 5, item 4).
---   wrk -t2 -c32 -d15s -s lifecycle.lua http://host:port -- [run=<tag>] [out=<file>]
+--   wrk -t2 -c32 -d15s -s lifecycle.lua http://host:port -- [run=<tag>] [token=<bearer token>] [out=<file>]
 -- Every order goes place -> initiate payment -> mark paid -> ship (in transit) -> update (in
 -- transit, new location) -> update (out for delivery) -> deliver: 7 commands. One order in ten
 -- is cancelled after payment initiation instead (3 commands). orderd runs with --payments 0, so
@@ -18,6 +18,7 @@ function setup(thread)
 end
 
 local run = "l"
+local auth = nil
 out = nil -- global: done() runs in the main Lua state and reads it from a thread
 local seq = 0
 local ready, head, tail = {}, 1, 0   -- FIFO of {id, version}
@@ -27,7 +28,8 @@ placed, delivered, cancelled, lost = 0, 0, 0, 0
 function init(args)
   for _, a in ipairs(args) do
     local k, v = a:match("^(%w+)=(.*)$")
-    if k == "run" then run = v elseif k == "out" then out = v end
+    if k == "run" then run = v elseif k == "out" then out = v
+    elseif k == "token" then auth = "Bearer " .. v end
   end
   math.randomseed(tid * 7919)
 end
@@ -40,7 +42,7 @@ local place_fmt = '{"customer_id":"cust-%d","vendor_id":"vendor-%d","payment_met
 local ship_fmt = '{"status":"%s","carrier":"DHL","tracking_number":"JD%09d","location":"%s"}'
 
 local function headers()
-  return { ["Content-Type"] = "application/json", ["Idempotency-Key"] = string.format("%s-%d-%d", run, tid, seq) }
+  return { ["Content-Type"] = "application/json", ["Authorization"] = auth, ["Idempotency-Key"] = string.format("%s-%d-%d", run, tid, seq) }
 end
 
 function request()

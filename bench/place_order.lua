@@ -1,5 +1,6 @@
 -- wrk script: PlaceOrder over HTTP, every request a different order.
---   wrk -t2 -c32 -d15s -s place_order.lua http://host:port -- [run=<tag>] [rate=<orders/s> threads=<wrk -t>] [out=<file>]
+--   wrk -t2 -c32 -d15s -s place_order.lua http://host:port -- [run=<tag>] [rate=<orders/s> threads=<wrk -t>]
+--     [token=<bearer token>] [out=<file>]
 -- Each request carries a unique Idempotency-Key (so the append records and checks a command id,
 -- as a retrying client's would) and a customer id that varies, with a realistic body: two line
 -- items and a full shipping address. With rate=R the threads pace their sends on a shared
@@ -28,12 +29,14 @@ end
 local run, rate, nthreads = "r", 0, 2
 out = nil -- global: done() runs in the main Lua state and reads it from a thread
 local interval, next_at, seq = 0, 0, 0
+local auth = nil
 
 function init(args)
   for _, a in ipairs(args) do
     local k, v = a:match("^(%w+)=(.*)$")
     if k == "run" then run = v elseif k == "rate" then rate = tonumber(v)
-    elseif k == "threads" then nthreads = tonumber(v) elseif k == "out" then out = v end
+    elseif k == "threads" then nthreads = tonumber(v) elseif k == "out" then out = v
+    elseif k == "token" then auth = "Bearer " .. v end
   end
   -- init runs in every thread's own Lua state: each thread paces an equal share of the rate.
   if rate > 0 then interval = nthreads * 1000.0 / rate end
@@ -48,7 +51,7 @@ local body_fmt = '{"customer_id":"cust-%d","vendor_id":"vendor-%d","payment_meth
 function request()
   seq = seq + 1
   local body = string.format(body_fmt, (tid * 1000003 + seq) % 50000, seq % 97, seq % 1000)
-  local headers = { ["Content-Type"] = "application/json",
+  local headers = { ["Content-Type"] = "application/json", ["Authorization"] = auth,
                     ["Idempotency-Key"] = string.format("%s-%d-%d", run, tid, seq) }
   return wrk.format("POST", "/v1/orders", headers, body)
 end

@@ -22,15 +22,18 @@ def machine():
             ("Kernel", platform.release()), ("OS", sh(". /etc/os-release && echo $PRETTY_NAME"))]
 
 
+deb_version = "dpkg-query -W -f '${Version}'"
+
+
 def versions():
     def pc(m):
         return sh(f"pkg-config --modversion {m}")
     return [("PostgreSQL", sh("/usr/lib/postgresql/15/bin/postgres --version")),
             ("gcc", sh("gcc --version | head -1")),
-            ("wrk", sh("dpkg-query -W -f '${Version}' wrk")),
+            ("wrk", sh(deb_version + " wrk")),
             ("pgbench", sh("/usr/lib/postgresql/15/bin/pgbench --version")),
-            ("grpc core", f"{pc('grpc')} (Debian {sh(chr(100) + 'pkg-query -W -f ${Version} libgrpc-dev')})"),
-            ("libh2o-evloop", pc("libh2o-evloop")), ("librdkafka", pc("rdkafka")),
+            ("grpc core", f"{pc('grpc')} (Debian libgrpc-dev {sh(deb_version + ' libgrpc-dev')})"),
+            ("libh2o-evloop", sh(deb_version + " libh2o-evloop-dev")), ("librdkafka", pc("rdkafka")),
             ("protobuf-c", pc("libprotobuf-c")), ("libpq", pc("libpq")),
             ("orderd commit", sh(f"git -C {ROOT} rev-parse --short HEAD") +
              (" (with uncommitted changes)" if sh(f"git -C {ROOT} status --porcelain -- runtime app generated") else ""))]
@@ -77,10 +80,10 @@ def targets(b):
 
     h, g = r.get("place_order_http_tps"), r.get("place_order_grpc_tps")
     add("PlaceOrder HTTP tps / pgbench INSERT tps >= 1.0",
-        f"{fmt(h, 0)} / {fmt(pg_tps, 0)} = {h / pg_tps:.2f}" if h and pg_tps else "–",
+        f"{fmt(h, 0)} / {fmt(pg_tps, 0)} = {h / pg_tps:.3f}" if h and pg_tps else "–",
         (h / pg_tps >= 1.0) if h and pg_tps else None)
     add("PlaceOrder gRPC tps / pgbench INSERT tps >= 1.0",
-        f"{fmt(g, 0)} / {fmt(pg_tps, 0)} = {g / pg_tps:.2f}" if g and pg_tps else "–",
+        f"{fmt(g, 0)} / {fmt(pg_tps, 0)} = {g / pg_tps:.3f}" if g and pg_tps else "–",
         (g / pg_tps >= 1.0) if g and pg_tps else None)
     lag = b.detail.get("lag", {})
     p99h = lag.get("p99_ms")
@@ -127,7 +130,7 @@ def render(b):
     L += ["", "Set-up: PostgreSQL 15 from `scripts/pg.sh` (fsync on, synchronous_commit on, shared_buffers 256MB; "
           "the benchmark adds track_commit_timestamp to date the projection), librdkafka's mock cluster "
           "(3 brokers, `scripts/kafka-mock.sh`), orderd with its defaults (pool 16, 64 workers, 2 HTTP and 2 gRPC "
-          f"threads) and `--payments 0`. {b.clients} client connections everywhere. Load generators run on the "
+          f"threads) with `--payments 0` and authentication on (one admin bearer token, sent by every client). {b.clients} client connections everywhere. Load generators run on the "
           "same 2 cores.", "", "## Targets (issue 5)", "", "| target | figures | |", "|---|---|---|"]
     L += [f"| {n} | {f} | {m} |" for n, f, m in targets(b)]
     L += ["", "## Figures", "", "| step | figure |", "|---|---|"]
