@@ -53,7 +53,20 @@ CONF
         echo "$port" >"$dir/port"
         as_owner sed -i "s/^port = .*/port = $port/" "$dir/data/postgresql.conf"
       fi
-      as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start >/dev/null
+      # Another cluster may take the port between our check and the bind: move and retry.
+      for attempt in 1 2 3 4; do
+        if as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start >/dev/null 2>&1; then
+          break
+        fi
+        if [ "$attempt" = 4 ] || ! grep -q "could not bind\|Address already in use\|could not create any TCP/IP sockets" "$dir/server.log"; then
+          echo "pg.sh: PostgreSQL did not start; $dir/server.log says:" >&2
+          tail -5 "$dir/server.log" >&2
+          exit 1
+        fi
+        port=$(free_port)
+        echo "$port" >"$dir/port"
+        as_owner sed -i "s/^port = .*/port = $port/" "$dir/data/postgresql.conf"
+      done
     fi
     if [ "$fresh" = 1 ]; then
       as_owner "$bin/psql" -h "$dir/sock" -p "$(cat "$dir/port")" -U postgres -d postgres -qAt \

@@ -49,8 +49,10 @@ class Cluster:
         self.bootstrap_file = os.path.join(self.dir, "kafka", "bootstrap")
 
     def start_infra(self):
-        self.pg = subprocess.run([f"{ROOT}/scripts/pg.sh", "start", f"{self.dir}/pg"], check=True,
-                                 capture_output=True, text=True).stdout.strip()
+        r = subprocess.run([f"{ROOT}/scripts/pg.sh", "start", f"{self.dir}/pg"], capture_output=True, text=True)
+        if r.returncode != 0:
+            raise RuntimeError(f"scripts/pg.sh start failed: {r.stderr.strip()}")
+        self.pg = r.stdout.strip()
         env = dict(os.environ, ES_KAFKA_MOCK=self.kafka_mock)
         self.bootstrap = subprocess.run([f"{ROOT}/scripts/kafka-mock.sh", "start", f"{self.dir}/kafka"],
                                         check=True, capture_output=True, text=True, env=env).stdout.strip()
