@@ -20,6 +20,16 @@ CREATE TABLE IF NOT EXISTS es_events (
     UNIQUE (stream_id, version)
 );
 CREATE INDEX IF NOT EXISTS es_events_feed ON es_events (txid, position);
+-- The event as proto3 JSON (proto field names), written at append by a service that has a JSON
+-- registry, so BI tools and psql can read the history; NULL when the writer supplied none. The
+-- protobuf payload stays the source of truth.
+ALTER TABLE es_events ADD COLUMN IF NOT EXISTS payload_json jsonb;
+
+-- Every event with its metadata and JSON, for readers who cannot decode protobuf.
+CREATE OR REPLACE VIEW es_events_json AS
+SELECT position, event_id, stream_type, stream_id, version, event_type, schema_name,
+       schema_version, recorded_at, command_id, correlation_id, causation_id, actor, payload_json
+  FROM es_events;
 
 -- One row per command id: a retried command returns its first result.
 CREATE TABLE IF NOT EXISTS es_commands (
@@ -48,6 +58,9 @@ CREATE TABLE IF NOT EXISTS es_snapshots (
 -- alone instead of aborting its neighbours. Statuses: 'ok'; 'duplicate' (p_command_id was seen:
 -- the first result is returned, nothing is written); 'conflict' (a unique violation on the stream
 -- version or a deadlock: retry against fresh state); 'error' (message says why).
+-- p_payload_jsons (NULL, or one JSON text or NULL per event) fills es_events.payload_json. An
+-- earlier es_append without it may remain beside this one: a 19-argument call from a binary of
+-- the previous release still resolves to it during a rolling upgrade.
 CREATE OR REPLACE FUNCTION es_append(
     p_stream_type text, p_stream_id text, p_expected bigint,
     p_command_id text, p_record_command boolean,
@@ -55,6 +68,7 @@ CREATE OR REPLACE FUNCTION es_append(
     p_event_ids uuid[], p_event_types text[], p_schema_names text[], p_schema_versions integer[],
     p_schema_hashes text[], p_payloads bytea[], p_result bytea,
     p_snapshot_version bigint, p_snapshot_schema text, p_snapshot_hash text, p_snapshot bytea,
+    p_payload_jsons text[],
     OUT status text, OUT first_version bigint, OUT last_version bigint, OUT stream_id text,
     OUT event_ids bytea, OUT message text)
 LANGUAGE plpgsql AS $es_append$
@@ -77,14 +91,14 @@ BEGIN
         END IF;
         INSERT INTO es_events (event_id, stream_type, stream_id, version, event_type, schema_name,
                                schema_version, schema_hash, payload, command_id, correlation_id,
-                               causation_id, actor)
+                               causation_id, actor, payload_json)
         SELECT e.event_id, p_stream_type, p_stream_id, p_expected + e.i, e.event_type,
                e.schema_name, e.schema_version, e.schema_hash, e.payload, p_command_id,
-               p_correlation_id, p_causation_id, p_actor
+               p_correlation_id, p_causation_id, p_actor, e.payload_json::jsonb
           FROM unnest(p_event_ids, p_event_types, p_schema_names, p_schema_versions,
-                      p_schema_hashes, p_payloads)
+                      p_schema_hashes, p_payloads, p_payload_jsons)
                WITH ORDINALITY AS e(event_id, event_type, schema_name, schema_version,
-                                    schema_hash, payload, i)
+                                    schema_hash, payload, payload_json, i)
          ORDER BY e.i;
         IF p_snapshot IS NOT NULL THEN
             INSERT INTO es_snapshots AS s (stream_id, stream_type, version, schema_name,

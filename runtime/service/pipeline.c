@@ -17,6 +17,7 @@ struct es_pipeline {
     es__state_cache *cache;        /* NULL when disabled */
     int snapshot_every;
     unsigned max_retries;
+    const es_json_registry *json;  /* NULL: no payload_json */
     es_pipeline_stats stats;       /* updated with atomic adds */
 };
 
@@ -46,6 +47,7 @@ es_pipeline *es_pipeline_new(const es_pipeline_config *cfg, es_error *err)
     if (!cfg->cache_disabled) p->cache = es__state_cache_new(cfg->cache_size ? cfg->cache_size : 10000);
     p->snapshot_every = cfg->snapshot_every;
     p->max_retries = cfg->max_retries ? cfg->max_retries : 10;
+    p->json = cfg->json;
     return p;
 fail:
     es_pipeline_free(p);
@@ -79,6 +81,33 @@ static ProtobufCMessage *new_state(const es_aggregate_def *agg)
     ProtobufCMessage *m = es_xmalloc(agg->state_descriptor->sizeof_message);
     agg->state_descriptor->message_init(m);
     return m;
+}
+
+static int has_nul_escape(const char *s, size_t len)
+{
+    for (size_t i = 0; i + 6 <= len; i++)
+        if (s[i] == '\\' && memcmp(s + i, "\\u0000", 6) == 0)
+            return 1;
+    return 0;
+}
+
+/* The event as proto3 JSON text in the arena, for es_events.payload_json; NULL when it has no
+ * JSON form or may hold a U+0000 (jsonb refuses it; the check is conservative). Never fails the command: the protobuf payload
+ * is the record, the JSON a convenience for SQL readers. */
+static const char *event_json(const es_json_registry *r, const ProtobufCMessage *ev, es_arena *arena)
+{
+    es_buf b;
+    es_error err = {0};
+    const char *out = NULL;
+    es_buf_init(&b);
+    if (es_json_encode(r, ev, NULL, &b, &err) == ES_OK && !has_nul_escape(b.data, b.len)) {
+        char *t = es_arena_alloc(arena, b.len + 1);
+        memcpy(t, b.data, b.len);
+        t[b.len] = '\0';
+        out = t;
+    }
+    es_buf_free(&b);
+    return out;
 }
 
 static int snapshot_interval(const es_pipeline *p, const es_aggregate_def *agg)
@@ -282,6 +311,7 @@ static int run_once(es_pipeline *p, const attempt *at, ProtobufCMessage *state, 
      * they commit. */
     if (!state) state = new_state(agg);
     es_event_data evs[ES_DECISION_MAX];
+    const char *jsons[ES_DECISION_MAX];
     for (size_t i = 0; i < d.n; i++) {
         const es_event_def *ed = d.defs[i];
         if ((rc = ed->apply(state, d.events[i])) != ES_OK) {
@@ -300,6 +330,7 @@ static int run_once(es_pipeline *p, const attempt *at, ProtobufCMessage *state, 
             .payload = buf,
             .payload_len = len,
         };
+        jsons[i] = p->json ? event_json(p->json, d.events[i], &arena) : NULL;
     }
     int64_t new_version = version + (int64_t)d.n;
     es_snapshot_data snap, *snapp = NULL;
@@ -325,6 +356,7 @@ static int run_once(es_pipeline *p, const attempt *at, ProtobufCMessage *state, 
         .events = evs,
         .n_events = d.n,
         .snapshot = snapp,
+        .payload_json = p->json ? jsons : NULL,
     };
     es_append_result ar;
     rc = es_store_append(p->store, &a, &ar, err);

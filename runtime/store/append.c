@@ -16,7 +16,7 @@
 #include "pgbin.h"
 #include "store_internal.h"
 
-#define N_PARAMS 19
+#define N_PARAMS 20
 
 struct es__append_req {
     const es_append *a;
@@ -24,7 +24,7 @@ struct es__append_req {
     const char *values[N_PARAMS];
     int lengths[N_PARAMS];
     int formats[N_PARAMS];
-    es_buf arr[7];                 /* ids, types, names, versions, hashes, payloads, result */
+    es_buf arr[8];                 /* ids, types, names, versions, hashes, payloads, result, json */
     char expected[24], snap_version[24];
     char command_id[ES_UUID_STRLEN + 1];
     int status;                    /* outcome */
@@ -80,7 +80,7 @@ static void set_param(es__append_req *q, int i, const void *v, size_t len, int b
 /* Encodes the es_append() parameters on the caller's thread (spreads the work over cores). */
 static void build(es__append_req *q, const es_append *a, es_append_result *out)
 {
-    for (int i = 0; i < 7; i++) es_buf_init(&q->arr[i]);
+    for (int i = 0; i < 8; i++) es_buf_init(&q->arr[i]);
     uint32_t n = (uint32_t)a->n_events;
     es__pg_array_begin(&q->arr[0], ES__OID_UUID, n);
     es__pg_array_begin(&q->arr[1], ES__OID_TEXT, n);
@@ -88,6 +88,7 @@ static void build(es__append_req *q, const es_append *a, es_append_result *out)
     es__pg_array_begin(&q->arr[3], ES__OID_INT4, n);
     es__pg_array_begin(&q->arr[4], ES__OID_TEXT, n);
     es__pg_array_begin(&q->arr[5], ES__OID_BYTEA, n);
+    if (a->payload_json) es__pg_array_begin(&q->arr[7], ES__OID_TEXT, n);
     for (uint32_t i = 0; i < n; i++) {
         const es_event_data *e = &a->events[i];
         if (e->event_id)
@@ -103,6 +104,10 @@ static void build(es__append_req *q, const es_append *a, es_append_result *out)
         es__pg_array_int4(&q->arr[3], (int32_t)e->schema_version);
         es__pg_array_elem(&q->arr[4], e->schema_hash, strlen(e->schema_hash));
         es__pg_array_elem(&q->arr[5], e->payload ? (const void *)e->payload : "", e->payload_len);
+        if (a->payload_json && a->payload_json[i])
+            es__pg_array_elem(&q->arr[7], a->payload_json[i], strlen(a->payload_json[i]));
+        else if (a->payload_json)
+            es__pg_array_null(&q->arr[7]);
     }
     out->n_events = n;
     snprintf(q->expected, sizeof q->expected, "%lld", (long long)a->expected_version);
@@ -129,8 +134,10 @@ static void build(es__append_req *q, const es_append *a, es_append_result *out)
         set_param(q, 17, a->snapshot->schema_hash, 0, 0);
         set_param(q, 18, a->snapshot->state, a->snapshot->state_len, 1);
     } else {
-        for (int i = 15; i < N_PARAMS; i++) set_param(q, i, NULL, 0, 0);
+        for (int i = 15; i < 19; i++) set_param(q, i, NULL, 0, 0);
     }
+    if (a->payload_json) set_param(q, 19, q->arr[7].data, q->arr[7].len, 1);
+    else set_param(q, 19, NULL, 0, 0);
 }
 
 static void set_outcome(es__append_req *q, int status, const es_error *err)
@@ -339,7 +346,7 @@ int es_store_append(es_store *s, const es_append *a, es_append_result *out, es_e
     pthread_mutex_unlock(&s->mu);
 
     pthread_cond_destroy(&q.cv);
-    for (int i = 0; i < 7; i++) es_buf_free(&q.arr[i]);
+    for (int i = 0; i < 8; i++) es_buf_free(&q.arr[i]);
     if (q.status != ES_OK) {
         if (err) *err = q.err;
         memset(out, 0, sizeof *out);

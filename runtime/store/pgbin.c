@@ -26,6 +26,11 @@ void es__pg_array_elem(es_buf *b, const void *p, size_t len)
     es_buf_append(b, p, len);
 }
 
+void es__pg_array_null(es_buf *b)
+{
+    put_be32(b, 0xffffffffu); /* length -1: a NULL element (array_recv ignores the has-null flag) */
+}
+
 void es__pg_array_int4(es_buf *b, int32_t v)
 {
     put_be32(b, 4);

@@ -23,6 +23,8 @@
 void es__pg_array_begin(es_buf *b, uint32_t elem, uint32_t n);
 /* Appends one element (len bytes). */
 void es__pg_array_elem(es_buf *b, const void *p, size_t len);
+/* Appends a NULL element. */
+void es__pg_array_null(es_buf *b);
 void es__pg_array_int4(es_buf *b, int32_t v);
 
 /* Binary result fields. The column must be non-NULL and of the named type. */

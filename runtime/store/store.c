@@ -19,7 +19,7 @@ static const Oid append_types[] = {
     ES__OID_TEXT, ES__OID_TEXT, ES__OID_INT8, ES__OID_TEXT, ES__OID_BOOL, ES__OID_TEXT,
     ES__OID_TEXT, ES__OID_TEXT, ES__OID_UUID_ARRAY, ES__OID_TEXT_ARRAY, ES__OID_TEXT_ARRAY,
     ES__OID_INT4_ARRAY, ES__OID_TEXT_ARRAY, ES__OID_BYTEA_ARRAY, ES__OID_BYTEA, ES__OID_INT8,
-    ES__OID_TEXT, ES__OID_TEXT, ES__OID_BYTEA,
+    ES__OID_TEXT, ES__OID_TEXT, ES__OID_BYTEA, ES__OID_TEXT_ARRAY,
 };
 static const Oid read_types[] = {ES__OID_TEXT, ES__OID_INT8, ES__OID_INT8, ES__OID_INT8};
 static const Oid text1[] = {ES__OID_TEXT};
@@ -31,8 +31,8 @@ static const es_pg_statement statements[] = {
     {ES__ST_ROLLBACK, "ROLLBACK", 0, NULL},
     {ES__ST_APPEND,
      "SELECT status, first_version, last_version, stream_id, event_ids, message FROM es_append("
-     "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)",
-     19, append_types},
+     "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)",
+     20, append_types},
     {ES__ST_READ,
      "SELECT " EVENT_COLUMNS " FROM es_events WHERE stream_id = $1 AND version > $2 AND version <= $3 "
      "ORDER BY version LIMIT $4",

@@ -19,6 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <protobuf-c/protobuf-c.h>
+#include "es/json.h"
 #include "es/pg_pool.h"
 #include "es/schema.h"
 #include "es/status.h"
@@ -36,6 +37,10 @@ typedef struct es_pipeline_config {
     int cache_disabled;            /* 1: always load from the store */
     unsigned max_retries;          /* re-runs after a version conflict (0: 10) */
     size_t max_batch;              /* most commands per group commit (0: 64) */
+    /* Borrowed; NULL: events are stored without JSON. Else each event is also stored as proto3
+     * JSON (es_events.payload_json, the es_events_json view) for SQL readers; an event with no
+     * JSON form (or one jsonb cannot hold) is stored with NULL there, never refused. */
+    const es_json_registry *json;
 } es_pipeline_config;
 
 /* Who and why, stored with every event of the command. Any field may be NULL. */

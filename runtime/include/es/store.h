@@ -70,6 +70,9 @@ typedef struct es_append {
     const es_event_data *events;
     size_t n_events;               /* 1..ES_APPEND_MAX_EVENTS */
     const es_snapshot_data *snapshot; /* NULL: none */
+    /* NULL, or n_events entries: each event as proto3 JSON text (an entry may be NULL), stored
+     * in es_events.payload_json for SQL readers. Must be valid JSON: it is cast to jsonb. */
+    const char *const *payload_json;
 } es_append;
 
 typedef struct es_append_result {
