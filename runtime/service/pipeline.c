@@ -18,6 +18,8 @@ struct es_pipeline {
     int snapshot_every;
     unsigned max_retries;
     const es_json_registry *json;  /* NULL: no payload_json */
+    const es_upcaster *upcasters;
+    size_t n_upcasters;
     es_pipeline_stats stats;       /* updated with atomic adds */
 };
 
@@ -48,6 +50,8 @@ es_pipeline *es_pipeline_new(const es_pipeline_config *cfg, es_error *err)
     p->snapshot_every = cfg->snapshot_every;
     p->max_retries = cfg->max_retries ? cfg->max_retries : 10;
     p->json = cfg->json;
+    p->upcasters = cfg->upcasters;
+    p->n_upcasters = cfg->n_upcasters;
     return p;
 fail:
     es_pipeline_free(p);
@@ -120,6 +124,7 @@ static int snapshot_interval(const es_pipeline *p, const es_aggregate_def *agg)
 /* ---- loading: snapshot + later events, folded ---- */
 
 typedef struct fold {
+    const es_pipeline *p;
     const es_aggregate_def *agg;
     ProtobufCMessage *state;
     es_arena arena;                /* decoded events; reset as it goes */
@@ -157,10 +162,13 @@ static int fold_event(const es_event_record *ev, void *ctx, es_error *err)
         f->since_reset = 0;
     }
     f->since_reset++;
-    ProtobufCMessage *e = protobuf_c_message_unpack(def->descriptor, &f->arena.pb, ev->payload_len, ev->payload);
-    if (!e)
-        return es_error_set(err, ES_DATA_LOSS, "", "stream %s version %lld: %s does not decode",
-                            ev->stream_id, (long long)ev->version, ev->event_type);
+    ProtobufCMessage *e = NULL;
+    es_error derr = {0};
+    int drc = es_event_decode(def, ev->schema_version, ev->payload, ev->payload_len, f->p->upcasters,
+                              f->p->n_upcasters, &f->arena, &e, &derr);
+    if (drc != ES_OK)
+        return es_error_set(err, drc, derr.field, "stream %s version %lld: %s", ev->stream_id,
+                            (long long)ev->version, derr.message[0] ? derr.message : es_strerror(drc));
     if (!f->state) f->state = new_state(f->agg);
     int rc = def->apply(f->state, e);
     if (rc)
@@ -173,7 +181,7 @@ static int fold_event(const es_event_record *ev, void *ctx, es_error *err)
 static int load(es_pipeline *p, const es_aggregate_def *agg, const char *stream_id, ProtobufCMessage **state,
                 int64_t *version, es_error *err)
 {
-    fold f = {.agg = agg};
+    fold f = {.p = p, .agg = agg};
     es_arena_init(&f.arena);
     STAT_ADD(p, loads);
     int rc = es_store_load(p->store, stream_id, fold_snapshot, fold_event, &f, version, err);

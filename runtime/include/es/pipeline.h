@@ -24,6 +24,7 @@
 #include "es/schema.h"
 #include "es/status.h"
 #include "es/store.h"
+#include "es/upcast.h"
 
 typedef struct es_pipeline es_pipeline;
 
@@ -41,6 +42,10 @@ typedef struct es_pipeline_config {
      * JSON (es_events.payload_json, the es_events_json view) for SQL readers; an event with no
      * JSON form (or one jsonb cannot hold) is stored with NULL there, never refused. */
     const es_json_registry *json;
+    /* Borrowed, n_upcasters entries (NULL/0: none): run on stored events older than their
+     * definition while a stream loads (es/upcast.h). */
+    const es_upcaster *upcasters;
+    size_t n_upcasters;
 } es_pipeline_config;
 
 /* Who and why, stored with every event of the command. Any field may be NULL. */
