@@ -1,6 +1,8 @@
 /* orders_read_model over the runtime's projection reader and event store. */
 #include "read_model_impl.h"
 
+#include "es/timefmt.h"
+
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -29,12 +31,8 @@ static int list(void *self, const orders_list_query *q, es_arena *a, Orders__V1_
         f[nf++] = (es_projection_filter){"status", q->status};
     es_projection_list_query lq = {f, nf, "created_at", NULL, NULL, q->limit, q->offset};
     if (q->has_after) {
-        time_t t = (time_t)(q->after_created_us / 1000000);
-        struct tm tm;
-        gmtime_r(&t, &tm);
-        lq.after_value = es_arena_sprintf(a, "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-                                          tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                                          (int)(q->after_created_us % 1000000));
+        char buf[ES_RFC3339_LEN];
+        lq.after_value = es_arena_strdup(a, es_rfc3339_us(q->after_created_us, buf));
         lq.after_key = q->after_order_id;
     }
     return es_projection_list(impl->summary, &lq, a, (ProtobufCMessage ***)rows, n, err);

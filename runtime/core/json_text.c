@@ -241,3 +241,8 @@ int es__json_base64_decode(const char *s, size_t n, es_arena *a, uint8_t **out, 
     *out_len = k;
     return 0;
 }
+
+int es_json_put_string(es_buf *out, const char *s)
+{
+    return es__json_put_string(out, s, strlen(s)) == 0 ? ES_OK : ES_INVALID_ARGUMENT;
+}

@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "es/sha256.h"
+#include "es/timefmt.h"
 
 #define MAX_COLUMNS 96
 
@@ -77,27 +78,16 @@ static char *timestamp_text(es_arena *a, const ProtobufCMessage *m)
     const ProtobufCMessageDescriptor *d = m->descriptor;
     int64_t secs = *(const int64_t *)((const char *)m + d->fields[0].offset);
     int32_t nanos = *(const int32_t *)((const char *)m + d->fields[1].offset);
-    time_t t = (time_t)secs;
-    struct tm tm;
-    if (!gmtime_r(&t, &tm))
-        return NULL;
-    return es_arena_sprintf(a, "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-                            tm.tm_hour, tm.tm_min, tm.tm_sec, nanos / 1000);
+    char buf[ES_RFC3339_LEN];
+    return es_arena_strdup(a, es_rfc3339_us(secs * 1000000 + nanos / 1000, buf));
 }
 
+/* Strings reach projections through the JSON or protobuf decoders, both of which check UTF-8;
+ * one that is not stays out of the JSON rather than making it invalid. */
 static void json_string(es_buf *b, const char *s)
 {
-    es_buf_putc(b, '"');
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\')
-            es_buf_printf(b, "\\%c", c);
-        else if (c < 0x20)
-            es_buf_printf(b, "\\u%04x", c);
-        else
-            es_buf_putc(b, (char)c);
-    }
-    es_buf_putc(b, '"');
+    if (es_json_put_string(b, s) != ES_OK)
+        es_buf_puts(b, "null");
 }
 
 /* One scalar element of a field as text (JSON-ready when quote is set). */

@@ -74,6 +74,10 @@ int es_json_encode(const es_json_registry *r, const ProtobufCMessage *m, const e
  * from their text form, enums by name or number, repeated fields are appended to; intermediate
  * messages are created; Timestamp, Duration, FieldMask and wrapper fields take their JSON text
  * form. Map fields and other message fields are refused. */
+/* Appends s as a JSON string literal (quoted, escaped). Returns ES_OK, or ES_INVALID_ARGUMENT
+ * (nothing appended) when s is not valid UTF-8. */
+int es_json_put_string(es_buf *out, const char *s);
+
 int es_json_set_from_string(const es_json_registry *r, ProtobufCMessage *msg, const char *path,
                             const char *value, es_arena *arena, es_error *err);
 
