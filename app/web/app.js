@@ -290,6 +290,7 @@
     $('#events').replaceChildren();
     $('#timeline').removeAttribute('data-last-version');
     for (const e of document.querySelectorAll('#summary [data-field]')) e.textContent = '…';
+    $('[data-field="order_id"]', $('#summary')).textContent = id; /* known before the summary arrives */
     $('#items tbody').replaceChildren();
     $('#address').replaceChildren();
     showMessage('');

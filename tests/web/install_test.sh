@@ -92,7 +92,9 @@ fi
 
 # ---- the example configuration is what orderd reads ----
 conf=$p/etc/orderd/orderd.conf
-if "$p/bin/orderd" --config "$conf" --print-config >"$tmp/printed" 2>&1 &&
+# (Leak checking off here: a sanitized build reports the config strings orderd keeps for its
+# whole life; this checks the file, config.c's own tests check config.c.)
+if ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" "$p/bin/orderd" --config "$conf" --print-config >"$tmp/printed" 2>&1 &&
    grep -q '^kafka-bootstrap = "localhost:9092"' "$tmp/printed" && grep -q '^auth = "required"' "$tmp/printed"; then
   ok "orderd reads the example orderd.conf"
 else
