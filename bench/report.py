@@ -124,7 +124,7 @@ def render(b):
           f"Produced by `bench/run` ({mode}) on {b.started.strftime('%Y-%m-%d %H:%M UTC')}, in {b.elapsed:.0f} s. "
           "Everything ran side by side in one run on one machine, so compare the ratios, not the absolute "
           "figures: this 2-core machine is shared with other jobs (load average at the end of the run: "
-          f"{os.getloadavg()[0]:.1f}), and every figure moves with its neighbours' load.", "",
+          f"{getattr(b, 'load_end', None) or os.getloadavg()[0]:.1f}), and every figure moves with its neighbours' load.", "",
           "## Machine and versions", "", "| | |", "|---|---|"]
     L += [f"| {k} | {v} |" for k, v in machine() + versions()]
     L += ["", "Set-up: PostgreSQL 15 from `scripts/pg.sh` (fsync on, synchronous_commit on, shared_buffers 256MB; "
@@ -148,11 +148,10 @@ def render(b):
         L.append(f"| 4. mixed lifecycle over HTTP, {b.dur['lifecycle']} s | {fmt(x['tps'], 0)} commands/s "
                  f"({x['placed']} placed, {x['delivered']} delivered, {x['cancelled']} cancelled), "
                  f"p50 {fmt(x['p50_ms'], 2)} ms, p99 {fmt(x['p99_ms'], 2)} ms, errors {x['errors']} |")
-    x = d.get("drain")
-    if x:
-        L.append(f"| 5. before it: the projection's backlog from steps 2-4 | {x['backlog']:,} events, applied in "
+    for step, x in (d.get("drain") or {}).items():
+        L.append(f"| before step {step}: the projection's backlog | {x['backlog']:,} events, applied in "
                  f"{x['seconds']:.0f} s ({fmt(x['events_per_s'], 0)} events/s with no command load)"
-                 + (f"; {x['left']:,} still left when step 5 began" if x['left'] else "") + " |")
+                 + (f"; {x['left']:,} still left when the step began" if x['left'] else "") + " |")
     x = d.get("lag")
     if x:
         L.append(f"| 5. PlaceOrder at 50% of step 2's rate, {b.dur['lag']} s | target {fmt(x['rate_target'], 0)}/s, "
