@@ -27,6 +27,7 @@
 #include "gateway.h"
 #include "payment_flow.h"
 #include "read_model_impl.h"
+#include "web.h"
 
 typedef struct app {
     orderd_config cfg;
@@ -286,6 +287,7 @@ static int start(app *a)
     es_http_server_add_handler(a->http, "GET", "/readyz", ES_HTTP_EXACT, health, a);
     es_http_server_add_handler(a->http, "GET", "/livez", ES_HTTP_EXACT, livez, a);
     es_http_server_add_handler(a->http, "GET", "/metrics", ES_HTTP_EXACT, metrics, a);
+    orders_web_register(a->http); /* the timeline page at / and /openapi.json (app/web.c) */
     if (es_http_server_start(a->http, &err) != ES_OK)
         goto fail;
     es_grpc_config gc = {.address = cfg->grpc_listen, .threads = (unsigned)cfg->grpc_threads,
