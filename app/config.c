@@ -1,6 +1,8 @@
 /* The configuration table of orderd; see config.h. */
 #include "config.h"
 
+#include "es/arena.h"
+
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,8 +62,21 @@ static const key *find_key(const char *name)
     return NULL;
 }
 
-/* Reads "key = value" lines ('#' comments, blank lines, optional quotes around the value).
- * The strings are kept for the life of the process. */
+/* Strings read from the config file, freed by orderd_config_free. */
+static char **file_strings;
+static size_t n_file_strings;
+
+void orderd_config_free(orderd_config *cfg)
+{
+    (void)cfg;
+    for (size_t i = 0; i < n_file_strings; i++)
+        free(file_strings[i]);
+    free(file_strings);
+    file_strings = NULL;
+    n_file_strings = 0;
+}
+
+/* Reads "key = value" lines ('#' comments, blank lines, optional quotes around the value). */
 static int load_file(orderd_config *cfg, const char *path)
 {
     FILE *f = fopen(path, "r");
@@ -101,7 +116,10 @@ static int load_file(orderd_config *cfg, const char *path)
             rc = -1;
             break;
         }
-        set(cfg, k, strdup(v));
+        char *copy = es_xstrdup(v);
+        file_strings = es_xrealloc(file_strings, (n_file_strings + 1) * sizeof *file_strings);
+        file_strings[n_file_strings++] = copy;
+        set(cfg, k, copy);
     }
     fclose(f);
     return rc;

@@ -33,5 +33,7 @@ typedef struct orderd_config {
 /* Fills cfg from defaults, the environment and argv. Returns 0, 1 when --help or
  * --print-config was answered (exit 0), or -1 after printing an error (exit 2). */
 int orderd_config_load(orderd_config *cfg, int argc, char **argv);
+/* Frees what orderd_config_load allocated (values read from a config file). */
+void orderd_config_free(orderd_config *cfg);
 
 #endif

@@ -331,8 +331,10 @@ int main(int argc, char **argv)
 {
     static app a;
     int r = orderd_config_load(&a.cfg, argc, argv);
-    if (r)
+    if (r) {
+        orderd_config_free(&a.cfg);
         return r > 0 ? 0 : 2;
+    }
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
@@ -341,11 +343,13 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     if (start(&a) != 0) {
         stop(&a);
+        orderd_config_free(&a.cfg);
         return 1;
     }
     int sig;
     sigwait(&set, &sig);
     es_log(ES_LOG_INFO, "orderd", NULL, "signal %d: stopping", sig);
     stop(&a);
+    orderd_config_free(&a.cfg);
     return 0;
 }
