@@ -211,7 +211,15 @@ def render(b):
         for name, rep in b.profiles.items():
             L += ["", f"### {name}: by process and object", "", "```"] + rep["by_process"] + ["```", "",
                   f"### {name}: by symbol", "", "```"] + rep["by_symbol"] + ["```"]
+    crashes = getattr(b, "crashes", [])
+    if crashes:
+        L += ["", "## orderd crashed under load", "",
+              f"orderd died {len(crashes)} time(s) in this run; each time the benchmark restarted it and ran the step "
+              "again (the figures above are from the second attempt). Stack of the crashing thread, from the core "
+              "file:"]
+        for c in crashes:
+            L += ["", f"During step `{c['step']}`:", "", "```"] + c["report"].splitlines()[:40] + ["```"]
     if b.errors:
-        L += ["", "## Errors", ""] + [f"- {e}" for e in b.errors]
+        L += ["", "## Errors", ""] + [f"- {e.splitlines()[0]}" for e in b.errors]
     L += ["", "Raw figures: `results.json`; per-step detail of the run: `<build>/bench-work/detail.json`.", ""]
     return "\n".join(L)
