@@ -330,13 +330,22 @@ static int ensure_topic(es_relay *r)
 static int64_t topic_messages(es_relay *r)
 {
     const struct rd_kafka_metadata *md = NULL;
-    int64_t sum = -1;
+    /* A topic the cluster does not know holds nothing: with a checkpoint past zero that is a new
+     * cluster (even one whose id repeats the old one's, as the mock's can), and the feed must be
+     * published again rather than stranded. */
+    int64_t sum = 0;
     if (rd_kafka_metadata(r->rk, 1, NULL, &md, 5000) != RD_KAFKA_RESP_ERR_NO_ERROR)
         return -1;
     for (int i = 0; i < md->topic_cnt; i++) {
         const struct rd_kafka_metadata_topic *t = &md->topics[i];
-        if (strcmp(t->topic, r->topic) != 0 || t->err)
+        if (strcmp(t->topic, r->topic) != 0)
             continue;
+        if (t->err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART)
+            break;
+        if (t->err) {
+            sum = -1; /* e.g. no leader yet: unknown, not empty */
+            break;
+        }
         sum = 0;
         for (int p = 0; p < t->partition_cnt; p++) {
             int64_t lo = 0, hi = 0;
