@@ -154,7 +154,8 @@ def render(b):
                  + (f"; {x['left']:,} still left when the step began" if x['left'] else "") + " |")
     x = d.get("lag")
     if x:
-        L.append(f"| 5. PlaceOrder at 50% of step 2's rate, {b.dur['lag']} s | target {fmt(x['rate_target'], 0)}/s, "
+        how = ("open-loop gRPC client" if x.get("transport", "http") == "grpc" else "paced wrk")
+        L.append(f"| 5. PlaceOrder at 50% of step 2's rate ({how}), {b.dur['lag']} s | target {fmt(x['rate_target'], 0)}/s, "
                  f"done {fmt(x['tps'], 0)}/s, p50 {fmt(x['p50_ms'], 2)} ms, p99 {fmt(x['p99_ms'], 2)} ms |")
         L.append(f"| 5. projection lag (commit of the event -> commit of its order_summary row), "
                  f"{x['lag_samples']} orders | p50 {fmt(r.get('projection_lag_p50_ms'), 1)} ms, "
@@ -215,8 +216,8 @@ def render(b):
     if crashes:
         L += ["", "## orderd crashed under load", "",
               f"orderd died {len(crashes)} time(s) in this run; each time the benchmark restarted it and ran the step "
-              "again (the figures above are from the second attempt). Stack of the crashing thread, from the core "
-              "file:"]
+              "again once (a step whose second attempt crashed too has no figure). Stack of the crashing thread, "
+              "from the core file:"]
         for c in crashes:
             L += ["", f"During step `{c['step']}`:", "", "```"] + c["report"].splitlines()[:40] + ["```"]
     if b.errors:
