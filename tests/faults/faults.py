@@ -119,6 +119,9 @@ class FaultEnv:
                            timeout=120)
         if r.returncode != 0:
             raise RuntimeError(f"pg.sh {cmd}: {r.stderr}")
+        if cmd == "start" and r.stdout.strip() != self.pg:
+            raise RuntimeError(f"PostgreSQL came back on another port ({r.stdout.strip()} instead of {self.pg}): "
+                               "its port was taken while it was stopped; the test cannot go on")
 
     def kafka_ctl(self, *args):
         env = dict(os.environ, ES_KAFKA_MOCK=self.kafka_mock)
@@ -457,8 +460,9 @@ def check_no_dead_letters(env):
 
 
 def orderctl_path():
-    for p in (os.environ.get("ORDERCTL", ""), os.path.join(os.path.dirname(sys.argv[1]), "orderctl"),
-              os.path.join(ROOT, "build", "app", "orderctl")):
+    """orderctl of the same build as orderd ($ORDERCTL from CMake, else orderd's sibling); one
+    from another build directory may speak another schema version."""
+    for p in (os.environ.get("ORDERCTL", ""), os.path.join(os.path.dirname(os.path.abspath(sys.argv[1])), "orderctl")):
         if p and os.path.isfile(p) and os.access(p, os.X_OK):
             return p
     return None
@@ -579,7 +583,10 @@ def main(tests, name):
             keep = False
             if runner.failed:
                 for inst in env.instances:
-                    print(f"--- log of orderd :{inst.http_port} ---\n{tail_log(inst)}", flush=True)
+                    rc = inst.proc.poll()
+                    state = "still running" if rc is None else f"exited with {rc}" + (
+                        f" (signal {-rc}: a crash unless the test killed it)" if rc < 0 else "")
+                    print(f"--- orderd :{inst.http_port} {state}; its log ---\n{tail_log(inst)}", flush=True)
                 keep = os.environ.get("KEEP_FAULTS_DIR") == "1"
                 if keep:
                     print(f"kept {env.dir}", flush=True)

@@ -11,7 +11,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import faults as f  # noqa: E402
 
-LOAD_SECONDS = float(os.environ.get("FAULTS_KILL_SECONDS", "40"))
+LOAD_SECONDS = float(os.environ.get("FAULTS_KILL_SECONDS", "25"))
 
 
 def restart(env, old, wait=True):
@@ -35,8 +35,8 @@ def test_sigkill_under_load(env):
     clients = f.Clients([target], ledger, threads=8, timeout=10, retry_for=90).start()
     rnd = random.Random()
     kills, startup_kills = 0, 0
-    t_end = time.time() + LOAD_SECONDS
-    while time.time() < t_end:
+    t0 = time.time()
+    while (time.time() < t0 + LOAD_SECONDS or kills < 5) and time.time() < t0 + 3 * LOAD_SECONDS:
         time.sleep(rnd.uniform(0.5, 4.0))
         f.kill9(o)
         kills += 1
@@ -62,7 +62,7 @@ def test_sigkill_under_load(env):
         unknown, bad, acks = dict(ledger.unknown), list(ledger.bad), len(ledger.acks)
     assert not bad, f"answers other than 2xx/4xx/503: {bad[:5]}"
     assert not unknown, f"{len(unknown)} commands never got an answer although orderd came back: {list(unknown.items())[:3]}"
-    assert acks >= 200 and kills >= 4, f"too little happened: {acks} acknowledged commands, {kills} kills"
+    assert acks >= 200 and kills >= 5, f"too little happened: {acks} acknowledged commands, {kills} kills"
     n = f.check_store(env, ledger)
     secs = f.wait_converged(env, timeout=120)
     f.check_no_dead_letters(env)

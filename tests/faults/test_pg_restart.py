@@ -89,6 +89,7 @@ def test_pg_restart_under_load(env):
     f.log(f"PostgreSQL started ({t_up - t_up0:.1f} s):", f.summary_line(ledger))
 
     def fresh_ok():
+        f.check_alive(o)   # a crash is reported as such, not as a slow recovery
         try:
             return f.call(t, "POST", "/v1/orders", f.order_body("after"), {"Idempotency-Key": str(uuid.uuid4())},
                           timeout=5)[0] == 200
@@ -96,7 +97,21 @@ def test_pg_restart_under_load(env):
             return False
     f.eventually(fresh_ok, timeout=RECOVER_S + 20, interval=0.2, what="a command to succeed after the restart")
     cmd_recovery = time.monotonic() - t_up
-    f.eventually(lambda: f.health(t) == 200, timeout=RECOVER_S + 20, interval=0.2, what="/healthz 200")
+    last_health = None
+    while time.monotonic() - t_up < RECOVER_S + 20:
+        f.check_alive(o)
+        try:
+            st, body, _ = f.call(t, "GET", "/healthz", timeout=3)
+        except OSError as e:
+            st, body = None, str(e)
+        last_health = (st, body)
+        if st == 200:
+            break
+        time.sleep(0.2)
+    else:
+        m = f.metrics(t)
+        raise AssertionError(f"/healthz not 200 {RECOVER_S + 20:.0f} s after PostgreSQL returned: {last_health}; "
+                             f"relay: {dict((k, v) for k, v in m.items() if 'relay' in k or '_up' in k)}")
     health_recovery = time.monotonic() - t_up
     time.sleep(2)
     clients.finish(timeout=90)
