@@ -19,6 +19,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -89,6 +90,7 @@ struct es_http_server {
     plain_handler *handlers;
     size_t n_handlers;
     h2o_globalconf_t gconf;
+    sem_t loops_ready;          /* posted by each loop thread once it is set up */
     loop_thread *threads;
     unsigned n_threads;
     int port;
@@ -693,9 +695,30 @@ static void on_stop_message(h2o_multithread_receiver_t *rx, h2o_linklist_t *mess
     }
 }
 
+/* Creates the loop's h2o objects. It must run on the loop's own thread: libh2o 2.2 keeps its
+ * allocators per thread (the __thread socket-buffer prototype and memory-pool recyclers), and
+ * objects made on the starting thread would have two loops share that thread's free lists
+ * without a lock, which corrupted them under load. */
+static void loop_setup(loop_thread *t)
+{
+    es_http_server *s = t->srv;
+    t->loop = h2o_evloop_create();
+    h2o_context_init(&t->ctx, t->loop, &s->gconf);
+    t->accept_ctx.ctx = &t->ctx;
+    t->accept_ctx.hosts = s->gconf.hosts;
+    t->accept_ctx.ssl_ctx = s->ssl_ctx;
+    h2o_multithread_register_receiver(t->ctx.queue, &t->done_rx, on_done_messages);
+    h2o_multithread_register_receiver(t->ctx.queue, &t->stop_rx, on_stop_message);
+    t->listener = h2o_evloop_socket_create(t->loop, t->listen_fd, H2O_SOCKET_FLAG_DONT_READ);
+    t->listener->data = t;
+    h2o_socket_read_start(t->listener, on_accept);
+}
+
 static void *loop_main(void *arg)
 {
     loop_thread *t = arg;
+    loop_setup(t);
+    sem_post(&t->srv->loops_ready);
     while (!t->exit) {
         h2o_evloop_run(t->loop, t->draining ? 20 : INT32_MAX);
         if (!t->draining)
@@ -934,20 +957,11 @@ int es_http_server_start(es_http_server *s, es_error *err)
     f->super.on_setup_ostream = too_large_setup;
     f->srv = s;
 
+    sem_init(&s->loops_ready, 0, 0);
     for (unsigned i = 0; i < s->cfg.threads; i++) {
         loop_thread *t = &s->threads[i];
         t->srv = s;
         h2o_linklist_init_anchor(&t->conns);
-        t->loop = h2o_evloop_create();
-        h2o_context_init(&t->ctx, t->loop, &s->gconf);
-        t->accept_ctx.ctx = &t->ctx;
-        t->accept_ctx.hosts = s->gconf.hosts;
-        t->accept_ctx.ssl_ctx = s->ssl_ctx;
-        h2o_multithread_register_receiver(t->ctx.queue, &t->done_rx, on_done_messages);
-        h2o_multithread_register_receiver(t->ctx.queue, &t->stop_rx, on_stop_message);
-        t->listener = h2o_evloop_socket_create(t->loop, t->listen_fd, H2O_SOCKET_FLAG_DONT_READ);
-        t->listener->data = t;
-        h2o_socket_read_start(t->listener, on_accept);
     }
     s->n_threads = s->cfg.threads;
     s->started = 1;
@@ -956,6 +970,11 @@ int es_http_server_start(es_http_server *s, es_error *err)
             es_oom(); /* only when the process is out of resources */
         s->threads[i].started = 1;
     }
+    /* Each loop sets itself up on its own thread (see loop_setup); stop() needs them ready. */
+    for (unsigned i = 0; i < s->n_threads; i++)
+        while (sem_wait(&s->loops_ready) != 0)
+            ;
+    sem_destroy(&s->loops_ready);
     return ES_OK;
 }
 
