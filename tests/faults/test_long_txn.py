@@ -29,12 +29,20 @@ def open_transaction(env, stream_id):
     ev.order_id = stream_id
     ev.customer_id = "long-transaction"
     payload = ev.SerializeToString().hex()
+    known = {"p_stream_type": "'order'", "p_stream_id": f"'{stream_id}'", "p_expected": "0",
+             "p_command_id": f"'long-{stream_id}'", "p_record_command": "true", "p_actor": "'fault-test'",
+             "p_event_ids": f"ARRAY['{uuid.uuid4()}'::uuid]", "p_event_types": "ARRAY['OrderPlaced']",
+             "p_schema_names": f"ARRAY['{sn}']", "p_schema_versions": f"ARRAY[{sv}]", "p_schema_hashes": f"ARRAY['{sh}']",
+             "p_payloads": f"ARRAY[decode('{payload}', 'hex')]"}
+    # every input parameter by name (NULL for those not known here), so that a parameter added to
+    # es_append later does not break this call
+    names = [r[0] for r in env.rows("SELECT a.n FROM pg_proc, unnest(proargnames, proargmodes) AS a(n, m) "
+                                    "WHERE proname = 'es_append' AND a.m = 'i'")]
+    assert set(known) <= set(names), f"es_append lost parameters this test needs: {names}"
+    args = ", ".join(f"{n} => {known.get(n, 'NULL')}" for n in names)
     p = subprocess.Popen(["psql", env.pg, "-qAtX", "-v", "ON_ERROR_STOP=1"], stdin=subprocess.PIPE,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    p.stdin.write("BEGIN;\n"
-                  f"SELECT status FROM es_append('order', '{stream_id}', 0, 'long-{stream_id}', true, NULL, NULL, "
-                  f"'fault-test', ARRAY['{uuid.uuid4()}'::uuid], ARRAY['OrderPlaced'], ARRAY['{sn}'], ARRAY[{sv}], "
-                  f"ARRAY['{sh}'], ARRAY[decode('{payload}', 'hex')], NULL, NULL, NULL, NULL, NULL);\n")
+    p.stdin.write(f"BEGIN;\nSELECT status FROM es_append({args});\n")
     p.stdin.flush()
     return p
 
@@ -49,9 +57,12 @@ def test_long_transaction(env):
 
     long_sid = str(uuid.uuid4())
     p = open_transaction(env, long_sid)
-    f.eventually(lambda: env.rows("SELECT count(*) FROM pg_stat_activity WHERE state = 'idle in transaction' "
-                                  "AND backend_xid IS NOT NULL")[0][0] == "1", timeout=10,
-                 what="the long transaction to hold an xid")
+    def holding():
+        if p.poll() is not None:
+            raise AssertionError("the psql session ended: " + p.stderr.read())
+        return env.rows("SELECT count(*) FROM pg_stat_activity WHERE state = 'idle in transaction' "
+                        "AND backend_xid IS NOT NULL")[0][0] == "1"
+    f.eventually(holding, timeout=10, what="the long transaction to hold an xid")
     t_open = time.monotonic()
     ledger = f.Ledger()
     clients = f.Clients([t], ledger, threads=4, timeout=10, retry_for=30, pause=0.05).start()
