@@ -31,13 +31,22 @@ def counts(env):
                     "(SELECT count(*) FROM order_summary)")[0]
 
 
-def refused(env, o, cause_words, what):
-    """Sends a PlaceOrder and a CancelOrder (each with its own key) that must be refused clearly and
-    write nothing; returns the [(method, path, body, key)] to retry after the cause is undone."""
+def victim(env, o, ledger):
+    """An order placed (and projected) before the fault, for a CancelOrder during it."""
+    key = f"victim-{uuid.uuid4()}"
+    st, r, _ = f.call(o.target, "POST", "/v1/orders", f.order_body("victim"), {"Idempotency-Key": key})
+    assert st == 200, (st, r)
+    ledger.ack(key, "place", r)
+    f.wait_converged(env, timeout=60)
+    return r["order_id"]
+
+
+def refused(env, o, cause_words, what, existing):
+    """Sends a PlaceOrder and a CancelOrder of `existing` (each with its own key) that must be
+    refused clearly and write nothing; returns the [(method, path, body, key)] to retry after the
+    cause is undone."""
     t = o.target
     before = counts(env)
-    st, r, _ = f.call(t, "GET", "/v1/orders?limit=1")
-    existing = r["orders"][0]["order_id"] if st == 200 and r.get("orders") else None
     sends = [("POST", "/v1/orders", f.order_body("refused"), f"err-{uuid.uuid4()}")]
     if existing:
         sends.append(("POST", f"/v1/orders/{existing}/cancel", {"reason": "x"}, f"err-{uuid.uuid4()}"))
@@ -147,17 +156,19 @@ def test_write_errors(env):
     f.wait_converged(env, timeout=60)
 
     # (a) privilege revoked
+    v = victim(env, o, ledger)
     env.psql(f"REVOKE INSERT ON es_events FROM {ROLE}")
-    sends = refused(env, o, ("permission denied",), "(a) INSERT revoked")
+    sends = refused(env, o, ("permission denied",), "(a) INSERT revoked", v)
     env.psql(f"GRANT INSERT ON es_events TO {ROLE}")
     retried_ok(env, o, sends, ledger, "(a) INSERT revoked")
 
     # (b) read-only database; existing sessions are closed so that every pool reconnects
     kick = f"SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE usename = '{ROLE}'"
+    v = victim(env, o, ledger)
     env.psql("ALTER DATABASE orderd SET default_transaction_read_only = on")
     env.psql(kick)
     time.sleep(0.5)
-    sends = refused(env, o, ("read-only",), "(b) read-only database")
+    sends = refused(env, o, ("read-only",), "(b) read-only database", v)
     env.psql("ALTER DATABASE orderd RESET default_transaction_read_only",  # from another database: this one is read-only
              conninfo=env.pg.replace("dbname=orderd", "dbname=postgres"))
     env.psql(kick)
