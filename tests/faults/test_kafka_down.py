@@ -17,13 +17,34 @@ OUTAGE_S = 15.0
 MAX_ANSWER_S = 3.0
 
 
+def settle_state(env):
+    """(settled, why): settled when no order waits for the payment flow (every order is paid or
+    cancelled, a cancelled paid order refunded), no event was appended for 3 s, and the projection
+    equals the store."""
+    waiting = env.rows("SELECT order_id, status, payment_status, version FROM order_summary "
+                       "WHERE status = 'ORDER_STATUS_PLACED' "
+                       "OR (status = 'ORDER_STATUS_CANCELLED' AND payment_status = 'PAYMENT_STATUS_PAID') LIMIT 3")
+    idle = env.rows("SELECT coalesce(extract(epoch FROM now() - max(recorded_at)), 99) FROM es_events")[0][0]
+    diffs = f.projection_diffs(env)
+    dead = env.rows("SELECT consumer, stream_id, version, error FROM es_dead_letters LIMIT 3")
+    ok = not waiting and float(idle) > 3 and not diffs
+    return ok, (f"waiting for the payment flow: {waiting}; seconds since the last event: {float(idle):.1f}; "
+                f"projection differences (stream, store, row, consumer): {diffs[:3]}; dead letters: {dead}")
+
+
 def settled(env):
-    """No order waits for the payment flow: every order is paid or cancelled (and a cancelled paid
-    order refunded), and no event was appended for 3 s."""
-    waiting = env.rows("SELECT count(*) FROM order_summary WHERE status = 'ORDER_STATUS_PLACED' "
-                       "OR (status = 'ORDER_STATUS_CANCELLED' AND payment_status = 'PAYMENT_STATUS_PAID')")
-    idle = env.rows("SELECT coalesce(extract(epoch FROM now() - max(recorded_at)), 99) > 3 FROM es_events")
-    return waiting[0][0] == "0" and idle[0][0] == "t" and not f.projection_diffs(env)
+    return settle_state(env)[0]
+
+
+def wait_settled(env, timeout, what):
+    t0 = time.time()
+    why = ""
+    while time.time() - t0 < timeout:
+        ok, why = settle_state(env)
+        if ok:
+            return time.time() - t0
+        time.sleep(0.5)
+    raise AssertionError(f"{what}: not settled after {timeout} s: {why}")
 
 
 def check_reactions(env):
@@ -108,9 +129,7 @@ def phase(env, o, what, down, up, outage_s):
     assert worst <= MAX_ANSWER_S, f"{what}: a command took {worst:.2f} s while Kafka was down"
     assert not bad and not unknown, (bad[:3], list(unknown.items())[:3])
     f.check_store(env, ledger)
-    t0 = time.time()
-    f.eventually(lambda: settled(env), timeout=120, interval=0.5, what=f"{what}: projection and payment flow to catch up")
-    catch_up = time.time() - t0
+    catch_up = wait_settled(env, 120, f"{what}: projection and payment flow catching up")
     check_reactions(env)
     f.check_no_dead_letters(env)
     f.log(f"{what}: {len(during)} commands during {t_up0 - t_down:.0f} s outage, all 200, slowest {worst:.2f} s; "

@@ -9,7 +9,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import faults as f  # noqa: E402
-from test_kafka_down import check_reactions, settled  # noqa: E402
+from test_kafka_down import check_reactions, wait_settled  # noqa: E402
 
 TAKEOVER_S = 10.0
 
@@ -58,7 +58,7 @@ def test_two_instances_and_takeover(env):
     m = f.metrics(other.target)
     assert m["es_relay_active"] == 1, m
     f.check_store(env, ledger)
-    f.eventually(lambda: settled(env), timeout=90, interval=0.5, what="projection and payment flow to catch up")
+    wait_settled(env, 90, "projection and payment flow catching up after the takeover")
     check_reactions(env)
     f.check_no_dead_letters(env)
     how = f.reconcile(env)
