@@ -18,6 +18,24 @@ def active(o):
     return int(f.metrics(o.target).get("es_relay_active", -1))
 
 
+def test_refusal_on_current_state(env):
+    """A command on one instance after the other instance changed the stream is judged on the
+    stream's current state (DESIGN invariant 2), not on what the first instance cached."""
+    a = env.orderd("--payments", "0")
+    b = env.orderd("--payments", "0")
+    st, r, _ = f.call(b.target, "POST", "/v1/orders", f.order_body("stale-cache"))
+    assert st == 200, (st, r)
+    oid = r["order_id"]                      # b now holds version 1 (PLACED) in its state cache
+    for path in ("payment:initiate", "payment:paid"):
+        st, r, _ = f.call(a.target, "POST", f"/v1/orders/{oid}/{path}", {})
+        assert st == 200, (path, st, r)      # the stream is at version 3: PAID
+    ship = {"status": "SHIPPING_STATUS_IN_TRANSIT", "carrier": "DHL", "tracking_number": "1", "location": "hub"}
+    st, r, _ = f.call(b.target, "PUT", f"/v1/orders/{oid}/shipping-status", ship)
+    assert st == 200 and r.get("version") == "4", (
+        f"order {oid} is PAID (version 3, paid through the other instance), yet UpdateOrderShippingStatus on this "
+        f"instance answered {st} {r}: it was judged on the instance's cached version 1, not on the stream")
+
+
 def test_two_instances_and_takeover(env):
     a = env.orderd("--payment-delay-ms", "0")
     b = env.orderd("--payment-delay-ms", "0")
@@ -67,4 +85,5 @@ def test_two_instances_and_takeover(env):
 
 
 if __name__ == "__main__":
-    f.main([("two instances: one relay, takeover after SIGKILL of the holder", test_two_instances_and_takeover)], "two")
+    f.main([("two instances: one relay, takeover after SIGKILL of the holder", test_two_instances_and_takeover),
+            ("two instances: a refusal is judged on the stream's current state", test_refusal_on_current_state)], "two")
