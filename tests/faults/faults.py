@@ -475,6 +475,8 @@ def stubs():
     global _stubs
     if _stubs is None:
         _stubs = tempfile.mkdtemp(prefix="orderd-faults-stubs-")
+        import atexit
+        atexit.register(shutil.rmtree, _stubs, True)
         python_stubs(_stubs)
     return _stubs
 
