@@ -426,13 +426,16 @@ int es_pipeline_execute(es_pipeline *p, const es_command_def *def, const Protobu
     at.stream_id = sid;
 
     int64_t tried = -1;            /* version the last attempt conflicted at */
+    int reload = 0;                /* confirm a refusal made on cached state against the store */
     for (unsigned n = 0;; n++) {
         ProtobufCMessage *state = NULL, *keep = NULL;
         int64_t version = 0, keep_version = 0;
         uint64_t ticket = 0;
-        if (p->cache && es__state_cache_checkout(p->cache, sid, agg->state_descriptor, tried + 1, CACHE_WAIT_MS,
-                                                 &ticket, &state, &version)) {
+        int from_cache = 0;
+        if (p->cache && es__state_cache_checkout(p->cache, sid, agg->state_descriptor, reload ? INT64_MAX : tried + 1,
+                                                 CACHE_WAIT_MS, &ticket, &state, &version)) {
             STAT_ADD(p, cache_hits);
+            from_cache = 1;
         } else if (def->creates && n == 0) {
             /* A creating command presumes a new stream (an assigned UUIDv7 is new by
              * construction): if it exists after all, version 1 conflicts and the retry
@@ -459,6 +462,12 @@ int es_pipeline_execute(es_pipeline *p, const es_command_def *def, const Protobu
                 out->attempts = attempts;
                 return ES_OK;
             }
+        }
+        if (refused && from_cache && !reload) {
+            /* Another instance may have moved the stream on since this state was cached (an
+             * append would notice, a refusal does not): refuse only on the store's state. */
+            reload = 1;
+            continue;
         }
         if (refused || rc != ES_ABORTED) return rc;
         /* Version conflict: someone else appended first. Run again on fresher state. */
