@@ -245,6 +245,30 @@ void es_projector_free(es_projector *p)
     free(p);
 }
 
+size_t es__projector_n_params(const es_projector *p)
+{
+    return (p->def->n_columns < MAX_COLUMNS ? p->def->n_columns : MAX_COLUMNS) + 1;
+}
+
+const es_projection_def *es__projector_def(const es_projector *p) { return p->def; }
+
+int es__projector_row_text(const es_projector *p, const ProtobufCMessage *state, int64_t version, es_arena *a,
+                           const char **params, es_error *err)
+{
+    ProtobufCMessage *row = p->def->from_state(state, version, a);
+    size_t n = es__projector_n_params(p) - 1;
+    for (size_t i = 0; i < n; i++) {
+        int rc = column_text(p, p->fields[i], row, a, &params[i], err);
+        if (rc != ES_OK)
+            return rc;
+    }
+    size_t len = protobuf_c_message_get_packed_size(state);
+    uint8_t *packed = es_arena_alloc(a, len ? len : 1);
+    protobuf_c_message_pack(state, packed);
+    params[n] = bytea_hex(a, packed, len);
+    return ES_OK;
+}
+
 int es_projector_handle(void *data, es_consumer_tx *tx, const es_envelope_view *ev, es_error *err)
 {
     es_projector *p = data;
@@ -287,17 +311,11 @@ int es_projector_handle(void *data, es_consumer_tx *tx, const es_envelope_view *
                      ev->event_type, key, (long long)ev->version);
         goto out;
     }
-    ProtobufCMessage *row = p->def->from_state(state, ev->version, &a);
-    size_t n = p->def->n_columns < MAX_COLUMNS ? p->def->n_columns : MAX_COLUMNS;
-    const char **params = es_arena_alloc(&a, (n + 1) * sizeof *params);
-    for (size_t i = 0; i < n; i++)
-        if ((rc = column_text(p, p->fields[i], row, &a, &params[i], err)) != ES_OK)
-            goto out;
-    size_t len = protobuf_c_message_get_packed_size(state);
-    uint8_t *packed = es_arena_alloc(&a, len ? len : 1);
-    protobuf_c_message_pack(state, packed);
-    params[n] = bytea_hex(&a, packed, len);
-    rc = es_consumer_tx_exec(tx, p->upsert_sql, (int)n + 1, params, NULL, err);
+    size_t n = es__projector_n_params(p);
+    const char **params = es_arena_alloc(&a, n * sizeof *params);
+    if ((rc = es__projector_row_text(p, state, ev->version, &a, params, err)) != ES_OK)
+        goto out;
+    rc = es_consumer_tx_exec(tx, p->upsert_sql, (int)n, params, NULL, err);
 out:
     es_sql_rows_free(rows);
     if (event)

@@ -26,6 +26,15 @@ int es_projector_handle(void *data, es_consumer_tx *tx, const es_envelope_view *
 /* es_replay_config.reset: empties the table (stream_id NULL) or deletes one stream's row. */
 int es_projector_reset(void *data, es_consumer_tx *tx, const char *stream_id, es_error *err);
 
+/* Internal, for the batch projector and the set-based rebuild: the number of statement parameters
+ * of a row (the projection's columns, then es_state), the definition, and the text form of the
+ * row folded to state at version (params[i] = the column's text, NULL for SQL NULL; the last is
+ * es_state as bytea hex), allocated from a. Column order is def->columns. */
+size_t es__projector_n_params(const es_projector *p);
+const es_projection_def *es__projector_def(const es_projector *p);
+int es__projector_row_text(const es_projector *p, const ProtobufCMessage *state, int64_t version, es_arena *a,
+                           const char **params, es_error *err);
+
 typedef struct es_projection_reader es_projection_reader;
 
 /* A reader over pool (borrowed). Never NULL. */
