@@ -85,31 +85,40 @@ static void health(void *data, const es_http_request *req, es_http_response *res
                   ready ? "ok" : "unavailable", pg ? "true" : "false", mig ? "true" : "false", kafka ? "true" : "false");
 }
 
-/* Consumer counters, one family at a time across consumers (the text format groups families). */
+/* Consumer counters, one family at a time across consumers (the text format groups families).
+ * Each consumer is its own Kafka consumer group (group id = consumer name). */
 static void consumer_metrics(es_buf *b, es_consumer *const *cs, const char *const *names, size_t n)
 {
     static const char *const fam[] = {"es_consumer_messages_total", "es_consumer_applied_total",
                                       "es_consumer_duplicates_total", "es_consumer_gap_filled_total",
                                       "es_consumer_dead_letters_total", "es_consumer_retries_total",
-                                      "es_consumer_assigned_partitions"};
+                                      "es_consumer_assigned_partitions", "es_consumer_batches_total",
+                                      "es_consumer_batch_fallbacks_total", "es_consumer_lag_messages",
+                                      "es_consumer_lag_seconds"};
     static const char *const help[] = {"Kafka messages processed.", "Events applied and committed.",
                                        "Events skipped as already applied.", "Events read from the store to close a gap.",
                                        "Events written to es_dead_letters.", "Handler re-attempts.",
-                                       "Partitions assigned to this member."};
+                                       "Partitions assigned to this member.", "PostgreSQL transactions committed.",
+                                       "Batches the set-wise path gave back to one-message-at-a-time processing.",
+                                       "Messages behind the partitions' high watermarks (consumer lag; -1 until known).",
+                                       "Age of the last message applied while behind; 0 when caught up."};
+    static const int gauge[] = {0, 0, 0, 0, 0, 0, 1, 0, 0, 1, 1};
     es_consumer_stats st[4];
     for (size_t k = 0; k < n && k < 4; k++)
         if (cs[k])
             es_consumer_stats_get(cs[k], &st[k]);
     for (size_t i = 0; i < sizeof fam / sizeof fam[0]; i++) {
-        es_metrics_family(b, fam[i], i == 6 ? "gauge" : "counter", help[i]);
+        es_metrics_family(b, fam[i], gauge[i] ? "gauge" : "counter", help[i]);
         for (size_t k = 0; k < n && k < 4; k++) {
             if (!cs[k])
                 continue;
-            const int64_t v[] = {st[k].messages, st[k].applied, st[k].duplicates, st[k].gap_filled,
-                                 st[k].dead_letters, st[k].retries, st[k].assigned_partitions};
+            const double v[] = {(double)st[k].messages, (double)st[k].applied, (double)st[k].duplicates,
+                                (double)st[k].gap_filled, (double)st[k].dead_letters, (double)st[k].retries,
+                                (double)st[k].assigned_partitions, (double)st[k].batches,
+                                (double)st[k].batch_fallbacks, (double)st[k].lag_messages, st[k].lag_seconds};
             char labels[128];
             snprintf(labels, sizeof labels, "consumer=\"%s\"", names[k]);
-            es_metrics_sample(b, fam[i], labels, (double)v[i]);
+            es_metrics_sample(b, fam[i], labels, v[i]);
         }
     }
 }
@@ -257,6 +266,7 @@ static int start(app *a)
         a->projector = es_projector_new(&orders_v1_projection_order_summary, a->json);
         es_consumer_config cc = {.name = "projection.order_summary", .conninfo = cfg->pg, .bootstrap_servers = bootstrap,
                                  .bootstrap_file = bootstrap_file, .topic = cfg->topic, .handle = es_projector_handle,
+                                 .handle_batch = es_projector_handle_batch,
                                  .data = a->projector};
         if (es_consumer_start(&cc, &a->projection_consumer, &err) != ES_OK)
             goto fail;

@@ -17,6 +17,8 @@ struct es_projector {
     const ProtobufCFieldDescriptor *fields[MAX_COLUMNS];
     char *select_sql;
     char *upsert_sql;
+    char *select_many_sql;           /* the rows of many keys (the batch path) */
+    char *upsert_many_sql;           /* many rows from text arrays (the batch path) */
     char *delete_sql;
     char *truncate_sql;
 };
@@ -227,6 +229,32 @@ es_projector *es_projector_new(const es_projection_def *def, const es_json_regis
     es_buf_init(&b);
     es_buf_printf(&b, "SELECT es_state FROM %s WHERE %s = $1 FOR UPDATE", def->name, key_column(def));
     p->select_sql = es_buf_steal(&b, NULL);
+    const char *key_type = "text";
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(def->columns[i].column, key_column(def)))
+            key_type = def->columns[i].sql_type;
+    es_buf_printf(&b, "SELECT k.i, t.es_state FROM unnest($1::text[]) WITH ORDINALITY AS k(id, i)"
+                      " JOIN %s t ON t.%s = k.id::%s FOR UPDATE OF t", def->name, key_column(def), key_type);
+    p->select_many_sql = es_buf_steal(&b, NULL);
+    /* INSERT .. SELECT FROM unnest(text arrays, one per column) cast to the column types. */
+    es_buf_printf(&b, "INSERT INTO %s (", def->name);
+    for (size_t i = 0; i < n; i++)
+        es_buf_printf(&b, "%s, ", def->columns[i].column);
+    es_buf_puts(&b, "es_state) SELECT ");
+    for (size_t i = 0; i < n; i++)
+        es_buf_printf(&b, "u.c%zu::%s, ", i, def->columns[i].sql_type);
+    es_buf_puts(&b, "u.s::bytea FROM unnest(");
+    for (size_t i = 0; i <= n; i++)
+        es_buf_printf(&b, "%s$%zu::text[]", i ? ", " : "", i + 1);
+    es_buf_puts(&b, ") AS u(");
+    for (size_t i = 0; i < n; i++)
+        es_buf_printf(&b, "c%zu, ", i);
+    es_buf_printf(&b, "s) ON CONFLICT (%s) DO UPDATE SET ", key_column(def));
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(def->columns[i].column, key_column(def)) != 0)
+            es_buf_printf(&b, "%s = EXCLUDED.%s, ", def->columns[i].column, def->columns[i].column);
+    es_buf_puts(&b, "es_state = EXCLUDED.es_state");
+    p->upsert_many_sql = es_buf_steal(&b, NULL);
     es_buf_printf(&b, "DELETE FROM %s WHERE %s = $1", def->name, key_column(def));
     p->delete_sql = es_buf_steal(&b, NULL);
     es_buf_printf(&b, "TRUNCATE %s", def->name);
@@ -240,6 +268,8 @@ void es_projector_free(es_projector *p)
         return;
     free(p->select_sql);
     free(p->upsert_sql);
+    free(p->select_many_sql);
+    free(p->upsert_many_sql);
     free(p->delete_sql);
     free(p->truncate_sql);
     free(p);
@@ -322,6 +352,137 @@ out:
         protobuf_c_message_free_unpacked(event, NULL);
     if (state)
         protobuf_c_message_free_unpacked(state, NULL);
+    es_arena_free(&a);
+    return rc;
+}
+
+/* Appends one element (NULL: SQL NULL) to a PostgreSQL array literal. */
+static void array_elem(es_buf *b, const char *s)
+{
+    es_buf_putc(b, b->len ? ',' : '{');
+    if (!s) {
+        es_buf_puts(b, "NULL");
+        return;
+    }
+    es_buf_putc(b, '"');
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\')
+            es_buf_putc(b, '\\');
+        es_buf_putc(b, *s);
+    }
+    es_buf_putc(b, '"');
+}
+
+static const char *array_end(es_buf *b)
+{
+    if (!b->len)
+        es_buf_putc(b, '{');
+    es_buf_putc(b, '}');
+    return b->data;
+}
+
+/* A stream being folded by the batch path. */
+typedef struct folding {
+    const char *key;
+    ProtobufCMessage *state;
+    int64_t version;
+} folding;
+
+int es_projector_handle_batch(void *data, es_consumer_tx *tx, const es_envelope_view *evs, size_t n,
+                              es_error *err)
+{
+    es_projector *p = data;
+    const es_aggregate_def *agg = p->def->aggregate;
+    es_arena a;
+    es_arena_init(&a);
+    size_t ncols = es__projector_n_params(p), nf = 0;
+    folding *f = es_arena_alloc(&a, (n ? n : 1) * sizeof *f);
+    es_buf keys, *cols = es_arena_alloc(&a, ncols * sizeof *cols);
+    es_buf_init(&keys);
+    for (size_t i = 0; i < ncols; i++)
+        es_buf_init(&cols[i]);
+    es_sql_rows *rows = NULL;
+    int rc = ES_OK;
+    /* The streams of this aggregate, in the order they come (grouped by stream). */
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(evs[i].stream_type, agg->name) != 0)
+            continue;
+        if (nf && !strcmp(f[nf - 1].key, evs[i].stream_id))
+            continue;
+        f[nf++] = (folding){evs[i].stream_id, NULL, 0};
+        array_elem(&keys, evs[i].stream_id);
+    }
+    if (!nf)
+        goto out;
+    const char *k = array_end(&keys);
+    if ((rc = es_consumer_tx_query(tx, p->select_many_sql, 1, &k, &rows, err)) != ES_OK)
+        goto out;
+    for (int r = 0; r < es_sql_rows_count(rows); r++) {
+        long i = strtol(es_sql_rows_value(rows, r, 0), NULL, 10) - 1;
+        uint8_t *bytes;
+        long len = bytea_unhex(es_sql_rows_value(rows, r, 1), &bytes, &a);
+        if (i < 0 || (size_t)i >= nf || f[i].state)
+            continue;
+        f[i].state = len >= 0 ? protobuf_c_message_unpack(agg->state_descriptor, NULL, (size_t)len, bytes) : NULL;
+        if (!f[i].state) {
+            rc = es_error_set(err, ES_DATA_LOSS, "es_state", "projection %s: stored state of %s does not decode",
+                              p->def->name, f[i].key);
+            goto out;
+        }
+    }
+    es_sql_rows_free(rows);
+    rows = NULL;
+    for (size_t i = 0; i < nf; i++)
+        if (!f[i].state) {
+            f[i].state = es_xmalloc(agg->state_descriptor->sizeof_message);
+            protobuf_c_message_init(agg->state_descriptor, f[i].state);
+        }
+    /* Fold: evs are grouped by stream in version order, f in the same order. */
+    size_t cur = 0;
+    for (size_t i = 0; i < n; i++) {
+        const es_envelope_view *ev = &evs[i];
+        if (strcmp(ev->stream_type, agg->name) != 0)
+            continue;
+        while (strcmp(f[cur].key, ev->stream_id) != 0)
+            cur++;
+        const es_event_def *edef = es_schema_find_event(agg, ev->event_type);
+        if (!edef) {
+            rc = es_error_set(err, ES_INVALID_ARGUMENT, "event_type", "projection %s: unknown %s event type %s",
+                              p->def->name, agg->name, ev->event_type);
+            goto out;
+        }
+        ProtobufCMessage *event = protobuf_c_message_unpack(edef->descriptor, &a.pb, ev->payload_len, ev->payload);
+        if (!event) {
+            rc = es_error_set(err, ES_INVALID_ARGUMENT, "payload",
+                              "projection %s: %s payload of %s v%lld does not decode", p->def->name,
+                              ev->event_type, ev->stream_id, (long long)ev->version);
+            goto out;
+        }
+        if ((rc = edef->apply(f[cur].state, event)) != ES_OK) {
+            es_error_set(err, rc, "event_type", "projection %s: %s cannot apply to %s at version %lld",
+                         p->def->name, ev->event_type, ev->stream_id, (long long)ev->version);
+            goto out;
+        }
+        f[cur].version = ev->version;
+    }
+    const char **params = es_arena_alloc(&a, ncols * sizeof *params);
+    for (size_t i = 0; i < nf; i++) {
+        if ((rc = es__projector_row_text(p, f[i].state, f[i].version, &a, params, err)) != ES_OK)
+            goto out;
+        for (size_t c = 0; c < ncols; c++)
+            array_elem(&cols[c], params[c]);
+    }
+    for (size_t c = 0; c < ncols; c++)
+        params[c] = array_end(&cols[c]);
+    rc = es_consumer_tx_exec(tx, p->upsert_many_sql, (int)ncols, params, NULL, err);
+out:
+    es_sql_rows_free(rows);
+    for (size_t i = 0; i < nf; i++)
+        if (f[i].state)
+            protobuf_c_message_free_unpacked(f[i].state, NULL);
+    es_buf_free(&keys);
+    for (size_t i = 0; i < ncols; i++)
+        es_buf_free(&cols[i]);
     es_arena_free(&a);
     return rc;
 }

@@ -64,6 +64,17 @@ static const struct {
     {"es_c_park", "INSERT INTO es_consumer_streams (consumer, stream_id, version, dead_letter_id)"
                   " VALUES ($1, $2, 0, $3::int8) ON CONFLICT (consumer, stream_id)"
                   " DO UPDATE SET dead_letter_id = EXCLUDED.dead_letter_id"},
+    /* The set-wise path: lock (creating at 0) and read many streams' rows in one trip, in a
+     * fixed order so two runners never lock the same rows in opposite orders. */
+    {"es_c_lock_many",
+     "INSERT INTO es_consumer_streams AS s (consumer, stream_id, version)"
+     " SELECT $1, id, 0 FROM unnest($2::text[]) AS id ORDER BY id"
+     " ON CONFLICT (consumer, stream_id) DO UPDATE SET version = s.version"
+     " RETURNING stream_id, version, coalesce(dead_letter_id, 0)"},
+    {"es_c_done_many",
+     "UPDATE es_consumer_streams s SET version = v.version"
+     " FROM unnest($2::text[], $3::int8[]) AS v(stream_id, version)"
+     " WHERE s.consumer = $1 AND s.stream_id = v.stream_id"},
     {"es_c_stream", "SELECT " ES__EVENT_COLUMNS " FROM es_events"
                     " WHERE stream_id = $1 AND version > $2::int8 ORDER BY version LIMIT $3::int8"},
     {"es_c_feed", "SELECT " ES__EVENT_COLUMNS " FROM es_events"
@@ -363,8 +374,11 @@ struct es_consumer {
     char *name, *group, *topic, *bootstrap;
     char **props;
     es_consumer_handle_fn handle;
+    es_consumer_batch_fn handle_batch;
     void *data;
     int max_retries, batch_max, session_ms, quiet;
+    int64_t last_ts_ms;              /* Kafka timestamp of the last message applied */
+    struct timespec lag_at;          /* when the lag was last measured */
     db d;
     rd_kafka_t *rk;
     pthread_t thread;
@@ -530,13 +544,171 @@ static int process_message(es_consumer *c, const rd_kafka_message_t *m, counters
     }
 }
 
+/* ---- the set-wise path ---- */
+
+typedef struct item {
+    const rd_kafka_message_t *m;
+    es_envelope_view ev;
+} item;
+
+static int item_cmp(const void *a, const void *b)
+{
+    const item *x = *(const item *const *)a, *y = *(const item *const *)b;
+    int c = strcmp(x->ev.stream_id, y->ev.stream_id);
+    if (c)
+        return c;
+    if (x->ev.version != y->ev.version)
+        return x->ev.version < y->ev.version ? -1 : 1;
+    return x->m->offset < y->m->offset ? -1 : x->m->offset > y->m->offset;
+}
+
+/* Appends s to a PostgreSQL array literal as a quoted element. */
+static void array_elem(es_buf *b, const char *s)
+{
+    es_buf_putc(b, b->len > 1 ? ',' : '{');
+    es_buf_putc(b, '"');
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\')
+            es_buf_putc(b, '\\');
+        es_buf_putc(b, *s);
+    }
+    es_buf_putc(b, '"');
+}
+
+static const char *array_end(es_buf *b)
+{
+    if (b->len == 0)
+        es_buf_putc(b, '{');
+    es_buf_putc(b, '}');
+    return b->data;
+}
+
+/* Applies msgs set-wise inside the open transaction: one statement locks and reads the versions
+ * of every stream of the batch, the batch handler applies the clean streams' events together,
+ * one statement records their versions; streams with a gap or a parking, and messages that do not
+ * decode, go through process_message (same transaction). Returns ES_OK, ES_UNAVAILABLE, another
+ * database error, or ES_ABORTED when the batch handler failed: the caller rolls back and
+ * processes the batch one message at a time. */
+static int process_set(es_consumer *c, rd_kafka_message_t **msgs, size_t n, counters *cnt, es_arena *arena,
+                       es_error *err)
+{
+    es_arena fa;
+    es_arena_init(&fa);
+    es_buf ids, vers;
+    es_buf_init(&ids);
+    es_buf_init(&vers);
+    item *items = es_arena_alloc(&fa, (n ? n : 1) * sizeof *items);
+    item **sorted = es_arena_alloc(&fa, (n ? n : 1) * sizeof *sorted);
+    const rd_kafka_message_t **slow = es_arena_alloc(&fa, (n ? n : 1) * sizeof *slow);
+    es_envelope_view *fast = es_arena_alloc(&fa, (n ? n : 1) * sizeof *fast);
+    size_t ni = 0, nslow = 0, nfast = 0;
+    PGresult *r = NULL;
+    int rc = ES_OK;
+    for (size_t i = 0; i < n; i++) {
+        if (msgs[i]->err)
+            continue;
+        es_error derr = {0};
+        items[ni].m = msgs[i];
+        if (es_envelope_unpack(msgs[i]->payload, msgs[i]->len, &fa, &items[ni].ev, &derr) != ES_OK)
+            slow[nslow++] = msgs[i];   /* dead-lettered by process_message */
+        else
+            sorted[ni] = &items[ni], ni++;
+    }
+    qsort(sorted, ni, sizeof *sorted, item_cmp);
+    for (size_t i = 0; i < ni; i++)
+        if (i == 0 || strcmp(sorted[i]->ev.stream_id, sorted[i - 1]->ev.stream_id))
+            array_elem(&ids, sorted[i]->ev.stream_id);
+    if (ni) {
+        const char *p2[2] = {c->name, array_end(&ids)};
+        r = db_run(&c->d, "es_c_lock_many", 2, p2, NULL, NULL);
+        if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+            rc = es__pg_error(err, classify(c->d.conn, r), c->d.conn, r, "consumer: lock streams");
+            goto out;
+        }
+    }
+    es_buf_reset(&ids);
+    int nrows = r ? PQntuples(r) : 0;
+    for (size_t i = 0; i < ni;) {
+        size_t j = i;
+        while (j < ni && !strcmp(sorted[j]->ev.stream_id, sorted[i]->ev.stream_id))
+            j++;
+        /* The stream's row: RETURNING keeps no order, so look it up (batches are small). */
+        int64_t applied = -1, parked = 0;
+        for (int k = 0; k < nrows; k++)
+            if (!strcmp(PQgetvalue(r, k, 0), sorted[i]->ev.stream_id)) {
+                applied = strtoll(PQgetvalue(r, k, 1), NULL, 10);
+                parked = strtoll(PQgetvalue(r, k, 2), NULL, 10);
+                break;
+            }
+        /* Clean: not parked, and the versions above applied run on from applied + 1. */
+        int clean = applied >= 0 && !parked;
+        int64_t next = applied + 1;
+        size_t first_fast = nfast;
+        for (size_t k = i; clean && k < j; k++) {
+            int64_t v = sorted[k]->ev.version;
+            if (v < next) {
+                cnt->duplicates++;
+                continue;
+            }
+            if (v != next) {
+                clean = 0;
+                break;
+            }
+            fast[nfast++] = sorted[k]->ev;
+            next++;
+        }
+        if (!clean) {
+            nfast = first_fast;
+            for (size_t k = i; k < j; k++)
+                slow[nslow++] = sorted[k]->m;
+        } else if (nfast > first_fast) {
+            char v[24];
+            snprintf(v, sizeof v, "%" PRId64, next - 1);
+            array_elem(&ids, sorted[i]->ev.stream_id);
+            array_elem(&vers, v);
+        }
+        i = j;
+    }
+    if (nfast) {
+        es_consumer_tx tx = {&c->d, c->name};
+        if (c->handle_batch(c->data, &tx, fast, nfast, err) != ES_OK) {
+            rc = PQstatus(c->d.conn) == CONNECTION_OK ? ES_ABORTED : ES_UNAVAILABLE;
+            goto out;
+        }
+        const char *p3[3] = {c->name, array_end(&ids), array_end(&vers)};
+        PQclear(r);
+        r = db_run(&c->d, "es_c_done_many", 3, p3, NULL, NULL);
+        if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+            rc = es__pg_error(err, classify(c->d.conn, r), c->d.conn, r, "consumer: record versions");
+            goto out;
+        }
+        cnt->applied += (int64_t)nfast;
+    }
+    /* The rest, one message at a time, in Kafka order (a stream's messages keep their order). */
+    for (size_t i = 0; i < n && nslow; i++) {
+        int is_slow = 0;
+        for (size_t k = 0; k < nslow && !is_slow; k++)
+            is_slow = slow[k] == msgs[i];
+        if (is_slow && (rc = process_message(c, msgs[i], cnt, arena)) != ES_OK) {
+            es_error_set(err, rc, "", "consumer: a message of the batch could not be processed");
+            goto out;
+        }
+    }
+out:
+    PQclear(r);
+    es_buf_free(&ids);
+    es_buf_free(&vers);
+    es_arena_free(&fa);
+    return rc;
+}
+
 /* Applies a polled batch in one transaction; retries it whole while PostgreSQL is away.
  * Returns 0 when committed, -1 when stopping before that. */
 static int process_batch(es_consumer *c, rd_kafka_message_t **msgs, size_t n)
 {
     es_arena arena;
     es_arena_init(&arena);
-    int backoff = 100, rc = -1;
+    int backoff = 100, rc = -1, set_wise = c->handle_batch != NULL, fell_back = 0;
     while (!atomic_load(&c->stop)) {
         es_error err = {0};
         counters cnt = {0};
@@ -544,7 +716,22 @@ static int process_batch(es_consumer *c, rd_kafka_message_t **msgs, size_t n)
         int st = db_ready(&c->d, &err);
         if (st == ES_OK)
             st = db_simple(&c->d, "BEGIN", &err);
-        for (size_t i = 0; st == ES_OK && i < n; i++) {
+        if (st == ES_OK && set_wise) {
+            st = process_set(c, msgs, n, &cnt, &arena, &err);
+            for (size_t i = 0; i < n; i++)
+                handled += !msgs[i]->err;
+            if (st == ES_ABORTED) {
+                /* The batch handler failed: apply one message at a time, which retries and
+                 * dead-letters the message at fault. */
+                say(c, "batch of %zu: set-wise apply failed (%s); applying one message at a time", n,
+                    err.message);
+                PQclear(PQexec(c->d.conn, "ROLLBACK"));
+                set_wise = 0;
+                fell_back = 1;
+                continue;
+            }
+        }
+        for (size_t i = 0; !set_wise && st == ES_OK && i < n; i++) {
             if (msgs[i]->err)
                 continue;
             st = process_message(c, msgs[i], &cnt, &arena);
@@ -558,7 +745,17 @@ static int process_batch(es_consumer *c, rd_kafka_message_t **msgs, size_t n)
             c->st.applied += cnt.applied;
             c->st.duplicates += cnt.duplicates;
             c->st.gap_filled += cnt.gap_filled;
+            c->st.batches++;
+            c->st.batch_fallbacks += fell_back;
             pthread_mutex_unlock(&c->mu);
+            for (size_t i = n; i-- > 0;)
+                if (!msgs[i]->err) {
+                    rd_kafka_timestamp_type_t tt;
+                    int64_t ts = rd_kafka_message_timestamp(msgs[i], &tt);
+                    if (ts > 0)
+                        c->last_ts_ms = ts;
+                    break;
+                }
             rc = 0;
             break;
         }
@@ -599,12 +796,53 @@ static void commit_offsets(es_consumer *c, rd_kafka_message_t **msgs, size_t n)
     rd_kafka_topic_partition_list_destroy(l);
 }
 
+/* Consumer lag: high watermark minus position over the assigned partitions (both known
+ * locally: watermarks come with every fetch, so this does not call the brokers), at most twice
+ * a second. */
+static void measure_lag(es_consumer *c)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    if ((now.tv_sec - c->lag_at.tv_sec) * 1000 + (now.tv_nsec - c->lag_at.tv_nsec) / 1000000 < 500)
+        return;
+    c->lag_at = now;
+    rd_kafka_topic_partition_list_t *a = NULL;
+    if (rd_kafka_assignment(c->rk, &a) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        return;
+    int64_t lag = 0;
+    int known = a->cnt > 0;
+    if (rd_kafka_position(c->rk, a) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        known = 0;
+    for (int i = 0; known && i < a->cnt; i++) {
+        int64_t lo = -1, hi = -1;
+        if (rd_kafka_get_watermark_offsets(c->rk, a->elems[i].topic, a->elems[i].partition, &lo, &hi) ||
+            hi < 0) {
+            known = 0;
+            break;
+        }
+        int64_t pos = a->elems[i].offset >= 0 ? a->elems[i].offset : lo;
+        if (hi > pos)
+            lag += hi - pos;
+    }
+    rd_kafka_topic_partition_list_destroy(a);
+    struct timespec wall;
+    clock_gettime(CLOCK_REALTIME, &wall);
+    int64_t now_ms = (int64_t)wall.tv_sec * 1000 + wall.tv_nsec / 1000000;
+    pthread_mutex_lock(&c->mu);
+    c->st.lag_messages = known ? lag : -1;
+    c->st.lag_seconds = known && lag > 0 && c->last_ts_ms > 0 && now_ms > c->last_ts_ms
+                            ? (double)(now_ms - c->last_ts_ms) / 1000.0
+                            : 0.0;
+    pthread_mutex_unlock(&c->mu);
+}
+
 static void *consumer_main(void *arg)
 {
     es_consumer *c = arg;
     size_t cap = (size_t)c->batch_max;
     rd_kafka_message_t **msgs = es_xcalloc(cap, sizeof *msgs);
     while (!atomic_load(&c->stop)) {
+        measure_lag(c);
         size_t n = 0;
         rd_kafka_message_t *m = rd_kafka_consumer_poll(c->rk, 200);
         while (m) {
@@ -682,7 +920,9 @@ int es_consumer_start(const es_consumer_config *cfg, es_consumer **out, es_error
     for (size_t i = 0; i < np; i++)
         c->props[i] = es_xstrdup(cfg->kafka_props[i]);
     c->handle = cfg->handle;
+    c->handle_batch = cfg->handle_batch;
     c->data = cfg->data;
+    c->st.lag_messages = -1;
     c->max_retries = cfg->max_retries > 0 ? cfg->max_retries : 3;
     c->batch_max = cfg->batch_max > 0 ? cfg->batch_max : 200;
     c->session_ms = cfg->session_timeout_ms > 0 ? cfg->session_timeout_ms : 10000;

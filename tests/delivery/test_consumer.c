@@ -19,7 +19,7 @@
 #include "harness.h"
 
 static dh_env env;
-static const char *TOPIC = "cons";
+static const char *TOPIC = "cons";   /* where produce_* and the consumers go */
 static const char *GOOD[] = {"in-order", "dup", "ooo", "rev"};
 
 /* The projection: an order-sensitive log of payloads per stream. "boom" makes it fail. */
@@ -36,6 +36,21 @@ static int project(void *data, es_consumer_tx *tx, const es_envelope_view *ev, e
              " DO UPDATE SET log = p.log || ',' || excluded.log, n = p.n + 1", table);
     const char *p[2] = {ev->stream_id, payload};
     return es_consumer_tx_exec(tx, sql, 2, p, NULL, err);
+}
+
+/* A batch handler over the same projection: the runner's set-wise path (duplicates dropped,
+ * streams in version order, gaps and parkings left to the one-message path, a failing batch given
+ * back to it). */
+static int project_batch(void *data, es_consumer_tx *tx, const es_envelope_view *evs, size_t n, es_error *err)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (i && !strcmp(evs[i].stream_id, evs[i - 1].stream_id) && evs[i].version != evs[i - 1].version + 1)
+            return es_error_set(err, ES_INTERNAL, "version", "batch out of order");
+        int rc = project(data, tx, &evs[i], err);
+        if (rc != ES_OK)
+            return rc;
+    }
+    return ES_OK;
 }
 
 static int reset_rebuild(void *data, es_consumer_tx *tx, const char *stream_id, es_error *err)
@@ -114,18 +129,22 @@ static int produce_seq(rd_kafka_t *rk, const char *stream, const int *versions, 
     return n;
 }
 
-static es_consumer *start_consumer(void)
+static int64_t produced;   /* messages in the topic so far */
+
+static es_consumer *start_consumer_as(const char *name, const char *table, es_consumer_batch_fn batch)
 {
     const char *props[] = {"log_level", "3", NULL};
-    es_consumer_config cc = {.name = "cons-proj", .conninfo = env.conninfo,
+    es_consumer_config cc = {.name = name, .conninfo = env.conninfo,
                              .bootstrap_file = env.bootstrap_file, .topic = TOPIC,
-                             .handle = project, .data = "cons_proj", .max_retries = 3,
+                             .handle = project, .handle_batch = batch, .data = (void *)table, .max_retries = 3,
                              .session_timeout_ms = 6000, .kafka_props = props};
     es_consumer *c = NULL;
     es_error err;
     assert_int_equal(es_consumer_start(&cc, &c, &err), ES_OK);
     return c;
 }
+
+static es_consumer *start_consumer(void) { return start_consumer_as("cons-proj", "cons_proj", NULL); }
 
 static es_consumer_stats wait_messages(es_consumer *c, int64_t n)
 {
@@ -175,6 +194,7 @@ static void duplicates_and_disorder_give_the_in_order_projection(void **state)
     assert_int_equal(rd_kafka_flush(rk, 10000), RD_KAFKA_RESP_ERR_NO_ERROR);
     rd_kafka_destroy(rk);
 
+    produced += sent;
     es_consumer *cons = start_consumer();
     es_consumer_stats st = wait_messages(cons, sent);
     es_consumer_stop(cons);
@@ -222,6 +242,7 @@ static void restart_resumes_from_committed_offsets(void **state)
     static const int late[] = {1, 2, 3};
     static const int again[] = {1, 2, 3, 4, 5, 6};
     int sent = produce_seq(rk, "late", late, 3) + produce_seq(rk, "dup", again, 6);
+    produced += sent;
     assert_int_equal(rd_kafka_flush(rk, 10000), RD_KAFKA_RESP_ERR_NO_ERROR);
     rd_kafka_destroy(rk);
 
@@ -235,6 +256,79 @@ static void restart_resumes_from_committed_offsets(void **state)
     assert_string_equal(query_text(c, "SELECT log FROM cons_proj WHERE stream_id = $1", "late"), "e1,e2,e3");
     assert_string_equal(query_text(c, "SELECT log FROM cons_proj WHERE stream_id = $1", "dup"),
                         "e1,e2,e3,e4,e5,e6");
+    PQfinish(c);
+}
+
+/* A second group reads the whole topic through the set-wise path: the same rows, versions,
+ * parkings and dead letters as the one-message path gave. */
+static void batch_path_gives_the_same_projection(void **state)
+{
+    (void)state;
+    PGconn *c = dh_connect(&env);
+    es_consumer *cons = start_consumer_as("cons-batch", "cons_batch", project_batch);
+    es_consumer_stats st = wait_messages(cons, produced);
+    dh_sleep_ms(500);
+    es_consumer_stats_get(cons, &st);
+    es_consumer_stop(cons);
+    fprintf(stderr, "batch consumer: %lld messages, %lld applied, %lld duplicates, %lld gap-filled, %lld batches,"
+            " %lld fallbacks, %lld dead letters, lag %lld\n", (long long)st.messages, (long long)st.applied,
+            (long long)st.duplicates, (long long)st.gap_filled, (long long)st.batches, (long long)st.batch_fallbacks,
+            (long long)st.dead_letters, (long long)st.lag_messages);
+    assert_int_equal(st.messages, produced);
+    assert_true(st.batch_fallbacks >= 1);   /* "boom" fails the set-wise apply once */
+    assert_int_equal(st.dead_letters, 3);
+    assert_int_equal(st.lag_messages, 0);
+    assert_int_equal(dh_query_int(c, "SELECT count(*) FROM ("
+        "(SELECT stream_id, log, n FROM cons_batch EXCEPT SELECT stream_id, log, n FROM cons_proj)"
+        " UNION ALL (SELECT stream_id, log, n FROM cons_proj EXCEPT SELECT stream_id, log, n FROM cons_batch)) x"), 0);
+    assert_int_equal(dh_query_int(c, "SELECT count(*) FROM cons_batch"), 6);
+    assert_int_equal(dh_query_int(c, "SELECT count(*) FROM ("
+        "(SELECT stream_id, version, dead_letter_id IS NULL FROM es_consumer_streams WHERE consumer = 'cons-batch'"
+        "  EXCEPT SELECT stream_id, version, dead_letter_id IS NULL FROM es_consumer_streams WHERE consumer = 'cons-proj')"
+        " UNION ALL (SELECT stream_id, version, dead_letter_id IS NULL FROM es_consumer_streams"
+        "  WHERE consumer = 'cons-proj' EXCEPT SELECT stream_id, version, dead_letter_id IS NULL"
+        "  FROM es_consumer_streams WHERE consumer = 'cons-batch')) x"), 0);
+    assert_int_equal(dh_query_int(c, "SELECT count(*) FROM ("
+        "(SELECT stream_id, version, left(error, 40) FROM es_dead_letters WHERE consumer = 'cons-batch'"
+        "  EXCEPT SELECT stream_id, version, left(error, 40) FROM es_dead_letters WHERE consumer = 'cons-proj')"
+        " UNION ALL (SELECT stream_id, version, left(error, 40) FROM es_dead_letters WHERE consumer = 'cons-proj'"
+        "  EXCEPT SELECT stream_id, version, left(error, 40) FROM es_dead_letters WHERE consumer = 'cons-batch')) x"), 0);
+    PQfinish(c);
+}
+
+/* Only good streams, in a topic of their own: the set-wise path alone (no fallback) gives the
+ * same rows as the one-message path. */
+static void batch_path_alone_gives_the_same_projection(void **state)
+{
+    (void)state;
+    PGconn *c = dh_connect(&env);
+    TOPIC = "cons2";
+    rd_kafka_t *rk = producer();
+    static const int dup[] = {1, 2, 2, 1, 3, 4, 4, 5, 6, 6, 3};
+    static const int ooo[] = {1, 3, 2, 5, 4, 6};
+    static const int rev[] = {6, 5, 4, 3, 2, 1};
+    static const int in_order[] = {1, 2, 3, 4, 5, 6};
+    int sent = produce_seq(rk, "in-order", in_order, 6) + produce_seq(rk, "dup", dup, 11) +
+               produce_seq(rk, "ooo", ooo, 6) + produce_seq(rk, "rev", rev, 6);
+    assert_int_equal(rd_kafka_flush(rk, 10000), RD_KAFKA_RESP_ERR_NO_ERROR);
+    rd_kafka_destroy(rk);
+    es_consumer *cons = start_consumer_as("cons-batch2", "cons_batch2", project_batch);
+    es_consumer_stats st = wait_messages(cons, sent);
+    es_consumer_stop(cons);
+    TOPIC = "cons";
+    fprintf(stderr, "batch consumer 2: %lld messages, %lld applied, %lld duplicates, %lld gap-filled, %lld batches,"
+            " %lld fallbacks\n", (long long)st.messages, (long long)st.applied, (long long)st.duplicates,
+            (long long)st.gap_filled, (long long)st.batches, (long long)st.batch_fallbacks);
+    assert_int_equal(st.batch_fallbacks, 0);
+    assert_int_equal(st.dead_letters, 0);
+    assert_int_equal(st.applied + st.gap_filled, 24);
+    assert_int_equal(st.applied + st.gap_filled + st.duplicates, sent);
+    for (size_t i = 0; i < 4; i++) {
+        assert_string_equal(query_text(c, "SELECT log || ' n=' || n FROM cons_batch2 WHERE stream_id = $1", GOOD[i]),
+                            "e1,e2,e3,e4,e5,e6 n=6");
+        assert_string_equal(query_text(c, "SELECT version::text FROM es_consumer_streams"
+                                          " WHERE consumer = 'cons-batch2' AND stream_id = $1", GOOD[i]), "6");
+    }
     PQfinish(c);
 }
 
@@ -274,10 +368,12 @@ static int setup(void **state)
 {
     (void)state;
     dh_pg_start(&env, "consumer");
-    const char *topics[] = {"cons:3", NULL};
+    const char *topics[] = {"cons:3", "cons2:3", NULL};
     dh_mock_start(&env, topics);
     PGconn *c = dh_connect(&env);
     dh_exec(c, "CREATE TABLE cons_proj (stream_id text PRIMARY KEY, log text, n int)");
+    dh_exec(c, "CREATE TABLE cons_batch (stream_id text PRIMARY KEY, log text, n int)");
+    dh_exec(c, "CREATE TABLE cons_batch2 (stream_id text PRIMARY KEY, log text, n int)");
     dh_exec(c, "CREATE TABLE cons_rebuild (stream_id text PRIMARY KEY, log text, n int)");
     for (size_t i = 0; i < 4; i++)
         assert_int_equal(dh_append(c, GOOD[i], 1, 6), 0);
@@ -302,6 +398,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(duplicates_and_disorder_give_the_in_order_projection),
         cmocka_unit_test(restart_resumes_from_committed_offsets),
+        cmocka_unit_test(batch_path_gives_the_same_projection),
+        cmocka_unit_test(batch_path_alone_gives_the_same_projection),
         cmocka_unit_test(rebuild_from_the_store_equals_the_live_projection),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

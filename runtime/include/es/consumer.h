@@ -39,6 +39,15 @@ typedef struct es_sql_rows es_sql_rows;
 typedef int (*es_consumer_handle_fn)(void *data, es_consumer_tx *tx, const es_envelope_view *ev,
                                      es_error *err);
 
+/* Optional, for handlers that can apply many events at once (projections): evs holds the
+ * events of a polled batch to apply, stream by stream, each stream's events in version order,
+ * each once and contiguous from the stream's applied version + 1 (the runner has dropped
+ * duplicates; streams with a gap or parked behind a dead letter go through handle instead).
+ * The runner records the versions. An error makes the runner roll the whole batch back and
+ * apply its messages one at a time through handle (retries, dead letters). Must not commit. */
+typedef int (*es_consumer_batch_fn)(void *data, es_consumer_tx *tx, const es_envelope_view *evs, size_t n,
+                                    es_error *err);
+
 typedef struct es_consumer_config {
     const char *name;                /* consumer name: es_consumer_streams key; required */
     const char *group_id;            /* Kafka group; default name */
@@ -48,6 +57,7 @@ typedef struct es_consumer_config {
     const char *topic;               /* default "orders.events" */
     es_consumer_handle_fn handle;    /* required */
     void *data;                      /* passed to handle */
+    es_consumer_batch_fn handle_batch;  /* optional: the set-wise path (see above) */
     int max_retries;                 /* handler attempts before dead-lettering; default 3 */
     int batch_max;                   /* messages per PostgreSQL transaction; default 200 */
     int session_timeout_ms;          /* Kafka session.timeout.ms; default 10000 (tests: less) */
@@ -63,6 +73,12 @@ typedef struct es_consumer_stats {
     int64_t dead_letters;            /* rows written to es_dead_letters */
     int64_t retries;                 /* handler re-attempts */
     int64_t assigned_partitions;     /* partitions currently assigned to this member */
+    int64_t batches;                 /* transactions committed */
+    int64_t batch_fallbacks;         /* batches the set-wise path gave back to handle */
+    int64_t lag_messages;            /* high watermark - position, summed over the assigned
+                                        partitions, after the last batch (-1: not known yet) */
+    double lag_seconds;              /* now - Kafka timestamp of the last message applied while
+                                        lag_messages > 0; 0 when caught up */
     char last_error[256];
 } es_consumer_stats;
 

@@ -23,6 +23,10 @@ void es_projector_free(es_projector *p);
 /* es_consumer_handle_fn: applies one event (events of other aggregates are ignored). data is
  * the es_projector. */
 int es_projector_handle(void *data, es_consumer_tx *tx, const es_envelope_view *ev, es_error *err);
+/* es_consumer_batch_fn: the same for a batch, set-wise: one query reads the rows of every stream
+ * of the batch, the events are folded in memory, one statement writes every row. */
+int es_projector_handle_batch(void *data, es_consumer_tx *tx, const es_envelope_view *evs, size_t n,
+                              es_error *err);
 /* es_replay_config.reset: empties the table (stream_id NULL) or deletes one stream's row. */
 int es_projector_reset(void *data, es_consumer_tx *tx, const char *stream_id, es_error *err);
 
