@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +27,7 @@ struct es_pg_conn {
     size_t prepared;      /* registry entries [0, prepared) are prepared on pg */
     int in_use;
     int bad;              /* close and reopen at next use */
+    int opened_before;    /* a connection was open on this slot once: the next open is a reconnect */
 };
 
 struct es_pg_pool {
@@ -40,6 +42,13 @@ struct es_pg_pool {
     size_t n_stmts, cap_stmts;
     int64_t last_fail_us; /* monotonic time of the last failed connect, 0 when none */
     char last_fail[256];
+    /* Metrics (es_pg_pool_get_stats). Gauges that need a consistent view (in use, idle,
+     * waiters) are read under mu; n_open changes where c->pg does, outside the lock. */
+    size_t waiters;       /* under mu */
+    atomic_size_t n_open;
+    atomic_uint_fast64_t checkouts, connects, reconnects, connect_failures;
+    atomic_uint_fast64_t refused_exhausted, refused_unavailable, refused_error;
+    es_histogram wait;
 };
 
 static int64_t mono_us(void)
@@ -81,6 +90,15 @@ es_pg_pool *es_pg_pool_new(const es_pg_pool_config *cfg, es_error *err)
     p->conns = es_xcalloc(p->size, sizeof *p->conns);
     for (size_t i = 0; i < p->size; i++) p->conns[i].pool = p;
     return p;
+}
+
+/* Closes c->pg (NULL allowed) and keeps the open-connection gauge right. */
+static void close_conn(es_pg_pool *p, es_pg_conn *c)
+{
+    if (!c->pg) return;
+    PQfinish(c->pg);
+    c->pg = NULL;
+    atomic_fetch_sub(&p->n_open, 1);
 }
 
 void es_pg_pool_free(es_pg_pool *p)
@@ -137,6 +155,18 @@ done:
     return rc;
 }
 
+int es_pg_sqlstate_status(const char *st, int fallback)
+{
+    if (!st || strlen(st) != 5) return fallback;
+    if (strncmp(st, "08", 2) == 0 || strcmp(st, "57P01") == 0 || strcmp(st, "57P02") == 0 ||
+        strcmp(st, "57P03") == 0 || strcmp(st, "25006") == 0 || strcmp(st, "53100") == 0 ||
+        strcmp(st, "53200") == 0 || strcmp(st, "53300") == 0)
+        return ES_UNAVAILABLE;
+    if (strcmp(st, "23505") == 0 || strcmp(st, "40001") == 0 || strcmp(st, "40P01") == 0) return ES_ABORTED;
+    if (strcmp(st, "57014") == 0) return ES_DEADLINE_EXCEEDED;
+    return fallback;
+}
+
 int es_pg_unavailable(PGconn *conn, const PGresult *r)
 {
     if (!conn || PQstatus(conn) != CONNECTION_OK) return 1;
@@ -156,11 +186,12 @@ int es_pg_error(PGconn *conn, const PGresult *r, const char *what, es_error *err
     if (es_pg_unavailable(conn, r))
         return es_error_set(err, ES_UNAVAILABLE, "", "PostgreSQL unavailable (%s): %s", what, msg);
     const char *st = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
-    if (st && (strcmp(st, "23505") == 0 || strcmp(st, "40001") == 0 || strcmp(st, "40P01") == 0))
-        return es_error_set(err, ES_ABORTED, "", "%s: %s", what, msg);
-    if (st && strcmp(st, "57014") == 0)
-        return es_error_set(err, ES_DEADLINE_EXCEEDED, "", "%s: %s", what, msg);
-    return es_error_set(err, ES_INTERNAL, "", "%s: %s", what, msg);
+    int code = es_pg_sqlstate_status(st, ES_INTERNAL);
+    /* The server's reason (read-only, disk full, ...) stays in the message for the log; the
+     * dispatcher answers clients with a generic text for these codes. */
+    if (code == ES_UNAVAILABLE)
+        return es_error_set(err, code, "", "PostgreSQL cannot take the work now (%s, SQLSTATE %s): %s", what, st, msg);
+    return es_error_set(err, code, "", "%s: %s", what, msg);
 }
 
 /* Opens c->pg, honouring the fail-fast window. Called without the pool lock. */
@@ -175,7 +206,7 @@ static int connect_conn(es_pg_pool *p, es_pg_conn *c, es_error *err)
     }
     pthread_mutex_unlock(&p->mu);
 
-    if (c->pg) PQfinish(c->pg);
+    close_conn(p, c);
     c->prepared = 0;
     c->bad = 0;
     /* Defaults come first so that the conninfo's own settings win. TCP keepalives make a
@@ -186,14 +217,19 @@ static int connect_conn(es_pg_pool *p, es_pg_conn *c, es_error *err)
     const char *vals[] = {p->connect_timeout, "1", "5", "2", "3", "orderd", p->conninfo, NULL};
     c->pg = PQconnectdbParams(keys, vals, 1);
     if (c->pg && PQstatus(c->pg) == CONNECTION_OK) {
+        atomic_fetch_add(&p->n_open, 1);
+        atomic_fetch_add(&p->connects, 1);
+        if (c->opened_before) atomic_fetch_add(&p->reconnects, 1);
+        c->opened_before = 1;
         pthread_mutex_lock(&p->mu);
         p->last_fail_us = 0;
         pthread_mutex_unlock(&p->mu);
         return ES_OK;
     }
+    atomic_fetch_add(&p->connect_failures, 1);
     char msg[256];
     first_line(msg, sizeof msg, c->pg ? PQerrorMessage(c->pg) : "out of memory");
-    if (c->pg) PQfinish(c->pg);
+    if (c->pg) PQfinish(c->pg);   /* never counted as open */
     c->pg = NULL;
     pthread_mutex_lock(&p->mu);
     p->last_fail_us = mono_us();
@@ -267,6 +303,7 @@ static int checkout(es_pg_pool *p, es_pg_conn **out, int prepare, es_error *err)
     deadline.tv_nsec += (long)(p->checkout_timeout_ms % 1000) * 1000000L;
     if (deadline.tv_nsec >= 1000000000L) { deadline.tv_sec++; deadline.tv_nsec -= 1000000000L; }
 
+    int64_t t0 = mono_us();
     pthread_mutex_lock(&p->mu);
     for (;;) {
         /* Prefer an open connection over opening a new one. */
@@ -276,20 +313,28 @@ static int checkout(es_pg_pool *p, es_pg_conn **out, int prepare, es_error *err)
             if (c->pg) break;
         }
         if (c) break;
-        if (pthread_cond_timedwait(&p->cv, &p->mu, &deadline) == ETIMEDOUT) {
+        p->waiters++;
+        int timed_out = pthread_cond_timedwait(&p->cv, &p->mu, &deadline) == ETIMEDOUT;
+        p->waiters--;
+        if (timed_out) {
             pthread_mutex_unlock(&p->mu);
+            es_histogram_observe_us(&p->wait, mono_us() - t0);
+            atomic_fetch_add(&p->refused_exhausted, 1);
             return es_error_set(err, ES_UNAVAILABLE, "", "no free database connection within %d ms",
                                 p->checkout_timeout_ms);
         }
     }
     c->in_use = 1;
     pthread_mutex_unlock(&p->mu);
+    es_histogram_observe_us(&p->wait, mono_us() - t0);
 
     int rc = ensure(p, c, prepare, err);
     if (rc != ES_OK) {
+        atomic_fetch_add(rc == ES_UNAVAILABLE ? &p->refused_unavailable : &p->refused_error, 1);
         es_pg_pool_checkin(p, c);
         return rc;
     }
+    atomic_fetch_add(&p->checkouts, 1);
     *out = c;
     return ES_OK;
 }
@@ -307,8 +352,7 @@ void es_pg_pool_checkin(es_pg_pool *p, es_pg_conn *c)
     if (c->pg && (c->bad || PQstatus(c->pg) != CONNECTION_OK ||
                   PQtransactionStatus(c->pg) != PQTRANS_IDLE ||
                   PQpipelineStatus(c->pg) != PQ_PIPELINE_OFF)) {
-        PQfinish(c->pg);
-        c->pg = NULL;
+        close_conn(p, c);
         c->prepared = 0;
         c->bad = 0;
     }
@@ -323,4 +367,32 @@ PGconn *es_pg_conn_pg(es_pg_conn *c) { return c ? c->pg : NULL; }
 void es_pg_conn_discard(es_pg_conn *c)
 {
     if (c) c->bad = 1;
+}
+
+void es_pg_pool_get_stats(es_pg_pool *p, es_pg_pool_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!p) return;
+    out->size = p->size;
+    pthread_mutex_lock(&p->mu);
+    /* A slot that is not checked out is only changed under the lock, so its pg is safe to
+     * read here; a checked-out slot belongs to its holder. */
+    for (size_t i = 0; i < p->size; i++) {
+        if (p->conns[i].in_use) out->in_use++;
+        else if (p->conns[i].pg) out->idle++;
+    }
+    out->waiters = p->waiters;
+    pthread_mutex_unlock(&p->mu);
+    out->open = atomic_load(&p->n_open);
+    out->checkouts = atomic_load(&p->checkouts);
+    out->connects = atomic_load(&p->connects);
+    out->reconnects = atomic_load(&p->reconnects);
+    out->connect_failures = atomic_load(&p->connect_failures);
+    out->refused_exhausted = atomic_load(&p->refused_exhausted);
+    out->refused_unavailable = atomic_load(&p->refused_unavailable);
+    out->refused_error = atomic_load(&p->refused_error);
+    for (int i = 0; i <= ES_HIST_BUCKETS; i++)
+        atomic_store(&out->wait.buckets[i], atomic_load(&p->wait.buckets[i]));
+    atomic_store(&out->wait.count, atomic_load(&p->wait.count));
+    atomic_store(&out->wait.sum_us, atomic_load(&p->wait.sum_us));
 }

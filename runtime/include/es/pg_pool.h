@@ -14,7 +14,9 @@
 #define ES_PG_POOL_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <libpq-fe.h>
+#include "es/metrics.h"
 #include "es/status.h"
 
 typedef struct es_pg_pool es_pg_pool;
@@ -82,5 +84,35 @@ int es_pg_error(PGconn *conn, const PGresult *r, const char *what, es_error *err
 
 /* 1 when a result (or connection) failure means the database is unreachable. */
 int es_pg_unavailable(PGconn *conn, const PGresult *r);
+
+/* The es_status for a SQLSTATE (five characters; NULL or unknown => fallback):
+ *   08xxx connection exception, 57P01-57P03 shutdown / cannot connect now, 25006 read-only
+ *   transaction (a standby or default_transaction_read_only), 53100 disk full, 53200 out of
+ *   memory, 53300 too many connections => ES_UNAVAILABLE (the server cannot take the work now;
+ *   the same call may succeed later);
+ *   23505 unique violation, 40001 serialization failure, 40P01 deadlock => ES_ABORTED;
+ *   57014 query cancelled => ES_DEADLINE_EXCEEDED.
+ * For callers that receive a SQLSTATE as text (e.g. one caught inside a PL/pgSQL function). */
+int es_pg_sqlstate_status(const char *sqlstate, int fallback);
+
+/* What the pool has done and is doing, for metrics. Counters only grow. */
+typedef struct es_pg_pool_stats {
+    size_t size;                   /* most connections the pool may open */
+    size_t open;                   /* connections open (checked out or idle) */
+    size_t in_use;                 /* connections checked out (incl. one being opened) */
+    size_t idle;                   /* open connections waiting in the pool */
+    size_t waiters;                /* callers waiting for a connection to be checked in */
+    uint64_t checkouts;            /* successful checkouts */
+    uint64_t connects;             /* connections opened */
+    uint64_t reconnects;           /* of those, re-openings after a connection died or was discarded */
+    uint64_t connect_failures;     /* failed connection attempts */
+    uint64_t refused_exhausted;    /* checkouts refused: no connection freed within checkout_timeout_ms */
+    uint64_t refused_unavailable;  /* checkouts refused: PostgreSQL unreachable (incl. the fail-fast window) */
+    uint64_t refused_error;        /* checkouts refused: a statement failed to prepare */
+    es_histogram wait;             /* time a checkout waited for a free slot (refused ones included) */
+} es_pg_pool_stats;
+
+/* Fills out with a consistent-enough snapshot (gauges under the pool lock, counters atomic). */
+void es_pg_pool_get_stats(es_pg_pool *p, es_pg_pool_stats *out);
 
 #endif
