@@ -9,6 +9,7 @@
 
 #include "es/log.h"
 #include "es/metrics.h"
+#include "es/uuid.h"
 
 #define MAX_METHODS 128
 
@@ -119,6 +120,33 @@ static int run_call(dispatcher *d, es_call *call, es_error *err)
     return ES_OK;
 }
 
+/* 1 for the codes whose message comes from inside the server (PostgreSQL's errors with
+ * SQLSTATEs, constraint and statement names, stream internals): clients get a generic text. */
+static int server_fault(int rc)
+{
+    return rc == ES_INTERNAL || rc == ES_UNAVAILABLE || rc == ES_DATA_LOSS || rc == ES_UNKNOWN;
+}
+
+/* Logs a server fault in full at error level and replaces what the client will see with a
+ * generic message naming the request, so that an operator can find the log line: the call's
+ * correlation id, or a fresh UUID when the client sent none (logged as the correlation id). */
+static void conceal(es_call *call, int rc, es_error *err, int64_t took_us)
+{
+    char fresh[ES_UUID_STRLEN + 1];
+    const char *id = call->correlation_id;
+    if (!id || !id[0]) {
+        es_uuid_v4(fresh);
+        id = fresh;
+    }
+    es_log(ES_LOG_ERROR, "dispatcher", id, "%s via %s: %s after %lld us: %s%s%s", call->method->name,
+           call->transport ? call->transport : "?", es_strerror(rc), (long long)took_us,
+           err->message[0] ? err->message : "(no message)", err->field[0] ? " field=" : "", err->field);
+    if (rc == ES_UNAVAILABLE)
+        es_error_set(err, rc, "", "PostgreSQL is unavailable; retry (request %s)", id);
+    else
+        es_error_set(err, rc, "", "internal error; see the server log for request %s", id);
+}
+
 static void finish(dispatcher *d, es_call *call, int rc, const es_error *err)
 {
     call->status = rc;
@@ -156,9 +184,8 @@ static void *worker(void *arg)
         int rc = run_call(d, call, &err);
         int64_t took = mono_us() - t0;
         method_stats *ms = stats_of(d, call->method);
-        if (rc == ES_INTERNAL || rc == ES_UNAVAILABLE || rc == ES_DATA_LOSS || rc == ES_UNKNOWN)
-            es_log(ES_LOG_WARN, "dispatcher", call->correlation_id, "%s via %s: %s: %s", call->method->name,
-                   call->transport ? call->transport : "?", es_strerror(rc), err.message);
+        if (server_fault(rc))
+            conceal(call, rc, &err, took);
         else if (es_log_enabled(ES_LOG_DEBUG))
             es_log(ES_LOG_DEBUG, "dispatcher", call->correlation_id, "%s via %s: %s in %lld us", call->method->name,
                    call->transport ? call->transport : "?", es_strerror(rc), (long long)took);

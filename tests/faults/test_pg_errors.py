@@ -2,11 +2,16 @@
   (a) INSERT on es_events is revoked from that role,
   (b) the database is made read-only (default_transaction_read_only, sessions reconnected),
   (c) es_events lives in a tablespace on a tmpfs that is filled up (disk full; needs root),
-and in each case commands get a clear error at once (HTTP 5xx naming the cause, not a hang, not a
-200), nothing is written (no event, no command record, no projection change), reads keep working,
-and after the cause is undone the same commands (same Idempotency-Key) succeed.
+and in each case commands get a clear error at once (not a hang, not a 200): 503 UNAVAILABLE
+(retryable) for the read-only database and the full disk, 500 INTERNAL for the missing privilege;
+the answer does not leak PostgreSQL's text (no SQLSTATE, no server message) but names the request,
+and orderd's log has the full cause under that request id. Nothing is written (no event, no
+command record, no projection change), reads keep working, and after the cause is undone the
+same commands (same Idempotency-Key) succeed.
     /usr/bin/python3 test_pg_errors.py <orderd> <es-kafka-mock>"""
+import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -26,6 +31,46 @@ def app_role(env):
     return env.pg.replace("user=orderd", f"user={ROLE}")
 
 
+# What an answer must never carry: SQLSTATEs, PostgreSQL's words, store internals.
+LEAKS = re.compile(r"\b[0-9A-Z]{2}[0-9]{3}\b|SQLSTATE|permission denied|read-only|No space left|es_append|es_events|"
+                   r"constraint|append to|\.c:|/")
+
+
+def logged(o, rid, cause_words, timeout=5.0):
+    """The error-level line orderd logged for request rid; it must name the cause."""
+    deadline = time.monotonic() + timeout
+    while True:
+        lines = []
+        for line in open(o.log, errors="replace"):
+            try:
+                j = json.loads(line)
+            except ValueError:
+                continue
+            if j.get("correlation_id") == rid:
+                lines.append(j)
+        hit = [j for j in lines if j.get("level") == "error" and any(w in j.get("msg", "") for w in cause_words)]
+        if hit:
+            return hit[0]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no error line in orderd's log for request {rid} naming {cause_words}: {lines}")
+        time.sleep(0.2)
+
+
+def concealed(o, what, st, r, rid, want_status, cause_words):
+    """A 5xx answer: the wanted status and gRPC code, a generic message naming the request, no
+    internals; the cause is in the log under the same id."""
+    assert st == want_status, f"{what}: answered {st} {r}, not {want_status}"
+    assert isinstance(r, dict) and r.get("code") == {503: 14, 500: 13}[want_status], f"{what}: {r}"
+    msg = r.get("message", "")
+    assert rid in msg, f"{what}: the message does not name the request {rid}: {msg}"
+    want = "PostgreSQL is unavailable; retry" if want_status == 503 else "internal error; see the server log"
+    assert msg.startswith(want), f"{what}: not the generic message: {msg}"
+    leak = LEAKS.search(msg.replace(rid, "<id>"))
+    assert not leak, f"{what}: the answer leaks internals ({leak.group(0)!r}): {msg}"
+    assert not r.get("details"), f"{what}: details leak: {r}"
+    return logged(o, rid, cause_words)
+
+
 def counts(env):
     return env.rows("SELECT (SELECT count(*) FROM es_events), (SELECT count(*) FROM es_commands), "
                     "(SELECT count(*) FROM order_summary)")[0]
@@ -41,10 +86,10 @@ def victim(env, o, ledger):
     return r["order_id"]
 
 
-def refused(env, o, cause_words, what, existing):
+def refused(env, o, cause_words, what, existing, want_status):
     """Sends a PlaceOrder and a CancelOrder of `existing` (each with its own key) that must be
-    refused clearly and write nothing; returns the [(method, path, body, key)] to retry after the
-    cause is undone."""
+    refused with want_status, the cause logged, and write nothing; returns the
+    [(method, path, body, key)] to retry after the cause is undone."""
     t = o.target
     before = counts(env)
     sends = [("POST", "/v1/orders", f.order_body("refused"), f"err-{uuid.uuid4()}")]
@@ -52,11 +97,11 @@ def refused(env, o, cause_words, what, existing):
         sends.append(("POST", f"/v1/orders/{existing}/cancel", {"reason": "x"}, f"err-{uuid.uuid4()}"))
     answers = []
     for method, path, body, key in sends:
-        st, r, secs = f.call(t, method, path, body, {"Idempotency-Key": key}, timeout=15)
+        rid = f"req-{uuid.uuid4()}"
+        st, r, secs = f.call(t, method, path, body, {"Idempotency-Key": key, "X-Request-Id": rid}, timeout=15)
         answers.append((path, st, secs, r))
-        assert 500 <= st <= 599, f"{what}: {method} {path} answered {st} {r}"
-        msg = r.get("message", "") if isinstance(r, dict) else str(r)
-        assert any(w in msg for w in cause_words), f"{what}: the error does not name the cause ({cause_words}): {st} {r}"
+        line = concealed(o, f"{what}: {method} {path}", st, r, rid, want_status, cause_words)
+        answers[-1] = (path, st, secs, {"message": r.get("message", "") + " | log: " + line["msg"][-90:]})
         assert secs <= MAX_ANSWER_S, f"{what}: the error took {secs:.1f} s"
     # the failed commands wrote nothing, and nothing else changed meanwhile
     time.sleep(1)
@@ -67,7 +112,7 @@ def refused(env, o, cause_words, what, existing):
         st, r, _ = f.call(t, "GET", f"/v1/orders/{existing}")
         assert st == 200, f"{what}: reads must keep working: {st} {r}"
     f.check_alive(o)
-    f.log(f"{what}: " + "; ".join(f"{p} -> {st} in {secs:.2f} s: {r.get('message', r)[:110] if isinstance(r, dict) else r}"
+    f.log(f"{what}: " + "; ".join(f"{p} -> {st} in {secs:.2f} s: {r.get('message', r)[:260] if isinstance(r, dict) else r}"
                                    for p, st, secs, r in answers))
     return sends
 
@@ -109,16 +154,17 @@ def disk_full(env, o, ledger):
     start = counts(env)
     t_fill = time.monotonic()
     for i in range(400):
-        key = f"fill-{uuid.uuid4()}"
-        st, r, secs = f.call(t, "POST", "/v1/orders", f.order_body("fill"), {"Idempotency-Key": key}, timeout=15)
+        key, rid = f"fill-{uuid.uuid4()}", f"req-{uuid.uuid4()}"
+        st, r, secs = f.call(t, "POST", "/v1/orders", f.order_body("fill"), {"Idempotency-Key": key, "X-Request-Id": rid},
+                             timeout=15)
         if st == 200:
             ledger.ack(key, "place", r)
             placed += 1
             continue
         # the first append that needs a new page fails (later small ones may still fit in free space)
-        msg = r.get("message", "") if isinstance(r, dict) else str(r)
-        assert 500 <= st <= 599, f"(c) disk full: answered {st} {r}"
-        assert "No space left" in msg, f"(c) disk full: the error does not name the cause: {st} {r}"
+        # a full disk is retryable: 503 UNAVAILABLE, the cause (SQLSTATE 53100) in the log only
+        line = concealed(o, "(c) disk full", st, r, rid, 503, ("No space left", "53100"))
+        msg = r.get("message", "") + " | log: " + line["msg"][-90:]
         assert secs <= MAX_ANSWER_S, f"(c) disk full: the error took {secs:.1f} s"
         time.sleep(1)
         # the store holds exactly the orders placed before (the projection may still be applying them)
@@ -158,7 +204,7 @@ def test_write_errors(env):
     # (a) privilege revoked
     v = victim(env, o, ledger)
     env.psql(f"REVOKE INSERT ON es_events FROM {ROLE}")
-    sends = refused(env, o, ("permission denied",), "(a) INSERT revoked", v)
+    sends = refused(env, o, ("permission denied",), "(a) INSERT revoked", v, 500)
     env.psql(f"GRANT INSERT ON es_events TO {ROLE}")
     retried_ok(env, o, sends, ledger, "(a) INSERT revoked")
 
@@ -168,7 +214,7 @@ def test_write_errors(env):
     env.psql("ALTER DATABASE orderd SET default_transaction_read_only = on")
     env.psql(kick)
     time.sleep(0.5)
-    sends = refused(env, o, ("read-only",), "(b) read-only database", v)
+    sends = refused(env, o, ("read-only",), "(b) read-only database", v, 503)
     env.psql("ALTER DATABASE orderd RESET default_transaction_read_only",  # from another database: this one is read-only
              conninfo=env.pg.replace("dbname=orderd", "dbname=postgres"))
     env.psql(kick)
