@@ -13,6 +13,7 @@ typedef struct orderd_config {
     int partitions;
     int pool_size;
     int workers;
+    int committers;
     int http_threads;
     int grpc_threads;
     int max_body;

@@ -262,7 +262,8 @@ static int start(app *a)
         goto fail;
     atomic_store(&a->migrated, 1);
     atomic_store(&a->pg_ok, 1);
-    es_pipeline_config pl = {.pool = a->pool, .snapshot_every = cfg->snapshot_every, .json = a->json};
+    es_pipeline_config pl = {.pool = a->pool, .snapshot_every = cfg->snapshot_every, .json = a->json,
+                             .committers = (size_t)cfg->committers};
     if (!(a->pipeline = es_pipeline_new(&pl, &err)))
         goto fail;
     if (es_store_register_schema(es_pipeline_store(a->pipeline), &orders_v1_schema, &err) != ES_OK)

@@ -43,7 +43,7 @@ es_pipeline *es_pipeline_new(const es_pipeline_config *cfg, es_error *err)
         if (!p->pool) goto fail;
         p->own_pool = 1;
     }
-    es_store_config sc = {.max_batch = cfg->max_batch};
+    es_store_config sc = {.max_batch = cfg->max_batch, .committers = cfg->committers};
     p->store = es_store_new(p->pool, &sc, err);
     if (!p->store) goto fail;
     if (!cfg->cache_disabled) p->cache = es__state_cache_new(cfg->cache_size ? cfg->cache_size : 10000);

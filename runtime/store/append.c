@@ -1,12 +1,15 @@
-/* The append path: es_store_append builds its es_append() call on the caller's thread, then a
- * single committer thread sends every waiting call in one transaction over libpq pipeline mode
- * (BEGIN, N calls, COMMIT, Sync: one round trip and one WAL flush for N commands) and wakes
- * each caller with its own outcome.
+/* The append path: es_store_append builds its es_append() call on the caller's thread, then
+ * the committer that owns the stream sends every waiting call in one transaction over libpq
+ * pipeline mode (BEGIN, N calls, COMMIT, Sync: one round trip and one WAL flush for N commands)
+ * and wakes each caller with its own outcome.
  *
- * Why one committer: batches then never overlap, so one instance's batches cannot deadlock
- * each other, and each batch's transaction id is taken after every read its commands were
- * decided on (DESIGN invariant 4). While one batch waits for its commit, the next one gathers
- * the callers that arrived meanwhile: the batch size follows the load with no timer. */
+ * Why committers own streams (hash of the stream id): batches in flight at the same time then
+ * never write the same stream's rows, so they cannot deadlock or conflict with each other, and
+ * each batch's transaction id is taken after every read its commands were decided on (DESIGN
+ * invariant 4). Why more than one: a batch spends most of its time waiting for its commit's
+ * WAL flush; a second committer fills that wait with the next batch. While a batch waits, its
+ * committer's next batch gathers the callers that arrived meanwhile: the batch size follows the
+ * load with no timer. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -186,9 +189,9 @@ static void take_row(es__append_req *q, const PGresult *r)
 /* Runs q[0..n) in one pipelined transaction. Returns ES_OK when the transaction committed
  * (each q holds its own outcome); otherwise nothing was written, or the outcome is unknown
  * (connection lost: ES_UNAVAILABLE), and err says why. */
-static int run_pipeline(es_store *s, es__append_req **q, size_t n, es_error *err)
+static int run_pipeline(es__committer *c, es__append_req **q, size_t n, es_error *err)
 {
-    PGconn *pg = es_pg_conn_pg(s->conn);
+    PGconn *pg = es_pg_conn_pg(c->conn);
     if (!PQenterPipelineMode(pg)) return es_pg_error(pg, NULL, "enter pipeline mode", err);
     int ok = PQsendQueryPrepared(pg, ES__ST_BEGIN, 0, NULL, NULL, NULL, 0);
     for (size_t i = 0; ok && i < n; i++)
@@ -199,7 +202,7 @@ static int run_pipeline(es_store *s, es__append_req **q, size_t n, es_error *err
         /* Nothing is committed without COMMIT reaching the server, but a half-sent batch
          * cannot be told from a sent one: the connection is unusable either way. */
         es_pg_error(pg, NULL, "send batch", err);
-        es_pg_conn_discard(s->conn);
+        es_pg_conn_discard(c->conn);
         return es_error_set(err, ES_UNAVAILABLE, "", "PostgreSQL unavailable: batch not sent");
     }
 
@@ -231,7 +234,7 @@ static int run_pipeline(es_store *s, es__append_req **q, size_t n, es_error *err
     int synced = r && PQresultStatus(r) == PGRES_PIPELINE_SYNC;
     PQclear(r);
     if (!synced || !PQexitPipelineMode(pg) || PQstatus(pg) != CONNECTION_OK) {
-        es_pg_conn_discard(s->conn);
+        es_pg_conn_discard(c->conn);
         if (!committed)
             return es_error_set(err, ES_UNAVAILABLE, "", "PostgreSQL connection lost during commit; "
                                 "the outcome is unknown (retry with the same command id)");
@@ -240,22 +243,23 @@ static int run_pipeline(es_store *s, es__append_req **q, size_t n, es_error *err
     /* An error inside BEGIN..COMMIT leaves the transaction aborted past the Sync. */
     if (PQstatus(pg) == CONNECTION_OK && PQtransactionStatus(pg) != PQTRANS_IDLE) {
         PGresult *rb = PQexecPrepared(pg, ES__ST_ROLLBACK, 0, NULL, NULL, NULL, 0);
-        if (PQresultStatus(rb) != PGRES_COMMAND_OK) es_pg_conn_discard(s->conn);
+        if (PQresultStatus(rb) != PGRES_COMMAND_OK) es_pg_conn_discard(c->conn);
         PQclear(rb);
     }
     return rc ? rc : es_error_set(err, ES_INTERNAL, "", "batch was not committed");
 }
 
-static void run_batch(es_store *s, es__append_req **q, size_t n)
+static void run_batch(es__committer *c, es__append_req **q, size_t n)
 {
+    es_store *s = c->s;
     es_error err = {0};
-    int rc = s->conn ? es_pg_conn_ensure(s->pool, s->conn, &err) : es_pg_pool_checkout(s->pool, &s->conn, &err);
-    if (rc == ES_OK) rc = run_pipeline(s, q, n, &err);
+    int rc = c->conn ? es_pg_conn_ensure(s->pool, c->conn, &err) : es_pg_pool_checkout(s->pool, &c->conn, &err);
+    if (rc == ES_OK) rc = run_pipeline(c, q, n, &err);
     if (rc == ES_OK) return;
     if (rc != ES_UNAVAILABLE && n > 1) {
         /* The transaction failed outside every command's own savepoint (e.g. a parameter the
          * server refused): nothing was written, so run each alone to isolate the culprit. */
-        for (size_t i = 0; i < n; i++) run_batch(s, &q[i], 1);
+        for (size_t i = 0; i < n; i++) run_batch(c, &q[i], 1);
         return;
     }
     for (size_t i = 0; i < n; i++) set_outcome(q[i], rc, &err);
@@ -263,21 +267,22 @@ static void run_batch(es_store *s, es__append_req **q, size_t n)
 
 static void *committer_main(void *arg)
 {
-    es_store *s = arg;
+    es__committer *c = arg;
+    es_store *s = c->s;
     es__append_req **batch = es_xcalloc(s->max_batch, sizeof *batch);
     pthread_mutex_lock(&s->mu);
     for (;;) {
-        while (!s->head && !s->stop) pthread_cond_wait(&s->work, &s->mu);
+        while (!c->head && !s->stop) pthread_cond_wait(&c->work, &s->mu);
         if (s->stop) break;
         size_t n = 0;
-        while (s->head && n < s->max_batch) {
-            batch[n++] = s->head;
-            s->head = s->head->next;
+        while (c->head && n < s->max_batch) {
+            batch[n++] = c->head;
+            c->head = c->head->next;
         }
-        if (!s->head) s->tail = NULL;
+        if (!c->head) c->tail = NULL;
         pthread_mutex_unlock(&s->mu);
 
-        run_batch(s, batch, n);
+        run_batch(c, batch, n);
 
         pthread_mutex_lock(&s->mu);
         s->stats.batches++;
@@ -288,12 +293,12 @@ static void *committer_main(void *arg)
         }
     }
     /* Stopping: whoever still waits gets an answer. */
-    for (es__append_req *q = s->head; q; q = q->next) {
+    for (es__append_req *q = c->head; q; q = q->next) {
         q->status = es_error_set(&q->err, ES_UNAVAILABLE, "", "event store is shutting down");
         q->done = 1;
         pthread_cond_signal(&q->cv);
     }
-    s->head = s->tail = NULL;
+    c->head = c->tail = NULL;
     pthread_mutex_unlock(&s->mu);
     free(batch);
     return NULL;
@@ -301,23 +306,43 @@ static void *committer_main(void *arg)
 
 int es__committer_start(es_store *s, es_error *err)
 {
-    if (pthread_create(&s->committer, NULL, committer_main, s) != 0)
-        return es_error_set(err, ES_INTERNAL, "", "cannot start the committer thread");
-    s->committer_running = 1;
+    for (size_t i = 0; i < s->n_committers; i++) {
+        es__committer *c = &s->committers[i];
+        c->s = s;
+        pthread_cond_init(&c->work, NULL);
+        if (pthread_create(&c->thread, NULL, committer_main, c) != 0)
+            return es_error_set(err, ES_INTERNAL, "", "cannot start a committer thread");
+        c->running = 1;
+    }
     return ES_OK;
 }
 
 void es__committer_stop(es_store *s)
 {
-    if (!s->committer_running) return;
     pthread_mutex_lock(&s->mu);
     s->stop = 1;
-    pthread_cond_broadcast(&s->work);
+    for (size_t i = 0; i < s->n_committers; i++)
+        if (s->committers[i].running) pthread_cond_broadcast(&s->committers[i].work);
     pthread_mutex_unlock(&s->mu);
-    pthread_join(s->committer, NULL);
-    s->committer_running = 0;
-    es_pg_pool_checkin(s->pool, s->conn);
-    s->conn = NULL;
+    for (size_t i = 0; i < s->n_committers; i++) {
+        es__committer *c = &s->committers[i];
+        if (c->running) {
+            pthread_join(c->thread, NULL);
+            c->running = 0;
+            es_pg_pool_checkin(s->pool, c->conn);
+            c->conn = NULL;
+        }
+        if (c->s) pthread_cond_destroy(&c->work);
+        c->s = NULL;
+    }
+}
+
+/* The committer owning a stream: FNV-1a of its id. */
+static es__committer *owner(es_store *s, const char *stream_id)
+{
+    uint32_t h = 2166136261u;
+    for (const char *p = stream_id; *p; p++) h = (h ^ (unsigned char)*p) * 16777619u;
+    return &s->committers[h % s->n_committers];
 }
 
 int es_store_append(es_store *s, const es_append *a, es_append_result *out, es_error *err)
@@ -338,10 +363,11 @@ int es_store_append(es_store *s, const es_append *a, es_append_result *out, es_e
     if (s->stop) {
         q.status = es_error_set(&q.err, ES_UNAVAILABLE, "", "event store is shutting down");
     } else {
-        if (s->tail) s->tail->next = &q;
-        else s->head = &q;
-        s->tail = &q;
-        pthread_cond_signal(&s->work);
+        es__committer *c = owner(s, a->stream_id);
+        if (c->tail) c->tail->next = &q;
+        else c->head = &q;
+        c->tail = &q;
+        pthread_cond_signal(&c->work);
         while (!q.done) pthread_cond_wait(&q.cv, &s->mu);
     }
     s->stats.appends++;

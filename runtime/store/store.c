@@ -69,8 +69,9 @@ es_store *es_store_new(es_pg_pool *pool, const es_store_config *cfg, es_error *e
      * overflows and every concurrent snapshot gets slower. */
     s->max_batch = cfg && cfg->max_batch ? cfg->max_batch : 64;
     if (s->max_batch > 64) s->max_batch = 64;
+    s->n_committers = cfg && cfg->committers ? cfg->committers : 2;
+    if (s->n_committers > ES__MAX_COMMITTERS) s->n_committers = ES__MAX_COMMITTERS;
     pthread_mutex_init(&s->mu, NULL);
-    pthread_cond_init(&s->work, NULL);
     if (es_pg_pool_register(pool, statements, sizeof statements / sizeof statements[0], err) != ES_OK ||
         es__committer_start(s, err) != ES_OK) {
         es_store_free(s);
@@ -83,7 +84,6 @@ void es_store_free(es_store *s)
 {
     if (!s) return;
     es__committer_stop(s);
-    pthread_cond_destroy(&s->work);
     pthread_mutex_destroy(&s->mu);
     free(s);
 }

@@ -17,20 +17,29 @@
 
 typedef struct es__append_req es__append_req;
 
+#define ES__MAX_COMMITTERS 8
+
+/* One committer thread and the FIFO of the streams it owns (stream hash % n_committers). */
+typedef struct es__committer {
+    struct es_store *s;
+    pthread_cond_t work;           /* its queue got a request, or stop */
+    es__append_req *head, *tail;   /* FIFO of waiting appends */
+    pthread_t thread;
+    int running;
+    es_pg_conn *conn;              /* its own connection, kept across batches */
+} es__committer;
+
 struct es_store {
     es_pg_pool *pool;
     size_t max_batch;
-    pthread_mutex_t mu;
-    pthread_cond_t work;           /* the queue got a request, or stop */
-    es__append_req *head, *tail;   /* FIFO of waiting appends */
+    pthread_mutex_t mu;            /* the queues, stop and stats */
     int stop;
-    pthread_t committer;
-    int committer_running;
-    es_pg_conn *conn;              /* the committer's own connection, kept across batches */
+    es__committer committers[ES__MAX_COMMITTERS];
+    size_t n_committers;
     es_store_stats stats;
 };
 
-/* Starts / stops the committer thread (append.c). Stop fails queued appends. */
+/* Starts / stops the committer threads (append.c). Stop fails queued appends. */
 int es__committer_start(es_store *s, es_error *err);
 void es__committer_stop(es_store *s);
 

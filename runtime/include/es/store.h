@@ -1,9 +1,10 @@
 /* The event store on PostgreSQL: append with optimistic concurrency and idempotency, load a
  * stream (snapshot + later events), read stored events, register schemas.
  *
- * Appends go through a group committer: concurrent es_store_append calls are gathered by one
+ * Appends go through group committers: concurrent es_store_append calls are gathered by a
  * committer thread into a single transaction sent in libpq pipeline mode (one round trip, one
- * commit/fsync for the batch). Each command runs as one es_append() call whose exception block
+ * commit/fsync for the batch). Each stream belongs to one committer (hash of its id), so
+ * batches in flight together never touch the same stream. Each command runs as one es_append() call whose exception block
  * is its own savepoint, so a conflicting command is undone alone and every waiter gets its own
  * outcome. synchronous_commit is left as configured (on). All reads an append depends on happen
  * before its batch writes anything (DESIGN invariant 4): the caller decided on state it read
@@ -28,6 +29,8 @@ typedef struct es_store_config {
     size_t max_batch;              /* most commands per group-commit transaction (0 or more
                                       than 64: 64; each command is a subtransaction, and past
                                       64 PostgreSQL's per-backend subxid cache overflows) */
+    size_t committers;             /* group committers, each with its own connection and the
+                                      streams whose id hashes to it (0: 2; at most 8) */
 } es_store_config;
 
 /* Returns a store over pool (not owned; must outlive the store), with its statements
