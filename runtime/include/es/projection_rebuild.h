@@ -1,0 +1,61 @@
+/* The set-based rebuild of a projection table from the event store alone (DESIGN invariant 7),
+ * in one PostgreSQL transaction and without a round trip per event.
+ *
+ * A writer connection W opens the transaction and takes, in this order, SHARE ROW EXCLUSIVE on
+ * es_consumer_streams (a live consumer's open batch finishes first, later batches wait: the
+ * live runner locks es_consumer_streams rows before it touches the projection, so taking the
+ * locks in the same order cannot deadlock with it) and ACCESS EXCLUSIVE on the projection table.
+ * It then exports its snapshot to a reader connection R (REPEATABLE READ, SET TRANSACTION
+ * SNAPSHOT), so R sees exactly the events committed before the locks were held; W empties the
+ * table and forgets the consumer's per-stream versions (and parkings). R streams the
+ * aggregate's events ordered by (stream_id, version) with one COPY ... TO STDOUT (binary); each
+ * stream is folded in memory with the generated apply (memory: one stream's state at a time)
+ * and, once complete, its row goes to W through one COPY ... FROM STDIN as the rows are
+ * produced; a second COPY records the consumer's version of every stream; W commits. Any error
+ * rolls everything back: the table and the consumer's bookkeeping stay as they were.
+ *
+ * The rows are exactly what the live projector (es_projector_handle) writes: the same apply,
+ * the same es__projector_row_text. The versions recorded are the rebuilt ones, so a live
+ * consumer blocked on the lock carries on after the commit and skips what the rebuild applied
+ * as duplicates. Streams of other aggregates get no es_consumer_streams row for this consumer
+ * (their events are nothing to the projector; the live runner records them at their next event).
+ * While it runs, every consumer's batches wait (the lock is on the whole bookkeeping table) and
+ * reads of the projection table wait; appends to the event store do not. */
+#ifndef ES_PROJECTION_REBUILD_H
+#define ES_PROJECTION_REBUILD_H
+
+#include <stdint.h>
+
+#include "es/projection.h"
+#include "es/status.h"
+
+/* Called from the rebuilding thread every few thousand events and once at the end with
+ * done == total: events folded so far, and the events of the aggregate to fold (0 when not
+ * counted). */
+typedef void (*es_rebuild_progress_fn)(void *data, int64_t done, int64_t total);
+
+typedef struct es_rebuild_config {
+    const char *conninfo;            /* PostgreSQL; required */
+    const char *name;                /* the consumer name whose es_consumer_streams rows are
+                                        rewritten (the live projector's); required */
+    const es_projector *projector;   /* borrowed; required */
+    es_rebuild_progress_fn progress; /* optional; when set the events are counted first (one
+                                        count over the aggregate's events, in the same snapshot) */
+    void *progress_data;
+} es_rebuild_config;
+
+typedef struct es_rebuild_result {
+    int64_t events;                  /* events folded (the aggregate's events in the snapshot) */
+    int64_t rows;                    /* rows written (streams) */
+} es_rebuild_result;
+
+/* Rebuilds cfg->projector's table as described above; blocks until committed or rolled back.
+ * Returns ES_OK with *out (may be NULL) filled; or, with nothing changed: ES_INVALID_ARGUMENT
+ * (bad config; an event type the aggregate does not know or a payload that does not decode,
+ * naming the stream and version), ES_DATA_LOSS (a stream's versions do not run 1, 2, 3, ...:
+ * the message names the stream and the missing version), the apply's status (an event that
+ * cannot apply), ES_UNAVAILABLE (PostgreSQL unreachable), ES_ABORTED (deadlock or
+ * serialization failure: may simply run again) or ES_INTERNAL. Thread-safe (no shared state). */
+int es_projection_rebuild(const es_rebuild_config *cfg, es_rebuild_result *out, es_error *err);
+
+#endif

@@ -1,0 +1,458 @@
+/* Set-based projection rebuild: one snapshot of the events read with one COPY, folded a stream
+ * at a time, rows written with one COPY, all in one transaction. See es/projection_rebuild.h. */
+#include "es/projection_rebuild.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libpq-fe.h>
+
+#include "es/buf.h"
+#include "es/pg_pool.h"
+
+#define FLUSH_AT (256 * 1024)       /* COPY text sent to W in pieces of about this size */
+#define PROGRESS_EVERY 16384        /* events between progress calls */
+
+typedef struct rebuild {
+    const es_rebuild_config *cfg;
+    const es_projection_def *def;
+    const es_aggregate_def *agg;
+    PGconn *w, *r;
+    es_error *err;
+    /* The stream being folded: its id (own copy), state (protobuf-c heap) and version. */
+    es_buf sid;
+    ProtobufCMessage *state;
+    int64_t version;
+    es_arena events;                /* the stream's decoded events; reset per stream */
+    es_arena rowa;                  /* one row's text; reset per row */
+    const char **params;
+    size_t nparams;
+    /* The last event type looked up (a stream's events mostly repeat a few types). */
+    char type[256];
+    size_t type_len;
+    const es_event_def *edef;
+    es_buf rows;                    /* COPY text of rows not yet sent to W */
+    es_buf versions;                /* COPY text of the consumer's (consumer, stream, version) */
+    es_buf name;                    /* the consumer name, escaped for COPY text */
+    int64_t done, total, nrows;
+    /* Binary COPY parsing: bytes of an incomplete tuple carried to the next message. */
+    es_buf pend;
+    int header_seen, trailer_seen;
+} rebuild;
+
+/* ---- COPY text format ---------------------------------------------------------------------- */
+
+/* Appends s[0..n) escaped for COPY's text format: the delimiter (tab), the row end (newline,
+ * CR) and the escape character itself (backslash) are the only bytes with a meaning. */
+static void copy_escape(es_buf *b, const char *s, size_t n)
+{
+    es_buf_reserve(b, 2 * n);
+    char *o = b->data + b->len;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        switch (c) {
+        case '\\': *o++ = '\\'; *o++ = '\\'; break;
+        case '\t': *o++ = '\\'; *o++ = 't'; break;
+        case '\n': *o++ = '\\'; *o++ = 'n'; break;
+        case '\r': *o++ = '\\'; *o++ = 'r'; break;
+        default: *o++ = c;
+        }
+    }
+    b->len = (size_t)(o - b->data);
+    b->data[b->len] = 0;
+}
+
+/* Sends b to W's open COPY and empties it. */
+static int send_copy(rebuild *rb, es_buf *b)
+{
+    if (!b->len)
+        return ES_OK;
+    if (PQputCopyData(rb->w, b->data, (int)b->len) != 1)
+        return es_pg_error(rb->w, NULL, "rebuild: write rows", rb->err);
+    es_buf_reset(b);
+    return ES_OK;
+}
+
+/* ---- folding ------------------------------------------------------------------------------- */
+
+/* The stream is complete: its row goes to the projection's COPY, its version to the
+ * bookkeeping's. */
+static int finish_stream(rebuild *rb)
+{
+    if (!rb->state)
+        return ES_OK;
+    es_arena_reset(&rb->rowa);
+    int rc = es__projector_row_text(rb->cfg->projector, rb->state, rb->version, &rb->rowa, rb->params, rb->err);
+    if (rc != ES_OK)
+        return rc;
+    for (size_t i = 0; i < rb->nparams; i++) {
+        if (i)
+            es_buf_putc(&rb->rows, '\t');
+        if (rb->params[i])
+            copy_escape(&rb->rows, rb->params[i], strlen(rb->params[i]));
+        else
+            es_buf_append(&rb->rows, "\\N", 2);
+    }
+    es_buf_putc(&rb->rows, '\n');
+    char v[32];
+    int vn = snprintf(v, sizeof v, "\t%" PRId64 "\n", rb->version);
+    es_buf_append(&rb->versions, rb->name.data, rb->name.len);
+    es_buf_putc(&rb->versions, '\t');
+    copy_escape(&rb->versions, rb->sid.data, rb->sid.len);
+    es_buf_append(&rb->versions, v, (size_t)vn);
+    protobuf_c_message_free_unpacked(rb->state, NULL);
+    rb->state = NULL;
+    es_arena_reset(&rb->events);
+    rb->nrows++;
+    return rb->rows.len >= FLUSH_AT ? send_copy(rb, &rb->rows) : ES_OK;
+}
+
+static const es_event_def *find_event(rebuild *rb, const char *type, size_t len)
+{
+    if (rb->edef && len == rb->type_len && !memcmp(type, rb->type, len))
+        return rb->edef;
+    if (len >= sizeof rb->type)
+        return NULL;
+    memcpy(rb->type, type, len);
+    rb->type[len] = 0;
+    rb->type_len = len;
+    rb->edef = es_schema_find_event(rb->agg, rb->type);
+    return rb->edef;
+}
+
+/* One event, in (stream_id, version) order. */
+static int on_event(rebuild *rb, const char *sid, size_t sid_len, int64_t version, const char *type, size_t type_len,
+                    const uint8_t *payload, size_t payload_len)
+{
+    int rc;
+    if (!rb->state || sid_len != rb->sid.len || memcmp(sid, rb->sid.data, sid_len) != 0) {
+        if ((rc = finish_stream(rb)) != ES_OK)
+            return rc;
+        es_buf_reset(&rb->sid);
+        es_buf_append(&rb->sid, sid, sid_len);
+        rb->state = es_xmalloc(rb->agg->state_descriptor->sizeof_message);
+        protobuf_c_message_init(rb->agg->state_descriptor, rb->state);
+        rb->version = 0;
+    }
+    if (version != rb->version + 1)
+        return es_error_set(rb->err, ES_DATA_LOSS, "version",
+                            "rebuild %s: stream %s: version %" PRId64 " is missing from the event store (next stored "
+                            "version %" PRId64 ")", rb->def->name, rb->sid.data, rb->version + 1, version);
+    const es_event_def *edef = find_event(rb, type, type_len);
+    if (!edef)
+        return es_error_set(rb->err, ES_INVALID_ARGUMENT, "event_type",
+                            "rebuild %s: unknown %s event type %.*s (stream %s version %" PRId64 ")", rb->def->name,
+                            rb->agg->name, (int)(type_len > 200 ? 200 : type_len), type, rb->sid.data, version);
+    ProtobufCMessage *event = protobuf_c_message_unpack(edef->descriptor, &rb->events.pb, payload_len, payload);
+    if (!event)
+        return es_error_set(rb->err, ES_INVALID_ARGUMENT, "payload",
+                            "rebuild %s: %s payload of %s v%" PRId64 " does not decode", rb->def->name, edef->type,
+                            rb->sid.data, version);
+    if ((rc = edef->apply(rb->state, event)) != ES_OK)
+        return es_error_set(rb->err, rc, "event_type", "rebuild %s: %s cannot apply to %s at version %" PRId64,
+                            rb->def->name, edef->type, rb->sid.data, version);
+    rb->version = version;
+    if (++rb->done % PROGRESS_EVERY == 0 && rb->cfg->progress)
+        rb->cfg->progress(rb->cfg->progress_data, rb->done, rb->total);
+    return ES_OK;
+}
+
+/* ---- binary COPY parsing ------------------------------------------------------------------- */
+
+static uint32_t be32(const unsigned char *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static int copy_format_error(rebuild *rb, const char *what)
+{
+    return es_error_set(rb->err, ES_INTERNAL, "", "rebuild %s: unexpected COPY data from the server (%s)",
+                        rb->def->name, what);
+}
+
+/* Parses the complete tuples of p[0..n) (columns stream_id, version, event_type, payload) and
+ * stores how many bytes it consumed (an incomplete tuple is left for the next call). */
+static int parse_copy(rebuild *rb, const unsigned char *p, size_t n, size_t *used)
+{
+    static const unsigned char sig[11] = "PGCOPY\n\377\r\n";
+    size_t off = 0;
+    int rc = ES_OK;
+    if (!rb->header_seen) {
+        if (n < 19)
+            goto out;
+        if (memcmp(p, sig, 11) != 0)
+            return copy_format_error(rb, "signature");
+        size_t ext = be32(p + 15);
+        if (n < 19 + ext)
+            goto out;
+        off = 19 + ext;
+        rb->header_seen = 1;
+    }
+    while (off < n && !rb->trailer_seen) {
+        if (n - off < 2)
+            break;
+        int16_t nf = (int16_t)(p[off] << 8 | p[off + 1]);
+        if (nf == -1) {
+            rb->trailer_seen = 1;
+            off += 2;
+            break;
+        }
+        if (nf != 4)
+            return copy_format_error(rb, "field count");
+        /* Field boundaries; stop at the first that is not all there. */
+        const unsigned char *f[4];
+        size_t len[4], at = off + 2;
+        int complete = 1;
+        for (int i = 0; i < 4 && complete; i++) {
+            if (n - at < 4) {
+                complete = 0;
+                break;
+            }
+            uint32_t l = be32(p + at);
+            if (l == 0xffffffffu)
+                return copy_format_error(rb, "NULL column");
+            at += 4;
+            if (n - at < l) {
+                complete = 0;
+                break;
+            }
+            f[i] = p + at;
+            len[i] = l;
+            at += l;
+        }
+        if (!complete)
+            break;
+        if (len[1] != 8)
+            return copy_format_error(rb, "version width");
+        int64_t version = (int64_t)((uint64_t)be32(f[1]) << 32 | be32(f[1] + 4));
+        if ((rc = on_event(rb, (const char *)f[0], len[0], version, (const char *)f[2], len[2], f[3], len[3])) != ES_OK)
+            return rc;
+        off = at;
+    }
+out:
+    *used = off;
+    return rc;
+}
+
+/* Reads R's COPY to the end, folding as the data arrives (each message holds about a row). */
+static int read_events(rebuild *rb)
+{
+    for (;;) {
+        char *msg = NULL;
+        int n = PQgetCopyData(rb->r, &msg, 0);
+        if (n == -1)
+            break;
+        if (n < 0)
+            return es_pg_error(rb->r, NULL, "rebuild: read events", rb->err);
+        size_t used = 0;
+        int rc;
+        if (!rb->pend.len) {
+            rc = parse_copy(rb, (const unsigned char *)msg, (size_t)n, &used);
+            if (rc == ES_OK && used < (size_t)n)
+                es_buf_append(&rb->pend, msg + used, (size_t)n - used);
+        } else {
+            es_buf_append(&rb->pend, msg, (size_t)n);
+            rc = parse_copy(rb, (const unsigned char *)rb->pend.data, rb->pend.len, &used);
+            memmove(rb->pend.data, rb->pend.data + used, rb->pend.len - used);
+            rb->pend.len -= used;
+        }
+        PQfreemem(msg);
+        if (rc != ES_OK)
+            return rc;
+    }
+    PGresult *res = PQgetResult(rb->r);
+    int rc = PQresultStatus(res) == PGRES_COMMAND_OK ? ES_OK : es_pg_error(rb->r, res, "rebuild: read events", rb->err);
+    PQclear(res);
+    while ((res = PQgetResult(rb->r)))
+        PQclear(res);
+    if (rc == ES_OK && (!rb->header_seen || !rb->trailer_seen || rb->pend.len))
+        rc = copy_format_error(rb, "truncated");
+    return rc;
+}
+
+/* ---- the transaction ----------------------------------------------------------------------- */
+
+/* Runs sql (one or more statements) and wants the last result to have status want; *out (may be
+ * NULL) receives it, else it is cleared. */
+static int run(PGconn *c, const char *sql, ExecStatusType want, const char *what, PGresult **out, es_error *err)
+{
+    PGresult *res = PQexec(c, sql);
+    if (PQresultStatus(res) != want) {
+        int rc = es_pg_error(c, res, what, err);
+        PQclear(res);
+        return rc;
+    }
+    if (out)
+        *out = res;
+    else
+        PQclear(res);
+    return ES_OK;
+}
+
+/* Ends W's COPY (with an error, so it aborts) if one is open, and rolls back. */
+static void abandon(PGconn *w)
+{
+    if (!w || PQstatus(w) != CONNECTION_OK)
+        return;
+    PGresult *res;
+    if (PQtransactionStatus(w) == PQTRANS_ACTIVE) {
+        PQputCopyEnd(w, "rebuild abandoned");
+        while ((res = PQgetResult(w)))
+            PQclear(res);
+    }
+    PQclear(PQexec(w, "ROLLBACK"));
+}
+
+/* Ends W's COPY and checks its result. */
+static int end_copy(rebuild *rb, const char *what)
+{
+    if (PQputCopyEnd(rb->w, NULL) != 1)
+        return es_pg_error(rb->w, NULL, what, rb->err);
+    PGresult *res = PQgetResult(rb->w);
+    int rc = PQresultStatus(res) == PGRES_COMMAND_OK ? ES_OK : es_pg_error(rb->w, res, what, rb->err);
+    PQclear(res);
+    while ((res = PQgetResult(rb->w)))
+        PQclear(res);
+    return rc;
+}
+
+static PGconn *connect_to(const char *conninfo, es_error *err, int *rc)
+{
+    PGconn *c = PQconnectdb(conninfo);
+    if (PQstatus(c) != CONNECTION_OK) {
+        *rc = es_pg_error(c, NULL, "rebuild: connect", err);
+        PQfinish(c);
+        return NULL;
+    }
+    PQclear(PQexec(c, "SET application_name = 'es-rebuild'"));
+    return c;
+}
+
+int es_projection_rebuild(const es_rebuild_config *cfg, es_rebuild_result *out, es_error *err)
+{
+    if (out)
+        *out = (es_rebuild_result){0};
+    if (!cfg || !cfg->conninfo || !cfg->name || !cfg->projector)
+        return es_error_set(err, ES_INVALID_ARGUMENT, "", "rebuild: conninfo, name and projector are required");
+    rebuild rb = {.cfg = cfg, .err = err};
+    rb.def = es__projector_def(cfg->projector);
+    rb.agg = rb.def->aggregate;
+    rb.nparams = es__projector_n_params(cfg->projector);
+    rb.params = es_xcalloc(rb.nparams, sizeof *rb.params);
+    es_arena_init(&rb.events);
+    es_arena_init(&rb.rowa);
+    es_buf_init(&rb.sid);
+    es_buf_init(&rb.rows);
+    es_buf_init(&rb.versions);
+    es_buf_init(&rb.name);
+    es_buf_init(&rb.pend);
+    copy_escape(&rb.name, cfg->name, strlen(cfg->name));
+    es_buf sql;
+    es_buf_init(&sql);
+    char *type_lit = NULL, *name_lit = NULL, *snap_lit = NULL;
+    PGresult *res = NULL;
+    int rc = ES_OK, committed = 0;
+
+    if (!(rb.w = connect_to(cfg->conninfo, err, &rc)) || !(rb.r = connect_to(cfg->conninfo, err, &rc)))
+        goto done;
+    type_lit = PQescapeLiteral(rb.r, rb.agg->name, strlen(rb.agg->name));
+    name_lit = PQescapeLiteral(rb.w, cfg->name, strlen(cfg->name));
+    if (!type_lit || !name_lit) {
+        rc = es_pg_error(rb.w, NULL, "rebuild: quote", err);
+        goto done;
+    }
+    /* W: the locks (bookkeeping first, the order the live runner takes them in), then the
+     * snapshot R reads, taken with both locks held. */
+    es_buf_printf(&sql, "BEGIN; LOCK TABLE es_consumer_streams IN SHARE ROW EXCLUSIVE MODE;"
+                        " LOCK TABLE %s IN ACCESS EXCLUSIVE MODE; SELECT pg_export_snapshot()", rb.def->name);
+    if ((rc = run(rb.w, sql.data, PGRES_TUPLES_OK, "rebuild: lock", &res, err)) != ES_OK)
+        goto done;
+    snap_lit = PQescapeLiteral(rb.r, PQgetvalue(res, 0, 0), strlen(PQgetvalue(res, 0, 0)));
+    PQclear(res);
+    res = NULL;
+    if (!snap_lit) {
+        rc = es_pg_error(rb.r, NULL, "rebuild: quote", err);
+        goto done;
+    }
+    es_buf_reset(&sql);
+    es_buf_printf(&sql, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT %s", snap_lit);
+    if ((rc = run(rb.r, sql.data, PGRES_COMMAND_OK, "rebuild: snapshot", NULL, err)) != ES_OK)
+        goto done;
+    if (cfg->progress) {
+        es_buf_reset(&sql);
+        es_buf_printf(&sql, "SELECT count(*) FROM es_events WHERE stream_type = %s", type_lit);
+        if ((rc = run(rb.r, sql.data, PGRES_TUPLES_OK, "rebuild: count events", &res, err)) != ES_OK)
+            goto done;
+        rb.total = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+        PQclear(res);
+        res = NULL;
+        cfg->progress(cfg->progress_data, 0, rb.total);
+    }
+    /* W: empty the table, forget the consumer's versions and parkings, open the rows' COPY. */
+    es_buf_reset(&sql);
+    es_buf_printf(&sql, "TRUNCATE %s; DELETE FROM es_consumer_streams WHERE consumer = %s; COPY %s (", rb.def->name,
+                  name_lit, rb.def->name);
+    for (size_t i = 0; i + 1 < rb.nparams; i++)
+        es_buf_printf(&sql, "%s, ", rb.def->columns[i].column);
+    es_buf_puts(&sql, "es_state) FROM STDIN");
+    if ((rc = run(rb.w, sql.data, PGRES_COPY_IN, "rebuild: empty the table", NULL, err)) != ES_OK)
+        goto done;
+    /* R: every event of the aggregate, a stream's events together and in version order. */
+    es_buf_reset(&sql);
+    es_buf_printf(&sql, "COPY (SELECT stream_id, version, event_type, payload FROM es_events WHERE stream_type = %s"
+                        " ORDER BY stream_id, version) TO STDOUT (FORMAT binary)", type_lit);
+    if ((rc = run(rb.r, sql.data, PGRES_COPY_OUT, "rebuild: read events", NULL, err)) != ES_OK)
+        goto done;
+    if ((rc = read_events(&rb)) != ES_OK || (rc = finish_stream(&rb)) != ES_OK ||
+        (rc = send_copy(&rb, &rb.rows)) != ES_OK || (rc = end_copy(&rb, "rebuild: write rows")) != ES_OK)
+        goto done;
+    /* The consumer's versions: what the live runner finds when it resumes. */
+    if ((rc = run(rb.w, "COPY es_consumer_streams (consumer, stream_id, version) FROM STDIN", PGRES_COPY_IN,
+                  "rebuild: record versions", NULL, err)) != ES_OK)
+        goto done;
+    for (size_t off = 0; off < rb.versions.len; off += FLUSH_AT) {
+        size_t n = rb.versions.len - off < FLUSH_AT ? rb.versions.len - off : FLUSH_AT;
+        if (PQputCopyData(rb.w, rb.versions.data + off, (int)n) != 1) {
+            rc = es_pg_error(rb.w, NULL, "rebuild: record versions", err);
+            goto done;
+        }
+    }
+    if ((rc = end_copy(&rb, "rebuild: record versions")) != ES_OK)
+        goto done;
+    if ((rc = run(rb.w, "COMMIT", PGRES_COMMAND_OK, "rebuild: commit", &res, err)) != ES_OK)
+        goto done;
+    committed = !strcmp(PQcmdStatus(res), "COMMIT");
+    PQclear(res);
+    res = NULL;
+    if (!committed) {
+        rc = es_error_set(err, ES_INTERNAL, "", "rebuild %s: the transaction did not commit", rb.def->name);
+        goto done;
+    }
+    if (cfg->progress)
+        cfg->progress(cfg->progress_data, rb.done, rb.total ? rb.total : rb.done);
+    if (out)
+        *out = (es_rebuild_result){.events = rb.done, .rows = rb.nrows};
+done:
+    PQclear(res);
+    if (rc != ES_OK && !committed)
+        abandon(rb.w);
+    PQfreemem(type_lit);
+    PQfreemem(name_lit);
+    PQfreemem(snap_lit);
+    PQfinish(rb.r);
+    PQfinish(rb.w);
+    if (rb.state)
+        protobuf_c_message_free_unpacked(rb.state, NULL);
+    es_arena_free(&rb.events);
+    es_arena_free(&rb.rowa);
+    es_buf_free(&rb.sid);
+    es_buf_free(&rb.rows);
+    es_buf_free(&rb.versions);
+    es_buf_free(&rb.name);
+    es_buf_free(&rb.pend);
+    es_buf_free(&sql);
+    free(rb.params);
+    return rc;
+}
