@@ -12,13 +12,21 @@
  *
  * What it guarantees to the walker: exactly one value with only whitespace around it; strings
  * are valid UTF-8 after unescaping (lone surrogates rejected), numbers match RFC 8259, object keys
- * are unique. */
+ * are unique. A syntax error inside a member names where it is in err->field, as the keys and
+ * indices were written ("items[0].title"), so that a client learns which field to fix. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "json_internal.h"
+
+/* One level of the path to the value being parsed: an object member (key) or array element. */
+typedef struct path_level {
+    const char *key;     /* NULL: an array element */
+    size_t klen, index;
+    int active;          /* the member's value is being parsed */
+} path_level;
 
 typedef struct parser {
     const char *start, *p, *end;
@@ -30,14 +38,51 @@ typedef struct parser {
     const char **kstack;
     size_t *klstack;
     size_t sn, scap;
+    path_level *path;    /* path[d - 1]: the member being parsed in the container at depth d */
+    size_t path_cap;
     es_error *err;
 } parser;
 
+/* Writes the path of the members being parsed, outermost first, into out (truncated to cap). */
+static void format_path(const parser *ps, size_t levels, char *out, size_t cap)
+{
+    size_t n = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < levels && i < ps->path_cap && ps->path[i].active && n + 1 < cap; i++) {
+        const path_level *l = &ps->path[i];
+        int w = l->key ? snprintf(out + n, cap - n, "%s%.*s", n ? "." : "", (int)(l->klen > 100 ? 100 : l->klen), l->key)
+                       : snprintf(out + n, cap - n, "[%zu]", l->index);
+        if (w < 0)
+            break;
+        n += (size_t)w;
+        if (n >= cap)
+            n = cap - 1;
+    }
+}
+
 static int fail(parser *ps, const char *what)
 {
-    es_error_set(ps->err, ES_INVALID_ARGUMENT, "", "invalid JSON at offset %zu: %s",
+    char field[sizeof ps->err->field];
+    if (!ps->err)
+        return ES_INVALID_ARGUMENT;
+    format_path(ps, ps->depth, field, sizeof field);
+    es_error_set(ps->err, ES_INVALID_ARGUMENT, field, "invalid JSON at offset %zu: %s",
                  (size_t)(ps->p - ps->start), what);
     return ES_INVALID_ARGUMENT;
+}
+
+/* The path entry of the container at the current depth (grown on demand). */
+static path_level *level(parser *ps)
+{
+    if (ps->depth > ps->path_cap) {
+        size_t cap = ps->path_cap ? ps->path_cap * 2 : 16;
+        while (cap < ps->depth)
+            cap *= 2;
+        ps->path = es_xrealloc(ps->path, cap * sizeof *ps->path);
+        memset(ps->path + ps->path_cap, 0, (cap - ps->path_cap) * sizeof *ps->path);
+        ps->path_cap = cap;
+    }
+    return &ps->path[ps->depth - 1];
 }
 
 static void skip_ws(parser *ps)
@@ -255,26 +300,40 @@ static int key_ref_cmp(const void *a, const void *b)
     return key_cmp(x->k, y->k, &x->len, &y->len);
 }
 
+/* Called with ps->depth already back at the object's parent level, so the path names the object;
+ * the duplicated key is appended to it. */
 static int check_duplicates(parser *ps, es__json_value *obj)
 {
     size_t n = obj->n;
+    key_ref dup;
     if (n < 2) return 0;
     if (n <= 16) {
         for (size_t i = 0; i < n; i++)
             for (size_t j = i + 1; j < n; j++)
-                if (!key_cmp(obj->keys[i], obj->keys[j], &obj->key_lens[i], &obj->key_lens[j]))
+                if (!key_cmp(obj->keys[i], obj->keys[j], &obj->key_lens[i], &obj->key_lens[j])) {
+                    dup = (key_ref){obj->keys[i], obj->key_lens[i]};
                     goto dup;
+                }
         return 0;
     }
     key_ref *refs = es_arena_alloc(ps->a, n * sizeof *refs);
     for (size_t i = 0; i < n; i++) refs[i] = (key_ref){obj->keys[i], obj->key_lens[i]};
     qsort(refs, n, sizeof *refs, key_ref_cmp);
     for (size_t i = 1; i < n; i++)
-        if (!key_ref_cmp(&refs[i - 1], &refs[i])) goto dup;
+        if (!key_ref_cmp(&refs[i - 1], &refs[i])) {
+            dup = refs[i];
+            goto dup;
+        }
     return 0;
 dup:
-    es_error_set(ps->err, ES_INVALID_ARGUMENT, "", "invalid JSON: duplicate key in object at offset %zu",
-                 obj->offset);
+    if (ps->err) {
+        char field[sizeof ps->err->field];
+        format_path(ps, ps->depth, field, sizeof field);
+        size_t fl = strlen(field);
+        snprintf(field + fl, sizeof field - fl, "%s%.*s", fl ? "." : "", (int)(dup.len > 100 ? 100 : dup.len), dup.k);
+        es_error_set(ps->err, ES_INVALID_ARGUMENT, field, "invalid JSON: duplicate key \"%.100s\" in object at offset %zu",
+                     field, obj->offset);
+    }
     return ES_INVALID_ARGUMENT;
 }
 
@@ -299,17 +358,26 @@ static int parse_container(parser *ps, es__json_value *v, int is_object)
 {
     char close = is_object ? '}' : ']';
     size_t base = ps->sn;
-    if (++ps->depth > ps->max_depth) return fail(ps, "nesting too deep");
+    if (++ps->depth > ps->max_depth) {
+        /* The whole path would be max_depth levels long: name the outermost member only. */
+        size_t depth = ps->depth;
+        ps->depth = 1;
+        int rc = fail(ps, "nesting too deep");
+        ps->depth = depth;
+        return rc;
+    }
     ps->p++;
     skip_ws(ps);
     if (ps->p < ps->end && *ps->p == close) {
         ps->p++;
         goto done;
     }
-    for (;;) {
+    for (size_t index = 0;; index++) {
         const char *key = NULL;
         size_t klen = 0;
         es__json_value *child;
+        path_level *l = level(ps);
+        l->active = 0;   /* errors between members name the container, not its last member */
         skip_ws(ps);
         if (is_object) {
             if (ps->p >= ps->end || *ps->p != '"') return fail(ps, "expected a string key");
@@ -319,8 +387,11 @@ static int parse_container(parser *ps, es__json_value *v, int is_object)
             if (ps->p >= ps->end || *ps->p != ':') return fail(ps, "expected ':'");
             ps->p++;
         }
+        *l = (path_level){.key = key, .klen = klen, .index = index, .active = 1};
         int rc = parse_value(ps, &child);
         if (rc) return rc;
+        l = level(ps);   /* the child may have grown the path array */
+        l->active = 0;
         push(ps, child, key, klen);
         skip_ws(ps);
         if (ps->p < ps->end && *ps->p == ',') {
@@ -374,5 +445,6 @@ out:
     free(ps.stack);
     free(ps.kstack);
     free(ps.klstack);
+    free(ps.path);
     return rc;
 }

@@ -152,7 +152,7 @@ static void test_int_bad_number_forms_rejected(void **s)
 {
     (void)s;
     jt_decode_fails(T3_DESC, "{\"optionalInt32\":01}", "", "invalid JSON");
-    jt_decode_fails(T3_DESC, "{\"optionalInt32\":+1}", "", "invalid JSON");
+    jt_decode_fails(T3_DESC, "{\"optionalInt32\":+1}", "optionalInt32", "invalid JSON");
     jt_decode_fails(T3_DESC, "{\"optionalInt32\":\" 1\"}", "optional_int32", "not a number");
     jt_decode_fails(T3_DESC, "{\"optionalInt32\":\"0x10\"}", "optional_int32", "not a number");
     jt_decode_fails(T3_DESC, "{\"optionalInt32\":\"\"}", "optional_int32", "not a number");
@@ -172,7 +172,7 @@ static void test_float_special_values(void **s)
     assert_string_equal(jt_encode(&m->base),
                         "{\"optional_float\":\"NaN\",\"optional_double\":\"-Infinity\",\"repeated_double\":[\"Infinity\"]}");
     jt_decode_fails(T3_DESC, "{\"optionalDouble\":\"nan\"}", "optional_double", "not a number");
-    jt_decode_fails(T3_DESC, "{\"optionalDouble\":NaN}", "", "invalid JSON");
+    jt_decode_fails(T3_DESC, "{\"optionalDouble\":NaN}", "optionalDouble", "invalid JSON");
 }
 
 static void test_float_range_checked(void **s)
@@ -207,7 +207,7 @@ static void test_bool_true_false_only(void **s)
     assert_false(m->repeated_bool[0]);
     jt_decode_fails(T3_DESC, "{\"optionalBool\":1}", "optional_bool", "expected true or false");
     jt_decode_fails(T3_DESC, "{\"optionalBool\":\"true\"}", "optional_bool", "expected true or false");
-    jt_decode_fails(T3_DESC, "{\"optionalBool\":TRUE}", "", "invalid JSON");
+    jt_decode_fails(T3_DESC, "{\"optionalBool\":TRUE}", "optionalBool", "invalid JSON");
 }
 
 /* ---- strings ---- */
@@ -227,21 +227,21 @@ static void test_string_escapes_and_surrogate_pairs(void **s)
 static void test_string_lone_surrogates_rejected(void **s)
 {
     (void)s;
-    jt_decode_fails(T3_DESC, "{\"optionalString\":\"\\ud83d\"}", "", "surrogate");
-    jt_decode_fails(T3_DESC, "{\"optionalString\":\"\\ude00x\"}", "", "surrogate");
-    jt_decode_fails(T3_DESC, "{\"optionalString\":\"\\ud83d\\u0041\"}", "", "surrogate");
-    jt_decode_fails(T3_DESC, "{\"optionalString\":\"\\u12G4\"}", "", "escape");
-    jt_decode_fails(T3_DESC, "{\"optionalString\":\"\\x\"}", "", "escape");
+    jt_decode_fails(T3_DESC, "{\"optionalString\":\"\\ud83d\"}", "optionalString", "surrogate");
+    jt_decode_fails(T3_DESC, "{\"optionalString\":\"\\ude00x\"}", "optionalString", "surrogate");
+    jt_decode_fails(T3_DESC, "{\"optionalString\":\"\\ud83d\\u0041\"}", "optionalString", "surrogate");
+    jt_decode_fails(T3_DESC, "{\"optionalString\":\"\\u12G4\"}", "optionalString", "escape");
+    jt_decode_fails(T3_DESC, "{\"optionalString\":\"\\x\"}", "optionalString", "escape");
 }
 
 static void test_string_invalid_utf8_rejected(void **s)
 {
     (void)s;
-    jt_decode_fails(T3_DESC, "{\"optionalString\":\"\xff\"}", "", "UTF-8");
-    jt_decode_fails(T3_DESC, "{\"optionalString\":\"\xc0\xaf\"}", "", "UTF-8");            /* overlong */
-    jt_decode_fails(T3_DESC, "{\"optionalString\":\"\xed\xa0\x80\"}", "", "UTF-8");        /* surrogate */
-    jt_decode_fails(T3_DESC, "{\"optionalString\":\"\xf4\x90\x80\x80\"}", "", "UTF-8");    /* > U+10FFFF */
-    jt_decode_fails(T3_DESC, "{\"optionalString\":\"\xe4\xb8\"}", "", "UTF-8");            /* truncated */
+    jt_decode_fails(T3_DESC, "{\"optionalString\":\"\xff\"}", "optionalString", "UTF-8");
+    jt_decode_fails(T3_DESC, "{\"optionalString\":\"\xc0\xaf\"}", "optionalString", "UTF-8");            /* overlong */
+    jt_decode_fails(T3_DESC, "{\"optionalString\":\"\xed\xa0\x80\"}", "optionalString", "UTF-8");        /* surrogate */
+    jt_decode_fails(T3_DESC, "{\"optionalString\":\"\xf4\x90\x80\x80\"}", "optionalString", "UTF-8");    /* > U+10FFFF */
+    jt_decode_fails(T3_DESC, "{\"optionalString\":\"\xe4\xb8\"}", "optionalString", "UTF-8");            /* truncated */
     T3 bad = PROTOBUF_TEST_MESSAGES__PROTO3__TEST_ALL_TYPES_PROTO3__INIT;
     bad.optional_string = "\xff";
     jt_encode_fails(&bad.base, "optional_string", "UTF-8");
@@ -250,9 +250,9 @@ static void test_string_invalid_utf8_rejected(void **s)
 static void test_string_control_characters_and_nul_rejected(void **s)
 {
     (void)s;
-    jt_decode_fails(T3_DESC, "{\"optionalString\":\"a\nb\"}", "", "control character");
+    jt_decode_fails(T3_DESC, "{\"optionalString\":\"a\nb\"}", "optionalString", "control character");
     jt_decode_fails(T3_DESC, "{\"optionalString\":\"a\\u0000b\"}", "optional_string", "NUL");
-    jt_decode_fails(T3_DESC, "{\"optionalString\":\"abc}", "", "unterminated");
+    jt_decode_fails(T3_DESC, "{\"optionalString\":\"abc}", "optionalString", "unterminated");
     jt_decode_fails(T3_DESC, "{\"optionalString\":5}", "optional_string", "expected a string");
 }
 
@@ -400,7 +400,7 @@ static void test_map_bad_keys_rejected(void **s)
     jt_decode_fails(T3_DESC, "{\"mapInt32Int32\":{\"x\":1}}", "map_int32_int32[\"x\"]", "not a number");
     jt_decode_fails(T3_DESC, "{\"mapInt32Int32\":{\"2147483648\":1}}", "map_int32_int32[\"2147483648\"]", "range");
     jt_decode_fails(T3_DESC, "{\"mapBoolBool\":{\"1\":true}}", "map_bool_bool[\"1\"]", "true or false");
-    jt_decode_fails(T3_DESC, "{\"mapInt32Int32\":{\"1\":1,\"1\":2}}", "", "duplicate key");
+    jt_decode_fails(T3_DESC, "{\"mapInt32Int32\":{\"1\":1,\"1\":2}}", "mapInt32Int32.1", "duplicate key");
 }
 
 static void test_map_bad_values_rejected(void **s)
@@ -500,12 +500,12 @@ static void test_null_means_unset(void **s)
 static void test_duplicate_keys_rejected(void **s)
 {
     (void)s;
-    jt_decode_fails(T3_DESC, "{\"optionalInt32\":1,\"optionalInt32\":1}", "", "duplicate key");
+    jt_decode_fails(T3_DESC, "{\"optionalInt32\":1,\"optionalInt32\":1}", "optionalInt32", "duplicate key");
     /* many keys: the sorted check */
     char json[2048] = "{\"optionalStruct\":{";
     for (int i = 0; i < 40; i++) snprintf(json + strlen(json), 40, "\"k%d\":1,", i);
     strcat(json, "\"k7\":2}}");
-    jt_decode_fails(T3_DESC, json, "", "duplicate key");
+    jt_decode_fails(T3_DESC, json, "optionalStruct.k7", "duplicate key");
 }
 
 static void test_trailing_garbage_rejected(void **s)
@@ -554,10 +554,10 @@ static void test_bad_documents_rejected(void **s)
     jt_decode_fails(T3_DESC, "{", "", "invalid JSON");
     jt_decode_fails(T3_DESC, "{\"a\"", "", "invalid JSON");
     jt_decode_fails(T3_DESC, "{'a':1}", "", "string key");
-    jt_decode_fails(T3_DESC, "{\"optionalBool\":tru}", "", "unexpected token");
-    jt_decode_fails(T3_DESC, "{\"optionalDouble\":1.}", "", "fraction");
-    jt_decode_fails(T3_DESC, "{\"optionalDouble\":1e}", "", "exponent");
-    jt_decode_fails(T3_DESC, "{\"optionalDouble\":-}", "", "bad number");
+    jt_decode_fails(T3_DESC, "{\"optionalBool\":tru}", "optionalBool", "unexpected token");
+    jt_decode_fails(T3_DESC, "{\"optionalDouble\":1.}", "optionalDouble", "fraction");
+    jt_decode_fails(T3_DESC, "{\"optionalDouble\":1e}", "optionalDouble", "exponent");
+    jt_decode_fails(T3_DESC, "{\"optionalDouble\":-}", "optionalDouble", "bad number");
     ProtobufCMessage *m = NULL;
     assert_int_equal(es_json_decode(jt_reg, T3_DESC, "{}", 1, NULL, &jt_arena, &m, &jt_err), ES_INVALID_ARGUMENT);
 }
@@ -574,9 +574,9 @@ static void test_depth_limit(void **s)
     char deeper[4096] = "{\"recursiveMessage\":";
     strcat(deeper, json);
     strcat(deeper, "}");
-    jt_decode_fails(T3_DESC, deeper, "", "nesting too deep");
+    jt_decode_fails(T3_DESC, deeper, "recursiveMessage", "nesting too deep");
     es_json_options o = {.max_depth = 3};
-    jt_decode_fails_opt(T3_DESC, "{\"optionalStruct\":{\"a\":[[]]}}", &o, "", "nesting too deep");
+    jt_decode_fails_opt(T3_DESC, "{\"optionalStruct\":{\"a\":[[]]}}", &o, "optionalStruct", "nesting too deep");
 }
 
 static void test_deep_nesting_does_not_overflow_the_stack(void **s)
@@ -586,7 +586,7 @@ static void test_deep_nesting_does_not_overflow_the_stack(void **s)
     char *json = malloc(n + 1);
     memset(json, '[', n);
     json[n] = '\0';
-    jt_decode_fails(T3_DESC, json, "", "nesting too deep");
+    jt_decode_fails(T3_DESC, json, "[0]", "nesting too deep");
     memset(json, '{', n);
     jt_decode_fails(T3_DESC, json, "", "invalid JSON");
     free(json);
