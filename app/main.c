@@ -27,6 +27,7 @@
 #include "gateway.h"
 #include "payment_flow.h"
 #include "read_model_impl.h"
+#include "upcasters.h"
 #include "web.h"
 
 typedef struct app {
@@ -263,7 +264,8 @@ static int start(app *a)
     atomic_store(&a->migrated, 1);
     atomic_store(&a->pg_ok, 1);
     es_pipeline_config pl = {.pool = a->pool, .snapshot_every = cfg->snapshot_every, .json = a->json,
-                             .committers = (size_t)cfg->committers};
+                             .committers = (size_t)cfg->committers, .upcasters = orders_upcasters,
+                             .n_upcasters = orders_n_upcasters};
     if (!(a->pipeline = es_pipeline_new(&pl, &err)))
         goto fail;
     if (es_store_register_schema(es_pipeline_store(a->pipeline), &orders_v1_schema, &err) != ES_OK)

@@ -1,18 +1,43 @@
-/* orderctl history and tail: events as JSON lines, from one stream or from the live feed. */
+/* orderctl history and tail: events as JSON lines, from one stream or from the live feed. Old
+ * events are shown upcast to the current schema (upcasters.h), as the command path folds them. */
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "es/feed.h"
+#include "es/upcast.h"
 #include "orderctl.h"
+#include "upcasters.h"
+
+/* Points v->payload at the event in the current schema (bytes in arena when an upcaster ran).
+ * When the upcaster refuses, says so on stderr and leaves the stored payload. Returns 0 or -1. */
+static int upcast_view(const ctl *c, es_envelope_view *v, es_arena *arena, const char *what)
+{
+    const es_event_def *def = es_schema_event_by_type(c->schema, v->stream_type, v->event_type);
+    const uint8_t *bytes;
+    size_t len;
+    es_error err = {0};
+    if (es_event_upcast_payload(def, v->schema_version, v->payload, v->payload_len, orders_upcasters,
+                                orders_n_upcasters, arena, &bytes, &len, NULL, &err) != ES_OK) {
+        fprintf(stderr, "orderctl: %s: %s %s version %lld (%s, schema version %u) cannot be brought to the current "
+                "schema, shown as stored: %s: %s\n", what, v->stream_type, v->stream_id, (long long)v->version,
+                v->event_type, v->schema_version, es_strerror(err.code), err.message);
+        return -1;
+    }
+    v->payload = bytes;
+    v->payload_len = len;
+    return 0;
+}
 
 /* ---- history ---- */
 
 typedef struct history {
     const ctl *c;
     es_buf line;
+    es_arena arena;       /* upcast payloads, reset per event */
     int64_t n;
+    int failed_upcasts;
 } history;
 
 static int print_record(const es_event_record *r, void *ctx, es_error *err)
@@ -37,6 +62,9 @@ static int print_record(const es_event_record *r, void *ctx, es_error *err)
     v.recorded_at_us = r->recorded_at_us;
     v.payload = r->payload;
     v.payload_len = r->payload_len;
+    es_arena_reset(&h->arena);
+    if (upcast_view(h->c, &v, &h->arena, "history") != 0)
+        h->failed_upcasts++;
     es_buf_reset(&h->line);
     ctl_event_json(h->c, &v, &h->line);
     es_buf_putc(&h->line, '\n');
@@ -54,8 +82,9 @@ int ctl_history(ctl *c, int argc, char **argv)
     es_pipeline *p = ctl_pipeline(c);
     if (!p)
         return CTL_ERROR;
-    history h = {c, {0}, 0};
+    history h = {c, {0}, {0}, 0, 0};
     es_buf_init(&h.line);
+    es_arena_init(&h.arena);
     es_error err = {0};
     int rc = CTL_OK;
     if (es_pipeline_read_stream(p, argv[1], 0, 0, print_record, &h, &err) != ES_OK)
@@ -63,9 +92,12 @@ int ctl_history(ctl *c, int argc, char **argv)
     else if (h.n == 0) {
         fprintf(stderr, "orderctl: history: order %s has no events\n", argv[1]);
         rc = CTL_FOUND;
+    } else if (h.failed_upcasts) {
+        rc = CTL_ERROR;
     }
     fflush(stdout);
     es_buf_free(&h.line);
+    es_arena_free(&h.arena);
     return rc;
 }
 
@@ -111,6 +143,8 @@ int ctl_tail(ctl *c, int argc, char **argv)
     es_feed_batch_init(&b);
     es_buf line;
     es_buf_init(&line);
+    es_arena arena;
+    es_arena_init(&arena);
     long long printed = 0;
     int warned = 0;
     while (!stop_tail && (max == 0 || printed < max)) {
@@ -123,8 +157,11 @@ int ctl_tail(ctl *c, int argc, char **argv)
         }
         warned = 0;
         for (size_t i = 0; i < b.n && (max == 0 || printed < max); i++) {
+            es_envelope_view v = b.events[i];
+            es_arena_reset(&arena);
+            upcast_view(c, &v, &arena, "tail");
             es_buf_reset(&line);
-            ctl_event_json(c, &b.events[i], &line);
+            ctl_event_json(c, &v, &line);
             es_buf_putc(&line, '\n');
             fwrite(line.data, 1, line.len, stdout);
             printed++;
@@ -135,6 +172,7 @@ int ctl_tail(ctl *c, int argc, char **argv)
             es_feed_wait(f, 500);
     }
     es_buf_free(&line);
+    es_arena_free(&arena);
     es_feed_batch_free(&b);
     es_feed_close(f);
     return CTL_OK;

@@ -8,7 +8,9 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "es/upcast.h"
 #include "es/uuid.h"
+#include "upcasters.h"
 
 #define DEFAULT_LIMIT 50
 
@@ -127,6 +129,23 @@ int orders_v1_query_GetOrderEvents(es_query_ctx *ctx, const Orders__V1__GetOrder
         return r;
     if (resp->n_events == 0)
         return es_error_set(err, ES_NOT_FOUND, "order_id", "order %s not found", req->order_id);
+    /* Old events are shown in the current schema (their stored schema_version stays). */
+    for (size_t i = 0; i < resp->n_events; i++) {
+        Orders__V1__EventRecord *e = resp->events[i];
+        if (!e->data)
+            continue;
+        const es_event_def *def = es_schema_event_by_type(&orders_v1_schema, NULL, e->event_type);
+        const uint8_t *bytes;
+        size_t len;
+        es_error uerr = {0};
+        if (es_event_upcast_payload(def, e->schema_version, e->data->value.data, e->data->value.len, orders_upcasters,
+                                    orders_n_upcasters, ctx->arena, &bytes, &len, NULL, &uerr) != ES_OK)
+            return es_error_set(err, ES_DATA_LOSS, "", "order %s version %" PRId64 ": %s (schema version %u) cannot be "
+                                "brought to the current schema: %s", req->order_id, e->version, e->event_type,
+                                e->schema_version, uerr.message);
+        e->data->value.data = (uint8_t *)bytes;
+        e->data->value.len = len;
+    }
     *out = resp;
     return ES_OK;
 }

@@ -35,4 +35,20 @@ int es_event_decode(const es_event_def *def, uint32_t stored_version, const uint
                     const es_upcaster *ups, size_t n_ups, es_arena *arena, ProtobufCMessage **out,
                     es_error *err);
 
+/* The definition of a stored event: type in the aggregate named stream_type, or in any
+ * aggregate of schema when stream_type is NULL or names none of them. NULL when unknown. */
+const es_event_def *es_schema_event_by_type(const es_schema *schema, const char *stream_type, const char *type);
+
+/* For the readers that show stored events rather than fold them (the audit-trail query,
+ * `history`, `tail`): a stored payload in the current schema of its event. When def is not NULL,
+ * stored_version is older than def->schema_version and ups has an upcaster for def, the payload
+ * is decoded, upcast (es_event_decode) and packed again into arena: *out and *out_len are the bytes
+ * of the current message, and *upcast (may be NULL) is 1. Otherwise *out is payload itself (no
+ * copy, no decode) and *upcast is 0. Readers keep the stored schema_version in what they show
+ * (it says how the event was written). Returns ES_OK; ES_DATA_LOSS when an old payload does not
+ * decode; the upcaster's error. */
+int es_event_upcast_payload(const es_event_def *def, uint32_t stored_version, const uint8_t *payload, size_t len,
+                            const es_upcaster *ups, size_t n_ups, es_arena *arena, const uint8_t **out,
+                            size_t *out_len, int *upcast, es_error *err);
+
 #endif
