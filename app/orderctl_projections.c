@@ -1,38 +1,27 @@
 /* orderctl projections list|rebuild: a projection emptied and rebuilt from the event store alone
- * (DESIGN invariant 7), through es_consumer_replay with the projector orderd runs and under
- * orderd's consumer name, so the rebuilt rows and the per-stream applied versions are exactly
- * what the live consumer would have written and it carries on from them. A running orderd may
- * keep consuming meanwhile: an event it applies to a stream the rebuild already forgot fills the
- * gap from the store, and the replay then skips those versions as duplicates. The rebuild forgets
- * the consumer's parkings too; once every event applied, the consumer's dead letters recorded
- * before it started are marked resolved. */
+ * (DESIGN invariant 7), set-wise (es_projection_rebuild: one transaction that reads the events
+ * with one COPY, folds each stream in memory with the generated apply and writes the rows with
+ * COPY), with the projector orderd runs and under orderd's consumer name, so the rebuilt rows and
+ * the per-stream applied versions are exactly what the live consumer would have written and it
+ * carries on from them. A running orderd may keep consuming meanwhile: its consumers wait on the
+ * rebuild's lock of es_consumer_streams, then skip what the rebuild applied as duplicates; reads
+ * of the projection wait too. The rebuild forgets the consumer's parkings; once it committed,
+ * the consumer's dead letters recorded before it started are marked resolved. */
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "es/projection_rebuild.h"
 #include "orderctl.h"
 
-typedef struct rebuild {
-    ctl_consumer cc;
-    ctl_progress progress;
-    int64_t seen;
-} rebuild;
-
-/* Counts every event handed over (also other aggregates', which the projector ignores), so the
- * progress measures against the total of es_events. */
-static int counted_handle(void *data, es_consumer_tx *tx, const es_envelope_view *ev, es_error *err)
+/* Progress of the rebuild: its total is the aggregate's events in the rebuild's snapshot,
+ * known once the rebuild holds its locks. */
+static void on_progress(void *data, int64_t done, int64_t total)
 {
-    rebuild *r = data;
-    r->seen++;
-    ctl_progress_update(&r->progress, r->seen);
-    return r->cc.handle(r->cc.data, tx, ev, err);
-}
-
-static int counted_reset(void *data, es_consumer_tx *tx, const char *stream_id, es_error *err)
-{
-    rebuild *r = data;
-    return r->cc.reset(r->cc.data, tx, stream_id, err);
+    ctl_progress *p = data;
+    p->total = total;
+    ctl_progress_update(p, done);
 }
 
 static double now_s(void)
@@ -47,16 +36,13 @@ static int rebuild_one(ctl *c, const es_projection_def *def)
     char name[160], what[200];
     ctl_projection_consumer_name(def, name, sizeof name);
     snprintf(what, sizeof what, "rebuild %s", def->name);
-    rebuild r = {0};
-    if (ctl_consumer_get(c, name, &r.cc) != CTL_OK)
+    ctl_consumer cc = {0};
+    if (ctl_consumer_get(c, name, &cc) != CTL_OK)
         return CTL_ERROR;
     es_error err = {0};
-    int64_t total = 0, applied = 0, rows = 0;
+    es_rebuild_result res = {0};
+    int64_t rows = 0;
     int rc = CTL_OK;
-    if (es_admin_count_events(c->pool, NULL, &total, &err) != ES_OK) {
-        rc = ctl_fail(what, &err);
-        goto done;
-    }
     /* The open dead letters the rebuild will settle: those recorded before it starts. */
     int64_t max_letter = 0, resolved = 0;
     {
@@ -75,16 +61,17 @@ static int rebuild_one(ctl *c, const es_projection_def *def)
         }
     }
     double t0 = now_s();
-    es_replay_config rcfg = {.name = name, .conninfo = c->pg, .handle = counted_handle, .data = &r,
-                             .reset = counted_reset};
-    /* The forgetting transaction can deadlock with a live consumer's batch on the same rows;
-     * PostgreSQL aborts one of the two and either may simply run again. */
+    ctl_progress progress;
+    es_rebuild_config rcfg = {.conninfo = c->pg, .name = name, .projector = cc.data, .progress = on_progress,
+                              .progress_data = &progress};
+    /* The locks are taken in the live consumer's order, so a deadlock is not expected; should
+     * PostgreSQL still abort the transaction as one (or as a serialization failure), nothing
+     * was written and it simply runs again. */
     int st = ES_ABORTED;
     for (int attempt = 0; attempt < 5 && st == ES_ABORTED; attempt++) {
-        r.seen = 0;
-        ctl_progress_start(&r.progress, c->progress, what, "events", total);
-        st = es_consumer_replay(&rcfg, &applied, &err);
-        ctl_progress_end(&r.progress);
+        ctl_progress_start(&progress, c->progress, what, "events", 0);
+        st = es_projection_rebuild(&rcfg, &res, &err);
+        ctl_progress_end(&progress);
         if (st == ES_ABORTED)
             usleep(200 * 1000);
     }
@@ -101,9 +88,9 @@ static int rebuild_one(ctl *c, const es_projection_def *def)
         goto done;
     }
     printf("rebuild: %s: %lld events replayed, %lld rows, %lld open dead letters resolved, %.1fs\n", def->name,
-           (long long)applied, (long long)rows, (long long)resolved, now_s() - t0);
+           (long long)res.events, (long long)rows, (long long)resolved, now_s() - t0);
 done:
-    ctl_consumer_release(&r.cc);
+    ctl_consumer_release(&cc);
     return rc;
 }
 
