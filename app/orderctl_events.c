@@ -17,9 +17,10 @@ static int upcast_view(const ctl *c, es_envelope_view *v, es_arena *arena, const
     const es_event_def *def = es_schema_event_by_type(c->schema, v->stream_type, v->event_type);
     const uint8_t *bytes;
     size_t len;
+    int up = 0;
     es_error err = {0};
     if (es_event_upcast_payload(def, v->schema_version, v->payload, v->payload_len, orders_upcasters,
-                                orders_n_upcasters, arena, &bytes, &len, NULL, &err) != ES_OK) {
+                                orders_n_upcasters, arena, &bytes, &len, &up, &err) != ES_OK) {
         fprintf(stderr, "orderctl: %s: %s %s version %lld (%s, schema version %u) cannot be brought to the current "
                 "schema, shown as stored: %s: %s\n", what, v->stream_type, v->stream_id, (long long)v->version,
                 v->event_type, v->schema_version, es_strerror(err.code), err.message);
@@ -27,6 +28,8 @@ static int upcast_view(const ctl *c, es_envelope_view *v, es_arena *arena, const
     }
     v->payload = bytes;
     v->payload_len = len;
+    if (up) /* "data" is now a message of the current definition (schema_version stays as stored) */
+        v->schema = def->schema;
     return 0;
 }
 

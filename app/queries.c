@@ -137,14 +137,17 @@ int orders_v1_query_GetOrderEvents(es_query_ctx *ctx, const Orders__V1__GetOrder
         const es_event_def *def = es_schema_event_by_type(&orders_v1_schema, NULL, e->event_type);
         const uint8_t *bytes;
         size_t len;
+        int up = 0;
         es_error uerr = {0};
         if (es_event_upcast_payload(def, e->schema_version, e->data->value.data, e->data->value.len, orders_upcasters,
-                                    orders_n_upcasters, ctx->arena, &bytes, &len, NULL, &uerr) != ES_OK)
+                                    orders_n_upcasters, ctx->arena, &bytes, &len, &up, &uerr) != ES_OK)
             return es_error_set(err, ES_DATA_LOSS, "", "order %s version %" PRId64 ": %s (schema version %u) cannot be "
                                 "brought to the current schema: %s", req->order_id, e->version, e->event_type,
                                 e->schema_version, uerr.message);
         e->data->value.data = (uint8_t *)bytes;
         e->data->value.len = len;
+        if (up) /* now a message of the current definition, whose name may have changed */
+            e->data->type_url = es_arena_sprintf(ctx->arena, "type.googleapis.com/%s", def->schema);
     }
     *out = resp;
     return ES_OK;

@@ -1,7 +1,10 @@
 /* Schema evolution (es/upcast.h): release 1 of the "item" aggregate writes ItemCreated with two
  * fields at schema version 1; release 2 added `colour` (schema version 2). Old events must load
  * with the new binary: the added field decodes as its default, an upcaster can fill it in, new
- * events are not upcast, and release 1 still reads release 2's events. Real PostgreSQL. */
+ * events are not upcast, and release 1 still reads release 2's events. The readers that show
+ * events instead of folding them (the audit-trail query, orderctl history and tail) read the
+ * stream and bring each payload to the current schema with es_event_upcast_payload before
+ * rendering it as JSON: the last test does exactly that. Real PostgreSQL. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,8 +12,10 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "es/json.h"
 #include "es/pipeline.h"
 #include "es/upcast.h"
+#include "google/protobuf/any.pb-c.h"
 #include "evo/v1/evo_v1.es.h"
 #include "evo/v2/evo_v2.es.h"
 #include "support.h"
@@ -187,6 +192,149 @@ static void a_failing_upcaster_stops_the_load(void **st)
     es_pipeline_free(r2);
 }
 
+/* ---- the read paths that show events (audit trail, orderctl history/tail) ---- */
+
+typedef struct shown {
+    es_arena arena;                /* upcast payloads and copies */
+    const es_upcaster *ups;
+    size_t n_ups;
+    es_json_registry *json;
+    es_buf json_out;               /* one JSON line per event, as the readers render it */
+    int n, upcast, status;
+    es_error err;
+    const uint8_t *stored;         /* the last event's stored bytes (the read's own buffer) */
+    const uint8_t *bytes;          /* what the reader shows */
+} shown;
+
+/* The reader's per-event work: find the definition, bring the payload to the current schema,
+ * wrap it in an Any named by the stored schema (GetOrderEvents' EventRecord.data) and render it
+ * as proto3 JSON through the registry, as the HTTP answer does. */
+static int show_event(const es_event_record *ev, void *ctx, es_error *err)
+{
+    (void)err;
+    shown *s = ctx;
+    const es_event_def *def = es_schema_event_by_type(&evo_v2_schema, ev->stream_type, ev->event_type);
+    assert_ptr_equal(def, &evo_v2_event_ItemCreated);
+    const uint8_t *bytes;
+    size_t len;
+    int up = -1;
+    s->status = es_event_upcast_payload(def, ev->schema_version, ev->payload, ev->payload_len, s->ups, s->n_ups,
+                                        &s->arena, &bytes, &len, &up, &s->err);
+    if (s->status != ES_OK)
+        return 0;
+    s->n++;
+    s->upcast += up;
+    s->stored = ev->payload;
+    s->bytes = bytes;
+    Google__Protobuf__Any any;
+    google__protobuf__any__init(&any);
+    /* An upcast payload is a message of the current definition (whose name may differ from the
+     * stored one: here release 1 wrote evo.v1.ItemCreated). */
+    any.type_url = es_arena_sprintf(&s->arena, "type.googleapis.com/%s", up ? def->schema : ev->schema_name);
+    any.value.data = (uint8_t *)bytes;
+    any.value.len = len;
+    es_json_options o = {0};
+    es_error jerr = {0};
+    if (es_json_encode(s->json, &any.base, &o, &s->json_out, &jerr) != ES_OK)
+        fail_msg("%s: %s", any.type_url, jerr.message);
+    es_buf_putc(&s->json_out, '\n');
+    return 0;
+}
+
+static void show_stream(es_pipeline *p, const char *id, const es_upcaster *ups, size_t n, shown *s)
+{
+    memset(s, 0, sizeof *s);
+    es_arena_init(&s->arena);
+    es_buf_init(&s->json_out);
+    s->ups = ups;
+    s->n_ups = n;
+    s->json = es_json_registry_new();
+    es_json_registry_add_schema(s->json, &evo_v2_schema);
+    es_json_registry_add_schema(s->json, &evo_v1_schema);   /* what a stored, not upcast, v1 event names */
+    es_error err = {0};
+    assert_int_equal(es_pipeline_read_stream(p, id, 0, 0, show_event, s, &err), ES_OK);
+    es_buf_putc(&s->json_out, 0);
+}
+
+static void shown_free(shown *s)
+{
+    es_arena_free(&s->arena);
+    es_buf_free(&s->json_out);
+    es_json_registry_free(s->json);
+}
+
+static void old_events_show_upcast_on_the_read_paths(void **st)
+{
+    (void)st;
+    char old_id[ES_STREAM_ID_MAX + 1], new_id[ES_STREAM_ID_MAX + 1];
+    es_pipeline *r1 = pipeline(NULL, 0);
+    create_v1(r1, "lamp", old_id);
+    es_pipeline *r2 = pipeline(upcasters, 1);
+    create_v2(r2, "chair", "red", new_id);
+
+    /* The definition is found by stream type, or by event type alone. */
+    assert_ptr_equal(es_schema_event_by_type(&evo_v2_schema, NULL, "ItemCreated"), &evo_v2_event_ItemCreated);
+    assert_ptr_equal(es_schema_event_by_type(&evo_v2_schema, "nothing", "ItemCreated"), &evo_v2_event_ItemCreated);
+    assert_null(es_schema_event_by_type(&evo_v2_schema, "item", "ItemPainted"));
+
+    /* An old event is shown in the current schema: the upcaster's colour is in the JSON. */
+    shown s;
+    upcasts = 0;
+    show_stream(r2, old_id, upcasters, 1, &s);
+    assert_int_equal(s.status, ES_OK);
+    assert_int_equal(s.n, 1);
+    assert_int_equal(s.upcast, 1);
+    assert_int_equal(upcasts, 1);
+    assert_ptr_not_equal(s.bytes, s.stored);
+    const char *line = (const char *)s.json_out.data;
+    assert_non_null(strstr(line, "\"@type\":\"type.googleapis.com/evo.v2.ItemCreated\""));
+    assert_non_null(strstr(line, "\"name\":\"lamp\""));
+    assert_non_null(strstr(line, "\"colour\":\"unpainted\""));
+    /* The stored bytes are untouched (events are forever). */
+    assert_int_equal(stored_version(old_id), 1);
+    shown_free(&s);
+
+    /* Without an upcaster the old event shows as stored: no decode, no copy, no colour. */
+    show_stream(r2, old_id, NULL, 0, &s);
+    assert_int_equal(s.upcast, 0);
+    assert_ptr_equal(s.bytes, s.stored);
+    assert_null(strstr((const char *)s.json_out.data, "colour"));
+    shown_free(&s);
+
+    /* A current event is not upcast. */
+    upcasts = 0;
+    show_stream(r2, new_id, upcasters, 1, &s);
+    assert_int_equal(s.upcast, 0);
+    assert_int_equal(upcasts, 0);
+    assert_ptr_equal(s.bytes, s.stored);
+    assert_non_null(strstr((const char *)s.json_out.data, "\"colour\":\"red\""));
+    shown_free(&s);
+
+    /* An upcaster that refuses stops the reader with its error (the query answers DATA_LOSS,
+     * orderctl shows the event as stored and exits 2). */
+    show_stream(r2, old_id, refusing, 1, &s);
+    assert_int_equal(s.status, ES_FAILED_PRECONDITION);
+    assert_non_null(strstr(s.err.message, "cannot upcast"));
+    shown_free(&s);
+
+    /* An old payload that does not decode is DATA_LOSS, not a crash. */
+    es_arena a;
+    es_arena_init(&a);
+    const uint8_t junk[] = {0x0a, 0x7f, 0x01};
+    const uint8_t *bytes;
+    size_t len;
+    es_error err = {0};
+    assert_int_equal(es_event_upcast_payload(&evo_v2_event_ItemCreated, 1, junk, sizeof junk, upcasters, 1, &a,
+                                             &bytes, &len, NULL, &err), ES_DATA_LOSS);
+    /* No definition (an event type this binary does not know): shown as stored. */
+    assert_int_equal(es_event_upcast_payload(NULL, 1, junk, sizeof junk, upcasters, 1, &a, &bytes, &len, NULL, &err),
+                     ES_OK);
+    assert_ptr_equal(bytes, junk);
+    es_arena_free(&a);
+    es_pipeline_free(r1);
+    es_pipeline_free(r2);
+}
+
 static int setup(void **st)
 {
     (void)st;
@@ -206,6 +354,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(old_events_load_in_the_new_release),
         cmocka_unit_test(a_failing_upcaster_stops_the_load),
+        cmocka_unit_test(old_events_show_upcast_on_the_read_paths),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
