@@ -17,6 +17,11 @@ typedef struct orderd_config {
     int http_threads;
     int grpc_threads;
     int max_body;
+    int http_max_connections;
+    int http_request_timeout_ms;
+    int http_idle_timeout_ms;
+    int grpc_max_streams;
+    int grpc_max_message;
     int snapshot_every;
     const char *payment_gateway;
     int payment_delay_ms;

@@ -165,6 +165,7 @@ static void metrics(void *data, const es_http_request *req, es_http_response *re
     es_buf *b = &res->body;
     res->content_type = "text/plain; version=0.0.4; charset=utf-8";
     es_dispatcher_write_metrics(a->dispatcher, b);
+    es_http_server_metrics(a->http, b);
     es_pipeline_stats ps;
     es_pipeline_get_stats(a->pipeline, &ps);
     es_store_stats ss;
@@ -326,7 +327,10 @@ static int start(app *a)
 
     const char *cert = cfg->tls_cert[0] ? cfg->tls_cert : NULL, *key = cfg->tls_key[0] ? cfg->tls_key : NULL;
     es_http_config hc = {.address = cfg->http_listen, .threads = (unsigned)cfg->http_threads,
-                         .max_body = (size_t)cfg->max_body, .tls_cert_file = cert, .tls_key_file = key};
+                         .max_body = (size_t)cfg->max_body, .tls_cert_file = cert, .tls_key_file = key,
+                         .max_connections = cfg->http_max_connections > 0 ? (unsigned)cfg->http_max_connections : 0,
+                         .request_timeout_ms = cfg->http_request_timeout_ms > 0 ? (unsigned)cfg->http_request_timeout_ms : 0,
+                         .idle_timeout_ms = cfg->http_idle_timeout_ms > 0 ? (unsigned)cfg->http_idle_timeout_ms : 0};
     if (!(a->http = es_http_server_new(&hc, a->dispatcher, &err)) ||
         es_http_server_add_service(a->http, &orders_v1_service_OrderService, &err) != ES_OK)
         goto fail;
@@ -338,7 +342,9 @@ static int start(app *a)
     if (es_http_server_start(a->http, &err) != ES_OK)
         goto fail;
     es_grpc_config gc = {.address = cfg->grpc_listen, .threads = (unsigned)cfg->grpc_threads,
-                         .tls_cert_file = cert, .tls_key_file = key};
+                         .tls_cert_file = cert, .tls_key_file = key,
+                         .max_message = cfg->grpc_max_message > 0 ? (size_t)cfg->grpc_max_message : 0,
+                         .max_concurrent_streams = cfg->grpc_max_streams > 0 ? (unsigned)cfg->grpc_max_streams : 0};
     if (!(a->grpc = es_grpc_server_new(&gc, a->dispatcher, &err)) ||
         es_grpc_server_add_service(a->grpc, &orders_v1_service_OrderService, &err) != ES_OK ||
         es_grpc_server_add_descriptor_set(a->grpc, orders_v1_schema.descriptor_set, orders_v1_schema.descriptor_set_len, &err) != ES_OK ||

@@ -375,6 +375,8 @@ es_grpc_server *es_grpc_server_new(const es_grpc_config *cfg, es_dispatcher *d, 
         s->cfg.max_message = 4u << 20;
     if (!s->cfg.shutdown_grace_ms)
         s->cfg.shutdown_grace_ms = 5000;
+    if (!s->cfg.max_concurrent_streams)
+        s->cfg.max_concurrent_streams = 100;
     s->d = d;
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
@@ -477,7 +479,7 @@ int es_grpc_server_start(es_grpc_server *s, es_error *err)
 {
     if (s->started)
         return es_error_set(err, ES_FAILED_PRECONDITION, "", "the server was started already");
-    grpc_arg args[2];
+    grpc_arg args[3];
     args[0].type = GRPC_ARG_INTEGER;
     args[0].key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
     args[0].value.integer = s->cfg.max_message > 0x7fffffff ? 0x7fffffff : (int)s->cfg.max_message;
@@ -486,7 +488,12 @@ int es_grpc_server_start(es_grpc_server *s, es_error *err)
     args[1].type = GRPC_ARG_INTEGER;
     args[1].key = GRPC_ARG_ALLOW_REUSEPORT;
     args[1].value.integer = 0;
-    grpc_channel_args cargs = {2, args};
+    /* Streams one HTTP/2 connection may have open (SETTINGS_MAX_CONCURRENT_STREAMS): one client
+     * cannot take every request slot and worker. */
+    args[2].type = GRPC_ARG_INTEGER;
+    args[2].key = GRPC_ARG_MAX_CONCURRENT_STREAMS;
+    args[2].value.integer = s->cfg.max_concurrent_streams > 0x7fffffff ? 0x7fffffff : (int)s->cfg.max_concurrent_streams;
+    grpc_channel_args cargs = {3, args};
 
     grpc_server_credentials *creds = make_credentials(s, err);
     if (!creds)

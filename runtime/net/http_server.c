@@ -35,6 +35,7 @@
 #include <openssl/ssl.h>
 
 #include "es/json.h"
+#include "es/metrics.h"
 #include "es/router.h"
 #include "net_common.h"
 
@@ -78,7 +79,18 @@ struct loop_thread {
 typedef struct conn_track {
     h2o_linklist_t link;
     h2o_socket_t *sock;
+    loop_thread *t;
 } conn_track;
+
+/* One es_http_refused_total sample. route points to a static string (a generated template or a
+ * literal), so the label set is bounded by the route table. */
+typedef struct refused_count {
+    const char *route;
+    int status;
+    uint64_t n;
+} refused_count;
+
+#define MAX_REFUSED_SAMPLES 256
 
 struct es_http_server {
     es_http_config cfg;
@@ -96,6 +108,10 @@ struct es_http_server {
     int port;
     int started, stopped;
     atomic_size_t inflight;
+    atomic_size_t connections;  /* open connections, all loops */
+    pthread_mutex_t refused_mu; /* guards refused[]: refusals are rare, a lock is cheap enough */
+    refused_count refused[MAX_REFUSED_SAMPLES];
+    size_t n_refused;
 };
 
 /* A call in flight. */
@@ -247,6 +263,43 @@ static void send_error_as(h2o_req_t *req, int status, const es_error *err, int h
 static void send_error(h2o_req_t *req, int status, const es_error *err)
 {
     send_error_as(req, status, err, 0, NULL);
+}
+
+/* Counts one request answered by the transport itself (see es_http_server_metrics). */
+static void count_refused(es_http_server *s, const char *route, int status)
+{
+    pthread_mutex_lock(&s->refused_mu);
+    size_t i = 0;
+    while (i < s->n_refused && !(s->refused[i].status == status && strcmp(s->refused[i].route, route) == 0))
+        i++;
+    if (i == s->n_refused && i < MAX_REFUSED_SAMPLES) {
+        s->refused[i].route = route;
+        s->refused[i].status = status;
+        s->refused[i].n = 0;
+        s->n_refused++;
+    }
+    if (i < s->n_refused)
+        s->refused[i].n++;
+    pthread_mutex_unlock(&s->refused_mu);
+}
+
+/* The template of the route req's path matches with any method (405 and 413 are about a known
+ * path), or "unmatched". */
+static const char *route_label(es_http_server *s, h2o_req_t *req)
+{
+    static const char *const methods[] = {"GET", "POST", "PUT", "PATCH", "DELETE"};
+    const char *label = "unmatched";
+    es_arena a;
+    es_arena_init(&a);
+    for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++) {
+        es_route_match m;
+        if (es_router_match(s->router, methods[i], req->path.base, req->path.len, &a, &m) == ES_OK) {
+            label = m.route->path;
+            break;
+        }
+    }
+    es_arena_free(&a);
+    return label;
 }
 
 static es_json_options decode_options(void)
@@ -437,6 +490,7 @@ static void serve_route(es_http_server *s, loop_thread *t, h2o_req_t *req, const
     es_error err = {0};
     int rc = build_request(s, hc, req, m, &err);
     if (rc != ES_OK) {
+        count_refused(s, m->route->path, es_http_status(rc));
         send_error(req, rc, &err);
         hcall_free(hc);
         return;
@@ -543,6 +597,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         if (req->entity.base && req->entity.len > s->cfg.max_body) {
             es_error err;
             es_error_set(&err, ES_RESOURCE_EXHAUSTED, "", "the request body is larger than %zu bytes", s->cfg.max_body);
+            count_refused(s, m.route->path, 413);
             send_error_as(req, ES_RESOURCE_EXHAUSTED, &err, 413, NULL);
         } else {
             serve_route(s, t, req, &m);
@@ -550,6 +605,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         goto out;
     }
     if (m.http_status == 400) {
+        count_refused(s, "unmatched", 400);
         send_error(req, ES_INVALID_ARGUMENT, &m.err);
         goto out;
     }
@@ -561,9 +617,11 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     if (m.http_status == 405) {
         es_error_set(&err, ES_UNIMPLEMENTED, "", "method %.32s is not allowed on %.200s (allowed: %s)", method, path,
                      m.allow);
+        count_refused(s, route_label(s, req), 405);
         send_error_as(req, ES_UNIMPLEMENTED, &err, 405, m.allow);
     } else {
         es_error_set(&err, ES_NOT_FOUND, "", "no route for %.32s %.200s", method, path);
+        count_refused(s, "unmatched", 404);
         send_error(req, ES_NOT_FOUND, &err);
     }
 out:
@@ -571,16 +629,36 @@ out:
     return 0;
 }
 
-/* ---- h2o's own 413 ----
+/* ---- h2o's own error answers ----
  * h2o refuses a body above max_request_entity_size before any handler runs (from the
- * Content-Length, or while reading a chunked or HTTP/2 body) and answers with a plain-text
- * body. This output filter rewrites that one answer into the JSON error, so every 413 has the
- * documented shape. Our own answers are application/json and pass untouched. */
+ * Content-Length, or while reading a chunked or HTTP/2 body), and a request it cannot parse
+ * (a broken Content-Length, a bad request line) before routing; both get a plain-text body.
+ * This output filter rewrites those answers into the JSON error, so every refusal has the
+ * documented shape, and counts them in es_http_refused_total. Our own answers are
+ * application/json and pass untouched. On "/" (where our handler runs) only a 413 is
+ * rewritten: a plain handler's own 4xx (a static file not found) is left as it is; on the
+ * host's fallback path, where only h2o answers, every 4xx and 5xx is. */
 
 typedef struct too_large_filter {
     h2o_filter_t super;
     es_http_server *srv;
+    int any_error;   /* 1 on the fallback path: every status >= 400, else 413 only */
 } too_large_filter;
+
+/* The status a JSON body reports for an HTTP status h2o chose. */
+static int status_of_http(int http)
+{
+    switch (http) {
+    case 404: return ES_NOT_FOUND;
+    case 405: return ES_UNIMPLEMENTED;
+    case 408: return ES_DEADLINE_EXCEEDED;
+    case 413: return ES_RESOURCE_EXHAUSTED;
+    case 429: return ES_RESOURCE_EXHAUSTED;
+    case 501: return ES_UNIMPLEMENTED;
+    case 502: case 503: case 504: return ES_UNAVAILABLE;
+    default: return http >= 500 ? ES_INTERNAL : ES_INVALID_ARGUMENT;
+    }
+}
 
 typedef struct too_large_ostream {
     h2o_ostream_t super;
@@ -604,16 +682,28 @@ static void too_large_do_send(h2o_ostream_t *self, h2o_req_t *req, h2o_iovec_t *
 
 static void too_large_setup(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t **slot)
 {
-    es_http_server *s = ((too_large_filter *)self)->srv;
+    too_large_filter *f = (too_large_filter *)self;
+    es_http_server *s = f->srv;
     ssize_t ct = h2o_find_header(&req->res.headers, H2O_TOKEN_CONTENT_TYPE, -1);
-    if (req->res.status == 413 &&
+    int st = req->res.status;
+    if ((st == 413 || (f->any_error && st >= 400)) &&
         (ct < 0 || !h2o_memis(req->res.headers.entries[ct].value.base, req->res.headers.entries[ct].value.len,
                               H2O_STRLIT("application/json")))) {
         es_buf b;
         es_buf_init(&b);
-        es_buf_printf(&b,
-                      "{\"code\":%d,\"message\":\"the request body is larger than %zu bytes\",\"details\":[]}",
-                      es_grpc_code(ES_RESOURCE_EXHAUSTED), s->cfg.max_body);
+        if (st == 413) {
+            es_buf_printf(&b,
+                          "{\"code\":%d,\"message\":\"the request body is larger than %zu bytes\",\"details\":[]}",
+                          es_grpc_code(ES_RESOURCE_EXHAUSTED), s->cfg.max_body);
+            count_refused(s, req->path.base ? route_label(s, req) : "unmatched", 413);
+        } else {
+            char text[160];
+            snprintf(text, sizeof text, "the HTTP request was refused: %.100s", req->res.reason ? req->res.reason : "");
+            es_buf_printf(&b, "{\"code\":%d,\"message\":", es_grpc_code(status_of_http(st)));
+            put_json_string(&b, text);
+            es_buf_puts(&b, ",\"details\":[]}");
+            count_refused(s, "unmatched", st);
+        }
         too_large_ostream *o = (too_large_ostream *)h2o_add_ostream(req, sizeof *o, slot);
         o->super.do_send = too_large_do_send;
         o->json = h2o_strdup(&req->pool, b.data, b.len);
@@ -634,8 +724,34 @@ static void too_large_setup(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t **
 static void on_sock_close(void *data)
 {
     conn_track *tr = data;
+    atomic_fetch_sub(&tr->t->srv->connections, 1);
     h2o_linklist_unlink(&tr->link);
     free(tr);
+}
+
+/* A connection above max_connections: a canned 503 on plain HTTP (TLS would need a handshake
+ * first), then closed at once. Whatever the client already sent is read and dropped first, so
+ * the close is a FIN rather than a reset that could destroy the answer in flight. */
+static void refuse_connection(loop_thread *t, h2o_socket_t *sock)
+{
+    es_http_server *s = t->srv;
+    int fd = h2o_socket_get_fd(sock);
+    if (!s->ssl_ctx) {
+        static const char body[] = "{\"code\":14,\"message\":\"too many connections\",\"details\":[]}";
+        char head[256];
+        int n = snprintf(head, sizeof head,
+                         "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                         "Content-Length: %zu\r\nConnection: close\r\n\r\n%s", sizeof body - 1, body);
+        char junk[4096];
+        for (int i = 0; i < 16 && recv(fd, junk, sizeof junk, MSG_DONTWAIT) > 0; i++)
+            ;
+        if (n > 0 && send(fd, head, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
+            /* best effort: the client is told by the close */
+        }
+        shutdown(fd, SHUT_WR);
+    }
+    count_refused(s, "connection_limit", 503);
+    h2o_socket_close(sock);
 }
 
 /* Shuts down one direction (SHUT_RD: the next read sees EOF and h2o closes the connection
@@ -658,8 +774,14 @@ static void on_accept(h2o_socket_t *listener, const char *err)
         h2o_socket_t *sock = h2o_evloop_socket_accept(listener);
         if (!sock)
             break;
+        if (atomic_fetch_add(&t->srv->connections, 1) >= t->srv->cfg.max_connections) {
+            atomic_fetch_sub(&t->srv->connections, 1);
+            refuse_connection(t, sock);
+            continue;
+        }
         conn_track *tr = es_xcalloc(1, sizeof *tr);
         tr->sock = sock;
+        tr->t = t;
         h2o_linklist_insert(&t->conns, &tr->link);
         sock->on_close.cb = on_sock_close;
         sock->on_close.data = tr;
@@ -774,9 +896,15 @@ es_http_server *es_http_server_new(const es_http_config *cfg, es_dispatcher *d, 
         s->cfg.shutdown_grace_ms = 5000;
     if (!s->cfg.request_timeout_ms)
         s->cfg.request_timeout_ms = 10000;
+    if (!s->cfg.max_connections)
+        s->cfg.max_connections = 1024;
+    if (!s->cfg.idle_timeout_ms)
+        s->cfg.idle_timeout_ms = 10000;
     s->d = d;
     s->router = es_router_new();
     atomic_init(&s->inflight, 0);
+    atomic_init(&s->connections, 0);
+    pthread_mutex_init(&s->refused_mu, NULL);
     return s;
 }
 
@@ -943,6 +1071,7 @@ int es_http_server_start(es_http_server *s, es_error *err)
     size_t slack = s->cfg.max_body < (64u << 10) ? (64u << 10) : s->cfg.max_body;
     s->gconf.max_request_entity_size = s->cfg.max_body + slack;
     s->gconf.http1.req_timeout = s->cfg.request_timeout_ms;
+    s->gconf.http2.idle_timeout = s->cfg.idle_timeout_ms;
     s->gconf.http2.graceful_shutdown_timeout = s->cfg.shutdown_grace_ms;
     h2o_hostconf_t *host = h2o_config_register_host(&s->gconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
     h2o_pathconf_t *path = h2o_config_register_path(host, "/", 0);
@@ -953,9 +1082,11 @@ int es_http_server_start(es_http_server *s, es_error *err)
     too_large_filter *f = (too_large_filter *)h2o_create_filter(path, sizeof *f);
     f->super.on_setup_ostream = too_large_setup;
     f->srv = s;
+    f->any_error = 0;
     f = (too_large_filter *)h2o_create_filter(&host->fallback_path, sizeof *f);
     f->super.on_setup_ostream = too_large_setup;
     f->srv = s;
+    f->any_error = 1;
 
     sem_init(&s->loops_ready, 0, 0);
     for (unsigned i = 0; i < s->cfg.threads; i++) {
@@ -981,6 +1112,33 @@ int es_http_server_start(es_http_server *s, es_error *err)
 int es_http_server_port(const es_http_server *s) { return s ? s->port : 0; }
 
 size_t es_http_server_inflight(const es_http_server *s) { return atomic_load(&((es_http_server *)s)->inflight); }
+
+size_t es_http_server_connections(const es_http_server *s)
+{
+    return s ? atomic_load(&((es_http_server *)s)->connections) : 0;
+}
+
+void es_http_server_metrics(const es_http_server *cs, es_buf *out)
+{
+    es_http_server *s = (es_http_server *)cs;   /* the lock is not part of the value */
+    if (!s)
+        return;
+    es_metrics_family(out, "es_http_connections", "gauge", "Open HTTP connections.");
+    es_metrics_sample(out, "es_http_connections", "", (double)atomic_load(&s->connections));
+    es_metrics_family(out, "es_http_connections_max", "gauge",
+                      "Open HTTP connections allowed; more are answered 503 and closed.");
+    es_metrics_sample(out, "es_http_connections_max", "", (double)s->cfg.max_connections);
+    es_metrics_family(out, "es_http_refused_total", "counter",
+                      "HTTP requests answered by the transport before the dispatcher, by route template and status.");
+    pthread_mutex_lock(&s->refused_mu);
+    for (size_t i = 0; i < s->n_refused; i++) {
+        char route[256], labels[320];
+        es_metrics_label_value(route, sizeof route, s->refused[i].route);
+        snprintf(labels, sizeof labels, "route=\"%s\",status=\"%d\"", route, s->refused[i].status);
+        es_metrics_sample(out, "es_http_refused_total", labels, (double)s->refused[i].n);
+    }
+    pthread_mutex_unlock(&s->refused_mu);
+}
 
 void es_http_server_stop(es_http_server *s)
 {
@@ -1028,5 +1186,6 @@ void es_http_server_free(es_http_server *s)
     free(s->tls_cert_file);
     free(s->tls_key_file);
     free(s->address);
+    pthread_mutex_destroy(&s->refused_mu);
     free(s);
 }

@@ -30,6 +30,7 @@ typedef struct es_grpc_config {
     const char *tls_cert_file;
     const char *tls_key_file;
     const char *tls_client_ca_file;
+    unsigned max_concurrent_streams; /* streams per HTTP/2 connection (grpc.max_concurrent_streams); 0: 100 */
 } es_grpc_config;
 
 /* Creates a stopped server (cfg may be NULL: all defaults). The dispatcher is borrowed and must

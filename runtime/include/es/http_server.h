@@ -35,6 +35,12 @@ typedef struct es_http_config {
      * this PEM certificate chain and private key; plain HTTP otherwise. */
     const char *tls_cert_file;
     const char *tls_key_file;
+    /* Limits. A connection accepted while max_connections are open is answered 503 (plain HTTP,
+     * best effort: a canned HTTP/1.1 response) and closed at once; it is counted in
+     * es_http_refused_total{route="connection_limit"}. request_timeout_ms above also bounds how
+     * long an HTTP/1 connection may sit idle or take to send its headers. */
+    unsigned max_connections;   /* open connections of the whole server; 0: 1024 */
+    unsigned idle_timeout_ms;   /* an HTTP/2 connection with no stream (h2o http2 idle_timeout); 0: 10000 */
 } es_http_config;
 
 /* ---- plain handlers ---- */
@@ -106,6 +112,18 @@ int es_http_server_port(const es_http_server *s);
 
 /* Requests submitted to the dispatcher and not yet answered (tests, metrics). */
 size_t es_http_server_inflight(const es_http_server *s);
+
+/* Open connections right now (tests, metrics). */
+size_t es_http_server_connections(const es_http_server *s);
+
+/* Writes the transport's own metric families in Prometheus text format to out:
+ * es_http_connections (gauge), es_http_connections_max (gauge) and
+ * es_http_refused_total{route,status} (counter): requests answered by the transport itself,
+ * before the dispatcher, by the route template they matched ("unmatched" when none: 404, a
+ * malformed target, a request h2o refused before routing; "connection_limit" for connections
+ * refused at accept) and the HTTP status (400 bad JSON, path or query; 404; 405; 413; 503). Safe
+ * from any thread while the server runs; NULL writes nothing. */
+void es_http_server_metrics(const es_http_server *s, es_buf *out);
 
 /* Graceful stop: closes the listeners, asks h2o to close idle keep-alive connections, waits for
  * every submitted call's done() (always: the dispatcher holds pointers into the calls), then up
