@@ -25,6 +25,7 @@ static const key keys[] = {
     {"kafka-bootstrap", S(kafka_bootstrap), "", "Kafka bootstrap.servers (a real cluster)"},
     {"kafka-bootstrap-file", S(kafka_bootstrap_file), "", "file holding bootstrap.servers (the mock cluster writes one)"},
     {"topic", S(topic), "orders.events", "Kafka topic of the events"},
+    {"consumer-fetch-wait-ms", I(consumer_fetch_wait_ms), "10", "longest a consumer's Kafka fetch waits for new events (fetch.wait.max.ms; bounds projection lag)"},
     {"partitions", I(partitions), "6", "partitions when the relay creates the topic"},
     {"pool-size", I(pool_size), "16", "PostgreSQL connections of the command and query path"},
     {"workers", I(workers), "64", "dispatcher threads (commands wait on group commit)"},

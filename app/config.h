@@ -14,6 +14,7 @@ typedef struct orderd_config {
     int pool_size;
     int workers;
     int committers;
+    int consumer_fetch_wait_ms;
     int http_threads;
     int grpc_threads;
     int max_body;

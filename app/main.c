@@ -291,6 +291,9 @@ static int start(app *a)
 
     const char *bootstrap = cfg->kafka_bootstrap[0] ? cfg->kafka_bootstrap : NULL;
     const char *bootstrap_file = cfg->kafka_bootstrap_file[0] ? cfg->kafka_bootstrap_file : NULL;
+    char fetch_wait[16];
+    snprintf(fetch_wait, sizeof fetch_wait, "%d", cfg->consumer_fetch_wait_ms > 0 ? cfg->consumer_fetch_wait_ms : 1);
+    const char *const consumer_props[] = {"fetch.wait.max.ms", fetch_wait, NULL};
     int kafka = bootstrap || bootstrap_file;
     if (!kafka)
         es_log(ES_LOG_WARN, "orderd", NULL, "no Kafka configured (--kafka-bootstrap or --kafka-bootstrap-file): events are stored but not published");
@@ -303,7 +306,8 @@ static int start(app *a)
     if (kafka && cfg->projections) {
         a->projector = es_projector_new(&orders_v1_projection_order_summary, a->json);
         es_consumer_config cc = {.name = "projection.order_summary", .conninfo = cfg->pg, .bootstrap_servers = bootstrap,
-                                 .bootstrap_file = bootstrap_file, .topic = cfg->topic, .handle = es_projector_handle,
+                                 .bootstrap_file = bootstrap_file, .topic = cfg->topic, .kafka_props = consumer_props,
+                                 .handle = es_projector_handle,
                                  .handle_batch = es_projector_handle_batch,
                                  .data = a->projector};
         if (es_consumer_start(&cc, &a->projection_consumer, &err) != ES_OK)
@@ -318,7 +322,8 @@ static int start(app *a)
         a->flow.pipeline = a->pipeline;
         a->flow.gateway = a->gateway;
         es_consumer_config cc = {.name = "payment-flow", .conninfo = cfg->pg, .bootstrap_servers = bootstrap,
-                                 .bootstrap_file = bootstrap_file, .topic = cfg->topic, .handle = payment_flow_handle,
+                                 .bootstrap_file = bootstrap_file, .topic = cfg->topic, .kafka_props = consumer_props,
+                                 .handle = payment_flow_handle,
                                  .data = &a->flow};
         if (es_consumer_start(&cc, &a->payment_consumer, &err) != ES_OK)
             goto fail;

@@ -377,7 +377,7 @@ static int producer_open(es_relay *r, const char *stored_cluster)
     snprintf(num, sizeof num, "%d", r->msg_timeout_ms);
     const char *base[] = {
         "bootstrap.servers", bootstrap, "enable.idempotence", "true", "acks", "all",
-        "linger.ms", "5", "message.timeout.ms", num, "client.id", "es-relay",
+        "linger.ms", "1", "message.timeout.ms", num, "client.id", "es-relay",
         "reconnect.backoff.ms", "100", "reconnect.backoff.max.ms", "1000",
         "log.connection.close", "false", NULL};
     for (size_t i = 0; base[i]; i += 2)
