@@ -410,6 +410,8 @@ int es_pipeline_execute(es_pipeline *p, const es_command_def *def, const Protobu
     if (at.command_id && !at.command_id[0]) at.command_id = NULL;
     at.idempotent = at.command_id != NULL;
     at.has_expected = def->expected_version && def->expected_version(cmd, &at.expected);
+    if (at.has_expected && at.expected < 0)   /* no stream is ever there: bad input, not a conflict */
+        return es_error_set(err, ES_INVALID_ARGUMENT, "expected_version", "expected_version must be at least 0");
 
     char sid[ES_STREAM_ID_MAX + 1];
     const char *tid = def->target_id ? def->target_id(cmd) : "";
