@@ -10,6 +10,7 @@
  * WAL flush; a second committer fills that wait with the next batch. While a batch waits, its
  * committer's next batch gathers the callers that arrived meanwhile: the batch size follows the
  * load with no timer. */
+#include <semaphore.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,8 +33,7 @@ struct es__append_req {
     char command_id[ES_UUID_STRLEN + 1];
     int status;                    /* outcome */
     es_error err;
-    int done;
-    pthread_cond_t cv;
+    sem_t done;                    /* posted once by the committer: the outcome is set */
     es__append_req *next;
 };
 
@@ -284,19 +284,19 @@ static void *committer_main(void *arg)
 
         run_batch(c, batch, n);
 
+        /* Each caller waits on its own semaphore, not on the queue's mutex: woken callers do
+         * not pile up on a lock the committer holds. A request is not touched after its post
+         * (its caller may return at once). */
+        for (size_t i = 0; i < n; i++) sem_post(&batch[i]->done);
         pthread_mutex_lock(&s->mu);
         s->stats.batches++;
         if (n > s->stats.max_batch) s->stats.max_batch = n;
-        for (size_t i = 0; i < n; i++) {
-            batch[i]->done = 1;
-            pthread_cond_signal(&batch[i]->cv);
-        }
     }
     /* Stopping: whoever still waits gets an answer. */
-    for (es__append_req *q = c->head; q; q = q->next) {
+    for (es__append_req *q = c->head, *next; q; q = next) {
+        next = q->next;
         q->status = es_error_set(&q->err, ES_UNAVAILABLE, "", "event store is shutting down");
-        q->done = 1;
-        pthread_cond_signal(&q->cv);
+        sem_post(&q->done);
     }
     c->head = c->tail = NULL;
     pthread_mutex_unlock(&s->mu);
@@ -357,10 +357,11 @@ int es_store_append(es_store *s, const es_append *a, es_append_result *out, es_e
     q.a = a;
     q.out = out;
     build(&q, a, out);
-    pthread_cond_init(&q.cv, NULL);
+    sem_init(&q.done, 0, 0);
 
     pthread_mutex_lock(&s->mu);
-    if (s->stop) {
+    int queued = !s->stop;
+    if (!queued) {
         q.status = es_error_set(&q.err, ES_UNAVAILABLE, "", "event store is shutting down");
     } else {
         es__committer *c = owner(s, a->stream_id);
@@ -368,14 +369,14 @@ int es_store_append(es_store *s, const es_append *a, es_append_result *out, es_e
         else c->head = &q;
         c->tail = &q;
         pthread_cond_signal(&c->work);
-        while (!q.done) pthread_cond_wait(&q.cv, &s->mu);
     }
-    s->stats.appends++;
-    if (q.status == ES_ABORTED) s->stats.conflicts++;
-    if (q.status == ES_OK && out->replayed) s->stats.replays++;
     pthread_mutex_unlock(&s->mu);
+    while (queued && sem_wait(&q.done) != 0) {}
+    __atomic_add_fetch(&s->stats.appends, 1, __ATOMIC_RELAXED);
+    if (q.status == ES_ABORTED) __atomic_add_fetch(&s->stats.conflicts, 1, __ATOMIC_RELAXED);
+    if (q.status == ES_OK && out->replayed) __atomic_add_fetch(&s->stats.replays, 1, __ATOMIC_RELAXED);
 
-    pthread_cond_destroy(&q.cv);
+    sem_destroy(&q.done);
     for (int i = 0; i < 8; i++) es_buf_free(&q.arr[i]);
     if (q.status != ES_OK) {
         if (err) *err = q.err;
