@@ -8,7 +8,8 @@
  *     (order_summary) from them: es_projection_rebuild with the projector, as `orderctl
  *     projections rebuild` runs it (one transaction, events read and rows written with COPY).
  *     With --cap-seconds > 0 the rebuild is cut off after that long (nothing commits) and the
- *     rate is taken from the events it had folded by then.
+ *     rate is taken from the events it had folded by then. With --reuse 1 a store that already
+ *     holds the events of an earlier run is rebuilt from them (repeated measurements).
  *
  *   bench_store rehydrate --pg <conninfo> [--iterations 200]
  *     Builds orders of 1,000 events through the command pipeline (place, initiate, pay, then
@@ -340,7 +341,7 @@ static long long scalar(PGconn *c, const char *sql)
     return v;
 }
 
-static int cmd_rebuild(long n_events, double cap)
+static int cmd_rebuild(long n_events, double cap, int reuse)
 {
     es_error err = {0};
     if (migrate(&err) != ES_OK) {
@@ -352,14 +353,23 @@ static int cmd_rebuild(long n_events, double cap)
         fprintf(stderr, "bench_store: connect: %s", PQerrorMessage(c));
         return 1;
     }
-    if (scalar(c, "SELECT count(*) FROM es_events") != 0) {
-        fprintf(stderr, "bench_store: rebuild wants an empty event store\n");
+    long long stored = scalar(c, "SELECT count(*) FROM es_events");
+    double t0 = bench_now();
+    long events = 0, expect_delivered = 0, orders;
+    if (stored != 0 && !reuse) {
+        fprintf(stderr, "bench_store: rebuild wants an empty event store (or --reuse 1)\n");
         return 1;
     }
-    double t0 = bench_now();
-    long events = 0, expect_delivered = 0, orders = generate(c, n_events, &events, &expect_delivered);
-    if (orders < 0) return 1;
-    PQclear(PQexec(c, "VACUUM ANALYZE es_events"));
+    if (stored > 0) {
+        /* The events of an earlier run (--reuse 1): what it wrote, read back. */
+        events = (long)stored;
+        orders = (long)scalar(c, "SELECT count(DISTINCT stream_id) FROM es_events");
+        expect_delivered = (long)scalar(c, "SELECT count(*) FROM es_events WHERE version = 7");
+    } else {
+        orders = generate(c, n_events, &events, &expect_delivered);
+        if (orders < 0) return 1;
+        PQclear(PQexec(c, "VACUUM ANALYZE es_events"));
+    }
     double gen_s = bench_now() - t0;
     fprintf(stderr, "bench_store: %ld events of %ld orders written in %.1f s\n", events, orders, gen_s);
 
@@ -563,19 +573,21 @@ int main(int argc, char **argv)
     if (argc < 2) goto usage;
     long events = 1000000;
     double cap = 0;
-    int iterations = 200;
+    int iterations = 200, reuse = 0;
     for (int i = 2; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--pg")) conninfo = argv[i + 1];
         else if (!strcmp(argv[i], "--events")) events = atol(argv[i + 1]);
         else if (!strcmp(argv[i], "--cap-seconds")) cap = atof(argv[i + 1]);
+        else if (!strcmp(argv[i], "--reuse")) reuse = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--iterations")) iterations = atoi(argv[i + 1]);
         else goto usage;
     }
     if (!conninfo) goto usage;
-    if (!strcmp(argv[1], "rebuild")) return cmd_rebuild(events, cap);
+    if (!strcmp(argv[1], "rebuild")) return cmd_rebuild(events, cap, reuse);
     if (!strcmp(argv[1], "rehydrate")) return cmd_rehydrate(iterations > 0 ? iterations : 1);
 usage:
     fprintf(stderr, "usage: bench_store rebuild|rehydrate --pg <conninfo> [--events N] [--cap-seconds S]"
+                    " [--reuse 1]"
                     " [--iterations N]\n");
     return 2;
 }

@@ -45,20 +45,25 @@ typedef struct rebuild {
 /* ---- COPY text format ---------------------------------------------------------------------- */
 
 /* Appends s[0..n) escaped for COPY's text format: the delimiter (tab), the row end (newline,
- * CR) and the escape character itself (backslash) are the only bytes with a meaning. */
+ * CR) and the escape character itself (backslash) are the only bytes with a meaning. Runs of
+ * plain bytes are copied whole (most values have none to escape). */
 static void copy_escape(es_buf *b, const char *s, size_t n)
 {
     es_buf_reserve(b, 2 * n);
     char *o = b->data + b->len;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        switch (c) {
-        case '\\': *o++ = '\\'; *o++ = '\\'; break;
-        case '\t': *o++ = '\\'; *o++ = 't'; break;
-        case '\n': *o++ = '\\'; *o++ = 'n'; break;
-        case '\r': *o++ = '\\'; *o++ = 'r'; break;
-        default: *o++ = c;
-        }
+    size_t i = 0;
+    while (i < n) {
+        size_t run = strcspn(s + i, "\\\t\n\r");
+        if (run > n - i)
+            run = n - i;
+        memcpy(o, s + i, run);
+        o += run;
+        i += run;
+        if (i >= n)
+            break;
+        char c = s[i++];
+        *o++ = '\\';
+        *o++ = c == '\t' ? 't' : c == '\n' ? 'n' : c == '\r' ? 'r' : '\\';
     }
     b->len = (size_t)(o - b->data);
     b->data[b->len] = 0;
@@ -155,7 +160,7 @@ static int on_event(rebuild *rb, const char *sid, size_t sid_len, int64_t versio
                             rb->def->name, edef->type, rb->sid.data, version);
     rb->version = version;
     if (++rb->done % PROGRESS_EVERY == 0 && rb->cfg->progress)
-        rb->cfg->progress(rb->cfg->progress_data, rb->done, rb->total);
+        rb->cfg->progress(rb->cfg->progress_data, rb->done, rb->total > rb->done ? rb->total : rb->done);
     return ES_OK;
 }
 
@@ -352,7 +357,7 @@ int es_projection_rebuild(const es_rebuild_config *cfg, es_rebuild_result *out, 
     es_buf sql;
     es_buf_init(&sql);
     char *type_lit = NULL, *name_lit = NULL, *snap_lit = NULL;
-    PGresult *res = NULL;
+    PGresult *res = NULL, *indexes = NULL;
     int rc = ES_OK, committed = 0;
 
     if (!(rb.w = connect_to(cfg->conninfo, err, &rc)) || !(rb.r = connect_to(cfg->conninfo, err, &rc)))
@@ -381,17 +386,42 @@ int es_projection_rebuild(const es_rebuild_config *cfg, es_rebuild_result *out, 
     if ((rc = run(rb.r, sql.data, PGRES_COMMAND_OK, "rebuild: snapshot", NULL, err)) != ES_OK)
         goto done;
     if (cfg->progress) {
-        es_buf_reset(&sql);
-        es_buf_printf(&sql, "SELECT count(*) FROM es_events WHERE stream_type = %s", type_lit);
-        if ((rc = run(rb.r, sql.data, PGRES_TUPLES_OK, "rebuild: count events", &res, err)) != ES_OK)
+        /* PostgreSQL's row estimate of es_events (a count would cost a scan before the work
+         * starts); the last call reports the real total. */
+        if ((rc = run(rb.r, "SELECT greatest(reltuples, 0)::int8 FROM pg_class WHERE oid = 'es_events'::regclass",
+                      PGRES_TUPLES_OK, "rebuild: estimate events", &res, err)) != ES_OK)
             goto done;
-        rb.total = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+        rb.total = PQntuples(res) ? strtoll(PQgetvalue(res, 0, 0), NULL, 10) : 0;
         PQclear(res);
         res = NULL;
         cfg->progress(cfg->progress_data, 0, rb.total);
     }
-    /* W: empty the table, forget the consumer's versions and parkings, open the rows' COPY. */
+    /* R: every event of the aggregate, a stream's events together and in version order; sent
+     * now so that the scan starts while W empties the table. */
     es_buf_reset(&sql);
+    es_buf_printf(&sql, "COPY (SELECT stream_id, version, event_type, payload FROM es_events WHERE stream_type = %s"
+                        " ORDER BY stream_id, version) TO STDOUT (FORMAT binary)", type_lit);
+    if (!PQsendQuery(rb.r, sql.data)) {
+        rc = es_pg_error(rb.r, NULL, "rebuild: read events", err);
+        goto done;
+    }
+    /* W: the table's plain indexes (not backing a constraint, the replica identity or CLUSTER)
+     * are dropped and made again after the load: one sorted build each instead of an insert
+     * per row and index, the largest part of the load's cost. */
+    es_buf_reset(&sql);
+    es_buf_printf(&sql, "SELECT format('DROP INDEX %%I.%%I', n.nspname, c.relname), pg_get_indexdef(i.indexrelid)"
+                        " FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
+                        " JOIN pg_namespace n ON n.oid = c.relnamespace"
+                        " WHERE i.indrelid = '%s'::regclass AND NOT i.indisreplident AND NOT i.indisclustered"
+                        " AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid)"
+                        " ORDER BY c.relname", rb.def->name);
+    if ((rc = run(rb.w, sql.data, PGRES_TUPLES_OK, "rebuild: list indexes", &indexes, err)) != ES_OK)
+        goto done;
+    /* W: drop them, empty the table, forget the consumer's versions and parkings, open the
+     * rows' COPY. */
+    es_buf_reset(&sql);
+    for (int i = 0; i < PQntuples(indexes); i++)
+        es_buf_printf(&sql, "%s; ", PQgetvalue(indexes, i, 0));
     es_buf_printf(&sql, "TRUNCATE %s; DELETE FROM es_consumer_streams WHERE consumer = %s; COPY %s (", rb.def->name,
                   name_lit, rb.def->name);
     for (size_t i = 0; i + 1 < rb.nparams; i++)
@@ -399,15 +429,20 @@ int es_projection_rebuild(const es_rebuild_config *cfg, es_rebuild_result *out, 
     es_buf_puts(&sql, "es_state) FROM STDIN");
     if ((rc = run(rb.w, sql.data, PGRES_COPY_IN, "rebuild: empty the table", NULL, err)) != ES_OK)
         goto done;
-    /* R: every event of the aggregate, a stream's events together and in version order. */
-    es_buf_reset(&sql);
-    es_buf_printf(&sql, "COPY (SELECT stream_id, version, event_type, payload FROM es_events WHERE stream_type = %s"
-                        " ORDER BY stream_id, version) TO STDOUT (FORMAT binary)", type_lit);
-    if ((rc = run(rb.r, sql.data, PGRES_COPY_OUT, "rebuild: read events", NULL, err)) != ES_OK)
+    res = PQgetResult(rb.r);
+    if (PQresultStatus(res) != PGRES_COPY_OUT) {
+        rc = es_pg_error(rb.r, res, "rebuild: read events", err);
         goto done;
+    }
+    PQclear(res);
+    res = NULL;
     if ((rc = read_events(&rb)) != ES_OK || (rc = finish_stream(&rb)) != ES_OK ||
         (rc = send_copy(&rb, &rb.rows)) != ES_OK || (rc = end_copy(&rb, "rebuild: write rows")) != ES_OK)
         goto done;
+    /* The indexes again, over the loaded table. */
+    for (int i = 0; i < PQntuples(indexes); i++)
+        if ((rc = run(rb.w, PQgetvalue(indexes, i, 1), PGRES_COMMAND_OK, "rebuild: index", NULL, err)) != ES_OK)
+            goto done;
     /* The consumer's versions: what the live runner finds when it resumes. */
     if ((rc = run(rb.w, "COPY es_consumer_streams (consumer, stream_id, version) FROM STDIN", PGRES_COPY_IN,
                   "rebuild: record versions", NULL, err)) != ES_OK)
@@ -431,11 +466,12 @@ int es_projection_rebuild(const es_rebuild_config *cfg, es_rebuild_result *out, 
         goto done;
     }
     if (cfg->progress)
-        cfg->progress(cfg->progress_data, rb.done, rb.total ? rb.total : rb.done);
+        cfg->progress(cfg->progress_data, rb.done, rb.done);
     if (out)
         *out = (es_rebuild_result){.events = rb.done, .rows = rb.nrows};
 done:
     PQclear(res);
+    PQclear(indexes);
     if (rc != ES_OK && !committed)
         abandon(rb.w);
     PQfreemem(type_lit);

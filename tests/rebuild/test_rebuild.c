@@ -80,6 +80,13 @@ static char *dump_rows(void)
                       " FROM order_summary t");
 }
 
+/* The table's indexes, as defined. */
+static char *dump_indexes(void)
+{
+    return query_text("SELECT count(*) || ':' || string_agg(indexdef, ';' ORDER BY indexname) FROM pg_indexes"
+                      " WHERE tablename = 'order_summary'");
+}
+
 /* The consumer's bookkeeping of the order streams (version and parking). */
 static char *dump_versions(void)
 {
@@ -295,8 +302,9 @@ static void test_equals_fold(void **state)
                   " VALUES ('10000000-0000-4000-8000-000000000000', 'X', '')");
     pgt_exec(&pg, "UPDATE es_consumer_streams SET dead_letter_id = 42, version = 1"
                   " WHERE consumer = '" CONSUMER "' AND stream_id = '00000000-0000-4000-8000-000000000003'");
-    char *damaged = dump_rows();
+    char *damaged = dump_rows(), *indexes = dump_indexes();
     assert_string_not_equal(damaged, want_rows);
+    assert_non_null(strstr(indexes, "5:")); /* the key and the four list indexes */
 
     es_rebuild_result res = {0};
     progress_seen seen = {0};
@@ -307,9 +315,12 @@ static void test_equals_fold(void **state)
     assert_true(seen.calls >= 2);
     assert_int_equal(seen.last_done, events);
     assert_int_equal(seen.last_total, events);
-    char *rows = dump_rows(), *versions = dump_versions();
+    char *rows = dump_rows(), *versions = dump_versions(), *indexes2 = dump_indexes();
     assert_string_equal(rows, want_rows);
     assert_string_equal(versions, want_versions);
+    assert_string_equal(indexes2, indexes); /* dropped for the load, made again */
+    free(indexes);
+    free(indexes2);
     /* The other aggregate's stream: no row, and no bookkeeping for it from the rebuild. */
     assert_int_equal(pgt_scalar(&pg, "SELECT count(*) FROM es_consumer_streams WHERE stream_id = 'counter-1'"), 0);
 
@@ -329,7 +340,7 @@ static void test_equals_fold(void **state)
 /* A rebuild that must fail, and leave the table and the bookkeeping exactly as they were. */
 static void expect_failure(int want, const char *in_message)
 {
-    char *rows = dump_rows(), *versions = dump_versions();
+    char *rows = dump_rows(), *versions = dump_versions(), *indexes = dump_indexes();
     es_error err = {0};
     es_rebuild_result res = {0};
     int rc = rebuild(&res, NULL, &err);
@@ -339,6 +350,10 @@ static void expect_failure(int want, const char *in_message)
     char *rows2 = dump_rows(), *versions2 = dump_versions();
     assert_string_equal(rows2, rows);
     assert_string_equal(versions2, versions);
+    char *indexes2 = dump_indexes();
+    assert_string_equal(indexes2, indexes);
+    free(indexes);
+    free(indexes2);
     /* Nothing left locked. */
     PGconn *c = connect_pg();
     exec_ok(c, "SET lock_timeout = '5s'; BEGIN; LOCK TABLE es_consumer_streams IN SHARE ROW EXCLUSIVE MODE;"

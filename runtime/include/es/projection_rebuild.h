@@ -20,7 +20,9 @@
  * as duplicates. Streams of other aggregates get no es_consumer_streams row for this consumer
  * (their events are nothing to the projector; the live runner records them at their next event).
  * While it runs, every consumer's batches wait (the lock is on the whole bookkeeping table) and
- * reads of the projection table wait; appends to the event store do not. */
+ * reads of the projection table wait; appends to the event store do not. The table's plain
+ * indexes (those backing no constraint, not the replica identity nor CLUSTER's) are dropped
+ * before the load and built again after it, in the same transaction. */
 #ifndef ES_PROJECTION_REBUILD_H
 #define ES_PROJECTION_REBUILD_H
 
@@ -29,9 +31,9 @@
 #include "es/projection.h"
 #include "es/status.h"
 
-/* Called from the rebuilding thread every few thousand events and once at the end with
- * done == total: events folded so far, and the events of the aggregate to fold (0 when not
- * counted). */
+/* Called from the rebuilding thread every few thousand events: events folded so far, and the
+ * events expected (PostgreSQL's row estimate of es_events, never below done; 0 when unknown);
+ * once more after the commit with done == total == the events folded. */
 typedef void (*es_rebuild_progress_fn)(void *data, int64_t done, int64_t total);
 
 typedef struct es_rebuild_config {
@@ -39,8 +41,7 @@ typedef struct es_rebuild_config {
     const char *name;                /* the consumer name whose es_consumer_streams rows are
                                         rewritten (the live projector's); required */
     const es_projector *projector;   /* borrowed; required */
-    es_rebuild_progress_fn progress; /* optional; when set the events are counted first (one
-                                        count over the aggregate's events, in the same snapshot) */
+    es_rebuild_progress_fn progress; /* optional */
     void *progress_data;
 } es_rebuild_config;
 
