@@ -289,6 +289,7 @@ def build_table(ids):
                                ("UUID without dashes", placed.replace("-", "")), ("braced UUID", "{" + placed + "}"),
                                ("percent-encoded non-UUID", "%41%42%43"), ("encoded traversal", "..%2f..%2fetc%2fpasswd"),
                                ("encoded slash in UUID", placed[:8] + "%2F" + placed[9:]), ("10,000 characters", "a" * 10000),
+                               ("100,000 characters", "b" * 100000),
                                ("space", "%20"), ("non-ASCII", "%C3%A9t%C3%A9"), ("encoded newline", "%0A" + placed)):
                 add(n + f"path id {label}", method, p(oid), b, 400, 3, "order_id", "S", tpl, msg="UUID")
             add(n + "path id of invalid UTF-8", method, p("%FF%FE"), b, 400, 3, "order_id", "T", tpl, msg="UTF-8")
@@ -559,6 +560,45 @@ def setup_orders(o):
     return {"placed": placed, "initiated": initiated, "paid": paid}
 
 
+def test_unparseable_requests(cluster, o):
+    """Bytes h2o cannot parse as an HTTP request at all. libh2o 2.2 answers them itself with a
+    fixed plain-text "400 Bad Request" written straight to the socket (no filter or handler runs,
+    so the JSON shape and es_http_refused_total cannot apply) and closes the connection. What is
+    promised: a 400, the connection closed, orderd alive, nothing written."""
+    port = o.http_port
+    store = Store(cluster.pg)
+    before = store.counts()
+    rows = [("control character in the method", b"GE\x01T /v1/orders HTTP/1.1\r\nHost: x\r\n\r\n"),
+            ("NUL in the target", b"GET /v1/orders/a\x00b HTTP/1.1\r\nHost: x\r\n\r\n"),
+            ("header without a colon", b"GET /v1/orders HTTP/1.1\r\nHost x\r\n\r\n"),
+            ("not HTTP at all", b"hello world\r\n\r\n"),
+            ("no version", b"GET /v1/orders\r\n\r\n"),
+            ("500 KB request line", b"GET /v1/orders/" + b"a" * 500000 + b" HTTP/1.1\r\nHost: x\r\n\r\n"),
+            ("header with a NUL", b"GET /v1/orders HTTP/1.1\r\nHost: x\r\nX-A: a\x00b\r\n\r\n")]
+    for name, raw in rows:
+        data = b""
+        with socket.create_connection(("127.0.0.1", port), timeout=15) as s:
+            try:
+                s.sendall(raw)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+            try:
+                while True:
+                    c = s.recv(65536)
+                    if not c:
+                        break
+                    data += c
+            except ConnectionResetError:
+                pass
+        status = parse_response(data)[0]
+        assert status == 400, f"{name}: {data[:200]!r}"
+        assert o.proc.poll() is None, f"orderd died on {name}"
+    after = store.counts()
+    store.close()
+    assert after == before, (before, after)
+    print(f"  {len(rows)} unparseable requests: h2o's plain 400, connection closed, store unchanged", flush=True)
+
+
 # ---- part 2: limits ----
 
 def h2_frames(sock, deadline):
@@ -736,6 +776,7 @@ def main():
         ids = setup_orders(o)
         cases = build_table(ids)
         runner.run(f"bad-input table ({len(cases)} cases)", run_table, cluster, o, cases, runner)
+        runner.run("unparseable requests: 400 and closed, nothing written", test_unparseable_requests, cluster, o)
         runner.run("positive controls: every route's base body is accepted", positive_controls, cluster, o)
         timeout_s = 2
         lim = cluster.start_orderd("--payments", "0", "--projections", "0", "--relay", "0",
