@@ -305,6 +305,7 @@ static int start(app *a)
     }
     if (kafka && cfg->projections) {
         a->projector = es_projector_new(&orders_v1_projection_order_summary, a->json);
+        es_projector_set_upcasters(a->projector, orders_upcasters, orders_n_upcasters);
         es_consumer_config cc = {.name = "projection.order_summary", .conninfo = cfg->pg, .bootstrap_servers = bootstrap,
                                  .bootstrap_file = bootstrap_file, .topic = cfg->topic, .kafka_props = consumer_props,
                                  .handle = es_projector_handle,

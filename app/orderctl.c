@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "orderctl.h"
+#include "upcasters.h"
 
 static void usage(FILE *f)
 {
@@ -65,7 +66,8 @@ es_pipeline *ctl_pipeline(ctl *c)
         return c->pipeline;
     es_error err = {0};
     /* Loads only: no cache, so every load reads the store as it is now. */
-    es_pipeline_config pl = {.pool = c->pool, .cache_disabled = 1};
+    es_pipeline_config pl = {.pool = c->pool, .cache_disabled = 1, .upcasters = orders_upcasters,
+                             .n_upcasters = orders_n_upcasters};
     if (!(c->pipeline = es_pipeline_new(&pl, &err)))
         ctl_fail("pipeline", &err);
     return c->pipeline;

@@ -6,6 +6,7 @@
 
 #include "gateway.h"
 #include "orderctl.h"
+#include "upcasters.h"
 #include "payment_flow.h"
 
 #define PAYMENT_FLOW "payment-flow"
@@ -27,6 +28,7 @@ int ctl_consumer_get(ctl *c, const char *name, ctl_consumer *out)
         out->name = name;
         out->projection = def;
         out->data = es_projector_new(def, c->json);
+        es_projector_set_upcasters(out->data, orders_upcasters, orders_n_upcasters);
         out->handle = es_projector_handle;
         out->reset = es_projector_reset;
         return CTL_OK;

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "orderctl.h"
+#include "upcasters.h"
 
 #define PAGE 500
 #define MAX_FIELD_DIFFS 64
@@ -75,16 +76,25 @@ static int fold_event(const es_event_record *ev, void *ctx, es_error *err)
     if (!def)
         return es_error_set(err, ES_DATA_LOSS, "event_type", "version %lld: unknown event type %s",
                             (long long)ev->version, ev->event_type);
-    ProtobufCMessage *e = protobuf_c_message_unpack(def->descriptor, NULL, ev->payload_len, ev->payload);
-    if (!e)
-        return es_error_set(err, ES_DATA_LOSS, "payload", "version %lld: %s payload does not decode",
-                            (long long)ev->version, ev->event_type);
+    /* Decoded as the projector and the pipeline decode it: old schema versions upcast. */
+    es_arena a;
+    es_arena_init(&a);
+    ProtobufCMessage *e = NULL;
+    int rc = es_event_decode(def, ev->schema_version, ev->payload, ev->payload_len, orders_upcasters,
+                             orders_n_upcasters, &a, &e, err);
+    if (rc != ES_OK) {
+        char why[sizeof err->message];
+        snprintf(why, sizeof why, "%s", err->message);
+        es_arena_free(&a);
+        return es_error_set(err, ES_DATA_LOSS, "payload", "version %lld: %s payload does not decode: %.300s",
+                            (long long)ev->version, ev->event_type, why);
+    }
     if (!f->state) {
         f->state = es_xmalloc(f->agg->state_descriptor->sizeof_message);
         protobuf_c_message_init(f->agg->state_descriptor, f->state);
     }
-    int rc = def->apply(f->state, e);
-    protobuf_c_message_free_unpacked(e, NULL);
+    rc = def->apply(f->state, e);
+    es_arena_free(&a);
     if (rc != ES_OK)
         return es_error_set(err, ES_DATA_LOSS, "event_type", "version %lld: %s does not apply (%s)",
                             (long long)ev->version, ev->event_type, es_strerror(rc));

@@ -14,6 +14,8 @@
 struct es_projector {
     const es_projection_def *def;
     const es_json_registry *json;
+    const es_upcaster *ups;          /* applied to events stored with an older schema version */
+    size_t n_ups;
     const ProtobufCFieldDescriptor *fields[MAX_COLUMNS];
     char *select_sql;
     char *upsert_sql;
@@ -262,6 +264,12 @@ es_projector *es_projector_new(const es_projection_def *def, const es_json_regis
     return p;
 }
 
+void es_projector_set_upcasters(es_projector *p, const es_upcaster *ups, size_t n)
+{
+    p->ups = ups;
+    p->n_ups = n;
+}
+
 void es_projector_free(es_projector *p)
 {
     if (!p)
@@ -330,12 +338,9 @@ int es_projector_handle(void *data, es_consumer_tx *tx, const es_envelope_view *
         state = es_xmalloc(agg->state_descriptor->sizeof_message);
         protobuf_c_message_init(agg->state_descriptor, state);
     }
-    event = protobuf_c_message_unpack(edef->descriptor, NULL, ev->payload_len, ev->payload);
-    if (!event) {
-        rc = es_error_set(err, ES_INVALID_ARGUMENT, "payload", "projection %s: %s payload of %s v%lld does not decode",
-                          p->def->name, ev->event_type, key, (long long)ev->version);
+    if ((rc = es_event_decode(edef, ev->schema_version, ev->payload, ev->payload_len, p->ups, p->n_ups, &a, &event,
+                              err)) != ES_OK)
         goto out;
-    }
     if ((rc = edef->apply(state, event)) != ES_OK) {
         es_error_set(err, rc, "event_type", "projection %s: %s cannot apply to %s at version %lld", p->def->name,
                      ev->event_type, key, (long long)ev->version);
@@ -348,8 +353,6 @@ int es_projector_handle(void *data, es_consumer_tx *tx, const es_envelope_view *
     rc = es_consumer_tx_exec(tx, p->upsert_sql, (int)n, params, NULL, err);
 out:
     es_sql_rows_free(rows);
-    if (event)
-        protobuf_c_message_free_unpacked(event, NULL);
     if (state)
         protobuf_c_message_free_unpacked(state, NULL);
     es_arena_free(&a);
@@ -451,13 +454,10 @@ int es_projector_handle_batch(void *data, es_consumer_tx *tx, const es_envelope_
                               p->def->name, agg->name, ev->event_type);
             goto out;
         }
-        ProtobufCMessage *event = protobuf_c_message_unpack(edef->descriptor, &a.pb, ev->payload_len, ev->payload);
-        if (!event) {
-            rc = es_error_set(err, ES_INVALID_ARGUMENT, "payload",
-                              "projection %s: %s payload of %s v%lld does not decode", p->def->name,
-                              ev->event_type, ev->stream_id, (long long)ev->version);
+        ProtobufCMessage *event = NULL;
+        if ((rc = es_event_decode(edef, ev->schema_version, ev->payload, ev->payload_len, p->ups, p->n_ups, &a,
+                                  &event, err)) != ES_OK)
             goto out;
-        }
         if ((rc = edef->apply(f[cur].state, event)) != ES_OK) {
             es_error_set(err, rc, "event_type", "projection %s: %s cannot apply to %s at version %lld",
                          p->def->name, ev->event_type, ev->stream_id, (long long)ev->version);

@@ -16,6 +16,7 @@
 #include <librdkafka/rdkafka.h>
 
 #include "es/feed.h"
+#include "es/pg_pool.h"
 #include "event_rows.h"
 
 /* ---- a connection with prepared statements ---- */
@@ -103,6 +104,9 @@ static int classify(PGconn *conn, const PGresult *r)
     if (!strcmp(st, "23505"))
         return ES_ALREADY_EXISTS;
     if (!strncmp(st, "08", 2) || !strncmp(st, "57", 2))
+        return ES_UNAVAILABLE;
+    /* Read-only, disk full, out of memory, too many connections: retried like an outage. */
+    if (es_pg_sqlstate_status(st, ES_INTERNAL) == ES_UNAVAILABLE)
         return ES_UNAVAILABLE;
     if (!strncmp(st, "22", 2) || !strncmp(st, "23", 2))
         return ES_INVALID_ARGUMENT;
@@ -345,7 +349,7 @@ static outcome apply_event(db *d, const char *name, es_consumer_handle_fn handle
                              " missing from es_events", ev->stream_id, applied + 1 + (int64_t)i);
                 o = FAILED;
             } else if (handle(data, &tx, &missing[i], err) != ES_OK) {
-                o = PQstatus(d->conn) == CONNECTION_OK ? FAILED : DB_DOWN;
+                o = PQstatus(d->conn) == CONNECTION_OK && err->code != ES_UNAVAILABLE ? FAILED : DB_DOWN;
             } else {
                 cnt->gap_filled++;
             }
@@ -354,8 +358,10 @@ static outcome apply_event(db *d, const char *name, es_consumer_handle_fn handle
         if (o != APPLIED)
             return o;
     }
+    /* A database that cannot take writes now (down, read-only, full) is waited for, never a
+     * reason to dead-letter the event. */
     if (handle(data, &tx, ev, err) != ES_OK)
-        return PQstatus(d->conn) == CONNECTION_OK ? FAILED : DB_DOWN;
+        return PQstatus(d->conn) == CONNECTION_OK && err->code != ES_UNAVAILABLE ? FAILED : DB_DOWN;
     const char *p3[3] = {name, ev->stream_id, ver};
     r = db_run(d, "es_c_done", 3, p3, NULL, NULL);
     if (PQresultStatus(r) != PGRES_COMMAND_OK) {
@@ -672,7 +678,7 @@ static int process_set(es_consumer *c, rd_kafka_message_t **msgs, size_t n, coun
     if (nfast) {
         es_consumer_tx tx = {&c->d, c->name};
         if (c->handle_batch(c->data, &tx, fast, nfast, err) != ES_OK) {
-            rc = PQstatus(c->d.conn) == CONNECTION_OK ? ES_ABORTED : ES_UNAVAILABLE;
+            rc = PQstatus(c->d.conn) == CONNECTION_OK && err->code != ES_UNAVAILABLE ? ES_ABORTED : ES_UNAVAILABLE;
             goto out;
         }
         const char *p3[3] = {c->name, array_end(&ids), array_end(&vers)};

@@ -14,12 +14,16 @@
 #include "es/json.h"
 #include "es/pg_pool.h"
 #include "es/schema.h"
+#include "es/upcast.h"
 
 typedef struct es_projector es_projector;
 
 /* A projector for def; json renders message columns as jsonb (borrowed). Never NULL. */
 es_projector *es_projector_new(const es_projection_def *def, const es_json_registry *json);
 void es_projector_free(es_projector *p);
+/* Events stored with an older schema version are upcast with ups (n entries, borrowed) before
+ * they are applied, as the command pipeline does. Default: none. */
+void es_projector_set_upcasters(es_projector *p, const es_upcaster *ups, size_t n);
 /* es_consumer_handle_fn: applies one event (events of other aggregates are ignored). data is
  * the es_projector. */
 int es_projector_handle(void *data, es_consumer_tx *tx, const es_envelope_view *ev, es_error *err);
