@@ -631,10 +631,12 @@ out:
 
 /* ---- h2o's own error answers ----
  * h2o refuses a body above max_request_entity_size before any handler runs (from the
- * Content-Length, or while reading a chunked or HTTP/2 body), and a request it cannot parse
- * (a broken Content-Length, a bad request line) before routing; both get a plain-text body.
- * This output filter rewrites those answers into the JSON error, so every refusal has the
- * documented shape, and counts them in es_http_refused_total. Our own answers are
+ * Content-Length, or while reading a chunked or HTTP/2 body), and a request whose framing it
+ * refuses (a broken Content-Length) before routing; both get a plain-text body. This output
+ * filter rewrites those answers into the JSON error, so every refusal has the documented
+ * shape, and counts them in es_http_refused_total. (A request line or header block h2o 2.2
+ * cannot parse at all is answered with a fixed "400 Bad Request" written straight to the
+ * socket, past every filter: that one stays plain text and uncounted.) Our own answers are
  * application/json and pass untouched. On "/" (where our handler runs) only a 413 is
  * rewritten: a plain handler's own 4xx (a static file not found) is left as it is; on the
  * host's fallback path, where only h2o answers, every 4xx and 5xx is. */
