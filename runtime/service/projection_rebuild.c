@@ -2,6 +2,7 @@
  * at a time, rows written with one COPY, all in one transaction. See es/projection_rebuild.h. */
 #include "es/projection_rebuild.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,7 +34,11 @@ typedef struct rebuild {
     char type[256];
     size_t type_len;
     const es_event_def *edef;
-    es_buf rows;                    /* COPY text of rows not yet sent to W */
+    /* Rows go to W in COPY's binary format when every column's type is one encoded here (no
+     * text parsing on the server, bytea and timestamps as they are), else in text format. */
+    int binary;
+    unsigned char *kinds;           /* per parameter: how it is encoded (binary) */
+    es_buf rows;                    /* COPY data of rows not yet sent to W */
     es_buf versions;                /* COPY text of the consumer's (consumer, stream, version) */
     es_buf name;                    /* the consumer name, escaped for COPY text */
     int64_t done, total, nrows;
@@ -69,6 +74,206 @@ static void copy_escape(es_buf *b, const char *s, size_t n)
     b->data[b->len] = 0;
 }
 
+/* ---- COPY binary format ------------------------------------------------------------------- */
+
+/* How a column's text (from es__projector_row_text) becomes its binary COPY value. */
+enum { K_TEXT, K_UUID, K_INT4, K_INT8, K_BOOL, K_FLOAT4, K_FLOAT8, K_JSONB, K_BYTEA, K_TIMESTAMPTZ, K_UNKNOWN };
+
+/* The encoding for a column of sql_type filled from field f, or K_UNKNOWN: only pairs whose text
+ * form es__projector_row_text is known to produce are encoded (a custom sql_type on a string
+ * field, say, keeps the whole table on the text format, where the server parses it). */
+static int column_kind(const char *sql_type, const ProtobufCFieldDescriptor *f)
+{
+    if (!f)
+        return K_UNKNOWN;
+    int repeated = f->label == PROTOBUF_C_LABEL_REPEATED;
+    int ts = f->type == PROTOBUF_C_TYPE_MESSAGE &&
+             !strcmp(((const ProtobufCMessageDescriptor *)f->descriptor)->name, "google.protobuf.Timestamp");
+    if (!strcmp(sql_type, "jsonb"))
+        return repeated || (f->type == PROTOBUF_C_TYPE_MESSAGE && !ts) ? K_JSONB : K_UNKNOWN;
+    if (repeated)
+        return K_UNKNOWN;
+    switch (f->type) {
+    case PROTOBUF_C_TYPE_STRING:
+        return !strcmp(sql_type, "text") ? K_TEXT : !strcmp(sql_type, "uuid") ? K_UUID : K_UNKNOWN;
+    case PROTOBUF_C_TYPE_ENUM:
+        return !strcmp(sql_type, "text") ? K_TEXT : K_UNKNOWN;
+    case PROTOBUF_C_TYPE_INT32: case PROTOBUF_C_TYPE_SINT32: case PROTOBUF_C_TYPE_SFIXED32:
+        return !strcmp(sql_type, "integer") ? K_INT4 : !strcmp(sql_type, "bigint") ? K_INT8 : K_UNKNOWN;
+    case PROTOBUF_C_TYPE_INT64: case PROTOBUF_C_TYPE_SINT64: case PROTOBUF_C_TYPE_SFIXED64:
+    case PROTOBUF_C_TYPE_UINT32: case PROTOBUF_C_TYPE_FIXED32:
+        return !strcmp(sql_type, "bigint") ? K_INT8 : K_UNKNOWN;
+    case PROTOBUF_C_TYPE_BOOL:
+        return !strcmp(sql_type, "boolean") ? K_BOOL : K_UNKNOWN;
+    case PROTOBUF_C_TYPE_FLOAT:
+        return !strcmp(sql_type, "real") ? K_FLOAT4 : K_UNKNOWN;
+    case PROTOBUF_C_TYPE_DOUBLE:
+        return !strcmp(sql_type, "double precision") ? K_FLOAT8 : K_UNKNOWN;
+    case PROTOBUF_C_TYPE_BYTES:
+        return !strcmp(sql_type, "bytea") ? K_BYTEA : K_UNKNOWN;
+    case PROTOBUF_C_TYPE_MESSAGE:
+        return ts && !strcmp(sql_type, "timestamptz") ? K_TIMESTAMPTZ : K_UNKNOWN;
+    default:
+        return K_UNKNOWN;
+    }
+}
+
+static void put_be(es_buf *b, uint64_t v, int bytes)
+{
+    char x[8];
+    for (int i = 0; i < bytes; i++)
+        x[i] = (char)(v >> (8 * (bytes - 1 - i)));
+    es_buf_append(b, x, (size_t)bytes);
+}
+
+static int hexval(int c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+/* Days since 1970-01-01 of a proleptic Gregorian date. */
+static int64_t days_from_civil(int64_t y, int m, int d)
+{
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    int64_t yoe = y - era * 400;
+    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468;
+}
+
+/* Reads n decimal digits; -1 when one is not a digit. */
+static int digits(const char *s, int n)
+{
+    int v = 0;
+    for (int i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return -1;
+        v = v * 10 + (s[i] - '0');
+    }
+    return v;
+}
+
+/* Appends one non-NULL value (length word and bytes) in kind's binary form; ES_INVALID_ARGUMENT
+ * when the text is not what the type reads (the live projector's statement would fail on it
+ * too). */
+static int put_binary(es_buf *b, int kind, const char *v)
+{
+    size_t n = strlen(v);
+    switch (kind) {
+    case K_TEXT:
+        put_be(b, n, 4);
+        es_buf_append(b, v, n);
+        return ES_OK;
+    case K_JSONB:
+        put_be(b, n + 1, 4);
+        es_buf_putc(b, 1); /* jsonb's binary format: version 1, then the JSON text */
+        es_buf_append(b, v, n);
+        return ES_OK;
+    case K_UUID: {
+        /* uuid_in's forms: optional braces, hyphens only between groups of four digits. */
+        unsigned char u[16];
+        size_t i = 0, nd = 0, end = n;
+        if (n && v[0] == '{') {
+            if (v[n - 1] != '}')
+                return ES_INVALID_ARGUMENT;
+            i = 1;
+            end = n - 1;
+        }
+        for (; i < end; i++) {
+            if (v[i] == '-' && nd && nd < 32 && nd % 4 == 0 && i + 1 < end && v[i + 1] != '-')
+                continue;
+            int h = hexval(v[i]);
+            if (h < 0 || nd >= 32)
+                return ES_INVALID_ARGUMENT;
+            if (nd % 2 == 0)
+                u[nd / 2] = (unsigned char)(h << 4);
+            else
+                u[nd / 2] |= (unsigned char)h;
+            nd++;
+        }
+        if (nd != 32)
+            return ES_INVALID_ARGUMENT;
+        put_be(b, 16, 4);
+        es_buf_append(b, u, 16);
+        return ES_OK;
+    }
+    case K_INT4:
+    case K_INT8: {
+        char *e;
+        errno = 0;
+        long long x = strtoll(v, &e, 10);
+        if (!n || *e || errno || (kind == K_INT4 && (x < INT32_MIN || x > INT32_MAX)))
+            return ES_INVALID_ARGUMENT;
+        put_be(b, kind == K_INT4 ? 4 : 8, 4);
+        put_be(b, (uint64_t)x, kind == K_INT4 ? 4 : 8);
+        return ES_OK;
+    }
+    case K_BOOL:
+        if (strcmp(v, "true") && strcmp(v, "false"))
+            return ES_INVALID_ARGUMENT;
+        put_be(b, 1, 4);
+        es_buf_putc(b, v[0] == 't');
+        return ES_OK;
+    case K_FLOAT4: {
+        char *e;
+        float f = strtof(v, &e);
+        uint32_t bits;
+        if (!n || *e)
+            return ES_INVALID_ARGUMENT;
+        memcpy(&bits, &f, 4);
+        put_be(b, 4, 4);
+        put_be(b, bits, 4);
+        return ES_OK;
+    }
+    case K_FLOAT8: {
+        char *e;
+        double d = strtod(v, &e);
+        uint64_t bits;
+        if (!n || *e)
+            return ES_INVALID_ARGUMENT;
+        memcpy(&bits, &d, 8);
+        put_be(b, 8, 4);
+        put_be(b, bits, 8);
+        return ES_OK;
+    }
+    case K_BYTEA: {
+        if (n < 2 || v[0] != '\\' || v[1] != 'x' || n % 2)
+            return ES_INVALID_ARGUMENT;
+        size_t len = (n - 2) / 2;
+        put_be(b, len, 4);
+        es_buf_reserve(b, len);
+        unsigned char *o = (unsigned char *)b->data + b->len;
+        for (size_t i = 0; i < len; i++) {
+            int h = hexval(v[2 + 2 * i]), l = hexval(v[3 + 2 * i]);
+            if (h < 0 || l < 0)
+                return ES_INVALID_ARGUMENT;
+            o[i] = (unsigned char)(h << 4 | l);
+        }
+        b->len += len;
+        b->data[b->len] = 0;
+        return ES_OK;
+    }
+    case K_TIMESTAMPTZ: {
+        /* es_rfc3339_us's form, YYYY-MM-DDTHH:MM:SS.ffffffZ; binary timestamptz counts
+         * microseconds from 2000-01-01 UTC. */
+        int y = n == 27 ? digits(v, 4) : -1, mo = digits(v + 5, 2), d = digits(v + 8, 2), h = digits(v + 11, 2),
+            mi = digits(v + 14, 2), se = digits(v + 17, 2), us = digits(v + 20, 6);
+        if (y < 0 || mo < 1 || mo > 12 || d < 1 || d > 31 || h < 0 || h > 23 || mi < 0 || mi > 59 || se < 0 ||
+            se > 60 || us < 0 || v[4] != '-' || v[7] != '-' || v[10] != 'T' || v[13] != ':' || v[16] != ':' ||
+            v[19] != '.' || v[26] != 'Z')
+            return ES_INVALID_ARGUMENT;
+        int64_t t = ((days_from_civil(y, mo, d) * 24 + h) * 60 + mi) * 60 + se;
+        t = t * 1000000 + us - INT64_C(946684800000000);
+        put_be(b, 8, 4);
+        put_be(b, (uint64_t)t, 8);
+        return ES_OK;
+    }
+    default:
+        return ES_INVALID_ARGUMENT;
+    }
+}
+
 /* Sends b to W's open COPY and empties it. */
 static int send_copy(rebuild *rb, es_buf *b)
 {
@@ -92,15 +297,28 @@ static int finish_stream(rebuild *rb)
     int rc = es__projector_row_text(rb->cfg->projector, rb->state, rb->version, &rb->rowa, rb->params, rb->err);
     if (rc != ES_OK)
         return rc;
-    for (size_t i = 0; i < rb->nparams; i++) {
-        if (i)
-            es_buf_putc(&rb->rows, '\t');
-        if (rb->params[i])
-            copy_escape(&rb->rows, rb->params[i], strlen(rb->params[i]));
-        else
-            es_buf_append(&rb->rows, "\\N", 2);
+    if (rb->binary) {
+        put_be(&rb->rows, rb->nparams, 2);
+        for (size_t i = 0; i < rb->nparams; i++) {
+            if (!rb->params[i])
+                put_be(&rb->rows, 0xffffffffu, 4);
+            else if (put_binary(&rb->rows, rb->kinds[i], rb->params[i]) != ES_OK)
+                return es_error_set(rb->err, ES_INVALID_ARGUMENT, "",
+                                    "rebuild %s: stream %s: column %s: \"%.100s\" is not a valid value", rb->def->name,
+                                    rb->sid.data, i + 1 < rb->nparams ? rb->def->columns[i].column : "es_state",
+                                    rb->params[i]);
+        }
+    } else {
+        for (size_t i = 0; i < rb->nparams; i++) {
+            if (i)
+                es_buf_putc(&rb->rows, '\t');
+            if (rb->params[i])
+                copy_escape(&rb->rows, rb->params[i], strlen(rb->params[i]));
+            else
+                es_buf_append(&rb->rows, "\\N", 2);
+        }
+        es_buf_putc(&rb->rows, '\n');
     }
-    es_buf_putc(&rb->rows, '\n');
     char v[32];
     int vn = snprintf(v, sizeof v, "\t%" PRId64 "\n", rb->version);
     es_buf_append(&rb->versions, rb->name.data, rb->name.len);
@@ -346,6 +564,15 @@ int es_projection_rebuild(const es_rebuild_config *cfg, es_rebuild_result *out, 
     rb.agg = rb.def->aggregate;
     rb.nparams = es__projector_n_params(cfg->projector);
     rb.params = es_xcalloc(rb.nparams, sizeof *rb.params);
+    rb.kinds = es_xcalloc(rb.nparams, 1);
+    rb.binary = !cfg->text_format;
+    for (size_t i = 0; i + 1 < rb.nparams; i++) {
+        const es_projection_column *col = &rb.def->columns[i];
+        rb.kinds[i] = (unsigned char)column_kind(
+            col->sql_type, protobuf_c_message_descriptor_get_field(rb.def->descriptor, col->field_id));
+        rb.binary &= rb.kinds[i] != K_UNKNOWN;
+    }
+    rb.kinds[rb.nparams - 1] = K_BYTEA; /* es_state */
     es_arena_init(&rb.events);
     es_arena_init(&rb.rowa);
     es_buf_init(&rb.sid);
@@ -354,6 +581,10 @@ int es_projection_rebuild(const es_rebuild_config *cfg, es_rebuild_result *out, 
     es_buf_init(&rb.name);
     es_buf_init(&rb.pend);
     copy_escape(&rb.name, cfg->name, strlen(cfg->name));
+    if (rb.binary) {
+        static const char header[19] = "PGCOPY\n\377\r\n\0\0\0\0\0\0\0\0\0";
+        es_buf_append(&rb.rows, header, sizeof header);
+    }
     es_buf sql;
     es_buf_init(&sql);
     char *type_lit = NULL, *name_lit = NULL, *snap_lit = NULL;
@@ -426,7 +657,7 @@ int es_projection_rebuild(const es_rebuild_config *cfg, es_rebuild_result *out, 
                   name_lit, rb.def->name);
     for (size_t i = 0; i + 1 < rb.nparams; i++)
         es_buf_printf(&sql, "%s, ", rb.def->columns[i].column);
-    es_buf_puts(&sql, "es_state) FROM STDIN");
+    es_buf_puts(&sql, rb.binary ? "es_state) FROM STDIN (FORMAT binary)" : "es_state) FROM STDIN");
     if ((rc = run(rb.w, sql.data, PGRES_COPY_IN, "rebuild: empty the table", NULL, err)) != ES_OK)
         goto done;
     res = PQgetResult(rb.r);
@@ -436,8 +667,11 @@ int es_projection_rebuild(const es_rebuild_config *cfg, es_rebuild_result *out, 
     }
     PQclear(res);
     res = NULL;
-    if ((rc = read_events(&rb)) != ES_OK || (rc = finish_stream(&rb)) != ES_OK ||
-        (rc = send_copy(&rb, &rb.rows)) != ES_OK || (rc = end_copy(&rb, "rebuild: write rows")) != ES_OK)
+    if ((rc = read_events(&rb)) != ES_OK || (rc = finish_stream(&rb)) != ES_OK)
+        goto done;
+    if (rb.binary)
+        put_be(&rb.rows, 0xffff, 2); /* the trailer */
+    if ((rc = send_copy(&rb, &rb.rows)) != ES_OK || (rc = end_copy(&rb, "rebuild: write rows")) != ES_OK)
         goto done;
     /* The indexes again, over the loaded table. */
     for (int i = 0; i < PQntuples(indexes); i++)
@@ -490,5 +724,6 @@ done:
     es_buf_free(&rb.pend);
     es_buf_free(&sql);
     free(rb.params);
+    free(rb.kinds);
     return rc;
 }

@@ -43,6 +43,9 @@ typedef struct es_rebuild_config {
     const es_projector *projector;   /* borrowed; required */
     es_rebuild_progress_fn progress; /* optional */
     void *progress_data;
+    int text_format;                 /* 1: rows go to the server in COPY's text format even when
+                                        every column has a binary encoding here (comparison,
+                                        tests); by default binary when possible */
 } es_rebuild_config;
 
 typedef struct es_rebuild_result {
