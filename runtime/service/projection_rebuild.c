@@ -13,7 +13,7 @@
 #include "es/buf.h"
 #include "es/pg_pool.h"
 
-#define FLUSH_AT (256 * 1024)       /* COPY text sent to W in pieces of about this size */
+#define FLUSH_AT (256 * 1024)       /* COPY data sent to W in pieces of about this size */
 #define PROGRESS_EVERY 16384        /* events between progress calls */
 
 typedef struct rebuild {

@@ -11,7 +11,8 @@
  * aggregate's events ordered by (stream_id, version) with one COPY ... TO STDOUT (binary); each
  * stream is folded in memory with the generated apply (memory: one stream's state at a time)
  * and, once complete, its row goes to W through one COPY ... FROM STDIN as the rows are
- * produced; a second COPY records the consumer's version of every stream; W commits. Any error
+ * produced (binary format when every column's type has an encoding here, else text); a second
+ * COPY records the consumer's version of every stream; W commits. Any error
  * rolls everything back: the table and the consumer's bookkeeping stay as they were.
  *
  * The rows are exactly what the live projector (es_projector_handle) writes: the same apply,
