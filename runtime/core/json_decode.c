@@ -442,6 +442,59 @@ int es__json_dec_message(es__json_dec *d, const es__json_value *v, ProtobufCMess
 
 /* ---- public entry points ---- */
 
+/* Appends s[0..n) to out (cap bytes, NUL-terminated, truncating). */
+static void path_append(char *out, size_t cap, size_t *len, const char *s, size_t n)
+{
+    if (*len + 1 >= cap) return;
+    if (n > cap - 1 - *len) n = cap - 1 - *len;
+    memcpy(out + *len, s, n);
+    *len += n;
+    out[*len] = '\0';
+}
+
+/* A syntax error names the member's path with the keys as the client wrote them (json_lex.c);
+ * every other decode error names proto field names. Rewrite the keys to proto names as far as
+ * they follow fields of desc and its plain message fields (a map key, a well-known type's
+ * inside or an unknown key ends the rewriting: the rest stays as written). */
+static void proto_path(const es_json_registry *r, const ProtobufCMessageDescriptor *desc, es_error *err)
+{
+    if (!err || !err->field[0]) return;
+    char out[sizeof err->field];
+    size_t n = 0;
+    const char *p = err->field;
+    const ProtobufCMessageDescriptor *d = desc;
+    const ProtobufCFieldDescriptor *prev = NULL;
+    out[0] = '\0';
+    while (*p) {
+        if (*p == '[') {   /* an element of the repeated field just named */
+            const char *e = strchr(p, ']');
+            if (!prev || prev->label != PROTOBUF_C_LABEL_REPEATED || !e) break;
+            path_append(out, sizeof out, &n, p, (size_t)(e + 1 - p));
+            p = e + 1;
+            prev = NULL;
+            continue;
+        }
+        if (!d) break;
+        const char *k = *p == '.' && n ? p + 1 : p;
+        size_t klen = strcspn(k, ".[");
+        char key[sizeof err->field];
+        memcpy(key, k, klen);   /* es__json_find_field wants the key to end there */
+        key[klen] = '\0';
+        const ProtobufCFieldDescriptor *f = klen ? es__json_find_field(r, d, key, klen) : NULL;
+        if (!f) break;
+        if (n) path_append(out, sizeof out, &n, ".", 1);
+        path_append(out, sizeof out, &n, f->name, strlen(f->name));
+        p = k + klen;
+        prev = f;
+        d = f->type == PROTOBUF_C_TYPE_MESSAGE && !es__json_is_map(d, f) &&
+                    es__json_wkt_of(f->descriptor) == ES__WKT_NONE
+                ? f->descriptor
+                : NULL;
+    }
+    path_append(out, sizeof out, &n, p, strlen(p));
+    memcpy(err->field, out, n + 1);
+}
+
 static int run(const es_json_registry *r, ProtobufCMessage *msg, const char *json, size_t len,
                const es_json_options *opt, es_arena *arena, es_error *err)
 {
@@ -451,7 +504,10 @@ static int run(const es_json_registry *r, ProtobufCMessage *msg, const char *jso
                       .scratch = &scratch, .err = err};
     es__json_value *root = NULL;
     int rc = es__json_parse(json, len, opt ? opt->max_depth : 0, &scratch, &root, err);
-    if (rc) goto out;
+    if (rc) {
+        proto_path(r, msg->descriptor, err);
+        goto out;
+    }
     rc = es__json_dec_message(&d, root, msg);
 out:
     es_arena_free(&scratch);

@@ -354,6 +354,10 @@ def build_table(ids):
     add(n + "unknown field in an item", "POST", path, item(colour="red"), 400, 3, "items[0].colour", "T", tpl)
     add(n + "invalid UTF-8 in an item", "POST", path,
         dumps(PLACE).replace(b'"sku-1"', b'"sku\xff"'), 400, 3, "items[0].product_id", "T", tpl)
+    add(n + "invalid UTF-8 under lowerCamelCase keys (named in proto names)", "POST", path,
+        b'{"shippingAddress":{"postalCode":"\xff"}}', 400, 3, "shipping_address.postal_code", "T", tpl)
+    add(n + "the same field under both names", "POST", path,
+        dumps(with_(PLACE, customerId="x")), 400, 3, "customer_id", "T", tpl)
     add(n + "duplicate key in an item", "POST", path,
         dumps(PLACE).replace(b'"product_id": "sku-1"', b'"product_id": "a", "product_id": "b"'), 400, 3,
         "items[0].product_id", "T", tpl)

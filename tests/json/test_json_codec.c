@@ -152,7 +152,7 @@ static void test_int_bad_number_forms_rejected(void **s)
 {
     (void)s;
     jt_decode_fails(T3_DESC, "{\"optionalInt32\":01}", "", "invalid JSON");
-    jt_decode_fails(T3_DESC, "{\"optionalInt32\":+1}", "optionalInt32", "invalid JSON");
+    jt_decode_fails(T3_DESC, "{\"optionalInt32\":+1}", "optional_int32", "invalid JSON");
     jt_decode_fails(T3_DESC, "{\"optionalInt32\":\" 1\"}", "optional_int32", "not a number");
     jt_decode_fails(T3_DESC, "{\"optionalInt32\":\"0x10\"}", "optional_int32", "not a number");
     jt_decode_fails(T3_DESC, "{\"optionalInt32\":\"\"}", "optional_int32", "not a number");
@@ -172,7 +172,7 @@ static void test_float_special_values(void **s)
     assert_string_equal(jt_encode(&m->base),
                         "{\"optional_float\":\"NaN\",\"optional_double\":\"-Infinity\",\"repeated_double\":[\"Infinity\"]}");
     jt_decode_fails(T3_DESC, "{\"optionalDouble\":\"nan\"}", "optional_double", "not a number");
-    jt_decode_fails(T3_DESC, "{\"optionalDouble\":NaN}", "optionalDouble", "invalid JSON");
+    jt_decode_fails(T3_DESC, "{\"optionalDouble\":NaN}", "optional_double", "invalid JSON");
 }
 
 static void test_float_range_checked(void **s)
@@ -207,7 +207,7 @@ static void test_bool_true_false_only(void **s)
     assert_false(m->repeated_bool[0]);
     jt_decode_fails(T3_DESC, "{\"optionalBool\":1}", "optional_bool", "expected true or false");
     jt_decode_fails(T3_DESC, "{\"optionalBool\":\"true\"}", "optional_bool", "expected true or false");
-    jt_decode_fails(T3_DESC, "{\"optionalBool\":TRUE}", "optionalBool", "invalid JSON");
+    jt_decode_fails(T3_DESC, "{\"optionalBool\":TRUE}", "optional_bool", "invalid JSON");
 }
 
 /* ---- strings ---- */
@@ -227,21 +227,25 @@ static void test_string_escapes_and_surrogate_pairs(void **s)
 static void test_string_lone_surrogates_rejected(void **s)
 {
     (void)s;
-    jt_decode_fails(T3_DESC, "{\"optionalString\":\"\\ud83d\"}", "optionalString", "surrogate");
-    jt_decode_fails(T3_DESC, "{\"optionalString\":\"\\ude00x\"}", "optionalString", "surrogate");
-    jt_decode_fails(T3_DESC, "{\"optionalString\":\"\\ud83d\\u0041\"}", "optionalString", "surrogate");
-    jt_decode_fails(T3_DESC, "{\"optionalString\":\"\\u12G4\"}", "optionalString", "escape");
-    jt_decode_fails(T3_DESC, "{\"optionalString\":\"\\x\"}", "optionalString", "escape");
+    jt_decode_fails(T3_DESC, "{\"optionalString\":\"\\ud83d\"}", "optional_string", "surrogate");
+    jt_decode_fails(T3_DESC, "{\"optionalString\":\"\\ude00x\"}", "optional_string", "surrogate");
+    jt_decode_fails(T3_DESC, "{\"optionalString\":\"\\ud83d\\u0041\"}", "optional_string", "surrogate");
+    jt_decode_fails(T3_DESC, "{\"optionalString\":\"\\u12G4\"}", "optional_string", "escape");
+    jt_decode_fails(T3_DESC, "{\"optionalString\":\"\\x\"}", "optional_string", "escape");
 }
 
 static void test_string_invalid_utf8_rejected(void **s)
 {
     (void)s;
-    jt_decode_fails(T3_DESC, "{\"optionalString\":\"\xff\"}", "optionalString", "UTF-8");
-    jt_decode_fails(T3_DESC, "{\"optionalString\":\"\xc0\xaf\"}", "optionalString", "UTF-8");            /* overlong */
-    jt_decode_fails(T3_DESC, "{\"optionalString\":\"\xed\xa0\x80\"}", "optionalString", "UTF-8");        /* surrogate */
-    jt_decode_fails(T3_DESC, "{\"optionalString\":\"\xf4\x90\x80\x80\"}", "optionalString", "UTF-8");    /* > U+10FFFF */
-    jt_decode_fails(T3_DESC, "{\"optionalString\":\"\xe4\xb8\"}", "optionalString", "UTF-8");            /* truncated */
+    jt_decode_fails(T3_DESC, "{\"optionalString\":\"\xff\"}", "optional_string", "UTF-8");
+    jt_decode_fails(T3_DESC, "{\"optionalString\":\"\xc0\xaf\"}", "optional_string", "UTF-8");            /* overlong */
+    jt_decode_fails(T3_DESC, "{\"optionalString\":\"\xed\xa0\x80\"}", "optional_string", "UTF-8");        /* surrogate */
+    jt_decode_fails(T3_DESC, "{\"optionalString\":\"\xf4\x90\x80\x80\"}", "optional_string", "UTF-8");    /* > U+10FFFF */
+    jt_decode_fails(T3_DESC, "{\"optionalString\":\"\xe4\xb8\"}", "optional_string", "UTF-8");            /* truncated */
+    /* the path of a syntax error is given in proto names, through repeated and nested messages */
+    jt_decode_fails(T3_DESC, "{\"repeatedNestedMessage\":[{},{\"a\":\"\xff\"}]}", "repeated_nested_message[1].a", "UTF-8");
+    jt_decode_fails(T3_DESC, "{\"optional_nested_message\":{\"corecursive\":{\"optionalString\":\"\xff\"}}}",
+                    "optional_nested_message.corecursive.optional_string", "UTF-8");
     T3 bad = PROTOBUF_TEST_MESSAGES__PROTO3__TEST_ALL_TYPES_PROTO3__INIT;
     bad.optional_string = "\xff";
     jt_encode_fails(&bad.base, "optional_string", "UTF-8");
@@ -250,9 +254,9 @@ static void test_string_invalid_utf8_rejected(void **s)
 static void test_string_control_characters_and_nul_rejected(void **s)
 {
     (void)s;
-    jt_decode_fails(T3_DESC, "{\"optionalString\":\"a\nb\"}", "optionalString", "control character");
+    jt_decode_fails(T3_DESC, "{\"optionalString\":\"a\nb\"}", "optional_string", "control character");
     jt_decode_fails(T3_DESC, "{\"optionalString\":\"a\\u0000b\"}", "optional_string", "NUL");
-    jt_decode_fails(T3_DESC, "{\"optionalString\":\"abc}", "optionalString", "unterminated");
+    jt_decode_fails(T3_DESC, "{\"optionalString\":\"abc}", "optional_string", "unterminated");
     jt_decode_fails(T3_DESC, "{\"optionalString\":5}", "optional_string", "expected a string");
 }
 
@@ -400,7 +404,7 @@ static void test_map_bad_keys_rejected(void **s)
     jt_decode_fails(T3_DESC, "{\"mapInt32Int32\":{\"x\":1}}", "map_int32_int32[\"x\"]", "not a number");
     jt_decode_fails(T3_DESC, "{\"mapInt32Int32\":{\"2147483648\":1}}", "map_int32_int32[\"2147483648\"]", "range");
     jt_decode_fails(T3_DESC, "{\"mapBoolBool\":{\"1\":true}}", "map_bool_bool[\"1\"]", "true or false");
-    jt_decode_fails(T3_DESC, "{\"mapInt32Int32\":{\"1\":1,\"1\":2}}", "mapInt32Int32.1", "duplicate key");
+    jt_decode_fails(T3_DESC, "{\"mapInt32Int32\":{\"1\":1,\"1\":2}}", "map_int32_int32.1", "duplicate key");
 }
 
 static void test_map_bad_values_rejected(void **s)
@@ -500,12 +504,12 @@ static void test_null_means_unset(void **s)
 static void test_duplicate_keys_rejected(void **s)
 {
     (void)s;
-    jt_decode_fails(T3_DESC, "{\"optionalInt32\":1,\"optionalInt32\":1}", "optionalInt32", "duplicate key");
+    jt_decode_fails(T3_DESC, "{\"optionalInt32\":1,\"optionalInt32\":1}", "optional_int32", "duplicate key");
     /* many keys: the sorted check */
     char json[2048] = "{\"optionalStruct\":{";
     for (int i = 0; i < 40; i++) snprintf(json + strlen(json), 40, "\"k%d\":1,", i);
     strcat(json, "\"k7\":2}}");
-    jt_decode_fails(T3_DESC, json, "optionalStruct.k7", "duplicate key");
+    jt_decode_fails(T3_DESC, json, "optional_struct.k7", "duplicate key");
 }
 
 static void test_trailing_garbage_rejected(void **s)
@@ -554,10 +558,10 @@ static void test_bad_documents_rejected(void **s)
     jt_decode_fails(T3_DESC, "{", "", "invalid JSON");
     jt_decode_fails(T3_DESC, "{\"a\"", "", "invalid JSON");
     jt_decode_fails(T3_DESC, "{'a':1}", "", "string key");
-    jt_decode_fails(T3_DESC, "{\"optionalBool\":tru}", "optionalBool", "unexpected token");
-    jt_decode_fails(T3_DESC, "{\"optionalDouble\":1.}", "optionalDouble", "fraction");
-    jt_decode_fails(T3_DESC, "{\"optionalDouble\":1e}", "optionalDouble", "exponent");
-    jt_decode_fails(T3_DESC, "{\"optionalDouble\":-}", "optionalDouble", "bad number");
+    jt_decode_fails(T3_DESC, "{\"optionalBool\":tru}", "optional_bool", "unexpected token");
+    jt_decode_fails(T3_DESC, "{\"optionalDouble\":1.}", "optional_double", "fraction");
+    jt_decode_fails(T3_DESC, "{\"optionalDouble\":1e}", "optional_double", "exponent");
+    jt_decode_fails(T3_DESC, "{\"optionalDouble\":-}", "optional_double", "bad number");
     ProtobufCMessage *m = NULL;
     assert_int_equal(es_json_decode(jt_reg, T3_DESC, "{}", 1, NULL, &jt_arena, &m, &jt_err), ES_INVALID_ARGUMENT);
 }
@@ -574,9 +578,9 @@ static void test_depth_limit(void **s)
     char deeper[4096] = "{\"recursiveMessage\":";
     strcat(deeper, json);
     strcat(deeper, "}");
-    jt_decode_fails(T3_DESC, deeper, "recursiveMessage", "nesting too deep");
+    jt_decode_fails(T3_DESC, deeper, "recursive_message", "nesting too deep");
     es_json_options o = {.max_depth = 3};
-    jt_decode_fails_opt(T3_DESC, "{\"optionalStruct\":{\"a\":[[]]}}", &o, "optionalStruct", "nesting too deep");
+    jt_decode_fails_opt(T3_DESC, "{\"optionalStruct\":{\"a\":[[]]}}", &o, "optional_struct", "nesting too deep");
 }
 
 static void test_deep_nesting_does_not_overflow_the_stack(void **s)
