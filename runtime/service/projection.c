@@ -236,7 +236,7 @@ es_projector *es_projector_new(const es_projection_def *def, const es_json_regis
         if (!strcmp(def->columns[i].column, key_column(def)))
             key_type = def->columns[i].sql_type;
     es_buf_printf(&b, "SELECT k.i, t.es_state FROM unnest($1::text[]) WITH ORDINALITY AS k(id, i)"
-                      " JOIN %s t ON t.%s = k.id::%s FOR UPDATE OF t", def->name, key_column(def), key_type);
+                      " JOIN %s t ON t.%s = k.id::%s", def->name, key_column(def), key_type);
     p->select_many_sql = es_buf_steal(&b, NULL);
     /* INSERT .. SELECT FROM unnest(text arrays, one per column) cast to the column types. */
     es_buf_printf(&b, "INSERT INTO %s (", def->name);

@@ -65,17 +65,23 @@ static const struct {
     {"es_c_park", "INSERT INTO es_consumer_streams (consumer, stream_id, version, dead_letter_id)"
                   " VALUES ($1, $2, 0, $3::int8) ON CONFLICT (consumer, stream_id)"
                   " DO UPDATE SET dead_letter_id = EXCLUDED.dead_letter_id"},
-    /* The set-wise path: lock (creating at 0) and read many streams' rows in one trip, in a
-     * fixed order so two runners never lock the same rows in opposite orders. */
-    {"es_c_lock_many",
-     "INSERT INTO es_consumer_streams AS s (consumer, stream_id, version)"
-     " SELECT $1, id, 0 FROM unnest($2::text[]) AS id ORDER BY id"
-     " ON CONFLICT (consumer, stream_id) DO UPDATE SET version = s.version"
-     " RETURNING stream_id, version, coalesce(dead_letter_id, 0)"},
-    {"es_c_done_many",
-     "UPDATE es_consumer_streams s SET version = v.version"
-     " FROM unnest($2::text[], $3::int8[]) AS v(stream_id, version)"
-     " WHERE s.consumer = $1 AND s.stream_id = v.stream_id"},
+    /* The set-wise path is optimistic, so that its transaction holds a transaction id (which
+     * holds back the feed, DESIGN invariant 3) only while it writes: it reads the streams'
+     * versions without locks, and es_c_advance_many moves each from the version read to the new
+     * one only if nobody moved it meanwhile (the count tells; a mismatch rolls the batch back). */
+    {"es_c_read_many",
+     "SELECT stream_id, version, coalesce(dead_letter_id, 0) FROM es_consumer_streams"
+     " WHERE consumer = $1 AND stream_id = ANY($2::text[])"},
+    {"es_c_advance_many",
+     "WITH v AS (SELECT * FROM unnest($2::text[], $3::int8[], $4::int8[], $5::bool[])"
+     "             AS v(stream_id, version, expected, existed)),"
+     " upd AS (UPDATE es_consumer_streams s SET version = v.version FROM v"
+     "          WHERE v.existed AND s.consumer = $1 AND s.stream_id = v.stream_id"
+     "            AND s.version = v.expected AND s.dead_letter_id IS NULL RETURNING 1),"
+     " ins AS (INSERT INTO es_consumer_streams (consumer, stream_id, version)"
+     "          SELECT $1, stream_id, version FROM v WHERE NOT existed ORDER BY stream_id"
+     "          ON CONFLICT (consumer, stream_id) DO NOTHING RETURNING 1)"
+     " SELECT (SELECT count(*) FROM upd) + (SELECT count(*) FROM ins)"},
     {"es_c_stream", "SELECT " ES__EVENT_COLUMNS " FROM es_events"
                     " WHERE stream_id = $1 AND version > $2::int8 ORDER BY version LIMIT $3::int8"},
     {"es_c_feed", "SELECT " ES__EVENT_COLUMNS " FROM es_events"
@@ -589,20 +595,24 @@ static const char *array_end(es_buf *b)
     return b->data;
 }
 
-/* Applies msgs set-wise inside the open transaction: one statement locks and reads the versions
- * of every stream of the batch, the batch handler applies the clean streams' events together,
- * one statement records their versions; streams with a gap or a parking, and messages that do not
- * decode, go through process_message (same transaction). Returns ES_OK, ES_UNAVAILABLE, another
- * database error, or ES_ABORTED when the batch handler failed: the caller rolls back and
- * processes the batch one message at a time. */
+/* Applies msgs set-wise inside the open transaction: one statement reads the versions of every
+ * stream of the batch, the batch handler applies the clean streams' events together, one
+ * statement advances their versions if nobody else did meanwhile; streams with a gap or a
+ * parking, and messages that do not decode, go through process_message (same transaction).
+ * Returns ES_OK, ES_UNAVAILABLE, another database error, ES_ABORTED when the batch handler
+ * failed (the caller rolls back and processes the batch one message at a time), or
+ * ES_FAILED_PRECONDITION when another consumer moved a stream meanwhile (roll back, retry). */
 static int process_set(es_consumer *c, rd_kafka_message_t **msgs, size_t n, counters *cnt, es_arena *arena,
                        es_error *err)
 {
     es_arena fa;
     es_arena_init(&fa);
-    es_buf ids, vers;
+    es_buf ids, vers, expect, existed;
     es_buf_init(&ids);
     es_buf_init(&vers);
+    es_buf_init(&expect);
+    es_buf_init(&existed);
+    int64_t nstreams = 0;
     item *items = es_arena_alloc(&fa, (n ? n : 1) * sizeof *items);
     item **sorted = es_arena_alloc(&fa, (n ? n : 1) * sizeof *sorted);
     const rd_kafka_message_t **slow = es_arena_alloc(&fa, (n ? n : 1) * sizeof *slow);
@@ -626,9 +636,9 @@ static int process_set(es_consumer *c, rd_kafka_message_t **msgs, size_t n, coun
             array_elem(&ids, sorted[i]->ev.stream_id);
     if (ni) {
         const char *p2[2] = {c->name, array_end(&ids)};
-        r = db_run(&c->d, "es_c_lock_many", 2, p2, NULL, NULL);
+        r = db_run(&c->d, "es_c_read_many", 2, p2, NULL, NULL);
         if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-            rc = es__pg_error(err, classify(c->d.conn, r), c->d.conn, r, "consumer: lock streams");
+            rc = es__pg_error(err, classify(c->d.conn, r), c->d.conn, r, "consumer: read versions");
             goto out;
         }
     }
@@ -639,15 +649,16 @@ static int process_set(es_consumer *c, rd_kafka_message_t **msgs, size_t n, coun
         while (j < ni && !strcmp(sorted[j]->ev.stream_id, sorted[i]->ev.stream_id))
             j++;
         /* The stream's row: RETURNING keeps no order, so look it up (batches are small). */
-        int64_t applied = -1, parked = 0;
-        for (int k = 0; k < nrows; k++)
+        int64_t applied = 0, parked = 0;
+        int found = 0;
+        for (int k = 0; k < nrows && !found; k++)
             if (!strcmp(PQgetvalue(r, k, 0), sorted[i]->ev.stream_id)) {
                 applied = strtoll(PQgetvalue(r, k, 1), NULL, 10);
                 parked = strtoll(PQgetvalue(r, k, 2), NULL, 10);
-                break;
+                found = 1;
             }
         /* Clean: not parked, and the versions above applied run on from applied + 1. */
-        int clean = applied >= 0 && !parked;
+        int clean = !parked;
         int64_t next = applied + 1;
         size_t first_fast = nfast;
         for (size_t k = i; clean && k < j; k++) {
@@ -668,10 +679,14 @@ static int process_set(es_consumer *c, rd_kafka_message_t **msgs, size_t n, coun
             for (size_t k = i; k < j; k++)
                 slow[nslow++] = sorted[k]->m;
         } else if (nfast > first_fast) {
-            char v[24];
+            char v[24], e[24];
             snprintf(v, sizeof v, "%" PRId64, next - 1);
+            snprintf(e, sizeof e, "%" PRId64, applied);
             array_elem(&ids, sorted[i]->ev.stream_id);
             array_elem(&vers, v);
+            array_elem(&expect, e);
+            array_elem(&existed, found ? "t" : "f");
+            nstreams++;
         }
         i = j;
     }
@@ -681,11 +696,16 @@ static int process_set(es_consumer *c, rd_kafka_message_t **msgs, size_t n, coun
             rc = PQstatus(c->d.conn) == CONNECTION_OK && err->code != ES_UNAVAILABLE ? ES_ABORTED : ES_UNAVAILABLE;
             goto out;
         }
-        const char *p3[3] = {c->name, array_end(&ids), array_end(&vers)};
+        const char *p5[5] = {c->name, array_end(&ids), array_end(&vers), array_end(&expect), array_end(&existed)};
         PQclear(r);
-        r = db_run(&c->d, "es_c_done_many", 3, p3, NULL, NULL);
-        if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+        r = db_run(&c->d, "es_c_advance_many", 5, p5, NULL, NULL);
+        if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
             rc = es__pg_error(err, classify(c->d.conn, r), c->d.conn, r, "consumer: record versions");
+            goto out;
+        }
+        if (strtoll(PQgetvalue(r, 0, 0), NULL, 10) != nstreams) {
+            rc = es_error_set(err, ES_FAILED_PRECONDITION, "version",
+                              "consumer: another consumer advanced a stream of this batch meanwhile");
             goto out;
         }
         cnt->applied += (int64_t)nfast;
@@ -704,6 +724,8 @@ out:
     PQclear(r);
     es_buf_free(&ids);
     es_buf_free(&vers);
+    es_buf_free(&expect);
+    es_buf_free(&existed);
     es_arena_free(&fa);
     return rc;
 }
@@ -714,7 +736,7 @@ static int process_batch(es_consumer *c, rd_kafka_message_t **msgs, size_t n)
 {
     es_arena arena;
     es_arena_init(&arena);
-    int backoff = 100, rc = -1, set_wise = c->handle_batch != NULL, fell_back = 0;
+    int backoff = 100, rc = -1, set_wise = c->handle_batch != NULL, fell_back = 0, raced = 0;
     while (!atomic_load(&c->stop)) {
         es_error err = {0};
         counters cnt = {0};
@@ -726,7 +748,12 @@ static int process_batch(es_consumer *c, rd_kafka_message_t **msgs, size_t n)
             st = process_set(c, msgs, n, &cnt, &arena, &err);
             for (size_t i = 0; i < n; i++)
                 handled += !msgs[i]->err;
-            if (st == ES_ABORTED) {
+            if (st == ES_FAILED_PRECONDITION && ++raced < 3) {
+                /* Another consumer (a rebalance's overlap, a rebuild) moved a stream: read again. */
+                PQclear(PQexec(c->d.conn, "ROLLBACK"));
+                continue;
+            }
+            if (st == ES_ABORTED || st == ES_FAILED_PRECONDITION) {
                 /* The batch handler failed: apply one message at a time, which retries and
                  * dead-letters the message at fault. */
                 say(c, "batch of %zu: set-wise apply failed (%s); applying one message at a time", n,

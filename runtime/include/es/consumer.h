@@ -15,6 +15,12 @@
  * not applied) until the dead letter is resolved (retried_at set), so a projection never jumps
  * over an event it could not apply.
  *
+ * With a batch handler (es_consumer_batch_fn) the runner works set-wise and optimistically: it
+ * reads the versions of every stream of a polled batch without locking, lets the handler apply
+ * the batch, and advances each stream's version only from the version it read (a stream moved
+ * meanwhile by another consumer rolls the batch back for a fresh read): the transaction holds a
+ * transaction id, and so holds back the feed, only while it writes.
+ *
  * The same path replays events from the store without Kafka (es_consumer_replay): a projection
  * can be dropped and rebuilt from es_events alone (DESIGN invariant 7). */
 #ifndef ES_CONSUMER_H
