@@ -265,7 +265,7 @@ def build_table(ids):
             add(n + f"Content-Type {ct}", method, path, b, 400, 3, None, "T", tpl, headers={"Content-Type": ct},
                 msg="application/json")
         # methods
-        for m in sorted({"GET", "DELETE", "PATCH", other} - {method}):
+        for m in sorted({"GET", "DELETE", "PATCH", "OPTIONS", other} - {method}):
             if tpl == "/v1/orders" and m == "GET":
                 continue  # ListOrders
             add(n + f"wrong method {m}", m, path, b"" if m == "GET" else b, 405, 12, None, "T", tpl, msg="not allowed")
