@@ -4,8 +4,8 @@
  * COPY), with the projector orderd runs and under orderd's consumer name, so the rebuilt rows and
  * the per-stream applied versions are exactly what the live consumer would have written and it
  * carries on from them. A running orderd may keep consuming meanwhile: its consumers wait on the
- * rebuild's lock of es_consumer_streams, then skip what the rebuild applied as duplicates; reads
- * of the projection wait too. The rebuild forgets the consumer's parkings; once it committed,
+ * rebuild's lock of es_consumer_streams (a batch that read its versions before is waited for),
+ * then skip what the rebuild applied as duplicates; reads of the projection wait too. The rebuild forgets the consumer's parkings; once it committed,
  * the consumer's dead letters recorded before it started are marked resolved. */
 #include <stdlib.h>
 #include <string.h>

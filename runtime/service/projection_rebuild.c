@@ -599,9 +599,9 @@ int es_projection_rebuild(const es_rebuild_config *cfg, es_rebuild_result *out, 
         rc = es_pg_error(rb.w, NULL, "rebuild: quote", err);
         goto done;
     }
-    /* W: the locks (bookkeeping first, the order the live runner takes them in), then the
-     * snapshot R reads, taken with both locks held. */
-    es_buf_printf(&sql, "BEGIN; LOCK TABLE es_consumer_streams IN SHARE ROW EXCLUSIVE MODE;"
+    /* W: the locks (bookkeeping first: every live consumer transaction touches it before the
+     * projection, see es/projection_rebuild.h), then the snapshot R reads, taken with both held. */
+    es_buf_printf(&sql, "BEGIN; LOCK TABLE es_consumer_streams IN ACCESS EXCLUSIVE MODE;"
                         " LOCK TABLE %s IN ACCESS EXCLUSIVE MODE; SELECT pg_export_snapshot()", rb.def->name);
     if ((rc = run(rb.w, sql.data, PGRES_TUPLES_OK, "rebuild: lock", &res, err)) != ES_OK)
         goto done;

@@ -6,8 +6,10 @@
  *     newlines, CRs, backslashes, quotes, "\N" and "\."; a corrupted table and a parked stream
  *     are repaired; the consumer's versions are the fold's; progress ends at done == total;
  *   - gap_is_data_loss, unknown_type_fails, apply_error_fails: nothing changes on failure;
- *   - waits_for_open_batch: a live batch holding a stream's bookkeeping row and then writing the
- *     projection is waited for, without deadlock, and the rebuild overwrites nothing it did;
+ *   - waits_for_open_batch, waits_for_optimistic_batch: a live batch that locked a stream's
+ *     bookkeeping row (per-message path) or only read it (set-wise path, which then writes the
+ *     projection before the bookkeeping) is waited for, without deadlock, and the rebuild then
+ *     replaces what it wrote;
  *   - concurrent_live_consumer: events appended and a live per-event consumer running through
  *     three rebuilds end equal to the fold, and the consumer never fails (a version recorded too
  *     low would re-apply OrderPlaced and fail; too high would leave the rows behind). */
@@ -452,7 +454,39 @@ static void test_waits_for_open_batch(void **state)
     assert_int_equal(job.rc, ES_OK);
     char *rows = dump_rows();
     assert_string_equal(rows, want_rows);
-    /* While a rebuild holds its locks, the next live batch waits for it. */
+    PQfinish(live);
+    free(rows);
+    free(want_rows);
+}
+
+/* The set-wise live path: it reads its streams' versions without locks, writes the projection,
+ * then records the versions (the opposite order on the tables' write locks). The rebuild must
+ * wait for it from the read on, or the two would deadlock. */
+static void test_waits_for_optimistic_batch(void **state)
+{
+    (void)state;
+    es_error err = {0};
+    assert_int_equal(rebuild(NULL, NULL, &err), ES_OK);
+    char *want_rows = dump_rows();
+    PGconn *live = connect_pg();
+    exec_ok(live, "SET lock_timeout = '10s'; SET deadlock_timeout = '100ms'; BEGIN;"
+                  " SELECT stream_id, version FROM es_consumer_streams WHERE consumer = '" CONSUMER "'"
+                  " AND stream_id = '00000000-0000-4000-8000-000000000010'");
+    rebuild_job job = {0};
+    pthread_t th;
+    pthread_create(&th, NULL, rebuild_thread, &job);
+    usleep(500 * 1000);
+    assert_int_equal(__atomic_load_n(&job.done, __ATOMIC_ACQUIRE), 0);
+    /* The batch writes the projection, then its versions: neither waits for the rebuild. */
+    exec_ok(live, "UPDATE order_summary SET status = 'LIVE' WHERE order_id = '00000000-0000-4000-8000-000000000010'");
+    exec_ok(live, "UPDATE es_consumer_streams SET version = version WHERE consumer = '" CONSUMER "'"
+                  " AND stream_id = '00000000-0000-4000-8000-000000000010'");
+    exec_ok(live, "COMMIT");
+    pthread_join(th, NULL);
+    if (job.rc != ES_OK)
+        fail_msg("rebuild after an optimistic batch: %s", job.err.message);
+    char *rows = dump_rows();
+    assert_string_equal(rows, want_rows);
     PQfinish(live);
     free(rows);
     free(want_rows);
@@ -579,6 +613,7 @@ int main(void)
         cmocka_unit_test(test_unknown_type_fails),
         cmocka_unit_test(test_apply_error_fails),
         cmocka_unit_test(test_waits_for_open_batch),
+        cmocka_unit_test(test_waits_for_optimistic_batch),
         cmocka_unit_test(test_concurrent_live_consumer),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

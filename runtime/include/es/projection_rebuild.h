@@ -1,29 +1,36 @@
 /* The set-based rebuild of a projection table from the event store alone (DESIGN invariant 7),
  * in one PostgreSQL transaction and without a round trip per event.
  *
- * A writer connection W opens the transaction and takes, in this order, SHARE ROW EXCLUSIVE on
- * es_consumer_streams (a live consumer's open batch finishes first, later batches wait: the
- * live runner locks es_consumer_streams rows before it touches the projection, so taking the
- * locks in the same order cannot deadlock with it) and ACCESS EXCLUSIVE on the projection table.
- * It then exports its snapshot to a reader connection R (REPEATABLE READ, SET TRANSACTION
- * SNAPSHOT), so R sees exactly the events committed before the locks were held; W empties the
- * table and forgets the consumer's per-stream versions (and parkings). R streams the
+ * A writer connection W opens the transaction and takes, in this order, ACCESS EXCLUSIVE on
+ * es_consumer_streams and ACCESS EXCLUSIVE on the projection table. Every live consumer
+ * transaction reads or locks es_consumer_streams first (the per-message path locks its stream's
+ * row, the set-wise path reads its streams' versions) and touches the projection only after, so
+ * a transaction holding anything on the projection already holds a lock on the bookkeeping
+ * table: the rebuild waits for it to commit, and later ones wait for the rebuild at their first
+ * statement, holding nothing it needs; no deadlock. (A weaker lock on the bookkeeping would let
+ * the set-wise path's unlocked read through, and that transaction then writes the projection
+ * before it records its versions: the opposite order.)
+ *
+ * W then exports its snapshot to a reader connection R (REPEATABLE READ, SET TRANSACTION
+ * SNAPSHOT), so R sees exactly the events committed before the locks were held; W drops the
+ * table's plain indexes (those backing no constraint, not the replica identity nor CLUSTER's),
+ * empties the table and forgets the consumer's per-stream versions (and parkings). R streams the
  * aggregate's events ordered by (stream_id, version) with one COPY ... TO STDOUT (binary); each
  * stream is folded in memory with the generated apply (memory: one stream's state at a time)
  * and, once complete, its row goes to W through one COPY ... FROM STDIN as the rows are
- * produced (binary format when every column's type has an encoding here, else text); a second
- * COPY records the consumer's version of every stream; W commits. Any error
- * rolls everything back: the table and the consumer's bookkeeping stay as they were.
+ * produced (binary format when every column's type has an encoding here, else text). W builds
+ * the indexes again, records the consumer's version of every stream with a second COPY, and
+ * commits. Any error rolls everything back: the table, its indexes and the consumer's
+ * bookkeeping stay as they were.
  *
  * The rows are exactly what the live projector (es_projector_handle) writes: the same apply,
  * the same es__projector_row_text. The versions recorded are the rebuilt ones, so a live
  * consumer blocked on the lock carries on after the commit and skips what the rebuild applied
  * as duplicates. Streams of other aggregates get no es_consumer_streams row for this consumer
  * (their events are nothing to the projector; the live runner records them at their next event).
- * While it runs, every consumer's batches wait (the lock is on the whole bookkeeping table) and
- * reads of the projection table wait; appends to the event store do not. The table's plain
- * indexes (those backing no constraint, not the replica identity nor CLUSTER's) are dropped
- * before the load and built again after it, in the same transaction. */
+ * While it runs, every consumer's batches wait (the lock is on the whole bookkeeping table, so
+ * dead-letter administration waits too) and reads of the projection table wait; appends to the
+ * event store do not. */
 #ifndef ES_PROJECTION_REBUILD_H
 #define ES_PROJECTION_REBUILD_H
 
