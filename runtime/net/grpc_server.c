@@ -268,6 +268,88 @@ static void on_slot(gcall *g, int ok)
     }
 }
 
+#define ES_GRPC_PATH_MAX 128   /* es_error.field's size */
+
+/* ---- request strings ----
+ * proto3 requires a string field to hold valid UTF-8 and protobuf-c does not check it on unpack.
+ * A request carrying other bytes would be stored in events that no JSON reader (the audit
+ * trail, the events' JSON column) can render, so it is refused here, naming the field, as the
+ * HTTP transport's JSON decoder refuses it. */
+
+/* 1 when s is valid UTF-8 (no overlong forms, surrogates or code points above U+10FFFF). */
+static int utf8_valid(const unsigned char *s)
+{
+    while (*s) {
+        unsigned c = *s, len, cp;
+        if (c < 0x80) {
+            s++;
+            continue;
+        }
+        if (c >= 0xc2 && c <= 0xdf)
+            len = 2, cp = c & 0x1f;
+        else if (c >= 0xe0 && c <= 0xef)
+            len = 3, cp = c & 0x0f;
+        else if (c >= 0xf0 && c <= 0xf4)
+            len = 4, cp = c & 0x07;
+        else
+            return 0;
+        for (unsigned i = 1; i < len; i++) {
+            if ((s[i] & 0xc0) != 0x80)
+                return 0;   /* also stops at the terminating NUL */
+            cp = (cp << 6) | (s[i] & 0x3f);
+        }
+        if ((len == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)))
+            return 0;
+        s += len;
+    }
+    return 1;
+}
+
+/* Checks every string of m and its sub-messages (depth-bounded: protobuf-c's unpack bounds the
+ * nesting already); path[0..plen) is m's field path. Returns ES_OK or ES_INVALID_ARGUMENT with
+ * err naming the field. */
+static int check_strings(const ProtobufCMessage *m, char *path, size_t plen, unsigned depth, es_error *err)
+{
+    const ProtobufCMessageDescriptor *d = m->descriptor;
+    if (depth > 100)
+        return ES_OK;
+    for (unsigned i = 0; i < d->n_fields; i++) {
+        const ProtobufCFieldDescriptor *f = &d->fields[i];
+        const char *base = (const char *)m + f->offset;
+        if (f->type != PROTOBUF_C_TYPE_STRING && f->type != PROTOBUF_C_TYPE_MESSAGE)
+            continue;
+        if ((f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) && *(const uint32_t *)((const char *)m + f->quantifier_offset) != f->id)
+            continue;   /* another member of the oneof is set: this one's memory is not ours */
+        size_t n = 1;
+        const void *const *items = (const void *const *)base;
+        if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+            n = *(const size_t *)((const char *)m + f->quantifier_offset);
+            items = *(const void *const *const *)base;
+        }
+        for (size_t k = 0; k < n; k++) {
+            const void *v = items[k];
+            if (!v)
+                continue;
+            int w = f->label == PROTOBUF_C_LABEL_REPEATED
+                        ? snprintf(path + plen, ES_GRPC_PATH_MAX - plen, "%s%s[%zu]", plen ? "." : "", f->name, k)
+                        : snprintf(path + plen, ES_GRPC_PATH_MAX - plen, "%s%s", plen ? "." : "", f->name);
+            size_t nl = w < 0 ? plen : plen + (size_t)w;
+            if (nl >= ES_GRPC_PATH_MAX)
+                nl = ES_GRPC_PATH_MAX - 1;
+            if (f->type == PROTOBUF_C_TYPE_STRING) {
+                if (!utf8_valid(v))
+                    return es_error_set(err, ES_INVALID_ARGUMENT, path, "%s is not valid UTF-8", path);
+            } else {
+                int rc = check_strings(v, path, nl, depth + 1, err);
+                if (rc != ES_OK)
+                    return rc;
+            }
+            path[plen] = '\0';
+        }
+    }
+    return ES_OK;
+}
+
 static void on_recv(gcall *g, int ok)
 {
     es_grpc_server *s = g->srv;
@@ -298,6 +380,10 @@ static void on_recv(gcall *g, int ok)
                           call->method->input->name);
         goto fail;
     }
+    char path[ES_GRPC_PATH_MAX] = "";
+    rc = check_strings(call->request, path, 0, 0, &err);
+    if (rc != ES_OK)
+        goto fail;
     rc = read_metadata(g, &err);
     if (rc != ES_OK)
         goto fail;

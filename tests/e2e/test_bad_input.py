@@ -603,6 +603,39 @@ def test_unparseable_requests(cluster, o):
     print(f"  {len(rows)} unparseable requests: h2o's plain 400, connection closed, store unchanged", flush=True)
 
 
+def test_grpc_invalid_utf8(cluster, o):
+    """gRPC: protobuf-c does not check that a proto3 string is UTF-8; the transport does, so a
+    request the JSON side would refuse is refused here too, naming the field, and stores nothing."""
+    import grpc
+    from orders.v1 import commands_pb2, types_pb2
+    req = commands_pb2.PlaceOrderRequest(
+        customer_id="cust-XX", vendor_id="v", payment_method="card",
+        items=[types_pb2.LineItem(product_id="p", quantity=1, unit_price=types_pb2.Money(currency_code="EUR", amount_minor=100)),
+               types_pb2.LineItem(product_id="sku-YY", quantity=1,
+                                  unit_price=types_pb2.Money(currency_code="EUR", amount_minor=100))],
+        shipping_address=types_pb2.Address(**ADDRESS)).SerializeToString()
+    ch = grpc.insecure_channel(f"127.0.0.1:{o.grpc_port}")
+    place = ch.unary_unary("/orders.v1.OrderService/PlaceOrder", request_serializer=lambda b: b,
+                           response_deserializer=commands_pb2.CommandResult.FromString)
+    store = Store(cluster.pg)
+    before = store.counts()
+    # the replacements keep each string's length, so only the bytes are wrong, not the framing
+    for what, raw, field in (("customer_id", req.replace(b"cust-XX", b"cust\xff\xfeX"), "customer_id"),
+                             ("overlong form", req.replace(b"cust-XX", b"cus\xc0\xafXX"), "customer_id"),
+                             ("encoded surrogate", req.replace(b"cust-XX", b"cu\xed\xa0\x80XX"), "customer_id"),
+                             ("nested repeated", req.replace(b"sku-YY", b"sku\xff\xffY"), "items[1].product_id")):
+        try:
+            place(raw, timeout=10)
+            raise AssertionError(f"{what}: invalid UTF-8 accepted over gRPC")
+        except grpc.RpcError as e:
+            assert e.code() == grpc.StatusCode.INVALID_ARGUMENT and field in e.details(), (what, e.code(), e.details())
+    assert place(req, timeout=10).version == 1   # the same request with valid strings is accepted
+    after = store.counts()
+    store.close()
+    assert int(after.split()[0]) == int(before.split()[0]) + 1, (before, after)
+    ch.close()
+
+
 # ---- part 2: limits ----
 
 def h2_frames(sock, deadline):
@@ -781,6 +814,7 @@ def main():
         cases = build_table(ids)
         runner.run(f"bad-input table ({len(cases)} cases)", run_table, cluster, o, cases, runner)
         runner.run("unparseable requests: 400 and closed, nothing written", test_unparseable_requests, cluster, o)
+        runner.run("gRPC: invalid UTF-8 in strings refused, field named, nothing stored", test_grpc_invalid_utf8, cluster, o)
         runner.run("positive controls: every route's base body is accepted", positive_controls, cluster, o)
         timeout_s = 2
         lim = cluster.start_orderd("--payments", "0", "--projections", "0", "--relay", "0",
