@@ -271,18 +271,24 @@ static void on_slot(gcall *g, int ok)
 #define ES_GRPC_PATH_MAX 128   /* es_error.field's size */
 
 /* ---- request strings ----
- * proto3 requires a string field to hold valid UTF-8 and protobuf-c does not check it on unpack.
- * A request carrying other bytes would be stored in events that no JSON reader (the audit
- * trail, the events' JSON column) can render, so it is refused here, naming the field, as the
- * HTTP transport's JSON decoder refuses it. */
+ * proto3 requires a string field to hold valid UTF-8, and protobuf-c checks neither that nor an
+ * embedded NUL on unpack (its strings are NUL-terminated: "a\0b" silently became "a"). A request
+ * with such bytes would be stored in events that no JSON reader (the audit trail, the events'
+ * JSON column) can render, or stored other than sent. So the request bytes are walked once,
+ * with the method's descriptors, before they are unpacked, and a bad string is refused naming
+ * its field, as the HTTP transport's JSON decoder refuses it. */
 
-/* 1 when s is valid UTF-8 (no overlong forms, surrogates or code points above U+10FFFF). */
-static int utf8_valid(const unsigned char *s)
+/* 1 when s[0..n) is valid UTF-8 without NUL (no overlong forms, surrogates, or code points above
+ * U+10FFFF). */
+static int utf8_valid(const unsigned char *s, size_t n)
 {
-    while (*s) {
-        unsigned c = *s, len, cp;
+    size_t i = 0;
+    while (i < n) {
+        unsigned c = s[i], len, cp;
+        if (c == 0)
+            return 0;
         if (c < 0x80) {
-            s++;
+            i++;
             continue;
         }
         if (c >= 0xc2 && c <= 0xdf)
@@ -293,59 +299,90 @@ static int utf8_valid(const unsigned char *s)
             len = 4, cp = c & 0x07;
         else
             return 0;
-        for (unsigned i = 1; i < len; i++) {
-            if ((s[i] & 0xc0) != 0x80)
-                return 0;   /* also stops at the terminating NUL */
-            cp = (cp << 6) | (s[i] & 0x3f);
+        if (n - i < len)
+            return 0;
+        for (unsigned k = 1; k < len; k++) {
+            if ((s[i + k] & 0xc0) != 0x80)
+                return 0;
+            cp = (cp << 6) | (s[i + k] & 0x3f);
         }
         if ((len == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)))
             return 0;
-        s += len;
+        i += len;
     }
     return 1;
 }
 
-/* Checks every string of m and its sub-messages (depth-bounded: protobuf-c's unpack bounds the
- * nesting already); path[0..plen) is m's field path. Returns ES_OK or ES_INVALID_ARGUMENT with
- * err naming the field. */
-static int check_strings(const ProtobufCMessage *m, char *path, size_t plen, unsigned depth, es_error *err)
+/* Reads a varint at p[*i..n); returns -1 when it does not end in time. */
+static int read_varint(const uint8_t *p, size_t n, size_t *i, uint64_t *v)
 {
-    const ProtobufCMessageDescriptor *d = m->descriptor;
+    *v = 0;
+    for (unsigned shift = 0; shift < 64 && *i < n; shift += 7) {
+        uint8_t b = p[(*i)++];
+        *v |= (uint64_t)(b & 0x7f) << shift;
+        if (!(b & 0x80))
+            return 0;
+    }
+    return -1;
+}
+
+/* Walks the wire form p[0..n) of a message of type d: every string field must be valid UTF-8
+ * without NUL; message fields are walked in turn. path[0..plen) is the message's field path.
+ * Returns ES_OK (also for input protobuf-c will refuse: the unpack that follows says so) or
+ * ES_INVALID_ARGUMENT with err naming the field ("items[1].product_id"). */
+static int check_wire(const ProtobufCMessageDescriptor *d, const uint8_t *p, size_t n, char *path, size_t plen,
+                      unsigned depth, es_error *err)
+{
+    unsigned seen[64] = {0};   /* elements met so far of each repeated field, by position */
+    size_t i = 0;
     if (depth > 100)
         return ES_OK;
-    for (unsigned i = 0; i < d->n_fields; i++) {
-        const ProtobufCFieldDescriptor *f = &d->fields[i];
-        const char *base = (const char *)m + f->offset;
-        if (f->type != PROTOBUF_C_TYPE_STRING && f->type != PROTOBUF_C_TYPE_MESSAGE)
+    while (i < n) {
+        uint64_t tag, len;
+        if (read_varint(p, n, &i, &tag) != 0)
+            return ES_OK;
+        switch (tag & 7) {
+        case 0:
+            if (read_varint(p, n, &i, &len) != 0)
+                return ES_OK;
             continue;
-        if ((f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) && *(const uint32_t *)((const char *)m + f->quantifier_offset) != f->id)
-            continue;   /* another member of the oneof is set: this one's memory is not ours */
-        size_t n = 1;
-        const void *const *items = (const void *const *)base;
-        if (f->label == PROTOBUF_C_LABEL_REPEATED) {
-            n = *(const size_t *)((const char *)m + f->quantifier_offset);
-            items = *(const void *const *const *)base;
+        case 1:
+            i += 8;
+            continue;
+        case 5:
+            i += 4;
+            continue;
+        case 2:
+            break;
+        default:
+            return ES_OK;   /* groups: no message here has them */
         }
-        for (size_t k = 0; k < n; k++) {
-            const void *v = items[k];
-            if (!v)
-                continue;
+        if (read_varint(p, n, &i, &len) != 0 || len > n - i)
+            return ES_OK;
+        const ProtobufCFieldDescriptor *f =
+            tag >> 3 <= UINT32_MAX ? protobuf_c_message_descriptor_get_field(d, (unsigned)(tag >> 3)) : NULL;
+        if (f && (f->type == PROTOBUF_C_TYPE_STRING || f->type == PROTOBUF_C_TYPE_MESSAGE)) {
+            size_t pos = (size_t)(f - d->fields);
             int w = f->label == PROTOBUF_C_LABEL_REPEATED
-                        ? snprintf(path + plen, ES_GRPC_PATH_MAX - plen, "%s%s[%zu]", plen ? "." : "", f->name, k)
+                        ? snprintf(path + plen, ES_GRPC_PATH_MAX - plen, "%s%s[%u]", plen ? "." : "", f->name,
+                                   pos < 64 ? seen[pos] : 0)
                         : snprintf(path + plen, ES_GRPC_PATH_MAX - plen, "%s%s", plen ? "." : "", f->name);
             size_t nl = w < 0 ? plen : plen + (size_t)w;
             if (nl >= ES_GRPC_PATH_MAX)
                 nl = ES_GRPC_PATH_MAX - 1;
+            if (pos < 64)
+                seen[pos]++;
             if (f->type == PROTOBUF_C_TYPE_STRING) {
-                if (!utf8_valid(v))
-                    return es_error_set(err, ES_INVALID_ARGUMENT, path, "%s is not valid UTF-8", path);
+                if (!utf8_valid(p + i, (size_t)len))
+                    return es_error_set(err, ES_INVALID_ARGUMENT, path, "%s is not valid UTF-8 (or holds a NUL)", path);
             } else {
-                int rc = check_strings(v, path, nl, depth + 1, err);
+                int rc = check_wire(f->descriptor, p + i, (size_t)len, path, nl, depth + 1, err);
                 if (rc != ES_OK)
                     return rc;
             }
             path[plen] = '\0';
         }
+        i += (size_t)len;
     }
     return ES_OK;
 }
@@ -371,6 +408,12 @@ static void on_recv(gcall *g, int ok)
     }
     grpc_slice all = grpc_byte_buffer_reader_readall(&reader);
     grpc_byte_buffer_reader_destroy(&reader);
+    char path[ES_GRPC_PATH_MAX] = "";
+    rc = check_wire(call->method->input, GRPC_SLICE_START_PTR(all), GRPC_SLICE_LENGTH(all), path, 0, 0, &err);
+    if (rc != ES_OK) {
+        grpc_slice_unref(all);
+        goto fail;
+    }
     /* protobuf-c copies strings and bytes out of the input, so the slice can go right after. */
     call->request = protobuf_c_message_unpack(call->method->input, &call->arena.pb, GRPC_SLICE_LENGTH(all),
                                               GRPC_SLICE_START_PTR(all));
@@ -380,10 +423,6 @@ static void on_recv(gcall *g, int ok)
                           call->method->input->name);
         goto fail;
     }
-    char path[ES_GRPC_PATH_MAX] = "";
-    rc = check_strings(call->request, path, 0, 0, &err);
-    if (rc != ES_OK)
-        goto fail;
     rc = read_metadata(g, &err);
     if (rc != ES_OK)
         goto fail;

@@ -604,8 +604,9 @@ def test_unparseable_requests(cluster, o):
 
 
 def test_grpc_invalid_utf8(cluster, o):
-    """gRPC: protobuf-c does not check that a proto3 string is UTF-8; the transport does, so a
-    request the JSON side would refuse is refused here too, naming the field, and stores nothing."""
+    """gRPC: protobuf-c checks neither that a proto3 string is UTF-8 nor for an embedded NUL; the
+    transport does, so a request the JSON side would refuse is refused here too, naming the field,
+    and stores nothing."""
     import grpc
     from orders.v1 import commands_pb2, types_pb2
     req = commands_pb2.PlaceOrderRequest(
@@ -623,7 +624,10 @@ def test_grpc_invalid_utf8(cluster, o):
     for what, raw, field in (("customer_id", req.replace(b"cust-XX", b"cust\xff\xfeX"), "customer_id"),
                              ("overlong form", req.replace(b"cust-XX", b"cus\xc0\xafXX"), "customer_id"),
                              ("encoded surrogate", req.replace(b"cust-XX", b"cu\xed\xa0\x80XX"), "customer_id"),
-                             ("nested repeated", req.replace(b"sku-YY", b"sku\xff\xffY"), "items[1].product_id")):
+                             ("nested repeated", req.replace(b"sku-YY", b"sku\xff\xffY"), "items[1].product_id"),
+                             ("embedded NUL (protobuf-c would cut the string there)",
+                              req.replace(b"cust-XX", b"cust\x00XX"), "customer_id"),
+                             ("nested message", req.replace(ADDRESS["city"].encode(), b"Lon\xf5on"), "shipping_address.city")):
         try:
             place(raw, timeout=10)
             raise AssertionError(f"{what}: invalid UTF-8 accepted over gRPC")
