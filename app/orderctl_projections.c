@@ -14,6 +14,7 @@
 
 #include "es/projection_rebuild.h"
 #include "orderctl.h"
+#include "upcasters.h"
 
 /* Progress of the rebuild: its total is the aggregate's events in the rebuild's snapshot,
  * known once the rebuild holds its locks. */
@@ -63,7 +64,8 @@ static int rebuild_one(ctl *c, const es_projection_def *def)
     double t0 = now_s();
     ctl_progress progress;
     es_rebuild_config rcfg = {.conninfo = c->pg, .name = name, .projector = cc.data, .progress = on_progress,
-                              .progress_data = &progress};
+                              .progress_data = &progress, .upcasters = orders_upcasters,
+                              .n_upcasters = orders_n_upcasters};
     /* The locks are taken in the live consumer's order, so a deadlock is not expected; should
      * PostgreSQL still abort the transaction as one (or as a serialization failure), nothing
      * was written and it simply runs again. */

@@ -42,6 +42,7 @@
 #include "orders/v1/events.pb-c.h"
 #include "orders/v1/orders_v1.es.h"
 #include "orders/v1/state.pb-c.h"
+#include "upcasters.h"
 
 static const char *conninfo;
 
@@ -326,7 +327,8 @@ static void *rebuild_thread(void *arg)
 {
     rebuild_job *j = arg;
     es_rebuild_config rc = {.conninfo = conninfo, .name = "projection.order_summary", .projector = j->proj,
-                            .progress = rebuild_progress, .progress_data = j};
+                            .progress = rebuild_progress, .progress_data = j, .upcasters = orders_upcasters,
+                            .n_upcasters = orders_n_upcasters};
     j->rc = es_projection_rebuild(&rc, &j->res, &j->err);
     __atomic_store_n(&j->done, 1, __ATOMIC_RELEASE);
     return NULL;

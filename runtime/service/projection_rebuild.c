@@ -347,7 +347,7 @@ static const es_event_def *find_event(rebuild *rb, const char *type, size_t len)
 
 /* One event, in (stream_id, version) order. */
 static int on_event(rebuild *rb, const char *sid, size_t sid_len, int64_t version, const char *type, size_t type_len,
-                    const uint8_t *payload, size_t payload_len)
+                    uint32_t schema_version, const uint8_t *payload, size_t payload_len)
 {
     int rc;
     if (!rb->state || sid_len != rb->sid.len || memcmp(sid, rb->sid.data, sid_len) != 0) {
@@ -368,11 +368,15 @@ static int on_event(rebuild *rb, const char *sid, size_t sid_len, int64_t versio
         return es_error_set(rb->err, ES_INVALID_ARGUMENT, "event_type",
                             "rebuild %s: unknown %s event type %.*s (stream %s version %" PRId64 ")", rb->def->name,
                             rb->agg->name, (int)(type_len > 200 ? 200 : type_len), type, rb->sid.data, version);
-    ProtobufCMessage *event = protobuf_c_message_unpack(edef->descriptor, &rb->events.pb, payload_len, payload);
-    if (!event)
-        return es_error_set(rb->err, ES_INVALID_ARGUMENT, "payload",
-                            "rebuild %s: %s payload of %s v%" PRId64 " does not decode", rb->def->name, edef->type,
-                            rb->sid.data, version);
+    /* Decoded (and upcast when stored with an older schema version) as the live projector does. */
+    ProtobufCMessage *event = NULL;
+    if ((rc = es_event_decode(edef, schema_version, payload, payload_len, rb->cfg->upcasters, rb->cfg->n_upcasters,
+                              &rb->events, &event, rb->err)) != ES_OK) {
+        char why[sizeof rb->err->message];
+        snprintf(why, sizeof why, "%s", rb->err->message);
+        return es_error_set(rb->err, rc, "payload", "rebuild %s: stream %s version %" PRId64 ": %s", rb->def->name,
+                            rb->sid.data, version, why);
+    }
     if ((rc = edef->apply(rb->state, event)) != ES_OK)
         return es_error_set(rb->err, rc, "event_type", "rebuild %s: %s cannot apply to %s at version %" PRId64,
                             rb->def->name, edef->type, rb->sid.data, version);
@@ -395,8 +399,8 @@ static int copy_format_error(rebuild *rb, const char *what)
                         rb->def->name, what);
 }
 
-/* Parses the complete tuples of p[0..n) (columns stream_id, version, event_type, payload) and
- * stores how many bytes it consumed (an incomplete tuple is left for the next call). */
+/* Parses the complete tuples of p[0..n) (stream_id, version, event_type, schema_version,
+ * payload) and stores how many bytes it consumed (an incomplete tuple is left for the next call). */
 static int parse_copy(rebuild *rb, const unsigned char *p, size_t n, size_t *used)
 {
     static const unsigned char sig[11] = "PGCOPY\n\377\r\n";
@@ -422,13 +426,13 @@ static int parse_copy(rebuild *rb, const unsigned char *p, size_t n, size_t *use
             off += 2;
             break;
         }
-        if (nf != 4)
+        if (nf != 5)
             return copy_format_error(rb, "field count");
         /* Field boundaries; stop at the first that is not all there. */
-        const unsigned char *f[4];
-        size_t len[4], at = off + 2;
+        const unsigned char *f[5];
+        size_t len[5], at = off + 2;
         int complete = 1;
-        for (int i = 0; i < 4 && complete; i++) {
+        for (int i = 0; i < 5 && complete; i++) {
             if (n - at < 4) {
                 complete = 0;
                 break;
@@ -447,10 +451,11 @@ static int parse_copy(rebuild *rb, const unsigned char *p, size_t n, size_t *use
         }
         if (!complete)
             break;
-        if (len[1] != 8)
-            return copy_format_error(rb, "version width");
+        if (len[1] != 8 || len[3] != 4)
+            return copy_format_error(rb, "integer width");
         int64_t version = (int64_t)((uint64_t)be32(f[1]) << 32 | be32(f[1] + 4));
-        if ((rc = on_event(rb, (const char *)f[0], len[0], version, (const char *)f[2], len[2], f[3], len[3])) != ES_OK)
+        if ((rc = on_event(rb, (const char *)f[0], len[0], version, (const char *)f[2], len[2], be32(f[3]), f[4],
+                           len[4])) != ES_OK)
             return rc;
         off = at;
     }
@@ -632,8 +637,8 @@ int es_projection_rebuild(const es_rebuild_config *cfg, es_rebuild_result *out, 
     /* R: every event of the aggregate, a stream's events together and in version order; sent
      * now so that the scan starts while W empties the table. */
     es_buf_reset(&sql);
-    es_buf_printf(&sql, "COPY (SELECT stream_id, version, event_type, payload FROM es_events WHERE stream_type = %s"
-                        " ORDER BY stream_id, version) TO STDOUT (FORMAT binary)", type_lit);
+    es_buf_printf(&sql, "COPY (SELECT stream_id, version, event_type, schema_version, payload FROM es_events"
+                        " WHERE stream_type = %s ORDER BY stream_id, version) TO STDOUT (FORMAT binary)", type_lit);
     if (!PQsendQuery(rb.r, sql.data)) {
         rc = es_pg_error(rb.r, NULL, "rebuild: read events", err);
         goto done;

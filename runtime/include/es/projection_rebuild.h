@@ -38,6 +38,7 @@
 
 #include "es/projection.h"
 #include "es/status.h"
+#include "es/upcast.h"
 
 /* Called from the rebuilding thread every few thousand events: events folded so far, and the
  * events expected (PostgreSQL's row estimate of es_events, never below done; 0 when unknown);
@@ -51,6 +52,11 @@ typedef struct es_rebuild_config {
     const es_projector *projector;   /* borrowed; required */
     es_rebuild_progress_fn progress; /* optional */
     void *progress_data;
+    /* Borrowed, n_upcasters entries (NULL/0: none): run on events stored with an older schema
+     * version before they are applied; pass the live projector's (es_projector_set_upcasters)
+     * so that the rebuild folds what it folds. */
+    const es_upcaster *upcasters;
+    size_t n_upcasters;
     int text_format;                 /* 1: rows go to the server in COPY's text format even when
                                         every column has a binary encoding here (comparison,
                                         tests); by default binary when possible */
@@ -63,10 +69,10 @@ typedef struct es_rebuild_result {
 
 /* Rebuilds cfg->projector's table as described above; blocks until committed or rolled back.
  * Returns ES_OK with *out (may be NULL) filled; or, with nothing changed: ES_INVALID_ARGUMENT
- * (bad config; an event type the aggregate does not know or a payload that does not decode,
- * naming the stream and version), ES_DATA_LOSS (a stream's versions do not run 1, 2, 3, ...:
- * the message names the stream and the missing version), the apply's status (an event that
- * cannot apply), ES_UNAVAILABLE (PostgreSQL unreachable), ES_ABORTED (deadlock or
+ * (bad config; an event type the aggregate does not know, naming the stream and version),
+ * ES_DATA_LOSS (a stream's versions do not run 1, 2, 3, ...: the message names the stream and
+ * the missing version; or a payload that does not decode), the upcaster's or the apply's status
+ * (an event that cannot be upcast or applied, naming the stream and version), ES_UNAVAILABLE (PostgreSQL unreachable), ES_ABORTED (deadlock or
  * serialization failure: may simply run again) or ES_INTERNAL. Thread-safe (no shared state). */
 int es_projection_rebuild(const es_rebuild_config *cfg, es_rebuild_result *out, es_error *err);
 
