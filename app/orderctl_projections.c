@@ -66,9 +66,9 @@ static int rebuild_one(ctl *c, const es_projection_def *def)
     es_rebuild_config rcfg = {.conninfo = c->pg, .name = name, .projector = cc.data, .progress = on_progress,
                               .progress_data = &progress, .upcasters = orders_upcasters,
                               .n_upcasters = orders_n_upcasters};
-    /* The locks are taken in the live consumer's order, so a deadlock is not expected; should
-     * PostgreSQL still abort the transaction as one (or as a serialization failure), nothing
-     * was written and it simply runs again. */
+    /* The locks are taken so that a live consumer cannot deadlock with the rebuild (see
+     * es/projection_rebuild.h); should PostgreSQL still abort the transaction as a deadlock or
+     * serialization failure, nothing was written and it simply runs again. */
     int st = ES_ABORTED;
     for (int attempt = 0; attempt < 5 && st == ES_ABORTED; attempt++) {
         ctl_progress_start(&progress, c->progress, what, "events", 0);

@@ -72,8 +72,9 @@ typedef struct es_rebuild_result {
  * (bad config; an event type the aggregate does not know, naming the stream and version),
  * ES_DATA_LOSS (a stream's versions do not run 1, 2, 3, ...: the message names the stream and
  * the missing version; or a payload that does not decode), the upcaster's or the apply's status
- * (an event that cannot be upcast or applied, naming the stream and version), ES_UNAVAILABLE (PostgreSQL unreachable), ES_ABORTED (deadlock or
- * serialization failure: may simply run again) or ES_INTERNAL. Thread-safe (no shared state). */
+ * (an event that cannot be upcast or applied, naming the stream and version), ES_UNAVAILABLE
+ * (PostgreSQL unreachable), ES_ABORTED (deadlock or serialization failure: may simply run
+ * again) or ES_INTERNAL. Thread-safe (no shared state). */
 int es_projection_rebuild(const es_rebuild_config *cfg, es_rebuild_result *out, es_error *err);
 
 #endif
