@@ -359,31 +359,6 @@ out:
     return rc;
 }
 
-/* Appends one element (NULL: SQL NULL) to a PostgreSQL array literal. */
-static void array_elem(es_buf *b, const char *s)
-{
-    es_buf_putc(b, b->len ? ',' : '{');
-    if (!s) {
-        es_buf_puts(b, "NULL");
-        return;
-    }
-    es_buf_putc(b, '"');
-    for (; *s; s++) {
-        if (*s == '"' || *s == '\\')
-            es_buf_putc(b, '\\');
-        es_buf_putc(b, *s);
-    }
-    es_buf_putc(b, '"');
-}
-
-static const char *array_end(es_buf *b)
-{
-    if (!b->len)
-        es_buf_putc(b, '{');
-    es_buf_putc(b, '}');
-    return b->data;
-}
-
 /* A stream being folded by the batch path. */
 typedef struct folding {
     const char *key;
@@ -413,11 +388,11 @@ int es_projector_handle_batch(void *data, es_consumer_tx *tx, const es_envelope_
         if (nf && !strcmp(f[nf - 1].key, evs[i].stream_id))
             continue;
         f[nf++] = (folding){evs[i].stream_id, NULL, 0};
-        array_elem(&keys, evs[i].stream_id);
+        es_pg_array_elem(&keys, evs[i].stream_id);
     }
     if (!nf)
         goto out;
-    const char *k = array_end(&keys);
+    const char *k = es_pg_array_end(&keys);
     if ((rc = es_consumer_tx_query(tx, p->select_many_sql, 1, &k, &rows, err)) != ES_OK)
         goto out;
     for (int r = 0; r < es_sql_rows_count(rows); r++) {
@@ -470,10 +445,10 @@ int es_projector_handle_batch(void *data, es_consumer_tx *tx, const es_envelope_
         if ((rc = es__projector_row_text(p, f[i].state, f[i].version, &a, params, err)) != ES_OK)
             goto out;
         for (size_t c = 0; c < ncols; c++)
-            array_elem(&cols[c], params[c]);
+            es_pg_array_elem(&cols[c], params[c]);
     }
     for (size_t c = 0; c < ncols; c++)
-        params[c] = array_end(&cols[c]);
+        params[c] = es_pg_array_end(&cols[c]);
     rc = es_consumer_tx_exec(tx, p->upsert_many_sql, (int)ncols, params, NULL, err);
 out:
     es_sql_rows_free(rows);

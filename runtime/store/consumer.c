@@ -574,27 +574,6 @@ static int item_cmp(const void *a, const void *b)
     return x->m->offset < y->m->offset ? -1 : x->m->offset > y->m->offset;
 }
 
-/* Appends s to a PostgreSQL array literal as a quoted element. */
-static void array_elem(es_buf *b, const char *s)
-{
-    es_buf_putc(b, b->len > 1 ? ',' : '{');
-    es_buf_putc(b, '"');
-    for (; *s; s++) {
-        if (*s == '"' || *s == '\\')
-            es_buf_putc(b, '\\');
-        es_buf_putc(b, *s);
-    }
-    es_buf_putc(b, '"');
-}
-
-static const char *array_end(es_buf *b)
-{
-    if (b->len == 0)
-        es_buf_putc(b, '{');
-    es_buf_putc(b, '}');
-    return b->data;
-}
-
 /* Applies msgs set-wise inside the open transaction: one statement reads the versions of every
  * stream of the batch, the batch handler applies the clean streams' events together, one
  * statement advances their versions if nobody else did meanwhile; streams with a gap or a
@@ -633,9 +612,9 @@ static int process_set(es_consumer *c, rd_kafka_message_t **msgs, size_t n, coun
     qsort(sorted, ni, sizeof *sorted, item_cmp);
     for (size_t i = 0; i < ni; i++)
         if (i == 0 || strcmp(sorted[i]->ev.stream_id, sorted[i - 1]->ev.stream_id))
-            array_elem(&ids, sorted[i]->ev.stream_id);
+            es_pg_array_elem(&ids, sorted[i]->ev.stream_id);
     if (ni) {
-        const char *p2[2] = {c->name, array_end(&ids)};
+        const char *p2[2] = {c->name, es_pg_array_end(&ids)};
         r = db_run(&c->d, "es_c_read_many", 2, p2, NULL, NULL);
         if (PQresultStatus(r) != PGRES_TUPLES_OK) {
             rc = es__pg_error(err, classify(c->d.conn, r), c->d.conn, r, "consumer: read versions");
@@ -682,10 +661,10 @@ static int process_set(es_consumer *c, rd_kafka_message_t **msgs, size_t n, coun
             char v[24], e[24];
             snprintf(v, sizeof v, "%" PRId64, next - 1);
             snprintf(e, sizeof e, "%" PRId64, applied);
-            array_elem(&ids, sorted[i]->ev.stream_id);
-            array_elem(&vers, v);
-            array_elem(&expect, e);
-            array_elem(&existed, found ? "t" : "f");
+            es_pg_array_elem(&ids, sorted[i]->ev.stream_id);
+            es_pg_array_elem(&vers, v);
+            es_pg_array_elem(&expect, e);
+            es_pg_array_elem(&existed, found ? "t" : "f");
             nstreams++;
         }
         i = j;
@@ -696,7 +675,7 @@ static int process_set(es_consumer *c, rd_kafka_message_t **msgs, size_t n, coun
             rc = PQstatus(c->d.conn) == CONNECTION_OK && err->code != ES_UNAVAILABLE ? ES_ABORTED : ES_UNAVAILABLE;
             goto out;
         }
-        const char *p5[5] = {c->name, array_end(&ids), array_end(&vers), array_end(&expect), array_end(&existed)};
+        const char *p5[5] = {c->name, es_pg_array_end(&ids), es_pg_array_end(&vers), es_pg_array_end(&expect), es_pg_array_end(&existed)};
         PQclear(r);
         r = db_run(&c->d, "es_c_advance_many", 5, p5, NULL, NULL);
         if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {

@@ -17,6 +17,7 @@
 #include <stdint.h>
 #include <libpq-fe.h>
 #include "es/metrics.h"
+#include "es/buf.h"
 #include "es/status.h"
 
 typedef struct es_pg_pool es_pg_pool;
@@ -114,5 +115,11 @@ typedef struct es_pg_pool_stats {
 
 /* Fills out with a consistent-enough snapshot (gauges under the pool lock, counters atomic). */
 void es_pg_pool_get_stats(es_pg_pool *p, es_pg_pool_stats *out);
+
+/* Builds a PostgreSQL array literal in b (text form): es_pg_array_elem appends s as one quoted
+ * element (NULL: SQL NULL; "{" comes before the first), es_pg_array_end closes the literal ("{}"
+ * when empty) and returns b->data. */
+void es_pg_array_elem(es_buf *b, const char *s);
+const char *es_pg_array_end(es_buf *b);
 
 #endif
