@@ -290,6 +290,12 @@ size_t es__projector_n_params(const es_projector *p)
 
 const es_projection_def *es__projector_def(const es_projector *p) { return p->def; }
 
+const es_upcaster *es__projector_upcasters(const es_projector *p, size_t *n)
+{
+    *n = p->n_ups;
+    return p->ups;
+}
+
 int es__projector_row_text(const es_projector *p, const ProtobufCMessage *state, int64_t version, es_arena *a,
                            const char **params, es_error *err)
 {

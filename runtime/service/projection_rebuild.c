@@ -370,8 +370,13 @@ static int on_event(rebuild *rb, const char *sid, size_t sid_len, int64_t versio
                             rb->agg->name, (int)(type_len > 200 ? 200 : type_len), type, rb->sid.data, version);
     /* Decoded (and upcast when stored with an older schema version) as the live projector does. */
     ProtobufCMessage *event = NULL;
-    if ((rc = es_event_decode(edef, schema_version, payload, payload_len, rb->cfg->upcasters, rb->cfg->n_upcasters,
-                              &rb->events, &event, rb->err)) != ES_OK) {
+    /* The configured upcasters, else the projector's own (es_projector_set_upcasters). */
+    size_t n_ups = rb->cfg->n_upcasters;
+    const es_upcaster *ups = rb->cfg->upcasters;
+    if (!ups)
+        ups = es__projector_upcasters(rb->cfg->projector, &n_ups);
+    if ((rc = es_event_decode(edef, schema_version, payload, payload_len, ups, n_ups, &rb->events, &event,
+                              rb->err)) != ES_OK) {
         char why[sizeof rb->err->message];
         snprintf(why, sizeof why, "%s", rb->err->message);
         return es_error_set(rb->err, rc, "payload", "rebuild %s: stream %s version %" PRId64 ": %s", rb->def->name,

@@ -40,6 +40,8 @@ int es_projector_reset(void *data, es_consumer_tx *tx, const char *stream_id, es
  * es_state as bytea hex), allocated from a. Column order is def->columns. */
 size_t es__projector_n_params(const es_projector *p);
 const es_projection_def *es__projector_def(const es_projector *p);
+/* The upcasters given to es_projector_set_upcasters (NULL and *n = 0: none). */
+const es_upcaster *es__projector_upcasters(const es_projector *p, size_t *n);
 int es__projector_row_text(const es_projector *p, const ProtobufCMessage *state, int64_t version, es_arena *a,
                            const char **params, es_error *err);
 

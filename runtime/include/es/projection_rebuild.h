@@ -52,9 +52,9 @@ typedef struct es_rebuild_config {
     const es_projector *projector;   /* borrowed; required */
     es_rebuild_progress_fn progress; /* optional */
     void *progress_data;
-    /* Borrowed, n_upcasters entries (NULL/0: none): run on events stored with an older schema
-     * version before they are applied; pass the live projector's (es_projector_set_upcasters)
-     * so that the rebuild folds what it folds. */
+    /* Borrowed, n_upcasters entries: run on events stored with an older schema version before
+     * they are applied. NULL: the projector's own (es_projector_set_upcasters), so that the
+     * rebuild folds what the live projector folds. */
     const es_upcaster *upcasters;
     size_t n_upcasters;
     int text_format;                 /* 1: rows go to the server in COPY's text format even when
