@@ -332,6 +332,16 @@ static int start(app *a)
     pthread_create(&a->health_thread, NULL, health_loop, a);
 
     const char *cert = cfg->tls_cert[0] ? cfg->tls_cert : NULL, *key = cfg->tls_key[0] ? cfg->tls_key : NULL;
+    /* gRPC listens before HTTP: /healthz answering means both transports take calls. */
+    es_grpc_config gc = {.address = cfg->grpc_listen, .threads = (unsigned)cfg->grpc_threads,
+                         .tls_cert_file = cert, .tls_key_file = key,
+                         .max_message = cfg->grpc_max_message > 0 ? (size_t)cfg->grpc_max_message : 0,
+                         .max_concurrent_streams = cfg->grpc_max_streams > 0 ? (unsigned)cfg->grpc_max_streams : 0};
+    if (!(a->grpc = es_grpc_server_new(&gc, a->dispatcher, &err)) ||
+        es_grpc_server_add_service(a->grpc, &orders_v1_service_OrderService, &err) != ES_OK ||
+        es_grpc_server_add_descriptor_set(a->grpc, orders_v1_schema.descriptor_set, orders_v1_schema.descriptor_set_len, &err) != ES_OK ||
+        es_grpc_server_start(a->grpc, &err) != ES_OK)
+        goto fail;
     es_http_config hc = {.address = cfg->http_listen, .threads = (unsigned)cfg->http_threads,
                          .max_body = (size_t)cfg->max_body, .tls_cert_file = cert, .tls_key_file = key,
                          .max_connections = cfg->http_max_connections > 0 ? (unsigned)cfg->http_max_connections : 0,
@@ -346,15 +356,6 @@ static int start(app *a)
     es_http_server_add_handler(a->http, "GET", "/metrics", ES_HTTP_EXACT, metrics, a);
     orders_web_register(a->http); /* the timeline page at / and /openapi.json (app/web.c) */
     if (es_http_server_start(a->http, &err) != ES_OK)
-        goto fail;
-    es_grpc_config gc = {.address = cfg->grpc_listen, .threads = (unsigned)cfg->grpc_threads,
-                         .tls_cert_file = cert, .tls_key_file = key,
-                         .max_message = cfg->grpc_max_message > 0 ? (size_t)cfg->grpc_max_message : 0,
-                         .max_concurrent_streams = cfg->grpc_max_streams > 0 ? (unsigned)cfg->grpc_max_streams : 0};
-    if (!(a->grpc = es_grpc_server_new(&gc, a->dispatcher, &err)) ||
-        es_grpc_server_add_service(a->grpc, &orders_v1_service_OrderService, &err) != ES_OK ||
-        es_grpc_server_add_descriptor_set(a->grpc, orders_v1_schema.descriptor_set, orders_v1_schema.descriptor_set_len, &err) != ES_OK ||
-        es_grpc_server_start(a->grpc, &err) != ES_OK)
         goto fail;
     es_log(ES_LOG_INFO, "orderd", NULL, "orderd serving HTTP on %s (port %d) and gRPC on %s (port %d)", cfg->http_listen,
           es_http_server_port(a->http), cfg->grpc_listen, es_grpc_server_port(a->grpc));
