@@ -27,7 +27,7 @@ static const key keys[] = {
     {"topic", S(topic), "orders.events", "Kafka topic of the events"},
     {"consumer-fetch-wait-ms", I(consumer_fetch_wait_ms), "10", "longest a consumer's Kafka fetch waits for new events (fetch.wait.max.ms; bounds projection lag)"},
     {"partitions", I(partitions), "6", "partitions when the relay creates the topic"},
-    {"pool-size", I(pool_size), "16", "PostgreSQL connections of the command and query path"},
+    {"pool-size", I(pool_size), "16", "PostgreSQL connections of the command and query path (more than committers: each committer keeps one)"},
     {"workers", I(workers), "64", "dispatcher threads (commands wait on group commit)"},
     {"committers", I(committers), "2", "group-commit threads, each with its own PostgreSQL connection (1-8)"},
     {"http-threads", I(http_threads), "2", "HTTP event-loop threads"},

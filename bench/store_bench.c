@@ -537,8 +537,8 @@ static int cmd_rehydrate(int iterations)
         return 1;
     }
     /* es_pipeline_load never consults the state cache, so the caches may stay on. */
-    es_pipeline_config with = {.conninfo = conninfo, .pool_size = 2, .snapshot_every = 100};
-    es_pipeline_config without = {.conninfo = conninfo, .pool_size = 2, .snapshot_every = -1};
+    es_pipeline_config with = {.conninfo = conninfo, .pool_size = 3, .snapshot_every = 100};
+    es_pipeline_config without = {.conninfo = conninfo, .pool_size = 3, .snapshot_every = -1};
     es_pipeline *ps = es_pipeline_new(&with, &err), *pn = ps ? es_pipeline_new(&without, &err) : NULL;
     if (!ps || !pn) {
         fprintf(stderr, "bench_store: pipeline: %s\n", err.message);

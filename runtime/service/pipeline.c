@@ -36,9 +36,10 @@ es_pipeline *es_pipeline_new(const es_pipeline_config *cfg, es_error *err)
     if (!cfg) cfg = &none;
     p->pool = cfg->pool;
     if (!p->pool) {
-        /* The committer keeps one connection for itself; loads need at least one more. */
-        es_pg_pool_config pc = {.conninfo = cfg->conninfo,
-                                .size = cfg->pool_size ? (cfg->pool_size < 2 ? 2 : cfg->pool_size) : 8};
+        /* Each committer keeps one connection for itself; loads need at least one more. */
+        size_t committers = cfg->committers ? cfg->committers : 2, size = cfg->pool_size ? cfg->pool_size : 8;
+        if (size < committers + 1) size = committers + 1;
+        es_pg_pool_config pc = {.conninfo = cfg->conninfo, .size = size};
         p->pool = es_pg_pool_new(&pc, err);
         if (!p->pool) goto fail;
         p->own_pool = 1;

@@ -71,6 +71,17 @@ es_store *es_store_new(es_pg_pool *pool, const es_store_config *cfg, es_error *e
     if (s->max_batch > 64) s->max_batch = 64;
     s->n_committers = cfg && cfg->committers ? cfg->committers : 2;
     if (s->n_committers > ES__MAX_COMMITTERS) s->n_committers = ES__MAX_COMMITTERS;
+    /* Each committer keeps a connection for good: with no connection left over, every load,
+     * query and snapshot would wait for a checkout that never comes. */
+    es_pg_pool_stats ps;
+    es_pg_pool_get_stats(pool, &ps);
+    if (ps.size <= s->n_committers) {
+        es_error_set(err, ES_INVALID_ARGUMENT, "pool_size",
+                     "a pool of %zu connections cannot serve %zu committers and reads: it needs at least %zu",
+                     ps.size, s->n_committers, s->n_committers + 1);
+        free(s);
+        return NULL;
+    }
     pthread_mutex_init(&s->mu, NULL);
     if (es_pg_pool_register(pool, statements, sizeof statements / sizeof statements[0], err) != ES_OK ||
         es__committer_start(s, err) != ES_OK) {

@@ -65,7 +65,6 @@ static void *run(void *p)
 
 static void test_group_commit_32_threads(void **state)
 {
-    pgt_start(&pg, "group-commit");
     es_pipeline_config cfg = {.conninfo = pg.conninfo, .pool_size = 8, .max_retries = 50};
     es_error err = {0};
     pl = es_pipeline_new(&cfg, &err);
@@ -141,13 +140,76 @@ static void test_group_commit_32_threads(void **state)
     assert_true(st.max_batch > 1);
 
     es_pipeline_free(pl);
+}
+
+/* Each committer keeps a connection for good, so a pool no larger than the committers would
+ * leave loads waiting forever: the store refuses it, naming the field, and a pipeline that
+ * makes its own pool makes it large enough. (bench_store once ran 2 committers on a pool of 2
+ * and its loads timed out whenever its streams hashed to both committers.) */
+static void test_pool_must_outnumber_committers(void **state)
+{
+    (void)state;
+    es_error err = {0};
+    es_pg_pool_config pc = {.conninfo = pg.conninfo, .size = 2};
+    es_pg_pool *pool = es_pg_pool_new(&pc, &err);
+    assert_non_null(pool);
+    es_store_config sc = {.committers = 2};
+    assert_null(es_store_new(pool, &sc, &err));
+    assert_int_equal(err.code, ES_INVALID_ARGUMENT);
+    assert_string_equal(err.field, "pool_size");
+    assert_non_null(strstr(err.message, "at least 3"));
+    sc.committers = 1;
+    es_store *s = es_store_new(pool, &sc, &err);
+    assert_non_null(s);
+    es_store_free(s);
+    es_pg_pool_free(pool);
+
+    /* Asked for 2 connections and 4 committers, the pipeline opens 5: with a stream on every
+     * committer (so each holds its connection), loads still get one. */
+    es_pipeline_config cfg = {.conninfo = pg.conninfo, .pool_size = 2, .committers = 4};
+    es_pipeline *p = es_pipeline_new(&cfg, &err);
+    assert_non_null(p);
+    es_command_result r;
+    counter_cmd c;
+    char sid[32];
+    for (int i = 0; i < 16; i++) {
+        snprintf(sid, sizeof sid, "small-pool-%d", i);
+        assert_int_equal(es_pipeline_execute(p, &counter_create, counter_cmd_make(&c, sid, "0", NULL), NULL, &r, &err),
+                         ES_OK);
+    }
+    es_pg_pool_stats ps;
+    es_pg_pool_get_stats(es_pipeline_pool(p), &ps);
+    assert_int_equal(ps.size, 5);
+    for (int i = 0; i < 16; i++) {
+        snprintf(sid, sizeof sid, "small-pool-%d", i);
+        ProtobufCMessage *st;
+        int64_t v;
+        assert_int_equal(es_pipeline_load(p, &counter_aggregate, sid, &st, &v, &err), ES_OK);
+        assert_int_equal(v, 1);
+        protobuf_c_message_free_unpacked(st, NULL);
+    }
+    es_pipeline_free(p);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    pgt_start(&pg, "group-commit");
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
     pgt_stop(&pg);
+    return 0;
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_group_commit_32_threads),
+        cmocka_unit_test(test_pool_must_outnumber_committers),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return cmocka_run_group_tests(tests, setup, teardown);
 }

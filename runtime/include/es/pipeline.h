@@ -31,7 +31,7 @@ typedef struct es_pipeline es_pipeline;
 typedef struct es_pipeline_config {
     es_pg_pool *pool;              /* shared pool (not owned); NULL: one is made from conninfo */
     const char *conninfo;          /* used when pool is NULL */
-    size_t pool_size;              /* when the pipeline makes its pool (0: 8; at least 2) */
+    size_t pool_size;              /* when the pipeline makes its pool (0: 8; at least committers + 1) */
     int snapshot_every;            /* events between snapshots: >0 this, 0 the aggregate's
                                       snapshot_every (or 100 when that is 0), <0 never */
     size_t cache_size;             /* recent stream states kept (0: 10000) */
