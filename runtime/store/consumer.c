@@ -785,7 +785,9 @@ static int process_batch(es_consumer *c, rd_kafka_message_t **msgs, size_t n)
 }
 
 /* Commits, after the database did, the offsets following the batch's last message per
- * partition. A refused commit (rebalance) only means redelivery, which is deduplicated. */
+ * partition, without waiting for the broker's answer: the stream versions in the database are
+ * what makes processing exactly-once, so a commit lost or refused (rebalance) only means
+ * redelivery, which is deduplicated. Waiting put a broker round trip between batches. */
 static void commit_offsets(es_consumer *c, rd_kafka_message_t **msgs, size_t n)
 {
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new((int)n);
@@ -800,7 +802,7 @@ static void commit_offsets(es_consumer *c, rd_kafka_message_t **msgs, size_t n)
             p->offset = msgs[i]->offset + 1;
     }
     if (l->cnt > 0) {
-        rd_kafka_resp_err_t e = rd_kafka_commit(c->rk, l, 0);
+        rd_kafka_resp_err_t e = rd_kafka_commit(c->rk, l, 1);
         if (e)
             say(c, "offset commit refused (%s): those messages will be redelivered and skipped",
                 rd_kafka_err2str(e));
@@ -953,7 +955,7 @@ int es_consumer_start(const es_consumer_config *cfg, es_consumer **out, es_error
                           "enable.auto.commit", "false", "auto.offset.reset", "earliest",
                           "session.timeout.ms", session, "heartbeat.interval.ms", heartbeat,
                           "client.id", "es-consumer", "log.connection.close", "false",
-                          "reconnect.backoff.max.ms", "1000", NULL};
+                          "reconnect.backoff.max.ms", "1000", "socket.nagle.disable", "true", NULL};
     for (size_t i = 0; base[i]; i += 2)
         if (rd_kafka_conf_set(conf, base[i], base[i + 1], errstr, sizeof errstr) != RD_KAFKA_CONF_OK)
             goto bad_conf;

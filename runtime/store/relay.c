@@ -137,9 +137,13 @@ static int lock_session(es_relay *r)
         return -1;
     }
     /* Server-side keepalives: a holder whose host vanished loses the lock in ~11 s instead of
-     * the kernel's two hours. Ignored on unix sockets. */
+     * the kernel's two hours (ignored on unix sockets). And the checkpoint commits without
+     * waiting for its WAL flush: one lost in a crash only moves the restart point back, and what
+     * is published again is deduplicated by every consumer (at-least-once); waiting put a disk
+     * sync between every batch and the next. Commands' own commits stay synchronous. */
     PQclear(PQexec(r->lock, "SET tcp_keepalives_idle = 5; SET tcp_keepalives_interval = 2;"
-                            " SET tcp_keepalives_count = 3; SET application_name = 'es-relay'"));
+                            " SET tcp_keepalives_count = 3; SET application_name = 'es-relay';"
+                            " SET synchronous_commit = off"));
     return 0;
 }
 
@@ -379,7 +383,9 @@ static int producer_open(es_relay *r, const char *stored_cluster)
         "bootstrap.servers", bootstrap, "enable.idempotence", "true", "acks", "all",
         "linger.ms", "1", "message.timeout.ms", num, "client.id", "es-relay",
         "reconnect.backoff.ms", "100", "reconnect.backoff.max.ms", "1000",
-        "log.connection.close", "false", NULL};
+        "log.connection.close", "false",
+        /* Latency over packet count: a batch's requests are sent at once, not after an ACK. */
+        "socket.nagle.disable", "true", NULL};
     for (size_t i = 0; base[i]; i += 2)
         if (rd_kafka_conf_set(conf, base[i], base[i + 1], errstr, sizeof errstr) != RD_KAFKA_CONF_OK)
             goto bad_conf;

@@ -10,8 +10,11 @@
  * Control protocol (one line in, one line out, over a unix stream socket):
  *   ping | bootstrap | down <id|all> | up <id|all> | rtt <id|all> <ms> | topic <name> <partitions>
  * replies "ok[ detail]" or "err <message>". SIGTERM/SIGINT stop the cluster cleanly. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -28,6 +31,43 @@
 #define MAX_TOPICS 32
 
 static volatile sig_atomic_t stop_requested;
+
+/* The mock brokers' sockets keep Nagle's algorithm on: a response written while the previous
+ * one on the same connection is not yet acknowledged waits for the client's delayed ACK (40 ms
+ * on Linux). With an idempotent producer keeping several requests in flight per broker, that put
+ * ~45 ms on most relay batches. Linux hands TCP_NODELAY from a listening socket down to the
+ * connections it accepts, so it is set on every listening TCP socket of this process (the mock
+ * gives no handle on them). Returns how many were set. */
+static int nodelay_listeners(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    if (!d)
+        return 0;
+    int n = 0, one = 1;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        char *end;
+        long fd = strtol(e->d_name, &end, 10);
+        if (*end || fd < 0 || fd == dirfd(d))
+            continue;
+        int listening = 0, type = 0;
+        socklen_t len = sizeof listening;
+        if (getsockopt((int)fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) != 0 || !listening)
+            continue;
+        len = sizeof type;
+        if (getsockopt((int)fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0 || type != SOCK_STREAM)
+            continue;
+        struct sockaddr_storage sa;
+        len = sizeof sa;
+        if (getsockname((int)fd, (struct sockaddr *)&sa, &len) != 0 ||
+            (sa.ss_family != AF_INET && sa.ss_family != AF_INET6))
+            continue;
+        if (setsockopt((int)fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) == 0)
+            n++;
+    }
+    closedir(d);
+    return n;
+}
 static int signal_pipe[2] = {-1, -1};
 
 static void on_signal(int sig)
@@ -181,6 +221,8 @@ static void control(mock *m, char *line, char *out, size_t outsz)
     if ((strcmp(cmd, "down") == 0 || strcmp(cmd, "up") == 0) && a1) {
         e = each_broker(m, a1, cmd[0] == 'd' ? rd_kafka_mock_broker_set_down
                                              : rd_kafka_mock_broker_set_up);
+        if (!e && cmd[0] == 'u')
+            nodelay_listeners(); /* in case a broker listens anew */
     } else if (strcmp(cmd, "rtt") == 0 && a1 && a2) {
         rtt_ms = atoi(a2);
         e = each_broker(m, a1, set_rtt);
@@ -297,6 +339,8 @@ int main(int argc, char **argv)
             goto done;
         }
     }
+    if (nodelay_listeners() < brokers)
+        fprintf(stderr, "es-kafka-mock: warning: TCP_NODELAY not set on every broker's listener\n");
 
     if (control_path) {
         struct sockaddr_un su;
