@@ -15,15 +15,6 @@
 
 #define FLUSH_AT (256 * 1024)       /* COPY data sent to W in pieces of about this size */
 #define PROGRESS_EVERY 16384        /* events between progress calls */
-/* The heap-order read keeps a state per stream whose events are still coming; above this many
- * at once (streams interleaved over a long stretch of the table) the ordered read is used. */
-#define MAX_OPEN_STREAMS 100000
-/* Above this estimate of es_events the per-stream versions the heap-order read needs up front
- * (~150 bytes a stream in the client) are not fetched: the ordered read needs none. */
-#define MAX_HEAP_EVENTS 8000000
-
-/* Tests lower it to exercise the ordered read (0: MAX_OPEN_STREAMS). */
-size_t es__rebuild_max_open = 0;
 
 typedef struct rebuild {
     const es_rebuild_config *cfg;
@@ -54,14 +45,6 @@ typedef struct rebuild {
     /* Binary COPY parsing: bytes of an incomplete tuple carried to the next message. */
     es_buf pend;
     int header_seen, trailer_seen;
-    const es_upcaster *ups;         /* the configured upcasters, else the projector's own */
-    size_t n_ups;
-    /* Heap-order read (NULL streams: the ordered read): every stream of the snapshot, a hash
-     * index over them (slots hold index + 1), and events waiting for an earlier version. */
-    struct stream *streams;
-    size_t nstreams, mask, npending;
-    uint32_t *slots;
-    PGresult *last_versions;        /* owns the streams' sids */
 } rebuild;
 
 /* ---- COPY text format ---------------------------------------------------------------------- */
@@ -304,13 +287,14 @@ static int send_copy(rebuild *rb, es_buf *b)
 
 /* ---- folding ------------------------------------------------------------------------------- */
 
-/* A stream's state is complete (version is its last in the snapshot): its row goes to the
- * projection's COPY, its version to the bookkeeping's. sid is NUL-terminated. Frees state. */
-static int emit_row(rebuild *rb, const char *sid, size_t sid_len, ProtobufCMessage *state, int64_t version)
+/* The stream is complete: its row goes to the projection's COPY, its version to the
+ * bookkeeping's. */
+static int finish_stream(rebuild *rb)
 {
+    if (!rb->state)
+        return ES_OK;
     es_arena_reset(&rb->rowa);
-    int rc = es__projector_row_text(rb->cfg->projector, state, version, &rb->rowa, rb->params, rb->err);
-    protobuf_c_message_free_unpacked(state, NULL);
+    int rc = es__projector_row_text(rb->cfg->projector, rb->state, rb->version, &rb->rowa, rb->params, rb->err);
     if (rc != ES_OK)
         return rc;
     if (rb->binary) {
@@ -321,7 +305,7 @@ static int emit_row(rebuild *rb, const char *sid, size_t sid_len, ProtobufCMessa
             else if (put_binary(&rb->rows, rb->kinds[i], rb->params[i]) != ES_OK)
                 return es_error_set(rb->err, ES_INVALID_ARGUMENT, "",
                                     "rebuild %s: stream %s: column %s: \"%.100s\" is not a valid value", rb->def->name,
-                                    sid, i + 1 < rb->nparams ? rb->def->columns[i].column : "es_state",
+                                    rb->sid.data, i + 1 < rb->nparams ? rb->def->columns[i].column : "es_state",
                                     rb->params[i]);
         }
     } else {
@@ -336,23 +320,16 @@ static int emit_row(rebuild *rb, const char *sid, size_t sid_len, ProtobufCMessa
         es_buf_putc(&rb->rows, '\n');
     }
     char v[32];
-    int vn = snprintf(v, sizeof v, "\t%" PRId64 "\n", version);
+    int vn = snprintf(v, sizeof v, "\t%" PRId64 "\n", rb->version);
     es_buf_append(&rb->versions, rb->name.data, rb->name.len);
     es_buf_putc(&rb->versions, '\t');
-    copy_escape(&rb->versions, sid, sid_len);
+    copy_escape(&rb->versions, rb->sid.data, rb->sid.len);
     es_buf_append(&rb->versions, v, (size_t)vn);
+    protobuf_c_message_free_unpacked(rb->state, NULL);
+    rb->state = NULL;
+    es_arena_reset(&rb->events);
     rb->nrows++;
     return rb->rows.len >= FLUSH_AT ? send_copy(rb, &rb->rows) : ES_OK;
-}
-
-/* The ordered read's stream is complete. */
-static int finish_stream(rebuild *rb)
-{
-    if (!rb->state)
-        return ES_OK;
-    ProtobufCMessage *state = rb->state;
-    rb->state = NULL;
-    return emit_row(rb, rb->sid.data, rb->sid.len, state, rb->version);
 }
 
 static const es_event_def *find_event(rebuild *rb, const char *type, size_t len)
@@ -368,50 +345,9 @@ static const es_event_def *find_event(rebuild *rb, const char *type, size_t len)
     return rb->edef;
 }
 
-/* Folds event `version` of stream sid (NUL-terminated) into *state (made on the first event),
- * which the caller has checked is the stream's next version. */
-static int fold(rebuild *rb, const char *sid, ProtobufCMessage **state, int64_t version, const char *type,
-                size_t type_len, uint32_t schema_version, const uint8_t *payload, size_t payload_len)
-{
-    int rc;
-    if (!*state) {
-        *state = es_xmalloc(rb->agg->state_descriptor->sizeof_message);
-        protobuf_c_message_init(rb->agg->state_descriptor, *state);
-    }
-    const es_event_def *edef = find_event(rb, type, type_len);
-    if (!edef)
-        return es_error_set(rb->err, ES_INVALID_ARGUMENT, "event_type",
-                            "rebuild %s: unknown %s event type %.*s (stream %s version %" PRId64 ")", rb->def->name,
-                            rb->agg->name, (int)(type_len > 200 ? 200 : type_len), type, sid, version);
-    /* Decoded (and upcast when stored with an older schema version) as the live projector does;
-     * the apply copies what it keeps, so the decoded event lives until the next one. */
-    ProtobufCMessage *event = NULL;
-    es_arena_reset(&rb->events);
-    if ((rc = es_event_decode(edef, schema_version, payload, payload_len, rb->ups, rb->n_ups, &rb->events, &event,
-                              rb->err)) != ES_OK) {
-        char why[sizeof rb->err->message];
-        snprintf(why, sizeof why, "%s", rb->err->message);
-        return es_error_set(rb->err, rc, "payload", "rebuild %s: stream %s version %" PRId64 ": %s", rb->def->name,
-                            sid, version, why);
-    }
-    if ((rc = edef->apply(*state, event)) != ES_OK)
-        return es_error_set(rb->err, rc, "event_type", "rebuild %s: %s cannot apply to %s at version %" PRId64,
-                            rb->def->name, edef->type, sid, version);
-    if (++rb->done % PROGRESS_EVERY == 0 && rb->cfg->progress)
-        rb->cfg->progress(rb->cfg->progress_data, rb->done, rb->total > rb->done ? rb->total : rb->done);
-    return ES_OK;
-}
-
-static int missing_version(rebuild *rb, const char *sid, int64_t missing, int64_t next)
-{
-    return es_error_set(rb->err, ES_DATA_LOSS, "version",
-                        "rebuild %s: stream %s: version %" PRId64 " is missing from the event store (next stored "
-                        "version %" PRId64 ")", rb->def->name, sid, missing, next);
-}
-
-/* Ordered read: one event, in (stream_id, version) order. */
-static int on_event_ordered(rebuild *rb, const char *sid, size_t sid_len, int64_t version, const char *type,
-                            size_t type_len, uint32_t schema_version, const uint8_t *payload, size_t payload_len)
+/* One event, in (stream_id, version) order. */
+static int on_event(rebuild *rb, const char *sid, size_t sid_len, int64_t version, const char *type, size_t type_len,
+                    uint32_t schema_version, const uint8_t *payload, size_t payload_len)
 {
     int rc;
     if (!rb->state || sid_len != rb->sid.len || memcmp(sid, rb->sid.data, sid_len) != 0) {
@@ -419,142 +355,40 @@ static int on_event_ordered(rebuild *rb, const char *sid, size_t sid_len, int64_
             return rc;
         es_buf_reset(&rb->sid);
         es_buf_append(&rb->sid, sid, sid_len);
+        rb->state = es_xmalloc(rb->agg->state_descriptor->sizeof_message);
+        protobuf_c_message_init(rb->agg->state_descriptor, rb->state);
         rb->version = 0;
     }
     if (version != rb->version + 1)
-        return missing_version(rb, rb->sid.data, rb->version + 1, version);
-    if ((rc = fold(rb, rb->sid.data, &rb->state, version, type, type_len, schema_version, payload, payload_len)) !=
-        ES_OK)
-        return rc;
+        return es_error_set(rb->err, ES_DATA_LOSS, "version",
+                            "rebuild %s: stream %s: version %" PRId64 " is missing from the event store (next stored "
+                            "version %" PRId64 ")", rb->def->name, rb->sid.data, rb->version + 1, version);
+    const es_event_def *edef = find_event(rb, type, type_len);
+    if (!edef)
+        return es_error_set(rb->err, ES_INVALID_ARGUMENT, "event_type",
+                            "rebuild %s: unknown %s event type %.*s (stream %s version %" PRId64 ")", rb->def->name,
+                            rb->agg->name, (int)(type_len > 200 ? 200 : type_len), type, rb->sid.data, version);
+    /* Decoded (and upcast when stored with an older schema version) as the live projector does. */
+    ProtobufCMessage *event = NULL;
+    /* The configured upcasters, else the projector's own (es_projector_set_upcasters). */
+    size_t n_ups = rb->cfg->n_upcasters;
+    const es_upcaster *ups = rb->cfg->upcasters;
+    if (!ups)
+        ups = es__projector_upcasters(rb->cfg->projector, &n_ups);
+    if ((rc = es_event_decode(edef, schema_version, payload, payload_len, ups, n_ups, &rb->events, &event,
+                              rb->err)) != ES_OK) {
+        char why[sizeof rb->err->message];
+        snprintf(why, sizeof why, "%s", rb->err->message);
+        return es_error_set(rb->err, rc, "payload", "rebuild %s: stream %s version %" PRId64 ": %s", rb->def->name,
+                            rb->sid.data, version, why);
+    }
+    if ((rc = edef->apply(rb->state, event)) != ES_OK)
+        return es_error_set(rb->err, rc, "event_type", "rebuild %s: %s cannot apply to %s at version %" PRId64,
+                            rb->def->name, edef->type, rb->sid.data, version);
     rb->version = version;
+    if (++rb->done % PROGRESS_EVERY == 0 && rb->cfg->progress)
+        rb->cfg->progress(rb->cfg->progress_data, rb->done, rb->total > rb->done ? rb->total : rb->done);
     return ES_OK;
-}
-
-/* ---- heap-order read: the open streams --------------------------------------------------- */
-
-/* An event that arrived before an earlier version of its stream (heap order is append order
- * only mostly), kept until its turn. */
-typedef struct pending {
-    struct pending *next;
-    int64_t version;
-    uint32_t schema_version;
-    size_t type_len, payload_len;
-    char *type;
-    uint8_t *payload;
-} pending;
-
-/* Every stream of the aggregate in the snapshot, from the reader's first query: sid points into
- * that result. version: the last folded; last: the stream's highest stored version, so the
- * stream's row is written as soon as it is folded, and only streams whose events are still
- * coming hold a state. */
-typedef struct stream {
-    const char *sid;
-    size_t sid_len;
-    int64_t version, last;
-    ProtobufCMessage *state;
-    pending *pend;               /* ordered by version */
-} stream;
-
-static uint64_t hash_sid(const char *s, size_t n)
-{
-    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ (unsigned char)s[i]) * 1099511628211ULL;
-    return h ^ (h >> 29);
-}
-
-static stream *find_stream(rebuild *rb, const char *sid, size_t len)
-{
-    for (size_t i = hash_sid(sid, len) & rb->mask;; i = (i + 1) & rb->mask) {
-        uint32_t k = rb->slots[i];
-        if (!k)
-            return NULL;
-        stream *s = &rb->streams[k - 1];
-        if (s->sid_len == len && !memcmp(s->sid, sid, len))
-            return s;
-    }
-}
-
-static void free_pending(pending *p)
-{
-    while (p) {
-        pending *n = p->next;
-        free(p->type);
-        free(p->payload);
-        free(p);
-        p = n;
-    }
-}
-
-/* Heap order: one event of any stream, folded now when it is the stream's next version, else
- * kept until the versions before it have been folded. */
-static int on_event_heap(rebuild *rb, const char *sid, size_t sid_len, int64_t version, const char *type,
-                         size_t type_len, uint32_t schema_version, const uint8_t *payload, size_t payload_len)
-{
-    int rc;
-    stream *s = find_stream(rb, sid, sid_len);
-    if (!s || version <= s->version || version > s->last)
-        return es_error_set(rb->err, ES_INTERNAL, "", "rebuild %s: stream %.*s version %" PRId64
-                            " is not in the snapshot's versions", rb->def->name, (int)(sid_len > 200 ? 200 : sid_len),
-                            sid, version);
-    if (version != s->version + 1) {
-        pending **at = &s->pend;
-        while (*at && (*at)->version < version)
-            at = &(*at)->next;
-        if (*at && (*at)->version == version)
-            return es_error_set(rb->err, ES_INTERNAL, "", "rebuild %s: stream %s version %" PRId64 " read twice",
-                                rb->def->name, s->sid, version);
-        pending *p = es_xmalloc(sizeof *p);
-        *p = (pending){.next = *at, .version = version, .schema_version = schema_version, .type_len = type_len,
-                       .payload_len = payload_len, .type = es_xmalloc(type_len + 1),
-                       .payload = es_xmalloc(payload_len + 1)};
-        memcpy(p->type, type, type_len);
-        memcpy(p->payload, payload, payload_len);
-        *at = p;
-        rb->npending++;
-        return ES_OK;
-    }
-    if ((rc = fold(rb, s->sid, &s->state, version, type, type_len, schema_version, payload, payload_len)) != ES_OK)
-        return rc;
-    s->version = version;
-    while (s->pend && s->pend->version == s->version + 1) {
-        pending *p = s->pend;
-        s->pend = p->next;
-        p->next = NULL;
-        rc = fold(rb, s->sid, &s->state, p->version, p->type, p->type_len, p->schema_version, p->payload,
-                  p->payload_len);
-        s->version = p->version;
-        free_pending(p);
-        rb->npending--;
-        if (rc != ES_OK)
-            return rc;
-    }
-    if (s->version == s->last) {
-        ProtobufCMessage *state = s->state;
-        s->state = NULL;
-        return emit_row(rb, s->sid, s->sid_len, state, s->version);
-    }
-    return ES_OK;
-}
-
-/* After the heap-order read: a stream not folded to its last version misses one (its next
- * stored version is kept in pending). */
-static int check_streams(rebuild *rb)
-{
-    for (size_t i = 0; i < rb->nstreams; i++) {
-        stream *s = &rb->streams[i];
-        if (s->version != s->last)
-            return missing_version(rb, s->sid, s->version + 1, s->pend ? s->pend->version : s->last);
-    }
-    return ES_OK;
-}
-
-static int on_event(rebuild *rb, const char *sid, size_t sid_len, int64_t version, const char *type, size_t type_len,
-                    uint32_t schema_version, const uint8_t *payload, size_t payload_len)
-{
-    return rb->streams ? on_event_heap(rb, sid, sid_len, version, type, type_len, schema_version, payload, payload_len)
-                       : on_event_ordered(rb, sid, sid_len, version, type, type_len, schema_version, payload,
-                                          payload_len);
 }
 
 /* ---- binary COPY parsing ------------------------------------------------------------------- */
@@ -729,122 +563,6 @@ static PGconn *connect_to(const char *conninfo, es_error *err, int *rc)
     return c;
 }
 
-/* R: every event of the aggregate, a stream's events together and in version order (an index
- * scan of (stream_id, version)). */
-static int send_ordered_read(rebuild *rb, const char *type_lit, es_buf *sql)
-{
-    es_buf_reset(sql);
-    es_buf_printf(sql, "COPY (SELECT stream_id, version, event_type, schema_version, payload FROM es_events"
-                       " WHERE stream_type = %s ORDER BY stream_id, version) TO STDOUT (FORMAT binary)", type_lit);
-    if (!PQsendQuery(rb->r, sql->data))
-        return es_pg_error(rb->r, NULL, "rebuild: read events", rb->err);
-    return ES_OK;
-}
-
-/* A tid's text form "(block,offset)" as one ordered number; -1 when it is not one. */
-static int64_t parse_tid(const char *s)
-{
-    char *e;
-    if (*s++ != '(')
-        return -1;
-    long long block = strtoll(s, &e, 10);
-    if (*e != ',' || block < 0)
-        return -1;
-    long long off = strtoll(e + 1, &e, 10);
-    if (*e != ')' || off < 0 || off > 0xffff)
-        return -1;
-    return (int64_t)block << 16 | off;
-}
-
-static int cmp_u64(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return x < y ? -1 : x > y;
-}
-
-static void close_streams(rebuild *rb)
-{
-    for (size_t i = 0; rb->streams && i < rb->nstreams; i++) {
-        if (rb->streams[i].state)
-            protobuf_c_message_free_unpacked(rb->streams[i].state, NULL);
-        free_pending(rb->streams[i].pend);
-    }
-    free(rb->streams);
-    free(rb->slots);
-    PQclear(rb->last_versions);
-    rb->streams = NULL;
-    rb->slots = NULL;
-    rb->last_versions = NULL;
-    rb->nstreams = 0;
-}
-
-/* Takes the result of the streams' query sent on R and starts the read of the events: in heap
- * order (a sequential scan, no sort) when, going by where each stream's first and last events
- * lie, at most es__rebuild_max_open streams are ever open at once (each holds a state meanwhile);
- * else in stream order as before. Sets rb->streams for the former. */
-static int open_streams(rebuild *rb, const char *type_lit, es_buf *sql)
-{
-    PGresult *res = PQgetResult(rb->r);
-    int rc = ES_OK;
-    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        rc = es_pg_error(rb->r, res, "rebuild: read versions", rb->err);
-        PQclear(res);
-        return rc;
-    }
-    PGresult *extra;
-    while ((extra = PQgetResult(rb->r)))
-        PQclear(extra);
-    size_t n = (size_t)PQntuples(res), open = 0, peak = 0;
-    size_t max_open = es__rebuild_max_open ? es__rebuild_max_open : MAX_OPEN_STREAMS;
-    uint64_t *ends = es_xmalloc(2 * n * sizeof *ends + 1);
-    for (size_t i = 0; i < n; i++) {
-        int64_t first = parse_tid(PQgetvalue(res, (int)i, 2)), last = parse_tid(PQgetvalue(res, (int)i, 3));
-        if (first < 0 || last < first) {
-            free(ends);
-            PQclear(res);
-            return copy_format_error(rb, "tid");
-        }
-        ends[2 * i] = (uint64_t)first << 1;       /* opens before a close at the same tuple */
-        ends[2 * i + 1] = (uint64_t)last << 1 | 1;
-    }
-    qsort(ends, 2 * n, sizeof *ends, cmp_u64);
-    for (size_t i = 0; i < 2 * n; i++) {
-        if (ends[i] & 1)
-            open--;
-        else if (++open > peak)
-            peak = open;
-    }
-    free(ends);
-    if (peak > max_open) {
-        PQclear(res);
-        return send_ordered_read(rb, type_lit, sql);
-    }
-    size_t cap = 16;
-    while (cap < 2 * n)
-        cap *= 2;
-    rb->last_versions = res;
-    rb->streams = es_xcalloc(n ? n : 1, sizeof *rb->streams);
-    rb->slots = es_xcalloc(cap, sizeof *rb->slots);
-    rb->mask = cap - 1;
-    rb->nstreams = n;
-    for (size_t i = 0; i < n; i++) {
-        stream *s = &rb->streams[i];
-        s->sid = PQgetvalue(res, (int)i, 0);
-        s->sid_len = (size_t)PQgetlength(res, (int)i, 0);
-        s->last = strtoll(PQgetvalue(res, (int)i, 1), NULL, 10);
-        size_t at = hash_sid(s->sid, s->sid_len) & rb->mask;
-        while (rb->slots[at])
-            at = (at + 1) & rb->mask;
-        rb->slots[at] = (uint32_t)(i + 1);
-    }
-    es_buf_reset(sql);
-    es_buf_printf(sql, "COPY (SELECT stream_id, version, event_type, schema_version, payload FROM es_events"
-                       " WHERE stream_type = %s) TO STDOUT (FORMAT binary)", type_lit);
-    if (!PQsendQuery(rb->r, sql->data))
-        return es_pg_error(rb->r, NULL, "rebuild: read events", rb->err);
-    return ES_OK;
-}
-
 int es_projection_rebuild(const es_rebuild_config *cfg, es_rebuild_result *out, es_error *err)
 {
     if (out)
@@ -865,11 +583,6 @@ int es_projection_rebuild(const es_rebuild_config *cfg, es_rebuild_result *out, 
         rb.binary &= rb.kinds[i] != K_UNKNOWN;
     }
     rb.kinds[rb.nparams - 1] = K_BYTEA; /* es_state */
-    /* The configured upcasters, else the projector's own (es_projector_set_upcasters). */
-    rb.n_ups = cfg->n_upcasters;
-    rb.ups = cfg->upcasters;
-    if (!rb.ups)
-        rb.ups = es__projector_upcasters(cfg->projector, &rb.n_ups);
     es_arena_init(&rb.events);
     es_arena_init(&rb.rowa);
     es_buf_init(&rb.sid);
@@ -910,34 +623,29 @@ int es_projection_rebuild(const es_rebuild_config *cfg, es_rebuild_result *out, 
         goto done;
     }
     es_buf_reset(&sql);
-    /* JIT compiling the scan's expressions costs more than it saves on a plain scan. A parallel
-     * or synchronized scan would not return the table in its physical order, which the check of
-     * the open streams (open_streams) counts on. */
+    /* JIT compiling the scan's expressions costs more than it saves on a plain index scan. */
     es_buf_printf(&sql, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT %s;"
-                        " SET LOCAL jit = off; SET LOCAL max_parallel_workers_per_gather = 0;"
-                        " SET LOCAL synchronize_seqscans = off", snap_lit);
+                        " SET LOCAL jit = off", snap_lit);
     if ((rc = run(rb.r, sql.data, PGRES_COMMAND_OK, "rebuild: snapshot", NULL, err)) != ES_OK)
         goto done;
-    /* R: how many events to expect (PostgreSQL's row estimate of es_events: a count would
-     * cost a scan), which decides whether the heap-order read is tried. */
-    if ((rc = run(rb.r, "SELECT greatest(reltuples, 0)::int8 FROM pg_class WHERE oid = 'es_events'::regclass",
-                  PGRES_TUPLES_OK, "rebuild: estimate events", &res, err)) != ES_OK)
-        goto done;
-    int64_t estimate = PQntuples(res) ? strtoll(PQgetvalue(res, 0, 0), NULL, 10) : 0;
-    PQclear(res);
-    res = NULL;
-    /* R: every stream's last version and where its events lie in the table (first and last
-     * tuple), sent now so that the scan runs while W empties the table. */
-    int heap = estimate <= MAX_HEAP_EVENTS;
-    if (heap) {
-        es_buf_reset(&sql);
-        es_buf_printf(&sql, "SELECT stream_id, max(version), min(ctid), max(ctid) FROM es_events"
-                            " WHERE stream_type = %s GROUP BY stream_id", type_lit);
-        if (!PQsendQuery(rb.r, sql.data)) {
-            rc = es_pg_error(rb.r, NULL, "rebuild: read versions", err);
+    if (cfg->progress) {
+        /* PostgreSQL's row estimate of es_events (a count would cost a scan before the work
+         * starts); the last call reports the real total. */
+        if ((rc = run(rb.r, "SELECT greatest(reltuples, 0)::int8 FROM pg_class WHERE oid = 'es_events'::regclass",
+                      PGRES_TUPLES_OK, "rebuild: estimate events", &res, err)) != ES_OK)
             goto done;
-        }
-    } else if ((rc = send_ordered_read(&rb, type_lit, &sql)) != ES_OK) {
+        rb.total = PQntuples(res) ? strtoll(PQgetvalue(res, 0, 0), NULL, 10) : 0;
+        PQclear(res);
+        res = NULL;
+        cfg->progress(cfg->progress_data, 0, rb.total);
+    }
+    /* R: every event of the aggregate, a stream's events together and in version order; sent
+     * now so that the scan starts while W empties the table. */
+    es_buf_reset(&sql);
+    es_buf_printf(&sql, "COPY (SELECT stream_id, version, event_type, schema_version, payload FROM es_events"
+                        " WHERE stream_type = %s ORDER BY stream_id, version) TO STDOUT (FORMAT binary)", type_lit);
+    if (!PQsendQuery(rb.r, sql.data)) {
+        rc = es_pg_error(rb.r, NULL, "rebuild: read events", err);
         goto done;
     }
     /* W: the table's plain indexes (not backing a constraint, the replica identity or CLUSTER)
@@ -964,17 +672,6 @@ int es_projection_rebuild(const es_rebuild_config *cfg, es_rebuild_result *out, 
     es_buf_puts(&sql, rb.binary ? "es_state) FROM STDIN (FORMAT binary)" : "es_state) FROM STDIN");
     if ((rc = run(rb.w, sql.data, PGRES_COPY_IN, "rebuild: empty the table", NULL, err)) != ES_OK)
         goto done;
-    if (heap) {
-        if ((rc = open_streams(&rb, type_lit, &sql)) != ES_OK)
-            goto done;
-        rb.total = 0;
-        for (size_t i = 0; i < rb.nstreams; i++)
-            rb.total += rb.streams[i].last;
-    } else {
-        rb.total = estimate;
-    }
-    if (cfg->progress)
-        cfg->progress(cfg->progress_data, 0, rb.total);
     res = PQgetResult(rb.r);
     if (PQresultStatus(res) != PGRES_COPY_OUT) {
         rc = es_pg_error(rb.r, res, "rebuild: read events", err);
@@ -982,8 +679,7 @@ int es_projection_rebuild(const es_rebuild_config *cfg, es_rebuild_result *out, 
     }
     PQclear(res);
     res = NULL;
-    if ((rc = read_events(&rb)) != ES_OK || (rc = finish_stream(&rb)) != ES_OK ||
-        (rb.streams && (rc = check_streams(&rb)) != ES_OK))
+    if ((rc = read_events(&rb)) != ES_OK || (rc = finish_stream(&rb)) != ES_OK)
         goto done;
     if (rb.binary)
         put_be(&rb.rows, 0xffff, 2); /* the trailer */
@@ -1031,7 +727,6 @@ done:
     PQfinish(rb.w);
     if (rb.state)
         protobuf_c_message_free_unpacked(rb.state, NULL);
-    close_streams(&rb);
     es_arena_free(&rb.events);
     es_arena_free(&rb.rowa);
     es_buf_free(&rb.sid);
