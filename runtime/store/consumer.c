@@ -44,9 +44,6 @@ struct es_sql_rows {
     PGresult *r;
 };
 
-/* Marks the failure of es_c_advance_many when another consumer moved a stream meanwhile. */
-#define ES__VERSION_RACE "consumer version race:"
-
 static const struct {
     const char *name, *sql;
 } INTERNAL[] = {
@@ -84,12 +81,7 @@ static const struct {
      " ins AS (INSERT INTO es_consumer_streams (consumer, stream_id, version)"
      "          SELECT $1, stream_id, version FROM v WHERE NOT existed ORDER BY stream_id"
      "          ON CONFLICT (consumer, stream_id) DO NOTHING RETURNING 1)"
-     /* Every stream must move: otherwise the statement fails (a text that is no number, cast to
-      * one, is plain SQL's way to raise), so that the COMMIT sent behind it in the same round
-      * trip does not run and the batch rolls back. */
-     " SELECT CASE WHEN n = cardinality($2::text[]) THEN n"
-     "             ELSE ('" ES__VERSION_RACE " ' || n || ' of ' || cardinality($2::text[]))::int8 END"
-     " FROM (SELECT (SELECT count(*) FROM upd) + (SELECT count(*) FROM ins) AS n) c"},
+     " SELECT (SELECT count(*) FROM upd) + (SELECT count(*) FROM ins)"},
     {"es_c_stream", "SELECT " ES__EVENT_COLUMNS " FROM es_events"
                     " WHERE stream_id = $1 AND version > $2::int8 ORDER BY version LIMIT $3::int8"},
     {"es_c_feed", "SELECT " ES__EVENT_COLUMNS " FROM es_events"
@@ -171,56 +163,6 @@ static int db_ready(db *d, es_error *err)
             return rc;
     }
     return ES_OK;
-}
-
-/* Sends the statements and one Sync in one round trip (libpq pipeline mode) and stores each
- * result in res (NULL when not reached; PGRES_PIPELINE_ABORTED after an earlier error). A
- * statement is a prepared one's name with text parameters, or plain SQL without parameters
- * (name NULL). Returns ES_OK when every statement succeeded, else the first failure as
- * es__pg_error classifies it. The caller PQclears res. */
-typedef struct pstmt {
-    const char *name, *sql;
-    int n;
-    const char *const *params;
-} pstmt;
-
-static int db_pipeline(db *d, const pstmt *st, size_t n, PGresult **res, es_error *err)
-{
-    PGconn *conn = d->conn;
-    for (size_t i = 0; i < n; i++)
-        res[i] = NULL;
-    if (!PQenterPipelineMode(conn))
-        return es__pg_error(err, classify(conn, NULL), conn, NULL, "consumer: pipeline mode");
-    int ok = 1;
-    for (size_t i = 0; ok && i < n; i++)
-        ok = st[i].name ? PQsendQueryPrepared(conn, st[i].name, st[i].n, st[i].params, NULL, NULL, 0)
-                        : PQsendQueryParams(conn, st[i].sql, 0, NULL, NULL, NULL, NULL, 0);
-    ok = ok && PQpipelineSync(conn);
-    int rc = ES_OK;
-    if (!ok) {
-        rc = es__pg_error(err, ES_UNAVAILABLE, conn, NULL, "consumer: send");
-        db_close(d); /* results of what was sent cannot be matched any more */
-        return rc;
-    }
-    for (size_t i = 0; i < n; i++) {
-        res[i] = PQgetResult(conn);
-        PGresult *extra;
-        while ((extra = PQgetResult(conn)) != NULL)
-            PQclear(extra);
-        ExecStatusType t = PQresultStatus(res[i]);
-        if (rc == ES_OK && t != PGRES_COMMAND_OK && t != PGRES_TUPLES_OK)
-            rc = es__pg_error(err, classify(conn, res[i]), conn, res[i],
-                              st[i].name ? st[i].name : st[i].sql);
-    }
-    PGresult *sync = PQgetResult(conn);
-    int synced = PQresultStatus(sync) == PGRES_PIPELINE_SYNC;
-    PQclear(sync);
-    if (!synced || !PQexitPipelineMode(conn)) {
-        if (rc == ES_OK)
-            rc = es__pg_error(err, ES_UNAVAILABLE, conn, NULL, "consumer: pipeline");
-        db_close(d);
-    }
-    return rc;
 }
 
 /* Executes a prepared internal statement (text params, optional binary last param). */
@@ -616,17 +558,6 @@ static int process_message(es_consumer *c, const rd_kafka_message_t *m, counters
 
 /* ---- the set-wise path ---- */
 
-/* es_c_advance_many's failure when another consumer moved a stream: a race, not an error. */
-static int advance_failed(es_consumer *c, const PGresult *r, int rc, es_error *err)
-{
-    const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
-    const char *msg = r ? PQresultErrorMessage(r) : NULL;
-    if (state && !strcmp(state, "22P02") && msg && strstr(msg, ES__VERSION_RACE))
-        return es_error_set(err, ES_FAILED_PRECONDITION, "version",
-                            "consumer %s: another consumer advanced a stream of this batch meanwhile", c->name);
-    return rc;
-}
-
 typedef struct item {
     const rd_kafka_message_t *m;
     es_envelope_view ev;
@@ -643,17 +574,15 @@ static int item_cmp(const void *a, const void *b)
     return x->m->offset < y->m->offset ? -1 : x->m->offset > y->m->offset;
 }
 
-/* Applies msgs set-wise in one transaction, which it begins: one statement reads the versions
- * of every stream of the batch (sent with BEGIN), the batch handler applies the clean streams'
- * events together, one statement advances their versions if nobody else did meanwhile (sent
- * with COMMIT when nothing is left, then *committed = 1); streams with a gap or a parking, and
- * messages that do not decode, go through process_message (same transaction, the caller
- * commits). Three round trips and the handler's for a batch, where each statement alone was six.
+/* Applies msgs set-wise inside the open transaction: one statement reads the versions of every
+ * stream of the batch, the batch handler applies the clean streams' events together, one
+ * statement advances their versions if nobody else did meanwhile; streams with a gap or a
+ * parking, and messages that do not decode, go through process_message (same transaction).
  * Returns ES_OK, ES_UNAVAILABLE, another database error, ES_ABORTED when the batch handler
  * failed (the caller rolls back and processes the batch one message at a time), or
  * ES_FAILED_PRECONDITION when another consumer moved a stream meanwhile (roll back, retry). */
 static int process_set(es_consumer *c, rd_kafka_message_t **msgs, size_t n, counters *cnt, es_arena *arena,
-                       es_error *err, int *committed)
+                       es_error *err)
 {
     es_arena fa;
     es_arena_init(&fa);
@@ -685,17 +614,12 @@ static int process_set(es_consumer *c, rd_kafka_message_t **msgs, size_t n, coun
         if (i == 0 || strcmp(sorted[i]->ev.stream_id, sorted[i - 1]->ev.stream_id))
             es_pg_array_elem(&ids, sorted[i]->ev.stream_id);
     if (ni) {
-        /* BEGIN and the read in one round trip. */
         const char *p2[2] = {c->name, es_pg_array_end(&ids)};
-        const pstmt st[2] = {{.sql = "BEGIN"}, {.name = "es_c_read_many", .n = 2, .params = p2}};
-        PGresult *res[2];
-        rc = db_pipeline(&c->d, st, 2, res, err);
-        PQclear(res[0]);
-        r = res[1];
-        if (rc != ES_OK)
+        r = db_run(&c->d, "es_c_read_many", 2, p2, NULL, NULL);
+        if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+            rc = es__pg_error(err, classify(c->d.conn, r), c->d.conn, r, "consumer: read versions");
             goto out;
-    } else if ((rc = db_simple(&c->d, "BEGIN", err)) != ES_OK) {
-        goto out;
+        }
     }
     es_buf_reset(&ids);
     int nrows = r ? PQntuples(r) : 0;
@@ -753,24 +677,16 @@ static int process_set(es_consumer *c, rd_kafka_message_t **msgs, size_t n, coun
         }
         const char *p5[5] = {c->name, es_pg_array_end(&ids), es_pg_array_end(&vers), es_pg_array_end(&expect), es_pg_array_end(&existed)};
         PQclear(r);
-        /* With nothing left for one-at-a-time processing, COMMIT rides in the same round trip:
-         * the version update fails when a stream moved, so the COMMIT then does not run. */
-        size_t nst = nslow ? 1 : 2;
-        const pstmt st[2] = {{.name = "es_c_advance_many", .n = 5, .params = p5}, {.sql = "COMMIT"}};
-        PGresult *res[2];
-        rc = db_pipeline(&c->d, st, nst, res, err);
-        r = res[0];
-        if (nst == 2)
-            PQclear(res[1]);
-        if (rc != ES_OK) {
-            rc = advance_failed(c, r, rc, err);
+        r = db_run(&c->d, "es_c_advance_many", 5, p5, NULL, NULL);
+        if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
+            rc = es__pg_error(err, classify(c->d.conn, r), c->d.conn, r, "consumer: record versions");
             goto out;
         }
-        if (PQntuples(r) != 1 || strtoll(PQgetvalue(r, 0, 0), NULL, 10) != nstreams) {
-            rc = es_error_set(err, ES_INTERNAL, "version", "consumer: unexpected answer recording versions");
+        if (strtoll(PQgetvalue(r, 0, 0), NULL, 10) != nstreams) {
+            rc = es_error_set(err, ES_FAILED_PRECONDITION, "version",
+                              "consumer: another consumer advanced a stream of this batch meanwhile");
             goto out;
         }
-        *committed = nst == 2;
         cnt->applied += (int64_t)nfast;
     }
     /* The rest, one message at a time, in Kafka order (a stream's messages keep their order). */
@@ -804,11 +720,11 @@ static int process_batch(es_consumer *c, rd_kafka_message_t **msgs, size_t n)
         es_error err = {0};
         counters cnt = {0};
         int64_t handled = 0;
-        int st = db_ready(&c->d, &err), committed = 0;
-        if (st == ES_OK && !set_wise)
+        int st = db_ready(&c->d, &err);
+        if (st == ES_OK)
             st = db_simple(&c->d, "BEGIN", &err);
         if (st == ES_OK && set_wise) {
-            st = process_set(c, msgs, n, &cnt, &arena, &err, &committed);
+            st = process_set(c, msgs, n, &cnt, &arena, &err);
             for (size_t i = 0; i < n; i++)
                 handled += !msgs[i]->err;
             if (st == ES_FAILED_PRECONDITION && ++raced < 3) {
@@ -833,7 +749,7 @@ static int process_batch(es_consumer *c, rd_kafka_message_t **msgs, size_t n)
             st = process_message(c, msgs[i], &cnt, &arena);
             handled++;
         }
-        if (st == ES_OK && !committed)
+        if (st == ES_OK)
             st = db_simple(&c->d, "COMMIT", &err);
         if (st == ES_OK) {
             pthread_mutex_lock(&c->mu);
