@@ -1,6 +1,7 @@
 /* orderd: the order service. Wires the generated orders.v1 tables and the hand-written rules
  * into the runtime: migrations, the command pipeline, HTTP and gRPC transports, the outbox relay,
  * the order_summary projection and the payment flow. See README "Command path". */
+#define _GNU_SOURCE /* pthread_setname_np */
 #include <pthread.h>
 #include <stdarg.h>
 #include <signal.h>
@@ -54,6 +55,7 @@ typedef struct app {
 static void *health_loop(void *arg)
 {
     app *a = arg;
+    pthread_setname_np(pthread_self(), "orderd-health");
     while (!atomic_load(&a->stopping)) {
         es_pg_conn *c;
         es_error err;

@@ -85,6 +85,12 @@ def targets(b):
     add("PlaceOrder gRPC tps / pgbench INSERT tps >= 1.0",
         f"{fmt(g, 0)} / {fmt(pg_tps, 0)} = {g / pg_tps:.3f}" if g and pg_tps else "–",
         (g / pg_tps >= 1.0) if g and pg_tps else None)
+    for t, key in (("HTTP", "place_order_http_tps_command_side"), ("gRPC", "place_order_grpc_tps_command_side")):
+        c = r.get(key)
+        if c:
+            add(f"the same, {t}, on a command-side instance (relay on, projection in another process)",
+                f"{fmt(c, 0)} / {fmt(pg_tps, 0)} = {c / pg_tps:.3f}" if pg_tps else "–",
+                (c / pg_tps >= 1.0) if pg_tps else None)
     lag = b.detail.get("lag", {})
     p99h = lag.get("p99_ms")
     add("PlaceOrder p99 at 50% of max rate <= 3 x pgbench p99",
@@ -131,7 +137,9 @@ def render(b):
           "the benchmark adds track_commit_timestamp to date the projection), librdkafka's mock cluster "
           "(3 brokers, `scripts/kafka-mock.sh`), orderd with its defaults (pool 16, 64 workers, 2 HTTP and 2 gRPC "
           f"threads) with `--payments 0` and authentication on (one admin bearer token, sent by every client). {b.clients} client connections everywhere. Load generators run on the "
-          "same 2 cores.", "", "## Targets (issue 5)", "", "| target | figures | |", "|---|---|---|"]
+          "same 2 cores. Steps 2b and 3b repeat steps 2 and 3 on a second orderd started with `--projections 0` "
+          "(a command-side instance: the relay publishes to Kafka, no consumer runs), so that the command path "
+          "is measured beside the yardstick without the projection's own inserts on the same two cores.", "", "## Targets (issue 5)", "", "| target | figures | |", "|---|---|---|"]
     L += [f"| {n} | {f} | {m} |" for n, f, m in targets(b)]
     L += ["", "## Figures", "", "| step | figure |", "|---|---|"]
     pg = d.get("pgbench", {})
@@ -142,6 +150,12 @@ def render(b):
         x = d.get(key)
         if x:
             L.append(f"| {name}, {b.dur[key]} s | {fmt(x['tps'], 0)} commands/s, p50 {fmt(x['p50_ms'], 2)} ms, "
+                     f"p99 {fmt(x['p99_ms'], 2)} ms, max {fmt(x['max_ms'], 1)} ms, errors {x['errors']} |")
+    for key, name in (("http_cmd", "2b. PlaceOrder over HTTP (wrk), command-side instance"),
+                      ("grpc_cmd", "3b. PlaceOrder over gRPC, command-side instance")):
+        x = d.get(key)
+        if x:
+            L.append(f"| {name}, {b.dur[key[:4]]} s | {fmt(x['tps'], 0)} commands/s, p50 {fmt(x['p50_ms'], 2)} ms, "
                      f"p99 {fmt(x['p99_ms'], 2)} ms, max {fmt(x['max_ms'], 1)} ms, errors {x['errors']} |")
     x = d.get("lifecycle")
     if x:
@@ -195,7 +209,8 @@ def render(b):
               "|---|---|---|---|---|---|---|"]
         counts = {"pgbench": d.get("pgbench", {}).get("transactions"),
                   "http": (d.get("http") or {}).get("requests"), "grpc": (d.get("grpc") or {}).get("requests"),
-                  "lifecycle": (d.get("lifecycle") or {}).get("requests"), "lag": (d.get("lag") or {}).get("requests")}
+                  "lifecycle": (d.get("lifecycle") or {}).get("requests"), "lag": (d.get("lag") or {}).get("requests"),
+                  "http_cmd": (d.get("http_cmd") or {}).get("requests"), "grpc_cmd": (d.get("grpc_cmd") or {}).get("requests")}
         for name, cp in b.cpu.items():
             n = counts.get(name)
             per = (lambda k: f"{1000 * cp[k] / n:.2f} s") if n else (lambda k: f"{cp[k]:.1f} s total")

@@ -11,6 +11,7 @@
  * Only one batch per call is ever outstanding, so a call needs no reference count.
  * The one streaming method, server reflection, takes a fourth state, STREAM: its record is
  * driven by grpc_reflection.c (one batch outstanding, same tag) until the stream is over. */
+#define _GNU_SOURCE /* pthread_setname_np */
 #include "es/grpc_server.h"
 #include "es/log.h"
 
@@ -438,6 +439,7 @@ fail:
 static void *cq_thread(void *arg)
 {
     es_grpc_server *s = arg;
+    pthread_setname_np(pthread_self(), "es-grpc");
     for (;;) {
         grpc_event ev = grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
         if (ev.type == GRPC_QUEUE_SHUTDOWN)

@@ -10,6 +10,7 @@
  * cleared by h2o. A small ref-counted chunk linked to the pool tells us (its dispose clears the
  * call's request pointer), so the completion only frees the call. */
 #define H2O_USE_LIBUV 0
+#define _GNU_SOURCE /* pthread_setname_np */
 #include "es/http_server.h"
 #include "es/log.h"
 
@@ -841,6 +842,7 @@ static void loop_setup(loop_thread *t)
 static void *loop_main(void *arg)
 {
     loop_thread *t = arg;
+    pthread_setname_np(pthread_self(), "es-http");
     loop_setup(t);
     sem_post(&t->srv->loops_ready);
     while (!t->exit) {

@@ -1,4 +1,5 @@
 /* Worker-pool dispatcher: see es/dispatcher.h. */
+#define _GNU_SOURCE /* pthread_setname_np */
 #include "es/dispatcher.h"
 
 #include <pthread.h>
@@ -167,6 +168,7 @@ static void finish(dispatcher *d, es_call *call, int rc, const es_error *err)
 static void *worker(void *arg)
 {
     dispatcher *d = arg;
+    pthread_setname_np(pthread_self(), "es-worker");
     for (;;) {
         pthread_mutex_lock(&d->lock);
         while (!d->count && !d->stopping)

@@ -10,6 +10,8 @@
  * WAL flush; a second committer fills that wait with the next batch. While a batch waits, its
  * committer's next batch gathers the callers that arrived meanwhile: the batch size follows the
  * load with no timer. */
+#define _GNU_SOURCE /* pthread_setname_np */
+#include <pthread.h>
 #include <semaphore.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -268,6 +270,7 @@ static void run_batch(es__committer *c, es__append_req **q, size_t n)
 static void *committer_main(void *arg)
 {
     es__committer *c = arg;
+    pthread_setname_np(pthread_self(), "es-committer");
     es_store *s = c->s;
     es__append_req **batch = es_xcalloc(s->max_batch, sizeof *batch);
     pthread_mutex_lock(&s->mu);

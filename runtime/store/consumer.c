@@ -1,5 +1,6 @@
 /* Consumer group runner and store replay with per-stream exactly-once effects; see
  * es/consumer.h for the protocol. */
+#define _GNU_SOURCE /* pthread_setname_np */
 #include "es/consumer.h"
 #include "es/log.h"
 
@@ -853,6 +854,7 @@ static void measure_lag(es_consumer *c)
 static void *consumer_main(void *arg)
 {
     es_consumer *c = arg;
+    pthread_setname_np(pthread_self(), "es-consumer");
     size_t cap = (size_t)c->batch_max;
     rd_kafka_message_t **msgs = es_xcalloc(cap, sizeof *msgs);
     while (!atomic_load(&c->stop)) {

@@ -1,4 +1,5 @@
 /* The outbox relay thread; see es/relay.h for the guarantees and why they hold. */
+#define _GNU_SOURCE /* pthread_setname_np */
 #include "es/relay.h"
 #include "es/log.h"
 
@@ -630,6 +631,7 @@ static void run_active(es_relay *r)
 static void *relay_main(void *arg)
 {
     es_relay *r = arg;
+    pthread_setname_np(pthread_self(), "es-relay");
     while (!atomic_load(&r->stop)) {
         if (lock_session(r) != 0) {
             set_role(r, ES_RELAY_STARTING);

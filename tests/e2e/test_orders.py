@@ -273,6 +273,17 @@ def test_metrics_and_health(o):
     assert re.search(r'^es_relay_active 1$', text, re.M), "this instance should relay"
 
 
+def test_thread_names(o):
+    """Operators read per-thread CPU with top -H: every kind of thread carries its name."""
+    import glob
+    names = set()
+    for f in glob.glob(f"/proc/{o.proc.pid}/task/*/comm"):
+        with open(f) as fh:
+            names.add(fh.read().strip())
+    want = {"es-http", "es-grpc", "es-worker", "es-committer", "es-relay", "es-consumer", "orderd-health"}
+    assert want <= names, f"missing {sorted(want - names)} in {sorted(names)}"
+
+
 def _first_message_len(raw):
     # an Envelope's fields are all length-delimited or varints; walk field by field until field 1 repeats
     i, seen = 0, set()
@@ -324,6 +335,7 @@ def main():
         runner.run("gRPC client", test_grpc, o, stubs)
         runner.run("Kafka topic keyed by order id", test_kafka_topic_keyed_by_order, o, cluster)
         runner.run("metrics and health", test_metrics_and_health, o)
+        runner.run("thread names", test_thread_names, o)
     except Exception as e:  # noqa: BLE001
         import traceback
         traceback.print_exc()
