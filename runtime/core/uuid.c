@@ -27,9 +27,15 @@ static void random_bytes(uint8_t *p, size_t n)
 
 static void format(const uint8_t b[16], char out[ES_UUID_STRLEN + 1])
 {
-    snprintf(out, ES_UUID_STRLEN + 1,
-             "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1],
-             b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
+    /* 8-4-4-4-12 lower-case hex digits (by hand: this runs for every command and event). */
+    static const char hex[] = "0123456789abcdef";
+    char *o = out;
+    for (int i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10) *o++ = '-';
+        *o++ = hex[b[i] >> 4];
+        *o++ = hex[b[i] & 15];
+    }
+    *o = 0;
 }
 
 void es_uuid_v7(char out[ES_UUID_STRLEN + 1])

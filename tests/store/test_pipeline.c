@@ -78,6 +78,15 @@ static void test_round_trip_with_metadata(void **state)
     es_command_meta meta = {"cmd-create-1", "corr-9", "cause-8", "bob"};
     assert_int_equal(exec3(&counter_create, "", "5", NULL, &meta, &r, &err), ES_OK);
     assert_true(es_uuid_valid(r.stream_id));     /* assigned UUIDv7 */
+    /* Canonical text: 8-4-4-4-12 lower-case hex, version 7, RFC 4122 variant. */
+    assert_int_equal(strlen(r.stream_id), 36);
+    for (int i = 0; i < 36; i++) {
+        char ch = r.stream_id[i];
+        if (i == 8 || i == 13 || i == 18 || i == 23) assert_int_equal(ch, '-');
+        else assert_true((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f'));
+    }
+    assert_int_equal(r.stream_id[14], '7');
+    assert_non_null(strchr("89ab", r.stream_id[19]));
     assert_int_equal(r.version, 1);
     assert_int_equal(r.first_version, 1);
     assert_int_equal(r.n_events, 1);
