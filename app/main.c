@@ -199,6 +199,7 @@ static void metrics(void *data, const es_http_request *req, es_http_response *re
             {"es_relay_active", "gauge", "1 when this instance holds the relay lock.", st.role == ES_RELAY_ACTIVE},
             {"es_relay_position", "gauge", "Global position of the last event delivered to Kafka.", (double)st.checkpoint.position},
             {"es_relay_published_total", "counter", "Messages delivered by this instance.", (double)st.published},
+            {"es_relay_batches_total", "counter", "Relay rounds delivered and checkpointed (published / batches: events per round).", (double)st.batches},
             {"es_relay_failed_batches_total", "counter", "Relay rounds abandoned and retried.", (double)st.failed_batches},
             {"es_relay_lag_events", "gauge", "Committed events not yet delivered to Kafka.", (double)st.lag_events},
             {"es_relay_lag_seconds", "gauge", "Age of the oldest undelivered event.", st.lag_seconds},

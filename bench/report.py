@@ -70,6 +70,24 @@ def fmt(v, nd=1):
     return f"{v:,}" if isinstance(v, int) else str(v)
 
 
+def step_counts(b):
+    d = b.detail
+    return {"pgbench": d.get("pgbench", {}).get("transactions"),
+            "http": (d.get("http") or {}).get("requests"), "grpc": (d.get("grpc") or {}).get("requests"),
+            "lifecycle": (d.get("lifecycle") or {}).get("requests"), "lag": (d.get("lag") or {}).get("requests"),
+            "http_cmd": (d.get("http_cmd") or {}).get("requests"), "grpc_cmd": (d.get("grpc_cmd") or {}).get("requests")}
+
+
+def cpu_costs(b):
+    """Milliseconds of CPU per operation of each step, every measured process together."""
+    out, counts = {}, step_counts(b)
+    for name, cp in (b.cpu or {}).items():
+        n = counts.get(name)
+        if n:
+            out[name] = 1000.0 * sum(cp.get(k, 0.0) for k in ("orderd", "postgres", "loadgen", "kafka")) / n
+    return out
+
+
 def targets(b):
     r = b.res
     out = []
@@ -91,6 +109,14 @@ def targets(b):
             add(f"the same, {t}, on a command-side instance (relay on, projection in another process)",
                 f"{fmt(c, 0)} / {fmt(pg_tps, 0)} = {c / pg_tps:.3f}" if pg_tps else "–",
                 (c / pg_tps >= 1.0) if pg_tps else None)
+    costs = cpu_costs(b)
+    if costs.get("pgbench") and any(k in costs for k in ("http", "grpc", "http_cmd", "grpc_cmd")):
+        parts = [f"{label} {costs['pgbench'] / costs[k]:.2f}" for k, label in
+                 (("http", "HTTP"), ("grpc", "gRPC"), ("http_cmd", "command-side HTTP"), ("grpc_cmd", "command-side gRPC"))
+                 if costs.get(k)]
+        out.append(("the same as a cost: CPU of a pgbench INSERT / CPU of a PlaceOrder, every process measured "
+                    "(the CPU table below; other jobs on the machine do not enter it)",
+                    f"{costs['pgbench']:.3f} ms per INSERT; " + ", ".join(parts), "information"))
     lag = b.detail.get("lag", {})
     p99h = lag.get("p99_ms")
     add("PlaceOrder p99 at 50% of max rate <= 3 x pgbench p99",
@@ -204,18 +230,21 @@ def render(b):
     if b.cpu:
         L += ["", "### CPU per step", "",
               "CPU seconds of each side per 1,000 commands (or transactions), from /proc; machine busy % includes "
-              "other jobs on the machine. Commands per commit from orderd's /metrics (group commit).", "",
-              "| step | machine busy | orderd | postgres | load generator | kafka mock | commands per commit |",
-              "|---|---|---|---|---|---|---|"]
-        counts = {"pgbench": d.get("pgbench", {}).get("transactions"),
-                  "http": (d.get("http") or {}).get("requests"), "grpc": (d.get("grpc") or {}).get("requests"),
-                  "lifecycle": (d.get("lifecycle") or {}).get("requests"), "lag": (d.get("lag") or {}).get("requests"),
-                  "http_cmd": (d.get("http_cmd") or {}).get("requests"), "grpc_cmd": (d.get("grpc_cmd") or {}).get("requests")}
+              "other jobs on the machine, and the next column is their share (busy minus the processes measured): "
+              "a step that other jobs took cores from has a lower throughput at the same CPU per command. "
+              "Commands per commit from orderd's /metrics (group commit).", "",
+              "| step | machine busy | of it other jobs | orderd | postgres | load generator | kafka mock | commands per commit |",
+              "|---|---|---|---|---|---|---|---|"]
+        counts = step_counts(b)
+        ncpu = os.cpu_count() or 1
         for name, cp in b.cpu.items():
             n = counts.get(name)
             per = (lambda k: f"{1000 * cp[k] / n:.2f} s") if n else (lambda k: f"{cp[k]:.1f} s total")
             cpc = cp.get("commands_per_commit")
-            L.append(f"| {name} | {cp['machine_busy_pct']:.0f}% | {per('orderd')} | {per('postgres')} | "
+            ours = sum(cp.get(k, 0.0) for k in ("orderd", "postgres", "loadgen", "kafka"))
+            others = (f"{max(0.0, cp['machine_busy_pct'] - 100.0 * ours / (cp['t'] * ncpu)):.0f}%"
+                      if cp.get("t") else "–")
+            L.append(f"| {name} | {cp['machine_busy_pct']:.0f}% | {others} | {per('orderd')} | {per('postgres')} | "
                      f"{per('loadgen')} | {per('kafka')} | {fmt(cpc, 1) if cpc else '–'} |")
     notes = os.path.join(ROOT, "bench", "NOTES.md")
     if not b.quick and os.path.exists(notes):

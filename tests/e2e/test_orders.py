@@ -267,7 +267,7 @@ def test_metrics_and_health(o):
     assert 'es_requests_total{method="PlaceOrder",transport="http",code="OK"}' in text, text[:2000]
     assert 'es_requests_total{method="PlaceOrder",transport="grpc",code="OK"}' in text
     assert 'es_request_duration_seconds_bucket{method="PlaceOrder",le="+Inf"}' in text
-    for name in ("es_append_conflicts_total", "es_relay_lag_events", "es_feed_held_back_events",
+    for name in ("es_append_conflicts_total", "es_relay_lag_events", "es_relay_batches_total", "es_feed_held_back_events",
                  "es_consumer_dead_letters_total", "es_postgres_up"):
         assert name in families, name
     assert re.search(r'^es_relay_active 1$', text, re.M), "this instance should relay"
