@@ -165,23 +165,28 @@ def render(b):
           f"threads) with `--payments 0` and authentication on (one admin bearer token, sent by every client). {b.clients} client connections everywhere. Load generators run on the "
           "same 2 cores. Steps 2b and 3b repeat steps 2 and 3 on a second orderd started with `--projections 0` "
           "(a command-side instance: the relay publishes to Kafka, no consumer runs), so that the command path "
-          "is measured beside the yardstick without the projection's own inserts on the same two cores.", "", "## Targets (issue 5)", "", "| target | figures | |", "|---|---|---|"]
+          "is measured beside the yardstick without the projection's own inserts on the same two cores. "
+          "Steps 1-3 and 2b-3b run in rounds (pgbench, then the steps, again), each figure the median round.", "", "## Targets (issue 5)", "", "| target | figures | |", "|---|---|---|"]
     L += [f"| {n} | {f} | {m} |" for n, f, m in targets(b)]
     L += ["", "## Figures", "", "| step | figure |", "|---|---|"]
     pg = d.get("pgbench", {})
-    L.append(f"| 1. pgbench single-row INSERT into es_events, {b.clients} clients, {b.dur['pgbench']} s | "
+    nr = len((getattr(b, "rounds", None) or {}).get("pgbench") or []) or 1
+    L.append(f"| 1. pgbench single-row INSERT into es_events, {b.clients} clients, {b.dur['pgbench']} s"
+             f"{f', median of {nr} rounds' if nr > 1 else ''} | "
              f"{fmt(r.get('pgbench_insert_tps'), 0)} tps, p50 {fmt(pg.get('p50_ms'), 2)} ms, "
              f"p99 {fmt(r.get('pgbench_insert_p99_ms'), 2)} ms |")
     for key, name in (("http", "2. PlaceOrder over HTTP (wrk)"), ("grpc", "3. PlaceOrder over gRPC (grpc core client)")):
         x = d.get(key)
         if x:
-            L.append(f"| {name}, {b.dur[key]} s | {fmt(x['tps'], 0)} commands/s, p50 {fmt(x['p50_ms'], 2)} ms, "
+            med = f", median of {x['rounds']} rounds" if x.get("rounds", 1) > 1 else ""
+            L.append(f"| {name}, {b.dur[key]} s{med} | {fmt(x['tps'], 0)} commands/s, p50 {fmt(x['p50_ms'], 2)} ms, "
                      f"p99 {fmt(x['p99_ms'], 2)} ms, max {fmt(x['max_ms'], 1)} ms, errors {x['errors']} |")
     for key, name in (("http_cmd", "2b. PlaceOrder over HTTP (wrk), command-side instance"),
                       ("grpc_cmd", "3b. PlaceOrder over gRPC, command-side instance")):
         x = d.get(key)
         if x:
-            L.append(f"| {name}, {b.dur[key[:4]]} s | {fmt(x['tps'], 0)} commands/s, p50 {fmt(x['p50_ms'], 2)} ms, "
+            med = f", median of {x['rounds']} rounds" if x.get("rounds", 1) > 1 else ""
+            L.append(f"| {name}, {b.dur[key[:4]]} s{med} | {fmt(x['tps'], 0)} commands/s, p50 {fmt(x['p50_ms'], 2)} ms, "
                      f"p99 {fmt(x['p99_ms'], 2)} ms, max {fmt(x['max_ms'], 1)} ms, errors {x['errors']} |")
     x = d.get("lifecycle")
     if x:
@@ -218,6 +223,23 @@ def render(b):
         L.append(f"| 8. orderd RSS during step 5 | {lk['start_mb']:.1f} MB at its start, max {lk['max_mb']:.1f}, "
                  f"{lk['end_mb']:.1f} MB at its end |")
     L.append(f"| errors (all steps) | {r.get('errors')} |")
+    rounds = getattr(b, "rounds", None) or {}
+    pgr = rounds.get("pgbench") or []
+    if len(pgr) > 1:
+        L += ["", "### Rounds of steps 1-3 and 2b-3b",
+              "", "Each round runs the yardstick and then the steps at once after it; the figures above are the "
+              "median rounds. The ratio is the round's own (step / the pgbench run just before it).", "",
+              "| round | pgbench INSERT | PlaceOrder HTTP | PlaceOrder gRPC |", "|---|---|---|---|"]
+        n1 = len(rounds.get("http") or [])
+        for i, pgx in enumerate(pgr):
+            side = "" if i < n1 else "_cmd"
+            k = i if i < n1 else i - n1
+            cells = []
+            for step in ("http" + side, "grpc" + side):
+                xs = rounds.get(step) or []
+                cells.append(f"{fmt(xs[k]['tps'], 0)}/s ({xs[k]['tps'] / pgx['tps']:.2f})" if k < len(xs) else "–")
+            label = f"{k + 1}" + (" (command-side instance)" if side else "")
+            L.append(f"| {label} | {fmt(pgx['tps'], 0)} tps, p99 {fmt(pgx['p99_ms'], 2)} ms | {cells[0]} | {cells[1]} |")
     c = d.get("codec")
     if c:
         L += ["", "### Codec (issue 8): proto3 JSON (es/json.h) beside protobuf-c binary, one thread", "",
