@@ -29,7 +29,7 @@ static const key keys[] = {
     {"partitions", I(partitions), "6", "partitions when the relay creates the topic"},
     {"pool-size", I(pool_size), "16", "PostgreSQL connections of the command and query path (more than committers: each committer keeps one)"},
     {"workers", I(workers), "64", "dispatcher threads (commands wait on group commit)"},
-    {"committers", I(committers), "2", "group-commit threads, each with its own PostgreSQL connection (1-8)"},
+    {"committers", I(committers), "1", "group-commit threads, each with its own PostgreSQL connection (1-8; more help only when commits wait on a slow disk with idle cores)"},
     {"http-threads", I(http_threads), "2", "HTTP event-loop threads"},
     {"grpc-threads", I(grpc_threads), "2", "gRPC completion-queue threads"},
     {"max-body", I(max_body), "1048576", "largest HTTP request body in bytes (larger: 413)"},

@@ -37,7 +37,7 @@ es_pipeline *es_pipeline_new(const es_pipeline_config *cfg, es_error *err)
     p->pool = cfg->pool;
     if (!p->pool) {
         /* Each committer keeps one connection for itself; loads need at least one more. */
-        size_t committers = cfg->committers ? cfg->committers : 2, size = cfg->pool_size ? cfg->pool_size : 8;
+        size_t committers = cfg->committers ? cfg->committers : 1, size = cfg->pool_size ? cfg->pool_size : 8;
         if (size < committers + 1) size = committers + 1;
         es_pg_pool_config pc = {.conninfo = cfg->conninfo, .size = size};
         p->pool = es_pg_pool_new(&pc, err);

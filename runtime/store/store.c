@@ -69,7 +69,7 @@ es_store *es_store_new(es_pg_pool *pool, const es_store_config *cfg, es_error *e
      * overflows and every concurrent snapshot gets slower. */
     s->max_batch = cfg && cfg->max_batch ? cfg->max_batch : 64;
     if (s->max_batch > 64) s->max_batch = 64;
-    s->n_committers = cfg && cfg->committers ? cfg->committers : 2;
+    s->n_committers = cfg && cfg->committers ? cfg->committers : 1;
     if (s->n_committers > ES__MAX_COMMITTERS) s->n_committers = ES__MAX_COMMITTERS;
     /* Each committer keeps a connection for good: with no connection left over, every load,
      * query and snapshot would wait for a checkout that never comes. */

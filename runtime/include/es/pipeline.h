@@ -38,7 +38,7 @@ typedef struct es_pipeline_config {
     int cache_disabled;            /* 1: always load from the store */
     unsigned max_retries;          /* re-runs after a version conflict (0: 10) */
     size_t max_batch;              /* most commands per group commit (0: 64) */
-    size_t committers;             /* group committers (0: 2), see es_store_config */
+    size_t committers;             /* group committers (0: 1), see es_store_config */
     /* Borrowed; NULL: events are stored without JSON. Else each event is also stored as proto3
      * JSON (es_events.payload_json, the es_events_json view) for SQL readers; an event with no
      * JSON form (or one jsonb cannot hold) is stored with NULL there, never refused. */

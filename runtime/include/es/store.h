@@ -30,7 +30,7 @@ typedef struct es_store_config {
                                       than 64: 64; each command is a subtransaction, and past
                                       64 PostgreSQL's per-backend subxid cache overflows) */
     size_t committers;             /* group committers, each with its own connection and the
-                                      streams whose id hashes to it (0: 2; at most 8) */
+                                      streams whose id hashes to it (0: 1; at most 8) */
 } es_store_config;
 
 /* Returns a store over pool (not owned; must outlive the store), with its statements
