@@ -1,0 +1,141 @@
+/* Internal to the HTTP transport (es/http_server.h), shared by its three files:
+ * http_response.c (answers, JSON error bodies, the refusal counter, the filter that rewrites
+ * h2o's own errors), http_routes.c (routing a request to a plain handler or a service route,
+ * building the es_call, answering its completion) and http_server.c (loop threads,
+ * connections, limits, lifecycle). */
+#ifndef ES_HTTP_INTERNAL_H
+#define ES_HTTP_INTERNAL_H
+
+#include <pthread.h>
+#include <semaphore.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <time.h>
+
+#include <h2o.h>
+#include <openssl/ssl.h>
+
+#include "es/http_server.h"
+#include "es/router.h"
+
+typedef struct loop_thread loop_thread;
+
+typedef struct plain_handler {
+    char *method;               /* NULL: any */
+    char *path;
+    size_t path_len;
+    int match;                  /* ES_HTTP_EXACT / ES_HTTP_PREFIX */
+    es_http_handler_fn fn;
+    void *data;
+} plain_handler;
+
+/* h2o's handler object, extended with the server it belongs to. */
+typedef struct server_handler {
+    h2o_handler_t super;
+    es_http_server *srv;
+} server_handler;
+
+struct loop_thread {
+    es_http_server *srv;
+    pthread_t tid;
+    int started;
+    h2o_evloop_t *loop;
+    h2o_context_t ctx;
+    h2o_accept_ctx_t accept_ctx;
+    int listen_fd;
+    h2o_socket_t *listener;
+    h2o_multithread_receiver_t done_rx;   /* finished calls */
+    h2o_multithread_receiver_t stop_rx;   /* the stop request */
+    h2o_multithread_message_t stop_msg;
+    size_t inflight;                      /* calls submitted from this loop, not yet answered */
+    h2o_linklist_t conns;                 /* conn_track of every open connection */
+    int draining, exit, reads_closed, forced;
+    struct timespec drain_deadline;
+};
+
+/* Follows one accepted connection (h2o calls sock->on_close when it closes it), so that stop
+ * can end idle keep-alive connections, which h2o 2.2's HTTP/1 leaves open on shutdown. */
+typedef struct conn_track {
+    h2o_linklist_t link;
+    h2o_socket_t *sock;
+    loop_thread *t;
+} conn_track;
+
+/* One es_http_refused_total sample. route points to a static string (a generated template or a
+ * literal), so the label set is bounded by the route table. */
+typedef struct refused_count {
+    const char *route;
+    int status;
+    uint64_t n;
+} refused_count;
+
+#define MAX_REFUSED_SAMPLES 256
+
+struct es_http_server {
+    es_http_config cfg;
+    char *address;
+    char *tls_cert_file, *tls_key_file;
+    SSL_CTX *ssl_ctx;
+    es_dispatcher *d;
+    es_router *router;
+    plain_handler *handlers;
+    size_t n_handlers;
+    h2o_globalconf_t gconf;
+    sem_t loops_ready;          /* posted by each loop thread once it is set up */
+    loop_thread *threads;
+    unsigned n_threads;
+    int port;
+    int started, stopped;
+    atomic_size_t inflight;
+    atomic_size_t connections;  /* open connections, all loops */
+    pthread_mutex_t refused_mu; /* guards refused[]: refusals are rare, a lock is cheap enough */
+    refused_count refused[MAX_REFUSED_SAMPLES];
+    size_t n_refused;
+};
+
+/* A call in flight. */
+typedef struct hcall {
+    es_call call;               /* first: done() gets &call */
+    h2o_multithread_message_t msg;
+    loop_thread *t;
+    h2o_req_t *req;             /* NULL once h2o disposed the request (client gone) */
+    struct req_ref *ref;
+} hcall;
+
+/* Linked to the request's pool: its dispose runs when h2o clears the pool. */
+struct req_ref {
+    hcall *hc;
+};
+
+/* ---- http_response.c ---- */
+
+/* Adds a response header (name and value copied into the request pool). */
+void es__http_add_header(h2o_req_t *req, const char *name, const char *value);
+
+/* Sends a complete response; body is copied into the request pool (h2o sends it later). */
+void es__http_send_response(h2o_req_t *req, int status, const char *content_type, const char *body, size_t len);
+
+/* Sends the error body {"code", "message", "details"} for status (an es_status), with the HTTP
+ * status es_http_status maps it to unless http is non-zero; allow (405) adds an Allow header. */
+void es__http_send_error_as(h2o_req_t *req, int status, const es_error *err, int http, const char *allow);
+void es__http_send_error(h2o_req_t *req, int status, const es_error *err);
+
+/* Counts one request answered by the transport itself (see es_http_server_metrics). route must
+ * be a static string or a route template (it is kept). */
+void es__http_count_refused(es_http_server *s, const char *route, int status);
+
+/* Installs the output filter that turns h2o's own plain-text errors into JSON ones. */
+void es__http_install_filters(es_http_server *s, h2o_pathconf_t *path, h2o_hostconf_t *host);
+
+/* ---- http_routes.c ---- */
+
+/* The template of the route req's path matches with any method, or "unmatched". */
+const char *es__http_route_label(es_http_server *s, h2o_req_t *req);
+
+/* h2o's on_req for "/": plain handlers, then service routes. */
+int es__http_on_req(h2o_handler_t *self, h2o_req_t *req);
+
+/* The loop's receiver of finished calls: writes each answer. */
+void es__http_on_done_messages(h2o_multithread_receiver_t *rx, h2o_linklist_t *messages);
+
+#endif
