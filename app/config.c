@@ -3,6 +3,8 @@
 
 #include "es/arena.h"
 
+#include <errno.h>
+#include <limits.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,12 +14,16 @@ typedef struct key {
     const char *name;               /* flag name; the variable is ORDERD_<NAME> with '-' -> '_' */
     int is_int;
     size_t offset;
+    long min, max;                  /* the accepted range of an integer key */
     const char *def;
     const char *help;
 } key;
 
-#define S(f) 0, offsetof(orderd_config, f)
-#define I(f) 1, offsetof(orderd_config, f)
+#define S(f) 0, offsetof(orderd_config, f), 0, 0
+/* An integer key accepts exactly the decimal integers of its range; IR names the range, and a
+ * key without one (I) takes any count from 0 up. */
+#define IR(f, lo, hi) 1, offsetof(orderd_config, f), lo, hi
+#define I(f) IR(f, 0, INT_MAX)
 static const key keys[] = {
     {"pg", S(pg), "host=/var/run/postgresql dbname=orderd", "PostgreSQL conninfo (event store and projections)"},
     {"http-listen", S(http_listen), "0.0.0.0:8080", "JSON HTTP address"},
@@ -25,26 +31,26 @@ static const key keys[] = {
     {"kafka-bootstrap", S(kafka_bootstrap), "", "Kafka bootstrap.servers (a real cluster)"},
     {"kafka-bootstrap-file", S(kafka_bootstrap_file), "", "file holding bootstrap.servers (the mock cluster writes one)"},
     {"topic", S(topic), "orders.events", "Kafka topic of the events"},
-    {"consumer-fetch-wait-ms", I(consumer_fetch_wait_ms), "10", "longest a consumer's Kafka fetch waits for new events (fetch.wait.max.ms; bounds projection lag)"},
-    {"partitions", I(partitions), "6", "partitions when the relay creates the topic"},
-    {"pool-size", I(pool_size), "16", "PostgreSQL connections of the command and query path (more than committers: each committer keeps one)"},
-    {"workers", I(workers), "64", "dispatcher threads (commands wait on group commit)"},
-    {"committers", I(committers), "1", "group-commit threads, each with its own PostgreSQL connection (1-8; more help only when commits wait on a slow disk with idle cores)"},
-    {"http-threads", I(http_threads), "2", "HTTP event-loop threads"},
-    {"grpc-threads", I(grpc_threads), "2", "gRPC completion-queue threads"},
-    {"max-body", I(max_body), "1048576", "largest HTTP request body in bytes (larger: 413)"},
-    {"http-max-connections", I(http_max_connections), "1024", "open HTTP connections; more are answered 503 and closed at once"},
-    {"http-request-timeout-ms", I(http_request_timeout_ms), "10000", "HTTP/1 request read timeout, also the idle keep-alive timeout"},
-    {"http-idle-timeout-ms", I(http_idle_timeout_ms), "10000", "HTTP/2 connection idle timeout"},
-    {"grpc-max-streams", I(grpc_max_streams), "100", "concurrent gRPC streams per HTTP/2 connection"},
-    {"grpc-max-message", I(grpc_max_message), "4194304", "largest gRPC request message in bytes (larger: RESOURCE_EXHAUSTED)"},
-    {"snapshot-every", I(snapshot_every), "0", "events between snapshots (0: the aggregate's annotation, <0: never)"},
+    {"consumer-fetch-wait-ms", IR(consumer_fetch_wait_ms, 1, 300000), "10", "longest a consumer's Kafka fetch waits for new events (fetch.wait.max.ms; bounds projection lag)"},
+    {"partitions", IR(partitions, 1, 100000), "6", "partitions when the relay creates the topic"},
+    {"pool-size", IR(pool_size, 2, 1000), "16", "PostgreSQL connections of the command and query path (more than committers: each committer keeps one)"},
+    {"workers", IR(workers, 1, 4096), "64", "dispatcher threads (commands wait on group commit)"},
+    {"committers", IR(committers, 1, 8), "1", "group-commit threads, each with its own PostgreSQL connection (1-8; more help only when commits wait on a slow disk with idle cores)"},
+    {"http-threads", IR(http_threads, 1, 256), "2", "HTTP event-loop threads"},
+    {"grpc-threads", IR(grpc_threads, 1, 256), "2", "gRPC completion-queue threads"},
+    {"max-body", IR(max_body, 1, 1073741824), "1048576", "largest HTTP request body in bytes (larger: 413)"},
+    {"http-max-connections", IR(http_max_connections, 1, 1000000), "1024", "open HTTP connections; more are answered 503 and closed at once"},
+    {"http-request-timeout-ms", IR(http_request_timeout_ms, 1, 3600000), "10000", "HTTP/1 request read timeout, also the idle keep-alive timeout"},
+    {"http-idle-timeout-ms", IR(http_idle_timeout_ms, 1, 3600000), "10000", "HTTP/2 connection idle timeout"},
+    {"grpc-max-streams", IR(grpc_max_streams, 1, 1000000), "100", "concurrent gRPC streams per HTTP/2 connection"},
+    {"grpc-max-message", IR(grpc_max_message, 1, 1073741824), "4194304", "largest gRPC request message in bytes (larger: RESOURCE_EXHAUSTED)"},
+    {"snapshot-every", IR(snapshot_every, -1, 1000000000), "0", "events between snapshots (0: the aggregate's annotation, <0: never)"},
     {"payment-gateway", S(payment_gateway), "succeed", "payment simulator: succeed, fail or random:<fraction failing>"},
-    {"payment-delay-ms", I(payment_delay_ms), "0", "simulated gateway latency per call"},
-    {"relay", I(relay), "1", "run the outbox relay (one instance is active at a time)"},
-    {"projections", I(projections), "1", "run the projection consumers"},
-    {"payments", I(payments), "1", "run the payment-flow reactor"},
-    {"min-version-wait-ms", I(min_version_wait_ms), "2000", "how long reads wait for min_version"},
+    {"payment-delay-ms", IR(payment_delay_ms, 0, 600000), "0", "simulated gateway latency per call"},
+    {"relay", IR(relay, 0, 1), "1", "run the outbox relay (one instance is active at a time)"},
+    {"projections", IR(projections, 0, 1), "1", "run the projection consumers"},
+    {"payments", IR(payments, 0, 1), "1", "run the payment-flow reactor"},
+    {"min-version-wait-ms", IR(min_version_wait_ms, 0, 600000), "2000", "how long reads wait for min_version"},
     {"auth", S(auth), "required", "required: every call needs a bearer token from --auth-tokens; disabled: no authentication (development only)"},
     {"auth-tokens", S(auth_tokens), "", "token file: \"<sha256 hex of token> <customer|vendor|payments|admin> <principal>\" per line"},
     {"tls-cert", S(tls_cert), "", "PEM certificate chain: HTTP and gRPC serve TLS when set with --tls-key"},
@@ -52,13 +58,26 @@ static const key keys[] = {
     {"log-level", S(log_level), "info", "debug (every call), info, warn or error; logs are JSON lines on stderr"},
 };
 
-static void set(orderd_config *cfg, const key *k, const char *v)
+/* Stores v as k's value; `from` says where v came from, for the error. An integer must be a
+ * decimal number (optional sign) inside k's range and nothing else: a typo refused at start-up
+ * costs less than a service running with 0 workers. Returns 0, or -1 after printing the error. */
+static int set(orderd_config *cfg, const key *k, const char *v, const char *from)
 {
     char *p = (char *)cfg + k->offset;
-    if (k->is_int)
-        *(int *)p = atoi(v);
-    else
+    if (!k->is_int) {
         *(const char **)p = v;
+        return 0;
+    }
+    char *end;
+    errno = 0;
+    long n = strtol(v, &end, 10);
+    if (end == v || *end || errno == ERANGE || n < k->min || n > k->max) {
+        fprintf(stderr, "orderd: %s must be an integer from %ld to %ld, not \"%s\" (%s)\n", k->name, k->min,
+                k->max, v, from);
+        return -1;
+    }
+    *(int *)p = (int)n;
+    return 0;
 }
 
 static const key *find_key(const char *name)
@@ -126,7 +145,12 @@ static int load_file(orderd_config *cfg, const char *path)
         char *copy = es_xstrdup(v);
         file_strings = es_xrealloc(file_strings, (n_file_strings + 1) * sizeof *file_strings);
         file_strings[n_file_strings++] = copy;
-        set(cfg, k, copy);
+        char from[2100];
+        snprintf(from, sizeof from, "%s:%d", path, n);
+        if (set(cfg, k, copy, from) != 0) {
+            rc = -1;
+            break;
+        }
     }
     fclose(f);
     return rc;
@@ -138,8 +162,12 @@ static void usage(FILE *f)
                "Every key can be set in a config file (\"key = value\" lines, see packaging/orderd.conf),\n"
                "in the environment as ORDERD_<KEY> (dashes as underscores) or as a flag; flags win over\n"
                "the environment, which wins over the file, which wins over the default.\n\n");
-    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
-        fprintf(f, "  --%-22s %s (default: %s)\n", keys[i].name, keys[i].help, keys[i].def[0] ? keys[i].def : "none");
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        fprintf(f, "  --%-22s %s (default: %s", keys[i].name, keys[i].help, keys[i].def[0] ? keys[i].def : "none");
+        if (keys[i].is_int)
+            fprintf(f, "; %ld to %ld", keys[i].min, keys[i].max);
+        fprintf(f, ")\n");
+    }
     fprintf(f, "  --%-22s config file (also ORDERD_CONFIG)\n", "config");
     fprintf(f, "  --%-22s print the effective configuration and exit\n  --%-22s this text\n", "print-config", "help");
 }
@@ -149,7 +177,8 @@ int orderd_config_load(orderd_config *cfg, int argc, char **argv)
     memset(cfg, 0, sizeof *cfg);
     int print = 0;
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
-        set(cfg, &keys[i], keys[i].def);
+        if (set(cfg, &keys[i], keys[i].def, "default") != 0)
+            return -1;
     const char *file = getenv("ORDERD_CONFIG");
     for (int a = 1; a + 1 < argc; a++)
         if (strcmp(argv[a], "--config") == 0)
@@ -163,8 +192,10 @@ int orderd_config_load(orderd_config *cfg, int argc, char **argv)
             strncat(env, &c, 1);
         }
         const char *v = getenv(env);
-        if (v)
-            set(cfg, &keys[i], v);
+        char from[96];
+        snprintf(from, sizeof from, "environment variable %s", env);
+        if (v && set(cfg, &keys[i], v, from) != 0)
+            return -1;
     }
     for (int a = 1; a < argc; a++) {
         if (strcmp(argv[a], "--help") == 0 || strcmp(argv[a], "-h") == 0) {
@@ -191,14 +222,20 @@ int orderd_config_load(orderd_config *cfg, int argc, char **argv)
             fprintf(stderr, "orderd: %s needs a value\n", argv[a]);
             return -1;
         }
-        set(cfg, k, argv[++a]);
+        char from[96];
+        snprintf(from, sizeof from, "command-line flag --%s", k->name);
+        if (set(cfg, k, argv[++a], from) != 0)
+            return -1;
     }
     if (print) {
         /* A valid config file: every key with its help and default. */
         printf("# orderd configuration (orderd --print-config); every key, its effective value\n");
         for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
             const char *p = (const char *)cfg + keys[i].offset;
-            printf("\n# %s (default: %s)\n", keys[i].help, keys[i].def[0] ? keys[i].def : "none");
+            printf("\n# %s (default: %s", keys[i].help, keys[i].def[0] ? keys[i].def : "none");
+            if (keys[i].is_int)
+                printf("; %ld to %ld", keys[i].min, keys[i].max);
+            printf(")\n");
             if (keys[i].is_int)
                 printf("%s = %d\n", keys[i].name, *(const int *)p);
             else

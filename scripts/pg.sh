@@ -1,19 +1,53 @@
 #!/usr/bin/env bash
-# A throwaway PostgreSQL 15 cluster in a project folder, for `run`, tests and benchmarks.
+# A throwaway PostgreSQL 15 cluster named by a folder, for `run`, tests and benchmarks.
 #   scripts/pg.sh start <dir> [port]   create (first time) and start; prints the conninfo
 #   scripts/pg.sh stop <dir>           stop (fast)
 #   scripts/pg.sh restart <dir>        stop and start again on the same port
 #   scripts/pg.sh url <dir>            print the conninfo of a started cluster
-# initdb refuses root, so as root the cluster is owned by the 'postgres' system user.
+#   scripts/pg.sh where <dir>          print the folder the cluster lives in (data, server.log)
+#   scripts/pg.sh destroy <dir>        stop it and remove it, wherever it lives
+# initdb refuses root, so as root the cluster is owned by the 'postgres' system user. When that
+# user cannot enter <dir> (a checkout under /root or in a 0700 home), the cluster lives in
+# /var/tmp/orderd-<uid>-<hash of <dir>'s path>/ instead and <dir>/cluster links to it; the
+# first start says so on stderr. Removing <dir> abandons that cluster: the next start for the
+# same path stops and removes it and makes a new one, as it would have in <dir>.
 # Durability is production's: fsync and synchronous_commit stay on.
 set -euo pipefail
 bin=$(ls -d /usr/lib/postgresql/15/bin 2>/dev/null || true)
 [ -n "$bin" ] || { echo "pg.sh: PostgreSQL 15 is not installed (apt-get install postgresql-15)" >&2; exit 1; }
-cmd=${1:?usage: pg.sh start|stop|restart|url <dir> [port]}
-dir=$(mkdir -p "${2:?dir}" && cd "$2" && pwd)
+cmd=${1:?usage: pg.sh start|stop|restart|url|where|destroy <dir> [port]}
+handle=$(mkdir -p "${2:?dir}" && cd "$2" && pwd)
 as_owner() {
   if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
+
+# Sets dir, the folder the cluster lives in: <dir> itself, or the one <dir>/cluster links to.
+locate() {
+  dir=$handle
+  if [ -L "$handle/cluster" ]; then
+    dir=$(readlink "$handle/cluster")
+    return
+  fi
+  [ "$(id -u)" = 0 ] && [ "$cmd" = start ] && [ ! -f "$handle/data/PG_VERSION" ] || return 0
+  chown postgres "$handle"
+  runuser -u postgres -- test -w "$handle" -a -x "$handle" && return
+  dir=/var/tmp/orderd-$(id -u)-$(printf %s "$handle" | sha256sum | cut -c1-16)
+  if [ -e "$dir" ] || [ -L "$dir" ]; then
+    # /var/tmp is everyone's: take over only a folder that this script made for postgres.
+    if [ -L "$dir" ] || [ "$(stat -c %U "$dir")" != postgres ]; then
+      echo "pg.sh: $dir exists and is not a cluster folder of this script; remove it" >&2
+      exit 1
+    fi
+    # No link from <dir>: a cluster abandoned with its folder, perhaps still running.
+    [ -f "$dir/data/PG_VERSION" ] && as_owner "$bin/pg_ctl" -D "$dir/data" -m immediate -w stop >/dev/null 2>&1 || true
+    rm -rf "$dir"
+  fi
+  mkdir -m 0755 "$dir"
+  chown postgres "$dir"
+  ln -s "$dir" "$handle/cluster"
+  echo "pg.sh: postgres cannot enter $handle; the cluster lives in $dir (linked as $handle/cluster)" >&2
+}
+locate
 free_port() {
   # A random start keeps clusters created at the same moment (parallel tests) apart.
   local p
@@ -84,5 +118,11 @@ CONF
     conninfo
     ;;
   url) conninfo ;;
+  where) echo "$dir" ;;
+  destroy)
+    [ -f "$dir/data/PG_VERSION" ] && as_owner "$bin/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null 2>&1 || true
+    rm -rf "$dir"
+    rm -f "$handle/cluster"
+    ;;
   *) echo "pg.sh: unknown command $cmd" >&2; exit 2 ;;
 esac
