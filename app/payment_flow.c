@@ -97,8 +97,10 @@ int payment_flow_handle(void *data, es_consumer_tx *tx, const es_envelope_view *
     payment_step step;
     rc = payment_flow_step(ev, (const Orders__V1__OrderState *)state, pf->gateway, &a, &step, err);
     if (rc == ES_OK && step.def) {
-        es_command_meta meta = {step.command_id, ev->correlation_id[0] ? ev->correlation_id : NULL, ev->event_id,
-                                "payment-flow"};
+        es_command_meta meta = {.command_id = step.command_id,
+                                .correlation_id = ev->correlation_id[0] ? ev->correlation_id : NULL,
+                                .causation_id = ev->event_id,
+                                .actor = "payment-flow"};
         es_command_result res;
         rc = es_pipeline_execute(pf->pipeline, step.def, step.cmd, &meta, &res, err);
         if (rc == ES_FAILED_PRECONDITION && step.def == &orders_v1_command_MarkOrderPaid) {

@@ -32,6 +32,7 @@ typedef struct orders_read_model {
 typedef struct orders_query_env {
     const orders_read_model *rm;
     int min_version_wait_ms;   /* how long GetOrder waits for min_version (default 2000) */
+    uint8_t page_key[32];      /* HMAC key of ListOrders page tokens (config page-token-key) */
 } orders_query_env;
 
 #endif

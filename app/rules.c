@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "currency.h"
 #include "es/uuid.h"
 
 #define NEW(a, T, init) ((T *)init_msg(es_arena_alloc((a), sizeof(T)), (void (*)(void *))(init)))
@@ -63,6 +64,11 @@ int orders_v1_decide_PlaceOrder(const es_decide_ctx *ctx, const Orders__V1__Orde
     for (size_t i = 0; i < cmd->n_items; i++) {
         const Orders__V1__LineItem *in = cmd->items[i];
         char field[64];
+        if (!orders_currency_known(in->unit_price->currency_code)) {
+            snprintf(field, sizeof field, "items[%zu].unit_price.currency_code", i);
+            return es_error_set(err, ES_INVALID_ARGUMENT, field, "%s: %s is not an ISO 4217 currency code", field,
+                                in->unit_price->currency_code);
+        }
         if (strcmp(in->unit_price->currency_code, currency) != 0) {
             snprintf(field, sizeof field, "items[%zu].unit_price.currency_code", i);
             return es_error_set(err, ES_INVALID_ARGUMENT, field,

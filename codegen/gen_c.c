@@ -215,6 +215,61 @@ static void emit_validators(pkg *p)
     }
 }
 
+/* ---- canonical ids ----------------------------------------------------------------------- */
+
+/* 1 when m or a message field within it (same package) has a string field marked uuid. */
+static int needs_canon(const pkg *p, const cg_message *m, int depth)
+{
+    if (depth > 32 || strcmp(m->file->package, p->package) != 0)
+        return 0;
+    for (size_t i = 0; i < m->n_fields; i++) {
+        const cg_field *f = &m->fields[i];
+        if (f->opt && f->opt->has_uuid && f->opt->uuid && f->fd->type == T(STRING))
+            return 1;
+        if (f->msg_type && f->msg_type != m && needs_canon(p, f->msg_type, depth + 1))
+            return 1;
+    }
+    return 0;
+}
+
+/* Canonicalisers rewrite every accepted spelling of a uuid field (any case, braces, urn:uuid:)
+ * to the one stored form before authorization and validation, so that one order has one id
+ * on every path (docs/ARCHITECTURE.md, "one identity"). */
+static void emit_canonicalizers(pkg *p)
+{
+    for (size_t i = 0; i < p->n_msgs; i++)
+        if (needs_canon(p, p->msgs[i], 0))
+            cg_printf(p->c, "static void k_%s(%s *m);\n", p->msgs[i]->c_lower, p->msgs[i]->c_type);
+    cg_printf(p->c, "\n");
+    for (size_t i = 0; i < p->n_msgs; i++) {
+        const cg_message *m = p->msgs[i];
+        if (!needs_canon(p, m, 0))
+            continue;
+        cg_printf(p->c, "static void k_%s(%s *m)\n{\n", m->c_lower, m->c_type);
+        for (size_t k = 0; k < m->n_fields; k++) {
+            const cg_field *f = &m->fields[k];
+            int is_uuid = f->opt && f->opt->has_uuid && f->opt->uuid && f->fd->type == T(STRING);
+            int nested = f->msg_type && needs_canon(p, f->msg_type, 0);
+            if (!is_uuid && !nested)
+                continue;
+            if (f->repeated)
+                cg_printf(p->c, "    for (size_t i = 0; i < m->n_%s; i++)\n        ", f->name);
+            else
+                cg_printf(p->c, "    ");
+            const char *v = f->repeated ? cg_sprintf("m->%s[i]", f->name) : cg_sprintf("m->%s", f->name);
+            if (is_uuid)
+                cg_printf(p->c, "if (%s) es_uuid_canonicalize(%s);\n", v, v);
+            else
+                cg_printf(p->c, "if (%s) k_%s(%s);\n", v, f->msg_type->c_lower, v);
+        }
+        cg_printf(p->c, "}\n\n");
+        cg_printf(p->c, "void %scanonicalize_%s(ProtobufCMessage *msg)\n{\n    k_%s((%s *)msg);\n}\n\n", p->prefix,
+                  m->name, m->c_lower, m->c_type);
+        cg_printf(p->h, "/* Rewrites the message's uuid fields to their canonical spelling (es_uuid_canonicalize). */\n"
+                        "void %scanonicalize_%s(ProtobufCMessage *msg);\n", p->prefix, m->name);
+    }
+}
+
 /* Messages from other packages that this package's validators call into are not supported:
  * rules are checked within a package. */
 
@@ -401,8 +456,10 @@ static void emit_command(pkg *p, const cg_message *cmd)
     for (size_t i = 0; i < cmd->cmd->n_emits; i++)
         cg_printf(c, "    &%sevent_%s,\n", p->prefix, cmd->cmd->emits[i]);
     cg_printf(c, "};\n\n");
-    cg_printf(c, "const es_command_def %scommand_%s = {\n    \"%s\", &%s__descriptor, &%saggregate_%s, %d,\n"
-                 "    target_%s, request_id_%s, expected_version_%s, %s, guard_%s, decide_%s, emits_%s, %zu,\n};\n\n",
+    cg_printf(c, "const es_command_def %scommand_%s = {\n    .name = \"%s\",\n    .descriptor = &%s__descriptor,\n"
+                 "    .aggregate = &%saggregate_%s,\n    .creates = %d,\n    .target_id = target_%s,\n"
+                 "    .request_id = request_id_%s,\n    .expected_version = expected_version_%s,\n    .validate = %s,\n"
+                 "    .guard = guard_%s,\n    .decide = decide_%s,\n    .emits = emits_%s,\n    .n_emits = %zu,\n};\n\n",
               p->prefix, name, cmd->name, cmd->c_lower, p->prefix, state->agg->name,
               cmd->cmd->has_creates && cmd->cmd->creates, name, name, name,
               needs_validation(cmd, 0) ? cg_sprintf("%svalidate_%s", p->prefix, cmd->name) : "NULL", name, name, name,
@@ -500,11 +557,14 @@ static void emit_service(pkg *p, const cg_service *s)
     for (size_t i = 0; i < s->n_methods; i++) {
         const cg_method *me = &s->methods[i];
         char *cmdname = me->input->cmd ? command_name(me->input) : NULL;
-        cg_printf(c, "static const es_method_def method_%s_%s = {\n    \"%s\", \"/%s/%s\", &%s__descriptor, &%s__descriptor,\n    %s, %s, %s,\n};\n",
+        cg_printf(c, "static const es_method_def method_%s_%s = {\n    .name = \"%s\",\n    .grpc_path = \"/%s/%s\",\n"
+                     "    .input = &%s__descriptor,\n    .output = &%s__descriptor,\n    .command = %s,\n    .query = %s,\n"
+                     "    .validate = %s,\n    .canonicalize = %s,\n};\n",
                   sn, me->name, me->name, s->full, me->name, me->input->c_lower, me->output->c_lower,
                   cmdname ? cg_sprintf("&%scommand_%s", p->prefix, cmdname) : "NULL",
                   cmdname ? "NULL" : cg_sprintf("query_%s", me->name),
-                  needs_validation(me->input, 0) ? cg_sprintf("%svalidate_%s", p->prefix, me->input->name) : "NULL");
+                  needs_validation(me->input, 0) ? cg_sprintf("%svalidate_%s", p->prefix, me->input->name) : "NULL",
+                  needs_canon(p, me->input, 0) ? cg_sprintf("%scanonicalize_%s", p->prefix, me->input->name) : "NULL");
         free(cmdname);
     }
     cg_printf(c, "\nstatic const es_method_def *const methods_%s[] = {\n", sn);
@@ -645,6 +705,7 @@ int cg_gen_package(cg_ctx *ctx, const char *package)
 
     emit_regexes(p);
     emit_validators(p);
+    emit_canonicalizers(p);
     emit_aggregates(p);
     for (size_t i = 0; i < p->n_msgs; i++)
         if (p->msgs[i]->cmd)

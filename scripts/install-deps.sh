@@ -15,7 +15,7 @@ packages=(
   librdkafka-dev kcat
   libgrpc-dev python3 python3-grpcio python3-protobuf
   libh2o-evloop-dev libssl-dev
-  libcmocka-dev libjson-c-dev
+  libcmocka-dev libjson-c-dev iso-codes
   clang libclang-rt-14-dev valgrind wrk curl nodejs
   chromium fonts-dejavu-core
 )

@@ -94,3 +94,27 @@ void es_sha256_hex(const void *data, size_t n, char out[65])
     for (int i = 0; i < 32; i++)
         snprintf(out + 2 * i, 3, "%02x", d[i]);
 }
+
+void es_hmac_sha256(const void *key, size_t key_len, const void *data, size_t n, uint8_t out[32])
+{
+    uint8_t k[64] = {0}, pad[64], inner[32];
+    if (key_len > sizeof k) {
+        es_sha256 s;
+        es_sha256_init(&s);
+        es_sha256_update(&s, key, key_len);
+        es_sha256_final(&s, k);
+    } else {
+        memcpy(k, key, key_len);
+    }
+    es_sha256 s;
+    for (int i = 0; i < 64; i++) pad[i] = k[i] ^ 0x36;
+    es_sha256_init(&s);
+    es_sha256_update(&s, pad, sizeof pad);
+    es_sha256_update(&s, data, n);
+    es_sha256_final(&s, inner);
+    for (int i = 0; i < 64; i++) pad[i] = k[i] ^ 0x5c;
+    es_sha256_init(&s);
+    es_sha256_update(&s, pad, sizeof pad);
+    es_sha256_update(&s, inner, sizeof inner);
+    es_sha256_final(&s, out);
+}

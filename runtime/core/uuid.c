@@ -4,6 +4,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/random.h>
 #include <time.h>
 
@@ -81,9 +82,55 @@ int es_uuid_valid(const char *s)
         if (i == 8 || i == 13 || i == 18 || i == 23) {
             if (c != '-')
                 return 0;
-        } else if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'))) {
+        } else if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) {
             return 0;
         }
     }
+    return 1;
+}
+
+static int hex_digit(char c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+int es_uuid_parse(const char *s, uint8_t out[16])
+{
+    if (!s)
+        return 0;
+    size_t n = strlen(s);
+    if (n > 9 && strncasecmp(s, "urn:uuid:", 9) == 0) {
+        s += 9;
+        n -= 9;
+    } else if (n > 2 && s[0] == '{' && s[n - 1] == '}') {
+        s++;
+        n -= 2;
+    }
+    if (n != ES_UUID_STRLEN) /* 32 digits without hyphens are refused: see es_uuid_canonicalize */
+        return 0;
+    size_t k = 0;
+    for (int i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10) {
+            if (s[k++] != '-')
+                return 0;
+        }
+        int hi = hex_digit(s[k]), lo = hex_digit(s[k + 1]);
+        if (hi < 0 || lo < 0)
+            return 0;
+        out[i] = (uint8_t)(hi << 4 | lo);
+        k += 2;
+    }
+    return 1;
+}
+
+int es_uuid_canonicalize(char *s)
+{
+    uint8_t b[16];
+    if (!es_uuid_parse(s, b))
+        return 0;
+    format(b, s); /* every accepted spelling has at least 36 characters: the canonical form fits */
     return 1;
 }

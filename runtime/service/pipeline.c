@@ -366,6 +366,9 @@ static int run_once(es_pipeline *p, const attempt *at, ProtobufCMessage *state, 
         .n_events = d.n,
         .snapshot = snapp,
         .payload_json = p->json ? jsons : NULL,
+        .request_hash = m ? m->request_hash : NULL,
+        .request_hash_len = m ? m->request_hash_len : 0,
+        .retention_s = m ? m->retention_s : 0,
     };
     es_append_result ar;
     rc = es_store_append(p->store, &a, &ar, err);
@@ -459,6 +462,11 @@ int es_pipeline_execute(es_pipeline *p, const es_command_def *def, const Protobu
             es_append_result ar;
             es_error lerr;
             if (es_store_find_command(p->store, at.command_id, &ar, &lerr) == ES_OK) {
+                if (meta && meta->request_hash_len && ar.request_hash_len &&
+                    (ar.request_hash_len != meta->request_hash_len ||
+                     memcmp(ar.request_hash, meta->request_hash, ar.request_hash_len) != 0))
+                    return es_error_set(err, ES_ALREADY_EXISTS, "idempotency_key",
+                                        "this idempotency key was already used with a different request");
                 unsigned attempts = out->attempts;
                 memset(out, 0, sizeof *out);
                 fill_result(out, &ar);

@@ -22,7 +22,7 @@
 #include "pgbin.h"
 #include "store_internal.h"
 
-#define N_PARAMS 20
+#define N_PARAMS 22
 
 struct es__append_req {
     const es_append *a;
@@ -31,7 +31,7 @@ struct es__append_req {
     int lengths[N_PARAMS];
     int formats[N_PARAMS];
     es_buf arr[8];                 /* ids, types, names, versions, hashes, payloads, result, json */
-    char expected[24], snap_version[24];
+    char expected[24], snap_version[24], retention[24];
     char command_id[ES_UUID_STRLEN + 1];
     int status;                    /* outcome */
     es_error err;
@@ -143,6 +143,14 @@ static void build(es__append_req *q, const es_append *a, es_append_result *out)
     }
     if (a->payload_json) set_param(q, 19, q->arr[7].data, q->arr[7].len, 1);
     else set_param(q, 19, NULL, 0, 0);
+    if (a->request_hash && a->request_hash_len) set_param(q, 20, (const char *)a->request_hash, a->request_hash_len, 1);
+    else set_param(q, 20, NULL, 0, 0);
+    if (a->retention_s > 0) {
+        snprintf(q->retention, sizeof q->retention, "%lld", (long long)a->retention_s);
+        set_param(q, 21, q->retention, 0, 0);
+    } else {
+        set_param(q, 21, NULL, 0, 0);
+    }
 }
 
 static void set_outcome(es__append_req *q, int status, const es_error *err)
@@ -175,6 +183,9 @@ static void take_row(es__append_req *q, const PGresult *r)
             out->n_events = 0;
         out->replayed = 1;
         set_outcome(q, ES_OK, NULL);
+    } else if (st && strcmp(st, "mismatch") == 0) {
+        q->status = es_error_set(&q->err, ES_ALREADY_EXISTS, "idempotency_key",
+                                 "this idempotency key was already used with a different request");
     } else if (st && strcmp(st, "conflict") == 0) {
         q->status = es_error_set(&q->err, ES_ABORTED, "", "stream %s is no longer at version %lld (%s)",
                                  q->a->stream_id, (long long)q->a->expected_version, msg ? msg : "");

@@ -19,7 +19,7 @@ static const Oid append_types[] = {
     ES__OID_TEXT, ES__OID_TEXT, ES__OID_INT8, ES__OID_TEXT, ES__OID_BOOL, ES__OID_TEXT,
     ES__OID_TEXT, ES__OID_TEXT, ES__OID_UUID_ARRAY, ES__OID_TEXT_ARRAY, ES__OID_TEXT_ARRAY,
     ES__OID_INT4_ARRAY, ES__OID_TEXT_ARRAY, ES__OID_BYTEA_ARRAY, ES__OID_BYTEA, ES__OID_INT8,
-    ES__OID_TEXT, ES__OID_TEXT, ES__OID_BYTEA, ES__OID_TEXT_ARRAY,
+    ES__OID_TEXT, ES__OID_TEXT, ES__OID_BYTEA, ES__OID_TEXT_ARRAY, ES__OID_BYTEA, ES__OID_INT8,
 };
 static const Oid read_types[] = {ES__OID_TEXT, ES__OID_INT8, ES__OID_INT8, ES__OID_INT8};
 static const Oid text1[] = {ES__OID_TEXT};
@@ -31,8 +31,9 @@ static const es_pg_statement statements[] = {
     {ES__ST_ROLLBACK, "ROLLBACK", 0, NULL},
     {ES__ST_APPEND,
      "SELECT status, first_version, last_version, stream_id, event_ids, message FROM es_append("
-     "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)",
-     20, append_types},
+     "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, "
+     "now() + $22 * interval '1 second')",
+     22, append_types},
     {ES__ST_READ,
      "SELECT " EVENT_COLUMNS " FROM es_events WHERE stream_id = $1 AND version > $2 AND version <= $3 "
      "ORDER BY version LIMIT $4",
@@ -49,7 +50,8 @@ static const es_pg_statement statements[] = {
      "ORDER BY 1, 6",
      1, text1},
     {ES__ST_FIND_COMMAND,
-     "SELECT stream_id, first_version, last_version, result FROM es_commands WHERE command_id = $1",
+     "SELECT stream_id, first_version, last_version, result, request_hash FROM es_commands "
+     "WHERE command_id = $1 AND (expires_at IS NULL OR expires_at > now())",
      1, text1},
     {ES__ST_REGISTER_SCHEMA,
      "INSERT INTO es_schemas (hash, package, descriptor_set) VALUES ($1, $2, $3) "
@@ -257,7 +259,36 @@ int es_store_find_command(es_store *s, const char *command_id, es_append_result 
         out->last_version = es__pg_int8(r, 0, 2);
         if (!PQgetisnull(r, 0, 3))
             es__result_ids(out, (const uint8_t *)PQgetvalue(r, 0, 3), (size_t)PQgetlength(r, 0, 3));
+        size_t hl = PQgetisnull(r, 0, 4) ? 0 : (size_t)PQgetlength(r, 0, 4);
+        if (hl && hl <= sizeof out->request_hash) {
+            memcpy(out->request_hash, PQgetvalue(r, 0, 4), hl);
+            out->request_hash_len = hl;
+        }
         out->replayed = 1;
+    }
+    PQclear(r);
+    es_pg_pool_checkin(s->pool, c);
+    return rc;
+}
+
+int es_store_expire_commands(es_store *s, size_t limit, size_t *deleted, es_error *err)
+{
+    if (deleted) *deleted = 0;
+    es_pg_conn *c = NULL;
+    int rc = es_pg_pool_checkout_unprepared(s->pool, &c, err);
+    if (rc) return rc;
+    char n[24];
+    snprintf(n, sizeof n, "%zu", limit ? limit : 10000);
+    const char *params[1] = {n};
+    /* Bounded batches through the partial index: a long backlog never holds one big lock. */
+    PGresult *r = PQexecParams(es_pg_conn_pg(c),
+                               "DELETE FROM es_commands WHERE command_id IN (SELECT command_id FROM es_commands "
+                               "WHERE expires_at IS NOT NULL AND expires_at <= now() LIMIT $1::int)",
+                               1, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+        rc = es_pg_error(es_pg_conn_pg(c), r, "expire idempotency keys", err);
+    } else if (deleted) {
+        *deleted = (size_t)strtoull(PQcmdTuples(r), NULL, 10);
     }
     PQclear(r);
     es_pg_pool_checkin(s->pool, c);

@@ -75,7 +75,7 @@ static void test_round_trip_with_metadata(void **state)
 {
     es_command_result r;
     es_error err = {0};
-    es_command_meta meta = {"cmd-create-1", "corr-9", "cause-8", "bob"};
+    es_command_meta meta = {.command_id = "cmd-create-1", .correlation_id = "corr-9", .causation_id = "cause-8", .actor = "bob"};
     assert_int_equal(exec3(&counter_create, "", "5", NULL, &meta, &r, &err), ES_OK);
     assert_true(es_uuid_valid(r.stream_id));     /* assigned UUIDv7 */
     /* Canonical text: 8-4-4-4-12 lower-case hex, version 7, RFC 4122 variant. */
@@ -94,7 +94,7 @@ static void test_round_trip_with_metadata(void **state)
     char id[ES_STREAM_ID_MAX + 1];
     snprintf(id, sizeof id, "%s", r.stream_id);
 
-    es_command_meta meta2 = {NULL, NULL, NULL, "carol"};
+    es_command_meta meta2 = {.actor = "carol"};
     assert_int_equal(exec3(&counter_add, id, "7", NULL, &meta2, &r, &err), ES_OK);
     assert_int_equal(r.version, 2);
     int64_t v = 0;

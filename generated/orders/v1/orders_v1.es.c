@@ -686,6 +686,117 @@ int orders_v1_validate_OrderState(const ProtobufCMessage *msg, es_error *err)
     return v_orders__v1__order_state((const Orders__V1__OrderState *)msg, &path, err);
 }
 
+static void k_orders__v1__place_order_request(Orders__V1__PlaceOrderRequest *m);
+static void k_orders__v1__cancel_order_request(Orders__V1__CancelOrderRequest *m);
+static void k_orders__v1__update_order_shipping_status_request(Orders__V1__UpdateOrderShippingStatusRequest *m);
+static void k_orders__v1__initiate_payment_request(Orders__V1__InitiatePaymentRequest *m);
+static void k_orders__v1__authorise_payment_request(Orders__V1__AuthorisePaymentRequest *m);
+static void k_orders__v1__mark_order_paid_request(Orders__V1__MarkOrderPaidRequest *m);
+static void k_orders__v1__fail_payment_request(Orders__V1__FailPaymentRequest *m);
+static void k_orders__v1__refund_payment_request(Orders__V1__RefundPaymentRequest *m);
+static void k_orders__v1__get_order_request(Orders__V1__GetOrderRequest *m);
+static void k_orders__v1__get_order_events_request(Orders__V1__GetOrderEventsRequest *m);
+
+static void k_orders__v1__place_order_request(Orders__V1__PlaceOrderRequest *m)
+{
+    if (m->order_id) es_uuid_canonicalize(m->order_id);
+}
+
+void orders_v1_canonicalize_PlaceOrderRequest(ProtobufCMessage *msg)
+{
+    k_orders__v1__place_order_request((Orders__V1__PlaceOrderRequest *)msg);
+}
+
+static void k_orders__v1__cancel_order_request(Orders__V1__CancelOrderRequest *m)
+{
+    if (m->order_id) es_uuid_canonicalize(m->order_id);
+}
+
+void orders_v1_canonicalize_CancelOrderRequest(ProtobufCMessage *msg)
+{
+    k_orders__v1__cancel_order_request((Orders__V1__CancelOrderRequest *)msg);
+}
+
+static void k_orders__v1__update_order_shipping_status_request(Orders__V1__UpdateOrderShippingStatusRequest *m)
+{
+    if (m->order_id) es_uuid_canonicalize(m->order_id);
+}
+
+void orders_v1_canonicalize_UpdateOrderShippingStatusRequest(ProtobufCMessage *msg)
+{
+    k_orders__v1__update_order_shipping_status_request((Orders__V1__UpdateOrderShippingStatusRequest *)msg);
+}
+
+static void k_orders__v1__initiate_payment_request(Orders__V1__InitiatePaymentRequest *m)
+{
+    if (m->order_id) es_uuid_canonicalize(m->order_id);
+}
+
+void orders_v1_canonicalize_InitiatePaymentRequest(ProtobufCMessage *msg)
+{
+    k_orders__v1__initiate_payment_request((Orders__V1__InitiatePaymentRequest *)msg);
+}
+
+static void k_orders__v1__authorise_payment_request(Orders__V1__AuthorisePaymentRequest *m)
+{
+    if (m->order_id) es_uuid_canonicalize(m->order_id);
+}
+
+void orders_v1_canonicalize_AuthorisePaymentRequest(ProtobufCMessage *msg)
+{
+    k_orders__v1__authorise_payment_request((Orders__V1__AuthorisePaymentRequest *)msg);
+}
+
+static void k_orders__v1__mark_order_paid_request(Orders__V1__MarkOrderPaidRequest *m)
+{
+    if (m->order_id) es_uuid_canonicalize(m->order_id);
+}
+
+void orders_v1_canonicalize_MarkOrderPaidRequest(ProtobufCMessage *msg)
+{
+    k_orders__v1__mark_order_paid_request((Orders__V1__MarkOrderPaidRequest *)msg);
+}
+
+static void k_orders__v1__fail_payment_request(Orders__V1__FailPaymentRequest *m)
+{
+    if (m->order_id) es_uuid_canonicalize(m->order_id);
+}
+
+void orders_v1_canonicalize_FailPaymentRequest(ProtobufCMessage *msg)
+{
+    k_orders__v1__fail_payment_request((Orders__V1__FailPaymentRequest *)msg);
+}
+
+static void k_orders__v1__refund_payment_request(Orders__V1__RefundPaymentRequest *m)
+{
+    if (m->order_id) es_uuid_canonicalize(m->order_id);
+}
+
+void orders_v1_canonicalize_RefundPaymentRequest(ProtobufCMessage *msg)
+{
+    k_orders__v1__refund_payment_request((Orders__V1__RefundPaymentRequest *)msg);
+}
+
+static void k_orders__v1__get_order_request(Orders__V1__GetOrderRequest *m)
+{
+    if (m->order_id) es_uuid_canonicalize(m->order_id);
+}
+
+void orders_v1_canonicalize_GetOrderRequest(ProtobufCMessage *msg)
+{
+    k_orders__v1__get_order_request((Orders__V1__GetOrderRequest *)msg);
+}
+
+static void k_orders__v1__get_order_events_request(Orders__V1__GetOrderEventsRequest *m)
+{
+    if (m->order_id) es_uuid_canonicalize(m->order_id);
+}
+
+void orders_v1_canonicalize_GetOrderEventsRequest(ProtobufCMessage *msg)
+{
+    k_orders__v1__get_order_events_request((Orders__V1__GetOrderEventsRequest *)msg);
+}
+
 /* ---- aggregate "order" ---- */
 
 static int apply_OrderPlaced(ProtobufCMessage *state_, const ProtobufCMessage *event_)
@@ -898,8 +1009,18 @@ static const es_event_def *const emits_PlaceOrder[] = {
 };
 
 const es_command_def orders_v1_command_PlaceOrder = {
-    "PlaceOrderRequest", &orders__v1__place_order_request__descriptor, &orders_v1_aggregate_order, 1,
-    target_PlaceOrder, request_id_PlaceOrder, expected_version_PlaceOrder, orders_v1_validate_PlaceOrderRequest, guard_PlaceOrder, decide_PlaceOrder, emits_PlaceOrder, 1,
+    .name = "PlaceOrderRequest",
+    .descriptor = &orders__v1__place_order_request__descriptor,
+    .aggregate = &orders_v1_aggregate_order,
+    .creates = 1,
+    .target_id = target_PlaceOrder,
+    .request_id = request_id_PlaceOrder,
+    .expected_version = expected_version_PlaceOrder,
+    .validate = orders_v1_validate_PlaceOrderRequest,
+    .guard = guard_PlaceOrder,
+    .decide = decide_PlaceOrder,
+    .emits = emits_PlaceOrder,
+    .n_emits = 1,
 };
 
 /* ---- command CancelOrder ---- */
@@ -946,8 +1067,18 @@ static const es_event_def *const emits_CancelOrder[] = {
 };
 
 const es_command_def orders_v1_command_CancelOrder = {
-    "CancelOrderRequest", &orders__v1__cancel_order_request__descriptor, &orders_v1_aggregate_order, 0,
-    target_CancelOrder, request_id_CancelOrder, expected_version_CancelOrder, orders_v1_validate_CancelOrderRequest, guard_CancelOrder, decide_CancelOrder, emits_CancelOrder, 1,
+    .name = "CancelOrderRequest",
+    .descriptor = &orders__v1__cancel_order_request__descriptor,
+    .aggregate = &orders_v1_aggregate_order,
+    .creates = 0,
+    .target_id = target_CancelOrder,
+    .request_id = request_id_CancelOrder,
+    .expected_version = expected_version_CancelOrder,
+    .validate = orders_v1_validate_CancelOrderRequest,
+    .guard = guard_CancelOrder,
+    .decide = decide_CancelOrder,
+    .emits = emits_CancelOrder,
+    .n_emits = 1,
 };
 
 /* ---- command UpdateOrderShippingStatus ---- */
@@ -995,8 +1126,18 @@ static const es_event_def *const emits_UpdateOrderShippingStatus[] = {
 };
 
 const es_command_def orders_v1_command_UpdateOrderShippingStatus = {
-    "UpdateOrderShippingStatusRequest", &orders__v1__update_order_shipping_status_request__descriptor, &orders_v1_aggregate_order, 0,
-    target_UpdateOrderShippingStatus, request_id_UpdateOrderShippingStatus, expected_version_UpdateOrderShippingStatus, orders_v1_validate_UpdateOrderShippingStatusRequest, guard_UpdateOrderShippingStatus, decide_UpdateOrderShippingStatus, emits_UpdateOrderShippingStatus, 2,
+    .name = "UpdateOrderShippingStatusRequest",
+    .descriptor = &orders__v1__update_order_shipping_status_request__descriptor,
+    .aggregate = &orders_v1_aggregate_order,
+    .creates = 0,
+    .target_id = target_UpdateOrderShippingStatus,
+    .request_id = request_id_UpdateOrderShippingStatus,
+    .expected_version = expected_version_UpdateOrderShippingStatus,
+    .validate = orders_v1_validate_UpdateOrderShippingStatusRequest,
+    .guard = guard_UpdateOrderShippingStatus,
+    .decide = decide_UpdateOrderShippingStatus,
+    .emits = emits_UpdateOrderShippingStatus,
+    .n_emits = 2,
 };
 
 /* ---- command InitiatePayment ---- */
@@ -1047,8 +1188,18 @@ static const es_event_def *const emits_InitiatePayment[] = {
 };
 
 const es_command_def orders_v1_command_InitiatePayment = {
-    "InitiatePaymentRequest", &orders__v1__initiate_payment_request__descriptor, &orders_v1_aggregate_order, 0,
-    target_InitiatePayment, request_id_InitiatePayment, expected_version_InitiatePayment, orders_v1_validate_InitiatePaymentRequest, guard_InitiatePayment, decide_InitiatePayment, emits_InitiatePayment, 1,
+    .name = "InitiatePaymentRequest",
+    .descriptor = &orders__v1__initiate_payment_request__descriptor,
+    .aggregate = &orders_v1_aggregate_order,
+    .creates = 0,
+    .target_id = target_InitiatePayment,
+    .request_id = request_id_InitiatePayment,
+    .expected_version = expected_version_InitiatePayment,
+    .validate = orders_v1_validate_InitiatePaymentRequest,
+    .guard = guard_InitiatePayment,
+    .decide = decide_InitiatePayment,
+    .emits = emits_InitiatePayment,
+    .n_emits = 1,
 };
 
 /* ---- command AuthorisePayment ---- */
@@ -1099,8 +1250,18 @@ static const es_event_def *const emits_AuthorisePayment[] = {
 };
 
 const es_command_def orders_v1_command_AuthorisePayment = {
-    "AuthorisePaymentRequest", &orders__v1__authorise_payment_request__descriptor, &orders_v1_aggregate_order, 0,
-    target_AuthorisePayment, request_id_AuthorisePayment, expected_version_AuthorisePayment, orders_v1_validate_AuthorisePaymentRequest, guard_AuthorisePayment, decide_AuthorisePayment, emits_AuthorisePayment, 1,
+    .name = "AuthorisePaymentRequest",
+    .descriptor = &orders__v1__authorise_payment_request__descriptor,
+    .aggregate = &orders_v1_aggregate_order,
+    .creates = 0,
+    .target_id = target_AuthorisePayment,
+    .request_id = request_id_AuthorisePayment,
+    .expected_version = expected_version_AuthorisePayment,
+    .validate = orders_v1_validate_AuthorisePaymentRequest,
+    .guard = guard_AuthorisePayment,
+    .decide = decide_AuthorisePayment,
+    .emits = emits_AuthorisePayment,
+    .n_emits = 1,
 };
 
 /* ---- command MarkOrderPaid ---- */
@@ -1151,8 +1312,18 @@ static const es_event_def *const emits_MarkOrderPaid[] = {
 };
 
 const es_command_def orders_v1_command_MarkOrderPaid = {
-    "MarkOrderPaidRequest", &orders__v1__mark_order_paid_request__descriptor, &orders_v1_aggregate_order, 0,
-    target_MarkOrderPaid, request_id_MarkOrderPaid, expected_version_MarkOrderPaid, orders_v1_validate_MarkOrderPaidRequest, guard_MarkOrderPaid, decide_MarkOrderPaid, emits_MarkOrderPaid, 1,
+    .name = "MarkOrderPaidRequest",
+    .descriptor = &orders__v1__mark_order_paid_request__descriptor,
+    .aggregate = &orders_v1_aggregate_order,
+    .creates = 0,
+    .target_id = target_MarkOrderPaid,
+    .request_id = request_id_MarkOrderPaid,
+    .expected_version = expected_version_MarkOrderPaid,
+    .validate = orders_v1_validate_MarkOrderPaidRequest,
+    .guard = guard_MarkOrderPaid,
+    .decide = decide_MarkOrderPaid,
+    .emits = emits_MarkOrderPaid,
+    .n_emits = 1,
 };
 
 /* ---- command FailPayment ---- */
@@ -1203,8 +1374,18 @@ static const es_event_def *const emits_FailPayment[] = {
 };
 
 const es_command_def orders_v1_command_FailPayment = {
-    "FailPaymentRequest", &orders__v1__fail_payment_request__descriptor, &orders_v1_aggregate_order, 0,
-    target_FailPayment, request_id_FailPayment, expected_version_FailPayment, orders_v1_validate_FailPaymentRequest, guard_FailPayment, decide_FailPayment, emits_FailPayment, 1,
+    .name = "FailPaymentRequest",
+    .descriptor = &orders__v1__fail_payment_request__descriptor,
+    .aggregate = &orders_v1_aggregate_order,
+    .creates = 0,
+    .target_id = target_FailPayment,
+    .request_id = request_id_FailPayment,
+    .expected_version = expected_version_FailPayment,
+    .validate = orders_v1_validate_FailPaymentRequest,
+    .guard = guard_FailPayment,
+    .decide = decide_FailPayment,
+    .emits = emits_FailPayment,
+    .n_emits = 1,
 };
 
 /* ---- command RefundPayment ---- */
@@ -1251,8 +1432,18 @@ static const es_event_def *const emits_RefundPayment[] = {
 };
 
 const es_command_def orders_v1_command_RefundPayment = {
-    "RefundPaymentRequest", &orders__v1__refund_payment_request__descriptor, &orders_v1_aggregate_order, 0,
-    target_RefundPayment, request_id_RefundPayment, expected_version_RefundPayment, orders_v1_validate_RefundPaymentRequest, guard_RefundPayment, decide_RefundPayment, emits_RefundPayment, 1,
+    .name = "RefundPaymentRequest",
+    .descriptor = &orders__v1__refund_payment_request__descriptor,
+    .aggregate = &orders_v1_aggregate_order,
+    .creates = 0,
+    .target_id = target_RefundPayment,
+    .request_id = request_id_RefundPayment,
+    .expected_version = expected_version_RefundPayment,
+    .validate = orders_v1_validate_RefundPaymentRequest,
+    .guard = guard_RefundPayment,
+    .decide = decide_RefundPayment,
+    .emits = emits_RefundPayment,
+    .n_emits = 1,
 };
 
 /* ---- projection order_summary ---- */
@@ -1336,48 +1527,114 @@ static int query_GetOrderEvents(es_query_ctx *ctx, const ProtobufCMessage *req, 
 }
 
 static const es_method_def method_OrderService_PlaceOrder = {
-    "PlaceOrder", "/orders.v1.OrderService/PlaceOrder", &orders__v1__place_order_request__descriptor, &orders__v1__command_result__descriptor,
-    &orders_v1_command_PlaceOrder, NULL, orders_v1_validate_PlaceOrderRequest,
+    .name = "PlaceOrder",
+    .grpc_path = "/orders.v1.OrderService/PlaceOrder",
+    .input = &orders__v1__place_order_request__descriptor,
+    .output = &orders__v1__command_result__descriptor,
+    .command = &orders_v1_command_PlaceOrder,
+    .query = NULL,
+    .validate = orders_v1_validate_PlaceOrderRequest,
+    .canonicalize = orders_v1_canonicalize_PlaceOrderRequest,
 };
 static const es_method_def method_OrderService_CancelOrder = {
-    "CancelOrder", "/orders.v1.OrderService/CancelOrder", &orders__v1__cancel_order_request__descriptor, &orders__v1__command_result__descriptor,
-    &orders_v1_command_CancelOrder, NULL, orders_v1_validate_CancelOrderRequest,
+    .name = "CancelOrder",
+    .grpc_path = "/orders.v1.OrderService/CancelOrder",
+    .input = &orders__v1__cancel_order_request__descriptor,
+    .output = &orders__v1__command_result__descriptor,
+    .command = &orders_v1_command_CancelOrder,
+    .query = NULL,
+    .validate = orders_v1_validate_CancelOrderRequest,
+    .canonicalize = orders_v1_canonicalize_CancelOrderRequest,
 };
 static const es_method_def method_OrderService_UpdateOrderShippingStatus = {
-    "UpdateOrderShippingStatus", "/orders.v1.OrderService/UpdateOrderShippingStatus", &orders__v1__update_order_shipping_status_request__descriptor, &orders__v1__command_result__descriptor,
-    &orders_v1_command_UpdateOrderShippingStatus, NULL, orders_v1_validate_UpdateOrderShippingStatusRequest,
+    .name = "UpdateOrderShippingStatus",
+    .grpc_path = "/orders.v1.OrderService/UpdateOrderShippingStatus",
+    .input = &orders__v1__update_order_shipping_status_request__descriptor,
+    .output = &orders__v1__command_result__descriptor,
+    .command = &orders_v1_command_UpdateOrderShippingStatus,
+    .query = NULL,
+    .validate = orders_v1_validate_UpdateOrderShippingStatusRequest,
+    .canonicalize = orders_v1_canonicalize_UpdateOrderShippingStatusRequest,
 };
 static const es_method_def method_OrderService_InitiatePayment = {
-    "InitiatePayment", "/orders.v1.OrderService/InitiatePayment", &orders__v1__initiate_payment_request__descriptor, &orders__v1__command_result__descriptor,
-    &orders_v1_command_InitiatePayment, NULL, orders_v1_validate_InitiatePaymentRequest,
+    .name = "InitiatePayment",
+    .grpc_path = "/orders.v1.OrderService/InitiatePayment",
+    .input = &orders__v1__initiate_payment_request__descriptor,
+    .output = &orders__v1__command_result__descriptor,
+    .command = &orders_v1_command_InitiatePayment,
+    .query = NULL,
+    .validate = orders_v1_validate_InitiatePaymentRequest,
+    .canonicalize = orders_v1_canonicalize_InitiatePaymentRequest,
 };
 static const es_method_def method_OrderService_AuthorisePayment = {
-    "AuthorisePayment", "/orders.v1.OrderService/AuthorisePayment", &orders__v1__authorise_payment_request__descriptor, &orders__v1__command_result__descriptor,
-    &orders_v1_command_AuthorisePayment, NULL, orders_v1_validate_AuthorisePaymentRequest,
+    .name = "AuthorisePayment",
+    .grpc_path = "/orders.v1.OrderService/AuthorisePayment",
+    .input = &orders__v1__authorise_payment_request__descriptor,
+    .output = &orders__v1__command_result__descriptor,
+    .command = &orders_v1_command_AuthorisePayment,
+    .query = NULL,
+    .validate = orders_v1_validate_AuthorisePaymentRequest,
+    .canonicalize = orders_v1_canonicalize_AuthorisePaymentRequest,
 };
 static const es_method_def method_OrderService_MarkOrderPaid = {
-    "MarkOrderPaid", "/orders.v1.OrderService/MarkOrderPaid", &orders__v1__mark_order_paid_request__descriptor, &orders__v1__command_result__descriptor,
-    &orders_v1_command_MarkOrderPaid, NULL, orders_v1_validate_MarkOrderPaidRequest,
+    .name = "MarkOrderPaid",
+    .grpc_path = "/orders.v1.OrderService/MarkOrderPaid",
+    .input = &orders__v1__mark_order_paid_request__descriptor,
+    .output = &orders__v1__command_result__descriptor,
+    .command = &orders_v1_command_MarkOrderPaid,
+    .query = NULL,
+    .validate = orders_v1_validate_MarkOrderPaidRequest,
+    .canonicalize = orders_v1_canonicalize_MarkOrderPaidRequest,
 };
 static const es_method_def method_OrderService_FailPayment = {
-    "FailPayment", "/orders.v1.OrderService/FailPayment", &orders__v1__fail_payment_request__descriptor, &orders__v1__command_result__descriptor,
-    &orders_v1_command_FailPayment, NULL, orders_v1_validate_FailPaymentRequest,
+    .name = "FailPayment",
+    .grpc_path = "/orders.v1.OrderService/FailPayment",
+    .input = &orders__v1__fail_payment_request__descriptor,
+    .output = &orders__v1__command_result__descriptor,
+    .command = &orders_v1_command_FailPayment,
+    .query = NULL,
+    .validate = orders_v1_validate_FailPaymentRequest,
+    .canonicalize = orders_v1_canonicalize_FailPaymentRequest,
 };
 static const es_method_def method_OrderService_RefundPayment = {
-    "RefundPayment", "/orders.v1.OrderService/RefundPayment", &orders__v1__refund_payment_request__descriptor, &orders__v1__command_result__descriptor,
-    &orders_v1_command_RefundPayment, NULL, orders_v1_validate_RefundPaymentRequest,
+    .name = "RefundPayment",
+    .grpc_path = "/orders.v1.OrderService/RefundPayment",
+    .input = &orders__v1__refund_payment_request__descriptor,
+    .output = &orders__v1__command_result__descriptor,
+    .command = &orders_v1_command_RefundPayment,
+    .query = NULL,
+    .validate = orders_v1_validate_RefundPaymentRequest,
+    .canonicalize = orders_v1_canonicalize_RefundPaymentRequest,
 };
 static const es_method_def method_OrderService_GetOrder = {
-    "GetOrder", "/orders.v1.OrderService/GetOrder", &orders__v1__get_order_request__descriptor, &orders__v1__order_summary__descriptor,
-    NULL, query_GetOrder, orders_v1_validate_GetOrderRequest,
+    .name = "GetOrder",
+    .grpc_path = "/orders.v1.OrderService/GetOrder",
+    .input = &orders__v1__get_order_request__descriptor,
+    .output = &orders__v1__order_summary__descriptor,
+    .command = NULL,
+    .query = query_GetOrder,
+    .validate = orders_v1_validate_GetOrderRequest,
+    .canonicalize = orders_v1_canonicalize_GetOrderRequest,
 };
 static const es_method_def method_OrderService_ListOrders = {
-    "ListOrders", "/orders.v1.OrderService/ListOrders", &orders__v1__list_orders_request__descriptor, &orders__v1__list_orders_response__descriptor,
-    NULL, query_ListOrders, orders_v1_validate_ListOrdersRequest,
+    .name = "ListOrders",
+    .grpc_path = "/orders.v1.OrderService/ListOrders",
+    .input = &orders__v1__list_orders_request__descriptor,
+    .output = &orders__v1__list_orders_response__descriptor,
+    .command = NULL,
+    .query = query_ListOrders,
+    .validate = orders_v1_validate_ListOrdersRequest,
+    .canonicalize = NULL,
 };
 static const es_method_def method_OrderService_GetOrderEvents = {
-    "GetOrderEvents", "/orders.v1.OrderService/GetOrderEvents", &orders__v1__get_order_events_request__descriptor, &orders__v1__get_order_events_response__descriptor,
-    NULL, query_GetOrderEvents, orders_v1_validate_GetOrderEventsRequest,
+    .name = "GetOrderEvents",
+    .grpc_path = "/orders.v1.OrderService/GetOrderEvents",
+    .input = &orders__v1__get_order_events_request__descriptor,
+    .output = &orders__v1__get_order_events_response__descriptor,
+    .command = NULL,
+    .query = query_GetOrderEvents,
+    .validate = orders_v1_validate_GetOrderEventsRequest,
+    .canonicalize = orders_v1_canonicalize_GetOrderEventsRequest,
 };
 
 static const es_method_def *const methods_OrderService[] = {

@@ -33,6 +33,26 @@ int orders_v1_validate_ListOrdersRequest(const ProtobufCMessage *msg, es_error *
 int orders_v1_validate_ListOrdersResponse(const ProtobufCMessage *msg, es_error *err);
 int orders_v1_validate_GetOrderEventsRequest(const ProtobufCMessage *msg, es_error *err);
 int orders_v1_validate_OrderState(const ProtobufCMessage *msg, es_error *err);
+/* Rewrites the message's uuid fields to their canonical spelling (es_uuid_canonicalize). */
+void orders_v1_canonicalize_PlaceOrderRequest(ProtobufCMessage *msg);
+/* Rewrites the message's uuid fields to their canonical spelling (es_uuid_canonicalize). */
+void orders_v1_canonicalize_CancelOrderRequest(ProtobufCMessage *msg);
+/* Rewrites the message's uuid fields to their canonical spelling (es_uuid_canonicalize). */
+void orders_v1_canonicalize_UpdateOrderShippingStatusRequest(ProtobufCMessage *msg);
+/* Rewrites the message's uuid fields to their canonical spelling (es_uuid_canonicalize). */
+void orders_v1_canonicalize_InitiatePaymentRequest(ProtobufCMessage *msg);
+/* Rewrites the message's uuid fields to their canonical spelling (es_uuid_canonicalize). */
+void orders_v1_canonicalize_AuthorisePaymentRequest(ProtobufCMessage *msg);
+/* Rewrites the message's uuid fields to their canonical spelling (es_uuid_canonicalize). */
+void orders_v1_canonicalize_MarkOrderPaidRequest(ProtobufCMessage *msg);
+/* Rewrites the message's uuid fields to their canonical spelling (es_uuid_canonicalize). */
+void orders_v1_canonicalize_FailPaymentRequest(ProtobufCMessage *msg);
+/* Rewrites the message's uuid fields to their canonical spelling (es_uuid_canonicalize). */
+void orders_v1_canonicalize_RefundPaymentRequest(ProtobufCMessage *msg);
+/* Rewrites the message's uuid fields to their canonical spelling (es_uuid_canonicalize). */
+void orders_v1_canonicalize_GetOrderRequest(ProtobufCMessage *msg);
+/* Rewrites the message's uuid fields to their canonical spelling (es_uuid_canonicalize). */
+void orders_v1_canonicalize_GetOrderEventsRequest(ProtobufCMessage *msg);
 
 /* aggregate "order" (state orders.v1.OrderState) */
 extern const es_aggregate_def orders_v1_aggregate_order;

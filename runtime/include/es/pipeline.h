@@ -55,6 +55,12 @@ typedef struct es_command_meta {
     const char *correlation_id;    /* NULL => the command id, when there is one */
     const char *causation_id;
     const char *actor;
+    /* A client's key (see es_append): the request's fingerprint, so that a repeat with another
+     * request is refused instead of answered with the first result, and the key's retention in
+     * seconds (0: kept for ever). NULL/0 for ids the service derives itself. */
+    const uint8_t *request_hash;
+    size_t request_hash_len;
+    int64_t retention_s;
 } es_command_meta;
 
 typedef struct es_command_result {

@@ -17,5 +17,7 @@ void es_sha256_update(es_sha256 *s, const void *data, size_t n);
 void es_sha256_final(es_sha256 *s, uint8_t out[32]);
 /* One-shot digest as 64 lowercase hex characters plus NUL. */
 void es_sha256_hex(const void *data, size_t n, char out[65]);
+/* HMAC-SHA-256 (RFC 2104) of data under key. */
+void es_hmac_sha256(const void *key, size_t key_len, const void *data, size_t n, uint8_t out[32]);
 
 #endif

@@ -76,6 +76,13 @@ typedef struct es_append {
     /* NULL, or n_events entries: each event as proto3 JSON text (an entry may be NULL), stored
      * in es_events.payload_json for SQL readers. Must be valid JSON: it is cast to jsonb. */
     const char *const *payload_json;
+    /* Idempotency of client keys (command_id scoped by the caller): a fingerprint of the request
+     * the key came with (NULL: none; a repeat with another fingerprint is refused with
+     * ES_ALREADY_EXISTS naming idempotency_key) and how long the key is kept (seconds; 0: for
+     * ever, as for ids derived from events). */
+    const uint8_t *request_hash;
+    size_t request_hash_len;
+    int64_t retention_s;
 } es_append;
 
 typedef struct es_append_result {
@@ -85,6 +92,8 @@ typedef struct es_append_result {
     size_t n_events;
     char event_ids[ES_APPEND_MAX_EVENTS][ES_UUID_STRLEN + 1];
     int replayed;                  /* 1: command_id was seen; this is the first result */
+    uint8_t request_hash[32];      /* es_store_find_command: the recorded fingerprint, if any */
+    size_t request_hash_len;
 } es_append_result;
 
 /* Appends events at versions expected_version+1.. in one transaction (batched with concurrent
@@ -97,9 +106,14 @@ typedef struct es_append_result {
  * the connection broke during commit: retry with the same command id); ES_INTERNAL otherwise. */
 int es_store_append(es_store *s, const es_append *a, es_append_result *out, es_error *err);
 
-/* Looks up a recorded command id. ES_OK with out filled (replayed=1), ES_NOT_FOUND, or an
+/* Looks up a recorded, unexpired command id. ES_OK with out filled (replayed=1, and the
+ * request fingerprint it was recorded with), ES_NOT_FOUND, or an
  * error. */
 int es_store_find_command(es_store *s, const char *command_id, es_append_result *out, es_error *err);
+/* Deletes up to limit (0: 10,000) recorded client keys past their retention; *deleted (may be
+ * NULL) gets how many. A key past its retention is never answered again even before this runs:
+ * this only gives the space back. */
+int es_store_expire_commands(es_store *s, size_t limit, size_t *deleted, es_error *err);
 
 /* A stored event as read back. Pointers are valid during the callback only. */
 typedef struct es_event_record {

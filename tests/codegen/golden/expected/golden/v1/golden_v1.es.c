@@ -165,6 +165,40 @@ int golden_v1_validate_GetTicketRequest(const ProtobufCMessage *msg, es_error *e
     return v_golden__v1__get_ticket_request((const Golden__V1__GetTicketRequest *)msg, &path, err);
 }
 
+static void k_golden__v1__open_ticket_request(Golden__V1__OpenTicketRequest *m);
+static void k_golden__v1__assign_ticket_request(Golden__V1__AssignTicketRequest *m);
+static void k_golden__v1__get_ticket_request(Golden__V1__GetTicketRequest *m);
+
+static void k_golden__v1__open_ticket_request(Golden__V1__OpenTicketRequest *m)
+{
+    if (m->ticket_id) es_uuid_canonicalize(m->ticket_id);
+}
+
+void golden_v1_canonicalize_OpenTicketRequest(ProtobufCMessage *msg)
+{
+    k_golden__v1__open_ticket_request((Golden__V1__OpenTicketRequest *)msg);
+}
+
+static void k_golden__v1__assign_ticket_request(Golden__V1__AssignTicketRequest *m)
+{
+    if (m->id) es_uuid_canonicalize(m->id);
+}
+
+void golden_v1_canonicalize_AssignTicketRequest(ProtobufCMessage *msg)
+{
+    k_golden__v1__assign_ticket_request((Golden__V1__AssignTicketRequest *)msg);
+}
+
+static void k_golden__v1__get_ticket_request(Golden__V1__GetTicketRequest *m)
+{
+    if (m->ticket_id) es_uuid_canonicalize(m->ticket_id);
+}
+
+void golden_v1_canonicalize_GetTicketRequest(ProtobufCMessage *msg)
+{
+    k_golden__v1__get_ticket_request((Golden__V1__GetTicketRequest *)msg);
+}
+
 /* ---- aggregate "ticket" ---- */
 
 static int apply_TicketOpened(ProtobufCMessage *state_, const ProtobufCMessage *event_)
@@ -267,8 +301,18 @@ static const es_event_def *const emits_OpenTicket[] = {
 };
 
 const es_command_def golden_v1_command_OpenTicket = {
-    "OpenTicketRequest", &golden__v1__open_ticket_request__descriptor, &golden_v1_aggregate_ticket, 1,
-    target_OpenTicket, request_id_OpenTicket, expected_version_OpenTicket, golden_v1_validate_OpenTicketRequest, guard_OpenTicket, decide_OpenTicket, emits_OpenTicket, 1,
+    .name = "OpenTicketRequest",
+    .descriptor = &golden__v1__open_ticket_request__descriptor,
+    .aggregate = &golden_v1_aggregate_ticket,
+    .creates = 1,
+    .target_id = target_OpenTicket,
+    .request_id = request_id_OpenTicket,
+    .expected_version = expected_version_OpenTicket,
+    .validate = golden_v1_validate_OpenTicketRequest,
+    .guard = guard_OpenTicket,
+    .decide = decide_OpenTicket,
+    .emits = emits_OpenTicket,
+    .n_emits = 1,
 };
 
 /* ---- command AssignTicket ---- */
@@ -317,8 +361,18 @@ static const es_event_def *const emits_AssignTicket[] = {
 };
 
 const es_command_def golden_v1_command_AssignTicket = {
-    "AssignTicketRequest", &golden__v1__assign_ticket_request__descriptor, &golden_v1_aggregate_ticket, 0,
-    target_AssignTicket, request_id_AssignTicket, expected_version_AssignTicket, golden_v1_validate_AssignTicketRequest, guard_AssignTicket, decide_AssignTicket, emits_AssignTicket, 1,
+    .name = "AssignTicketRequest",
+    .descriptor = &golden__v1__assign_ticket_request__descriptor,
+    .aggregate = &golden_v1_aggregate_ticket,
+    .creates = 0,
+    .target_id = target_AssignTicket,
+    .request_id = request_id_AssignTicket,
+    .expected_version = expected_version_AssignTicket,
+    .validate = golden_v1_validate_AssignTicketRequest,
+    .guard = guard_AssignTicket,
+    .decide = decide_AssignTicket,
+    .emits = emits_AssignTicket,
+    .n_emits = 1,
 };
 
 /* ---- command CloseTicket ---- */
@@ -363,8 +417,18 @@ static const es_event_def *const emits_CloseTicket[] = {
 };
 
 const es_command_def golden_v1_command_CloseTicket = {
-    "CloseTicketRequest", &golden__v1__close_ticket_request__descriptor, &golden_v1_aggregate_ticket, 0,
-    target_CloseTicket, request_id_CloseTicket, expected_version_CloseTicket, golden_v1_validate_CloseTicketRequest, guard_CloseTicket, decide_CloseTicket, emits_CloseTicket, 1,
+    .name = "CloseTicketRequest",
+    .descriptor = &golden__v1__close_ticket_request__descriptor,
+    .aggregate = &golden_v1_aggregate_ticket,
+    .creates = 0,
+    .target_id = target_CloseTicket,
+    .request_id = request_id_CloseTicket,
+    .expected_version = expected_version_CloseTicket,
+    .validate = golden_v1_validate_CloseTicketRequest,
+    .guard = guard_CloseTicket,
+    .decide = decide_CloseTicket,
+    .emits = emits_CloseTicket,
+    .n_emits = 1,
 };
 
 /* ---- projection ticket_row ---- */
@@ -416,24 +480,54 @@ static int query_Ping(es_query_ctx *ctx, const ProtobufCMessage *req, ProtobufCM
 }
 
 static const es_method_def method_TicketService_OpenTicket = {
-    "OpenTicket", "/golden.v1.TicketService/OpenTicket", &golden__v1__open_ticket_request__descriptor, &golden__v1__ticket_result__descriptor,
-    &golden_v1_command_OpenTicket, NULL, golden_v1_validate_OpenTicketRequest,
+    .name = "OpenTicket",
+    .grpc_path = "/golden.v1.TicketService/OpenTicket",
+    .input = &golden__v1__open_ticket_request__descriptor,
+    .output = &golden__v1__ticket_result__descriptor,
+    .command = &golden_v1_command_OpenTicket,
+    .query = NULL,
+    .validate = golden_v1_validate_OpenTicketRequest,
+    .canonicalize = golden_v1_canonicalize_OpenTicketRequest,
 };
 static const es_method_def method_TicketService_AssignTicket = {
-    "AssignTicket", "/golden.v1.TicketService/AssignTicket", &golden__v1__assign_ticket_request__descriptor, &golden__v1__ticket_result__descriptor,
-    &golden_v1_command_AssignTicket, NULL, golden_v1_validate_AssignTicketRequest,
+    .name = "AssignTicket",
+    .grpc_path = "/golden.v1.TicketService/AssignTicket",
+    .input = &golden__v1__assign_ticket_request__descriptor,
+    .output = &golden__v1__ticket_result__descriptor,
+    .command = &golden_v1_command_AssignTicket,
+    .query = NULL,
+    .validate = golden_v1_validate_AssignTicketRequest,
+    .canonicalize = golden_v1_canonicalize_AssignTicketRequest,
 };
 static const es_method_def method_TicketService_CloseTicket = {
-    "CloseTicket", "/golden.v1.TicketService/CloseTicket", &golden__v1__close_ticket_request__descriptor, &golden__v1__ticket_result__descriptor,
-    &golden_v1_command_CloseTicket, NULL, golden_v1_validate_CloseTicketRequest,
+    .name = "CloseTicket",
+    .grpc_path = "/golden.v1.TicketService/CloseTicket",
+    .input = &golden__v1__close_ticket_request__descriptor,
+    .output = &golden__v1__ticket_result__descriptor,
+    .command = &golden_v1_command_CloseTicket,
+    .query = NULL,
+    .validate = golden_v1_validate_CloseTicketRequest,
+    .canonicalize = NULL,
 };
 static const es_method_def method_TicketService_GetTicket = {
-    "GetTicket", "/golden.v1.TicketService/GetTicket", &golden__v1__get_ticket_request__descriptor, &golden__v1__ticket_row__descriptor,
-    NULL, query_GetTicket, golden_v1_validate_GetTicketRequest,
+    .name = "GetTicket",
+    .grpc_path = "/golden.v1.TicketService/GetTicket",
+    .input = &golden__v1__get_ticket_request__descriptor,
+    .output = &golden__v1__ticket_row__descriptor,
+    .command = NULL,
+    .query = query_GetTicket,
+    .validate = golden_v1_validate_GetTicketRequest,
+    .canonicalize = golden_v1_canonicalize_GetTicketRequest,
 };
 static const es_method_def method_TicketService_Ping = {
-    "Ping", "/golden.v1.TicketService/Ping", &golden__v1__get_ticket_request__descriptor, &golden__v1__ticket_result__descriptor,
-    NULL, query_Ping, golden_v1_validate_GetTicketRequest,
+    .name = "Ping",
+    .grpc_path = "/golden.v1.TicketService/Ping",
+    .input = &golden__v1__get_ticket_request__descriptor,
+    .output = &golden__v1__ticket_result__descriptor,
+    .command = NULL,
+    .query = query_Ping,
+    .validate = golden_v1_validate_GetTicketRequest,
+    .canonicalize = golden_v1_canonicalize_GetTicketRequest,
 };
 
 static const es_method_def *const methods_TicketService[] = {

@@ -12,6 +12,12 @@ int golden_v1_validate_AssignTicketRequest(const ProtobufCMessage *msg, es_error
 int golden_v1_validate_CloseTicketRequest(const ProtobufCMessage *msg, es_error *err);
 int golden_v1_validate_TicketRow(const ProtobufCMessage *msg, es_error *err);
 int golden_v1_validate_GetTicketRequest(const ProtobufCMessage *msg, es_error *err);
+/* Rewrites the message's uuid fields to their canonical spelling (es_uuid_canonicalize). */
+void golden_v1_canonicalize_OpenTicketRequest(ProtobufCMessage *msg);
+/* Rewrites the message's uuid fields to their canonical spelling (es_uuid_canonicalize). */
+void golden_v1_canonicalize_AssignTicketRequest(ProtobufCMessage *msg);
+/* Rewrites the message's uuid fields to their canonical spelling (es_uuid_canonicalize). */
+void golden_v1_canonicalize_GetTicketRequest(ProtobufCMessage *msg);
 
 /* aggregate "ticket" (state golden.v1.Ticket) */
 extern const es_aggregate_def golden_v1_aggregate_ticket;
