@@ -13,6 +13,8 @@
 #include <time.h>
 
 #include <h2o.h>
+#include <h2o/http2.h>
+#include <h2o/http2_internal.h>
 #include <openssl/ssl.h>
 
 #include "es/http_server.h"
@@ -35,6 +37,16 @@ typedef struct server_handler {
     es_http_server *srv;
 } server_handler;
 
+/* Why a limit closed a connection (es_http_connections_closed_total{reason}). */
+enum {
+    ES__HTTP_CLOSE_CLIENT_LIMIT,    /* refused at accept: too many from that address */
+    ES__HTTP_CLOSE_BODY_TIMEOUT,    /* an HTTP/2 request body did not arrive in time */
+    ES__HTTP_CLOSE_STALLED,         /* responses pending, nothing sent for stall_timeout_ms */
+    ES__HTTP_CLOSE_PENDING_BYTES,   /* more unsent response bytes than max_pending_bytes */
+    ES__HTTP_CLOSE_RAPID_RESET,     /* more stream resets a second than max_resets_per_second */
+    ES__HTTP_CLOSE_REASONS
+};
+
 struct loop_thread {
     es_http_server *srv;
     pthread_t tid;
@@ -50,6 +62,8 @@ struct loop_thread {
     size_t inflight;                      /* calls submitted from this loop, not yet answered */
     h2o_linklist_t conns;                 /* conn_track of every open connection */
     int draining, exit, reads_closed, forced;
+    h2o_timeout_t watch_timeout;          /* the periodic limit check (http_limits.c) */
+    h2o_timeout_entry_t watch_entry;
     struct timespec drain_deadline;
 };
 
@@ -59,6 +73,20 @@ typedef struct conn_track {
     h2o_linklist_t link;
     h2o_socket_t *sock;
     loop_thread *t;
+    /* the peer address, counted against max_connections_per_client (http_limits.c) */
+    unsigned char client[16];
+    uint8_t client_len;
+    /* HTTP/2 watch (http_limits.c); zero on HTTP/1 */
+    ssize_t (*h2_expect)(struct st_h2o_http2_conn_t *, const uint8_t *, size_t, const char **);
+    uint64_t reset_window_ms;             /* start of the current one-second reset window */
+    unsigned resets;                      /* RST_STREAM frames received in it */
+    int closing;                          /* a limit closed it: refuse further requests */
+    uint64_t stall_since_ms;              /* responses pending and none sent since, or 0 */
+    size_t stall_bytes_written;
+    struct {
+        uint32_t stream_id;
+        uint64_t since_ms;
+    } bodies[8];                          /* streams seen waiting for their request body */
 } conn_track;
 
 /* One es_http_refused_total sample. route points to a static string (a generated template or a
@@ -91,6 +119,10 @@ struct es_http_server {
     pthread_mutex_t refused_mu; /* guards refused[]: refusals are rare, a lock is cheap enough */
     refused_count refused[MAX_REFUSED_SAMPLES];
     size_t n_refused;
+    /* connections per client address (http_limits.c) */
+    pthread_mutex_t clients_mu;
+    struct client_count **clients;        /* CLIENT_BUCKETS chains */
+    atomic_uint_fast64_t closed[ES__HTTP_CLOSE_REASONS];  /* connections a limit closed */
 };
 
 /* A call in flight. */
@@ -126,6 +158,35 @@ void es__http_count_refused(es_http_server *s, const char *route, int status);
 
 /* Installs the output filter that turns h2o's own plain-text errors into JSON ones. */
 void es__http_install_filters(es_http_server *s, h2o_pathconf_t *path, h2o_hostconf_t *host);
+
+/* ---- http_limits.c ---- */
+
+/* Sets up the per-client table (es_http_server_new) and frees it (es_http_server_free). */
+void es__http_limits_init(es_http_server *s);
+void es__http_limits_free(es_http_server *s);
+
+/* Counts sock's peer address for tr; returns 0 when that address already holds
+ * max_connections_per_client connections (nothing is counted then). */
+int es__http_client_acquire(es_http_server *s, conn_track *tr, h2o_socket_t *sock);
+/* Releases what es__http_client_acquire counted (on close). */
+void es__http_client_release(es_http_server *s, conn_track *tr);
+
+/* Starts and stops the loop's periodic check of body, stall and pending-byte limits. */
+void es__http_watch_start(loop_thread *t);
+void es__http_watch_stop(loop_thread *t);
+
+/* Called for each request before it is served: watches an HTTP/2 connection's frames (reset
+ * rate) from now on. Returns 0 when a limit is closing the connection and the request must
+ * not be served. */
+int es__http_conn_admit(es_http_server *s, h2o_req_t *req);
+
+/* Writes es_http_connections_closed_total and the limits' gauges. */
+void es__http_limits_metrics(es_http_server *s, es_buf *out);
+
+/* ---- http_server.c ---- */
+
+/* sock->on_close of every tracked connection (http_limits.c recognises its sockets by it). */
+void es__http_on_sock_close(void *data);
 
 /* ---- http_routes.c ---- */
 

@@ -113,12 +113,14 @@ void es__http_on_done_messages(h2o_multithread_receiver_t *rx, h2o_linklist_t *m
 
 /* ---- routes ---- */
 
-/* Is the Content-Type JSON ("application/json", any parameters, or absent)? */
+/* Is the Content-Type "application/json" (parameters such as "; charset=utf-8" allowed)? A
+ * body without one is refused too: a form or text body must not be read as JSON by accident
+ * (a browser sends those cross-origin without a preflight). */
 static int is_json_content_type(h2o_req_t *req)
 {
     ssize_t i = h2o_find_header(&req->headers, H2O_TOKEN_CONTENT_TYPE, -1);
     if (i < 0)
-        return 1;
+        return 0;
     h2o_iovec_t v = req->headers.entries[i].value;
     size_t n = v.len;
     const char *semi = memchr(v.base, ';', v.len);
@@ -158,7 +160,8 @@ static int build_request(es_http_server *s, hcall *hc, h2o_req_t *req, const es_
         hc->call.request = es__message_new(method->input, arena);
     } else {
         if (blen && !is_json_content_type(req))
-            return es_error_set(err, ES_INVALID_ARGUMENT, "", "the request body must be application/json");
+            return es_error_set(err, ES_INVALID_ARGUMENT, "Content-Type",
+                                "a request body must be sent with Content-Type: application/json");
         if (strcmp(route->body, "*") == 0) {
             if (blen) {
                 rc = es_json_decode(reg, method->input, req->entity.base, blen, &o, arena, &hc->call.request, err);
@@ -213,8 +216,10 @@ static void serve_route(es_http_server *s, loop_thread *t, h2o_req_t *req, const
     es_error err = {0};
     int rc = build_request(s, hc, req, m, &err);
     if (rc != ES_OK) {
-        es__http_count_refused(s, m->route->path, es_http_status(rc));
-        es__http_send_error(req, rc, &err);
+        /* The wrong media type has its own HTTP status; the body keeps INVALID_ARGUMENT. */
+        int http = strcmp(err.field, "Content-Type") == 0 ? 415 : es_http_status(rc);
+        es__http_count_refused(s, m->route->path, http);
+        es__http_send_error_as(req, rc, &err, http, NULL);
         hcall_free(hc);
         return;
     }
@@ -309,6 +314,12 @@ int es__http_on_req(h2o_handler_t *self, h2o_req_t *req)
     const char *query = req->query_at != SIZE_MAX
                             ? es_arena_strndup(&scratch, req->path.base + plen + 1, req->path.len - plen - 1)
                             : "";
+    if (!es__http_conn_admit(s, req)) {
+        es_error err;
+        es_error_set(&err, ES_UNAVAILABLE, "", "the connection is being closed by a limit");
+        es__http_send_error(req, ES_UNAVAILABLE, &err);
+        goto out;
+    }
     const plain_handler *h = find_plain(s, method, path, ES_HTTP_EXACT);
     if (h) {
         serve_plain(h, req, method, path, query, &scratch);

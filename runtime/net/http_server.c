@@ -34,9 +34,10 @@ static int elapsed(const struct timespec *deadline)
 
 /* ---- loop threads ---- */
 
-static void on_sock_close(void *data)
+void es__http_on_sock_close(void *data)
 {
     conn_track *tr = data;
+    es__http_client_release(tr->t->srv, tr);
     atomic_fetch_sub(&tr->t->srv->connections, 1);
     h2o_linklist_unlink(&tr->link);
     free(tr);
@@ -45,16 +46,16 @@ static void on_sock_close(void *data)
 /* A connection above max_connections: a canned 503 on plain HTTP (TLS would need a handshake
  * first), then closed at once. Whatever the client already sent is read and dropped first, so
  * the close is a FIN rather than a reset that could destroy the answer in flight. */
-static void refuse_connection(loop_thread *t, h2o_socket_t *sock)
+static void refuse_connection(loop_thread *t, h2o_socket_t *sock, const char *why, const char *label)
 {
     es_http_server *s = t->srv;
     int fd = h2o_socket_get_fd(sock);
     if (!s->ssl_ctx) {
-        static const char body[] = "{\"code\":14,\"message\":\"too many connections\",\"details\":[]}";
-        char head[256];
+        char body[128], head[384];
+        int bl = snprintf(body, sizeof body, "{\"code\":14,\"message\":\"%s\",\"details\":[]}", why);
         int n = snprintf(head, sizeof head,
                          "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-                         "Content-Length: %zu\r\nConnection: close\r\n\r\n%s", sizeof body - 1, body);
+                         "Content-Length: %d\r\nConnection: close\r\n\r\n%s", bl, body);
         char junk[4096];
         for (int i = 0; i < 16 && recv(fd, junk, sizeof junk, MSG_DONTWAIT) > 0; i++)
             ;
@@ -63,7 +64,7 @@ static void refuse_connection(loop_thread *t, h2o_socket_t *sock)
         }
         shutdown(fd, SHUT_WR);
     }
-    es__http_count_refused(s, "connection_limit", 503);
+    es__http_count_refused(s, label, 503);
     h2o_socket_close(sock);
 }
 
@@ -89,14 +90,22 @@ static void on_accept(h2o_socket_t *listener, const char *err)
             break;
         if (atomic_fetch_add(&t->srv->connections, 1) >= t->srv->cfg.max_connections) {
             atomic_fetch_sub(&t->srv->connections, 1);
-            refuse_connection(t, sock);
+            refuse_connection(t, sock, "too many connections", "connection_limit");
             continue;
         }
         conn_track *tr = es_xcalloc(1, sizeof *tr);
+        if (!es__http_client_acquire(t->srv, tr, sock)) {
+            /* One address may not take every slot: the others still get in. */
+            free(tr);
+            atomic_fetch_sub(&t->srv->connections, 1);
+            atomic_fetch_add(&t->srv->closed[ES__HTTP_CLOSE_CLIENT_LIMIT], 1);
+            refuse_connection(t, sock, "too many connections from this address", "client_connection_limit");
+            continue;
+        }
         tr->sock = sock;
         tr->t = t;
         h2o_linklist_insert(&t->conns, &tr->link);
-        sock->on_close.cb = on_sock_close;
+        sock->on_close.cb = es__http_on_sock_close;
         sock->on_close.data = tr;
         h2o_accept(&t->accept_ctx, sock);
     }
@@ -147,6 +156,7 @@ static void loop_setup(loop_thread *t)
     t->listener = h2o_evloop_socket_create(t->loop, t->listen_fd, H2O_SOCKET_FLAG_DONT_READ);
     t->listener->data = t;
     h2o_socket_read_start(t->listener, on_accept);
+    es__http_watch_start(t);
 }
 
 static void *loop_main(void *arg)
@@ -179,6 +189,7 @@ static void *loop_main(void *arg)
             }
         }
     }
+    es__http_watch_stop(t);
     return NULL;
 }
 
@@ -214,11 +225,22 @@ es_http_server *es_http_server_new(const es_http_config *cfg, es_dispatcher *d, 
         s->cfg.max_connections = 1024;
     if (!s->cfg.idle_timeout_ms)
         s->cfg.idle_timeout_ms = 10000;
+    if (!s->cfg.max_connections_per_client)
+        s->cfg.max_connections_per_client = 64;
+    if (!s->cfg.body_timeout_ms)
+        s->cfg.body_timeout_ms = 10000;
+    if (!s->cfg.stall_timeout_ms)
+        s->cfg.stall_timeout_ms = 10000;
+    if (!s->cfg.max_pending_bytes)
+        s->cfg.max_pending_bytes = 4u << 20;
+    if (!s->cfg.max_resets_per_second)
+        s->cfg.max_resets_per_second = 100;
     s->d = d;
     s->router = es_router_new();
     atomic_init(&s->inflight, 0);
     atomic_init(&s->connections, 0);
     pthread_mutex_init(&s->refused_mu, NULL);
+    es__http_limits_init(s);
     return s;
 }
 
@@ -444,6 +466,7 @@ void es_http_server_metrics(const es_http_server *cs, es_buf *out)
         es_metrics_sample(out, "es_http_refused_total", labels, (double)s->refused[i].n);
     }
     pthread_mutex_unlock(&s->refused_mu);
+    es__http_limits_metrics(s, out);
 }
 
 void es_http_server_stop(es_http_server *s)
@@ -493,6 +516,7 @@ void es_http_server_free(es_http_server *s)
     free(s->tls_key_file);
     free(s->address);
     pthread_mutex_destroy(&s->refused_mu);
+    es__http_limits_free(s);
     free(s);
 }
 

@@ -350,12 +350,28 @@ static void test_bad_bodies(void **state)
         expect_error(&r, 400, 3, cases[i].field);
         reply_free(&r);
     }
-    /* Wrong content type. */
+    /* Wrong or missing content type: 415 with INVALID_ARGUMENT naming Content-Type. */
     reply r = http("POST", "/v1/rules", "{}", 0, "-H 'Content-Type: text/plain'");
-    expect_error(&r, 400, 3, NULL);
+    expect_error(&r, 415, 3, "Content-Type");
     assert_non_null(strstr(jstr(r.json, "message"), "application/json"));
     reply_free(&r);
+    r = http("POST", "/v1/rules", "{}", 0, "-H 'Content-Type: application/x-www-form-urlencoded'");
+    expect_error(&r, 415, 3, "Content-Type");
+    reply_free(&r);
+    r = http("POST", "/v1/rules", "{}", 0, "-H 'Content-Type:'");   /* curl: drop the header */
+    expect_error(&r, 415, 3, "Content-Type");
+    reply_free(&r);
+    r = http("POST", "/v1/rules", "{}", 0, "-H 'Content-Type: application/jsonx'");
+    expect_error(&r, 415, 3, "Content-Type");
+    reply_free(&r);
     r = http("POST", "/v1/rules", "{}", 0, "-H 'Content-Type: application/json; charset=utf-8'");
+    EXPECT_STATUS(r, 200);
+    reply_free(&r);
+    r = http("POST", "/v1/rules", "{}", 0, "-H 'Content-Type: Application/JSON;charset=UTF-8'");
+    EXPECT_STATUS(r, 200);
+    reply_free(&r);
+    /* No body, no Content-Type needed. */
+    r = http("POST", "/v1/rules", NULL, 0, "-H 'Content-Type:'");
     EXPECT_STATUS(r, 200);
     reply_free(&r);
     /* A body where the route takes none. */

@@ -41,6 +41,21 @@ typedef struct es_http_config {
      * long an HTTP/1 connection may sit idle or take to send its headers. */
     unsigned max_connections;   /* open connections of the whole server; 0: 1024 */
     unsigned idle_timeout_ms;   /* an HTTP/2 connection with no stream (h2o http2 idle_timeout); 0: 10000 */
+    /* Limits against one client holding resources. A connection from an address that already
+     * holds max_connections_per_client is refused like one above max_connections (503 and
+     * closed, es_http_refused_total{route="client_connection_limit"}). The others are checked
+     * every check period (a quarter of the smallest timeout, 50..1000 ms) and close the
+     * connection (counted in es_http_connections_closed_total{reason}); h2o frees its streams
+     * and the responses they hold. */
+    unsigned max_connections_per_client; /* open connections from one IP address; 0: 64 */
+    unsigned body_timeout_ms;   /* an HTTP/2 request body must be complete this long after its
+                                 * HEADERS; 0: 10000 (HTTP/1 bodies: request_timeout_ms) */
+    unsigned stall_timeout_ms;  /* responses pending and not a byte of them sent (peer window
+                                 * at zero, or the peer not reading) this long; 0: 10000 */
+    size_t max_pending_bytes;   /* response bytes of one HTTP/2 connection waiting for the peer's
+                                 * flow-control window or socket; 0: 4 MiB */
+    unsigned max_resets_per_second; /* RST_STREAM frames one HTTP/2 connection may send in a
+                                 * second; more: GOAWAY(ENHANCE_YOUR_CALM) and close; 0: 100 */
 } es_http_config;
 
 /* ---- plain handlers ---- */
@@ -121,8 +136,11 @@ size_t es_http_server_connections(const es_http_server *s);
  * es_http_refused_total{route,status} (counter): requests answered by the transport itself,
  * before the dispatcher, by the route template they matched ("unmatched" when none: 404, a
  * malformed target, a request h2o refused before routing; "connection_limit" for connections
- * refused at accept) and the HTTP status (400 bad JSON, path or query; 404; 405; 413; 503). Safe
- * from any thread while the server runs; NULL writes nothing. */
+ * refused at accept, "client_connection_limit" for those refused by max_connections_per_client)
+ * and the HTTP status (400 bad JSON, path or query; 404; 405; 413; 415; 503), and
+ * es_http_connections_closed_total{reason} (counter): connections a limit closed
+ * (client_connection_limit, body_timeout, stalled, pending_bytes, rapid_reset). Safe from any
+ * thread while the server runs; NULL writes nothing. */
 void es_http_server_metrics(const es_http_server *s, es_buf *out);
 
 /* Graceful stop: closes the listeners, asks h2o to close idle keep-alive connections, waits for
