@@ -4,20 +4,13 @@
 # see scripts/pg.sh) and librdkafka's mock Kafka cluster (3 brokers) in .dev/kafka, then runs
 # orderd on its embedded defaults (HTTP :8080, gRPC :8081) until Ctrl-C or SIGTERM, which stop
 # all three. Extra arguments go to orderd (e.g. --http-listen 127.0.0.1:9080).
-# The build is quiet: its output goes to build/run-build.log, shown when it fails.
+# The build is quiet (scripts/build.sh): its output goes to build/build.log, shown if it fails.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
 # The npm tools (buf) serve the tests only.
 scripts/install-deps.sh --no-dev-tools
-mkdir -p build
-log=build/run-build.log
-if ! { cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo &&
-       cmake --build build -j"$(nproc 2>/dev/null || echo 2)" --target orderd es-kafka-mock; } >"$log" 2>&1; then
-  cat "$log" >&2
-  echo "run.sh: the build failed (log above, also in $here/$log)" >&2
-  exit 1
-fi
+scripts/build.sh build orderd es-kafka-mock -- -DCMAKE_BUILD_TYPE=RelWithDebInfo
 mkdir -p .dev
 pg=$(scripts/pg.sh start .dev/pg)
 cleanup() { scripts/kafka-mock.sh stop .dev/kafka || true; scripts/pg.sh stop .dev/pg || true; }

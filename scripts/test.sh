@@ -3,20 +3,19 @@
 # ctest against real PostgreSQL and librdkafka's mock cluster, which the tests start themselves.
 # With CI=true or --sanitize it then builds and runs the whole suite again under
 # AddressSanitizer + UndefinedBehaviorSanitizer. Exit status: non-zero if any run failed.
+# Builds are quiet (scripts/build.sh): their output is in <build-dir>/build.log, shown if one fails.
 set -uo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
 sanitize=0
 [ "${CI:-}" = true ] && sanitize=1
 for a in "$@"; do [ "$a" = --sanitize ] && sanitize=1; done
-jobs=$(nproc 2>/dev/null || echo 2)
 
 scripts/install-deps.sh || exit 1
 
 run_suite() { # build-dir, ctest-exclude-label-regex, extra cmake args...
   local dir=$1 exclude=$2; shift 2
-  cmake -S . -B "$dir" "$@" >"$dir.configure.log" 2>&1 || { cat "$dir.configure.log"; return 1; }
-  cmake --build "$dir" -j"$jobs" 2>&1 | grep -E "error|warning|Error" ; [ "${PIPESTATUS[0]}" = 0 ] || return 1
+  scripts/build.sh "$dir" -- "$@" || return 1
   (cd "$dir" && ctest --output-on-failure --timeout 900 ${exclude:+-LE "$exclude"})
 }
 
@@ -24,9 +23,9 @@ mkdir -p build
 run_suite build "" -DCMAKE_BUILD_TYPE=RelWithDebInfo; rc=$?
 # The sanitizer pass runs the unit, integration, end-to-end and fault tests again (orderd aborts
 # at its first ASan/UBSan report, which the fault tests see as a crash). The fuzz targets are
-# sanitized builds already, and the benchmark measures speed, which sanitizers distort: those run
-# once, above.
-asan_exclude="fuzz|bench"
+# sanitized builds already, the benchmark measures speed, which sanitizers distort, and the
+# clone test builds a plain orderd of its own: those run once, above.
+asan_exclude="fuzz|bench|clone"
 if [ "$sanitize" = 1 ]; then
   echo "== the suite under AddressSanitizer + UndefinedBehaviorSanitizer (all but: $asan_exclude) =="
   mkdir -p build-asan
