@@ -8,6 +8,7 @@
 #include "es/feed.h"
 #include "es/upcast.h"
 #include "orderctl.h"
+#include "es/uuid.h"
 #include "upcasters.h"
 
 /* Points v->payload at the event in the current schema (bytes in arena when an upcaster ran).
@@ -82,6 +83,8 @@ int ctl_history(ctl *c, int argc, char **argv)
         fprintf(stderr, "usage: orderctl history <order_id>\n");
         return CTL_ERROR;
     }
+    /* The id as the service stores it, whatever spelling the operator pasted. */
+    es_uuid_canonicalize(argv[1]);
     es_pipeline *p = ctl_pipeline(c);
     if (!p)
         return CTL_ERROR;

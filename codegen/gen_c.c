@@ -336,9 +336,10 @@ static void emit_event(pkg *p, const cg_message *ev, const cg_message *state)
         cg_printf(c, "    st->%s = %s__%s;\n", sf->name, sf->enum_type->c_upper, vname);
     }
     cg_printf(c, "    (void)ev;\n    return ES_OK;\n}\n\n");
-    cg_printf(c, "const es_event_def %sevent_%s = {\n    \"", p->prefix, ev->name);
+    cg_printf(c, "const es_event_def %sevent_%s = {\n    .type = \"", p->prefix, ev->name);
     cg_c_string(c, event_type(ev));
-    cg_printf(c, "\", \"%s\", %u, %d, &%s__descriptor, apply_%s, &%saggregate_%s,\n};\n\n", ev->full,
+    cg_printf(c, "\",\n    .schema = \"%s\",\n    .schema_version = %u,\n    .creates = %d,\n    .descriptor = &%s__descriptor,\n"
+                 "    .apply = apply_%s,\n    .aggregate = &%saggregate_%s,\n};\n\n", ev->full,
               ev->event->has_version && ev->event->version ? ev->event->version : 1,
               ev->event->has_creates && ev->event->creates, ev->c_lower, ev->name, p->prefix, agg);
     cg_printf(p->h, "extern const es_event_def %sevent_%s;\n", p->prefix, ev->name);
@@ -368,7 +369,8 @@ static void emit_aggregates(pkg *p)
         for (size_t k = 0; k < p->n_msgs; k++)
             if (p->msgs[k]->event && strcmp(p->msgs[k]->event->aggregate, agg) == 0)
                 cg_printf(p->c, "    &%sevent_%s,\n", p->prefix, p->msgs[k]->name);
-        cg_printf(p->c, "};\n\nconst es_aggregate_def %saggregate_%s = {\n    \"%s\", &%s__descriptor, \"%s\", %u, events_%s, %zu,\n};\n\n",
+        cg_printf(p->c, "};\n\nconst es_aggregate_def %saggregate_%s = {\n    .name = \"%s\",\n    .state_descriptor = &%s__descriptor,\n"
+                        "    .id_field = \"%s\",\n    .snapshot_every = %u,\n    .events = events_%s,\n    .n_events = %zu,\n};\n\n",
                   p->prefix, agg, agg, st->c_lower, st->agg->id_field,
                   st->agg->has_snapshot_every ? st->agg->snapshot_every : 0, agg, n);
     }
@@ -521,14 +523,16 @@ static void emit_projection(pkg *p, const cg_message *m)
     cg_printf(c, "static const es_projection_column columns_%s[] = {\n", o->table);
     for (size_t i = 0; i < m->n_fields; i++) {
         const cg_field *f = &m->fields[i];
-        cg_printf(c, "    {\"%s\", \"%s\", %d},\n", f->opt && f->opt->column && f->opt->column[0] ? f->opt->column : f->name,
+        cg_printf(c, "    {.column = \"%s\", .sql_type = \"%s\", .field_id = %d},\n",
+                  f->opt && f->opt->column && f->opt->column[0] ? f->opt->column : f->name,
                   cg_sql_type(f), f->fd->number);
     }
     cg_printf(c, "};\n\n");
     cg_out *ddl = cg_scratch();
     cg_gen_projection_ddl(p->ctx, m, ddl);
-    cg_printf(c, "const es_projection_def %sprojection_%s = {\n    \"%s\", &%s__descriptor, &%saggregate_%s, \"%s\",\n"
-                 "    columns_%s, %zu, from_state_%s,\n    \"",
+    cg_printf(c, "const es_projection_def %sprojection_%s = {\n    .name = \"%s\",\n    .descriptor = &%s__descriptor,\n"
+                 "    .aggregate = &%saggregate_%s,\n    .key = \"%s\",\n    .columns = columns_%s,\n    .n_columns = %zu,\n"
+                 "    .from_state = from_state_%s,\n    .ddl = \"",
               p->prefix, o->table, o->table, m->c_lower, p->prefix, state->agg->name, o->key, o->table, m->n_fields,
               o->table);
     cg_c_string(c, ddl->data ? ddl->data : "");
@@ -576,13 +580,10 @@ static void emit_service(pkg *p, const cg_service *s)
         const cg_method *me = &s->methods[i];
         if (!me->http)
             continue;
-        const Google__Api__HttpRule *rules[1 + 16];
-        size_t nr = 0;
-        rules[nr++] = me->http;
-        for (size_t k = 0; k < me->http->n_additional_bindings && nr < 17; k++)
-            rules[nr++] = me->http->additional_bindings[k];
-        for (size_t k = 0; k < nr; k++) {
-            const Google__Api__HttpRule *r = rules[k];
+        /* The rule and every additional binding, without a limit (the OpenAPI output lists the
+         * same ones, so the document never names a route that is not served). */
+        for (size_t k = 0; k <= me->http->n_additional_bindings; k++) {
+            const Google__Api__HttpRule *r = k == 0 ? me->http : me->http->additional_bindings[k - 1];
             const char *verb = NULL, *path = NULL;
             switch (r->pattern_case) {
             case GOOGLE__API__HTTP_RULE__PATTERN_GET: verb = "GET"; path = r->get; break;
@@ -592,19 +593,20 @@ static void emit_service(pkg *p, const cg_service *s)
             case GOOGLE__API__HTTP_RULE__PATTERN_PATCH: verb = "PATCH"; path = r->patch; break;
             default: continue;
             }
-            cg_printf(c, "    {\"%s\", \"", verb);
+            cg_printf(c, "    {.http_method = \"%s\", .path = \"", verb);
             cg_c_string(c, path);
             if (r->body && r->body[0]) {
-                cg_printf(c, "\", \"");
+                cg_printf(c, "\", .body = \"");
                 cg_c_string(c, r->body);
-                cg_printf(c, "\", &method_%s_%s},\n", sn, me->name);
+                cg_printf(c, "\", .method = &method_%s_%s},\n", sn, me->name);
             } else {
-                cg_printf(c, "\", NULL, &method_%s_%s},\n", sn, me->name);
+                cg_printf(c, "\", .body = NULL, .method = &method_%s_%s},\n", sn, me->name);
             }
             n_routes++;
         }
     }
-    cg_printf(c, "};\n\nconst es_service_def %sservice_%s = {\n    \"%s\", methods_%s, %zu, routes_%s, %zu,\n};\n\n", p->prefix,
+    cg_printf(c, "};\n\nconst es_service_def %sservice_%s = {\n    .name = \"%s\",\n    .methods = methods_%s,\n"
+                 "    .n_methods = %zu,\n    .routes = routes_%s,\n    .n_routes = %zu,\n};\n\n", p->prefix,
               sn, s->full, sn, s->n_methods, sn, n_routes);
 }
 
@@ -641,7 +643,8 @@ static void emit_json_names(pkg *p)
     cg_printf(c, "\nstatic const es_json_names json_names[] = {\n");
     for (size_t i = 0; i < p->n_msgs; i++)
         if (p->msgs[i]->n_fields)
-            cg_printf(c, "    {&%s__descriptor, json_%s},\n", p->msgs[i]->c_lower, p->msgs[i]->c_lower);
+            cg_printf(c, "    {.descriptor = &%s__descriptor, .json_names = json_%s},\n", p->msgs[i]->c_lower,
+                      p->msgs[i]->c_lower);
     cg_printf(c, "};\n\nstatic const ProtobufCMessageDescriptor *const messages[] = {\n");
     for (size_t i = 0; i < p->n_msgs; i++)
         cg_printf(c, "    &%s__descriptor,\n", p->msgs[i]->c_lower);
@@ -766,13 +769,15 @@ int cg_gen_package(cg_ctx *ctx, const char *package)
     }
     for (size_t i = 0; i < ctx->model.n_services; i++)
         counts[3] += strcmp(ctx->model.services[i]->file->package, package) == 0 && ctx->model.services[i]->file->generate;
-    cg_printf(c, "\nconst es_schema %sschema = {\n    \"%s\",\n"
-                 "    (const es_aggregate_def *const *)aggregates_list, %zu,\n"
-                 "    (const es_command_def *const *)commands_list, %zu,\n"
-                 "    (const es_projection_def *const *)projections_list, %zu,\n"
-                 "    (const es_service_def *const *)services_list, %zu,\n"
-                 "    messages, %zu,\n    json_names, sizeof json_names / sizeof json_names[0],\n"
-                 "    descriptor_set, sizeof descriptor_set,\n    \"%s\",\n    \"",
+    cg_printf(c, "\nconst es_schema %sschema = {\n    .package = \"%s\",\n"
+                 "    .aggregates = (const es_aggregate_def *const *)aggregates_list,\n    .n_aggregates = %zu,\n"
+                 "    .commands = (const es_command_def *const *)commands_list,\n    .n_commands = %zu,\n"
+                 "    .projections = (const es_projection_def *const *)projections_list,\n    .n_projections = %zu,\n"
+                 "    .services = (const es_service_def *const *)services_list,\n    .n_services = %zu,\n"
+                 "    .messages = messages,\n    .n_messages = %zu,\n"
+                 "    .json_names = json_names,\n    .n_json_names = sizeof json_names / sizeof json_names[0],\n"
+                 "    .descriptor_set = descriptor_set,\n    .descriptor_set_len = sizeof descriptor_set,\n"
+                 "    .descriptor_set_hash = \"%s\",\n    .migrations_sql = \"",
               p->prefix, package, counts[0], counts[1], counts[2], counts[3], p->n_msgs, hash);
     cg_c_string(c, sql->data ? sql->data : "");
     cg_printf(c, "\",\n};\n");

@@ -822,7 +822,13 @@ static int apply_OrderPlaced(ProtobufCMessage *state_, const ProtobufCMessage *e
 }
 
 const es_event_def orders_v1_event_OrderPlaced = {
-    "OrderPlaced", "orders.v1.OrderPlaced", 1, 1, &orders__v1__order_placed__descriptor, apply_OrderPlaced, &orders_v1_aggregate_order,
+    .type = "OrderPlaced",
+    .schema = "orders.v1.OrderPlaced",
+    .schema_version = 1,
+    .creates = 1,
+    .descriptor = &orders__v1__order_placed__descriptor,
+    .apply = apply_OrderPlaced,
+    .aggregate = &orders_v1_aggregate_order,
 };
 
 static int apply_OrderPaymentInitiated(ProtobufCMessage *state_, const ProtobufCMessage *event_)
@@ -837,7 +843,13 @@ static int apply_OrderPaymentInitiated(ProtobufCMessage *state_, const ProtobufC
 }
 
 const es_event_def orders_v1_event_OrderPaymentInitiated = {
-    "OrderPaymentInitiated", "orders.v1.OrderPaymentInitiated", 1, 0, &orders__v1__order_payment_initiated__descriptor, apply_OrderPaymentInitiated, &orders_v1_aggregate_order,
+    .type = "OrderPaymentInitiated",
+    .schema = "orders.v1.OrderPaymentInitiated",
+    .schema_version = 1,
+    .creates = 0,
+    .descriptor = &orders__v1__order_payment_initiated__descriptor,
+    .apply = apply_OrderPaymentInitiated,
+    .aggregate = &orders_v1_aggregate_order,
 };
 
 static int apply_OrderPaymentAuthorised(ProtobufCMessage *state_, const ProtobufCMessage *event_)
@@ -851,7 +863,13 @@ static int apply_OrderPaymentAuthorised(ProtobufCMessage *state_, const Protobuf
 }
 
 const es_event_def orders_v1_event_OrderPaymentAuthorised = {
-    "OrderPaymentAuthorised", "orders.v1.OrderPaymentAuthorised", 1, 0, &orders__v1__order_payment_authorised__descriptor, apply_OrderPaymentAuthorised, &orders_v1_aggregate_order,
+    .type = "OrderPaymentAuthorised",
+    .schema = "orders.v1.OrderPaymentAuthorised",
+    .schema_version = 1,
+    .creates = 0,
+    .descriptor = &orders__v1__order_payment_authorised__descriptor,
+    .apply = apply_OrderPaymentAuthorised,
+    .aggregate = &orders_v1_aggregate_order,
 };
 
 static int apply_OrderPaid(ProtobufCMessage *state_, const ProtobufCMessage *event_)
@@ -868,7 +886,13 @@ static int apply_OrderPaid(ProtobufCMessage *state_, const ProtobufCMessage *eve
 }
 
 const es_event_def orders_v1_event_OrderPaid = {
-    "OrderPaid", "orders.v1.OrderPaid", 1, 0, &orders__v1__order_paid__descriptor, apply_OrderPaid, &orders_v1_aggregate_order,
+    .type = "OrderPaid",
+    .schema = "orders.v1.OrderPaid",
+    .schema_version = 1,
+    .creates = 0,
+    .descriptor = &orders__v1__order_paid__descriptor,
+    .apply = apply_OrderPaid,
+    .aggregate = &orders_v1_aggregate_order,
 };
 
 static int apply_OrderPaymentFailed(ProtobufCMessage *state_, const ProtobufCMessage *event_)
@@ -883,7 +907,13 @@ static int apply_OrderPaymentFailed(ProtobufCMessage *state_, const ProtobufCMes
 }
 
 const es_event_def orders_v1_event_OrderPaymentFailed = {
-    "OrderPaymentFailed", "orders.v1.OrderPaymentFailed", 1, 0, &orders__v1__order_payment_failed__descriptor, apply_OrderPaymentFailed, &orders_v1_aggregate_order,
+    .type = "OrderPaymentFailed",
+    .schema = "orders.v1.OrderPaymentFailed",
+    .schema_version = 1,
+    .creates = 0,
+    .descriptor = &orders__v1__order_payment_failed__descriptor,
+    .apply = apply_OrderPaymentFailed,
+    .aggregate = &orders_v1_aggregate_order,
 };
 
 static int apply_OrderPaymentRefunded(ProtobufCMessage *state_, const ProtobufCMessage *event_)
@@ -899,7 +929,13 @@ static int apply_OrderPaymentRefunded(ProtobufCMessage *state_, const ProtobufCM
 }
 
 const es_event_def orders_v1_event_OrderPaymentRefunded = {
-    "OrderPaymentRefunded", "orders.v1.OrderPaymentRefunded", 1, 0, &orders__v1__order_payment_refunded__descriptor, apply_OrderPaymentRefunded, &orders_v1_aggregate_order,
+    .type = "OrderPaymentRefunded",
+    .schema = "orders.v1.OrderPaymentRefunded",
+    .schema_version = 1,
+    .creates = 0,
+    .descriptor = &orders__v1__order_payment_refunded__descriptor,
+    .apply = apply_OrderPaymentRefunded,
+    .aggregate = &orders_v1_aggregate_order,
 };
 
 static int apply_OrderShippingStatusUpdated(ProtobufCMessage *state_, const ProtobufCMessage *event_)
@@ -916,7 +952,13 @@ static int apply_OrderShippingStatusUpdated(ProtobufCMessage *state_, const Prot
 }
 
 const es_event_def orders_v1_event_OrderShippingStatusUpdated = {
-    "OrderShippingStatusUpdated", "orders.v1.OrderShippingStatusUpdated", 1, 0, &orders__v1__order_shipping_status_updated__descriptor, apply_OrderShippingStatusUpdated, &orders_v1_aggregate_order,
+    .type = "OrderShippingStatusUpdated",
+    .schema = "orders.v1.OrderShippingStatusUpdated",
+    .schema_version = 1,
+    .creates = 0,
+    .descriptor = &orders__v1__order_shipping_status_updated__descriptor,
+    .apply = apply_OrderShippingStatusUpdated,
+    .aggregate = &orders_v1_aggregate_order,
 };
 
 static int apply_OrderDelivered(ProtobufCMessage *state_, const ProtobufCMessage *event_)
@@ -934,7 +976,13 @@ static int apply_OrderDelivered(ProtobufCMessage *state_, const ProtobufCMessage
 }
 
 const es_event_def orders_v1_event_OrderDelivered = {
-    "OrderDelivered", "orders.v1.OrderDelivered", 1, 0, &orders__v1__order_delivered__descriptor, apply_OrderDelivered, &orders_v1_aggregate_order,
+    .type = "OrderDelivered",
+    .schema = "orders.v1.OrderDelivered",
+    .schema_version = 1,
+    .creates = 0,
+    .descriptor = &orders__v1__order_delivered__descriptor,
+    .apply = apply_OrderDelivered,
+    .aggregate = &orders_v1_aggregate_order,
 };
 
 static int apply_OrderCancelled(ProtobufCMessage *state_, const ProtobufCMessage *event_)
@@ -951,7 +999,13 @@ static int apply_OrderCancelled(ProtobufCMessage *state_, const ProtobufCMessage
 }
 
 const es_event_def orders_v1_event_OrderCancelled = {
-    "OrderCancelled", "orders.v1.OrderCancelled", 1, 0, &orders__v1__order_cancelled__descriptor, apply_OrderCancelled, &orders_v1_aggregate_order,
+    .type = "OrderCancelled",
+    .schema = "orders.v1.OrderCancelled",
+    .schema_version = 1,
+    .creates = 0,
+    .descriptor = &orders__v1__order_cancelled__descriptor,
+    .apply = apply_OrderCancelled,
+    .aggregate = &orders_v1_aggregate_order,
 };
 
 static const es_event_def *const events_order[] = {
@@ -967,7 +1021,12 @@ static const es_event_def *const events_order[] = {
 };
 
 const es_aggregate_def orders_v1_aggregate_order = {
-    "order", &orders__v1__order_state__descriptor, "order_id", 100, events_order, 9,
+    .name = "order",
+    .state_descriptor = &orders__v1__order_state__descriptor,
+    .id_field = "order_id",
+    .snapshot_every = 100,
+    .events = events_order,
+    .n_events = 9,
 };
 
 /* ---- command PlaceOrder ---- */
@@ -1480,33 +1539,38 @@ static ProtobufCMessage *from_state_order_summary(const ProtobufCMessage *state_
 }
 
 static const es_projection_column columns_order_summary[] = {
-    {"order_id", "uuid", 1},
-    {"status", "text", 2},
-    {"payment_status", "text", 3},
-    {"shipping_status", "text", 4},
-    {"customer_id", "text", 5},
-    {"vendor_id", "text", 6},
-    {"item_count", "integer", 7},
-    {"total", "jsonb", 8},
-    {"payment_method", "text", 9},
-    {"carrier", "text", 10},
-    {"tracking_number", "text", 11},
-    {"location", "text", 12},
-    {"cancel_reason", "text", 13},
-    {"created_at", "timestamptz", 14},
-    {"updated_at", "timestamptz", 15},
-    {"version", "bigint", 16},
-    {"items", "jsonb", 17},
-    {"shipping_address", "jsonb", 18},
-    {"paid_amount", "jsonb", 19},
-    {"refunded_amount", "jsonb", 20},
-    {"payment_failure_reason", "text", 21},
+    {.column = "order_id", .sql_type = "uuid", .field_id = 1},
+    {.column = "status", .sql_type = "text", .field_id = 2},
+    {.column = "payment_status", .sql_type = "text", .field_id = 3},
+    {.column = "shipping_status", .sql_type = "text", .field_id = 4},
+    {.column = "customer_id", .sql_type = "text", .field_id = 5},
+    {.column = "vendor_id", .sql_type = "text", .field_id = 6},
+    {.column = "item_count", .sql_type = "integer", .field_id = 7},
+    {.column = "total", .sql_type = "jsonb", .field_id = 8},
+    {.column = "payment_method", .sql_type = "text", .field_id = 9},
+    {.column = "carrier", .sql_type = "text", .field_id = 10},
+    {.column = "tracking_number", .sql_type = "text", .field_id = 11},
+    {.column = "location", .sql_type = "text", .field_id = 12},
+    {.column = "cancel_reason", .sql_type = "text", .field_id = 13},
+    {.column = "created_at", .sql_type = "timestamptz", .field_id = 14},
+    {.column = "updated_at", .sql_type = "timestamptz", .field_id = 15},
+    {.column = "version", .sql_type = "bigint", .field_id = 16},
+    {.column = "items", .sql_type = "jsonb", .field_id = 17},
+    {.column = "shipping_address", .sql_type = "jsonb", .field_id = 18},
+    {.column = "paid_amount", .sql_type = "jsonb", .field_id = 19},
+    {.column = "refunded_amount", .sql_type = "jsonb", .field_id = 20},
+    {.column = "payment_failure_reason", .sql_type = "text", .field_id = 21},
 };
 
 const es_projection_def orders_v1_projection_order_summary = {
-    "order_summary", &orders__v1__order_summary__descriptor, &orders_v1_aggregate_order, "order_id",
-    columns_order_summary, 21, from_state_order_summary,
-    "-- projection order_summary (orders.v1.OrderSummary): one row per order stream; es_state holds the folded aggregate state\n-- (protobuf) the row columns are derived from, so the row can be advanced one event at a time.\nCREATE TABLE IF NOT EXISTS order_summary (\n    order_id uuid NOT NULL,\n    status text,\n    payment_status text,\n    shipping_status text,\n    customer_id text,\n    vendor_id text,\n    item_count integer,\n    total jsonb,\n    payment_method text,\n    carrier text,\n    tracking_number text,\n    location text,\n    cancel_reason text,\n    created_at timestamptz,\n    updated_at timestamptz,\n    version bigint,\n    items jsonb,\n    shipping_address jsonb,\n    paid_amount jsonb,\n    refunded_amount jsonb,\n    payment_failure_reason text,\n    es_state bytea NOT NULL,\n    PRIMARY KEY (order_id)\n);\nCREATE INDEX IF NOT EXISTS order_summary_idx1 ON order_summary (customer_id, created_at DESC, order_id DESC);\nCREATE INDEX IF NOT EXISTS order_summary_idx2 ON order_summary (vendor_id, created_at DESC, order_id DESC);\nCREATE INDEX IF NOT EXISTS order_summary_idx3 ON order_summary (status, created_at DESC, order_id DESC);\nCREATE INDEX IF NOT EXISTS order_summary_idx4 ON order_summary (created_at DESC, order_id DESC);\n",
+    .name = "order_summary",
+    .descriptor = &orders__v1__order_summary__descriptor,
+    .aggregate = &orders_v1_aggregate_order,
+    .key = "order_id",
+    .columns = columns_order_summary,
+    .n_columns = 21,
+    .from_state = from_state_order_summary,
+    .ddl = "-- projection order_summary (orders.v1.OrderSummary): one row per order stream; es_state holds the folded aggregate state\n-- (protobuf) the row columns are derived from, so the row can be advanced one event at a time.\nCREATE TABLE IF NOT EXISTS order_summary (\n    order_id uuid NOT NULL,\n    status text,\n    payment_status text,\n    shipping_status text,\n    customer_id text,\n    vendor_id text,\n    item_count integer,\n    total jsonb,\n    payment_method text,\n    carrier text,\n    tracking_number text,\n    location text,\n    cancel_reason text,\n    created_at timestamptz,\n    updated_at timestamptz,\n    version bigint,\n    items jsonb,\n    shipping_address jsonb,\n    paid_amount jsonb,\n    refunded_amount jsonb,\n    payment_failure_reason text,\n    es_state bytea NOT NULL,\n    PRIMARY KEY (order_id)\n);\nCREATE INDEX IF NOT EXISTS order_summary_idx1 ON order_summary (customer_id, created_at DESC, order_id DESC);\nCREATE INDEX IF NOT EXISTS order_summary_idx2 ON order_summary (vendor_id, created_at DESC, order_id DESC);\nCREATE INDEX IF NOT EXISTS order_summary_idx3 ON order_summary (status, created_at DESC, order_id DESC);\nCREATE INDEX IF NOT EXISTS order_summary_idx4 ON order_summary (created_at DESC, order_id DESC);\n",
 };
 
 /* ---- service orders.v1.OrderService ---- */
@@ -1652,21 +1716,25 @@ static const es_method_def *const methods_OrderService[] = {
 };
 
 static const es_route_def routes_OrderService[] = {
-    {"POST", "/v1/orders", "*", &method_OrderService_PlaceOrder},
-    {"POST", "/v1/orders/{order_id}/cancel", "*", &method_OrderService_CancelOrder},
-    {"PUT", "/v1/orders/{order_id}/shipping-status", "*", &method_OrderService_UpdateOrderShippingStatus},
-    {"POST", "/v1/orders/{order_id}/payment:initiate", "*", &method_OrderService_InitiatePayment},
-    {"POST", "/v1/orders/{order_id}/payment:authorise", "*", &method_OrderService_AuthorisePayment},
-    {"POST", "/v1/orders/{order_id}/payment:paid", "*", &method_OrderService_MarkOrderPaid},
-    {"POST", "/v1/orders/{order_id}/payment:fail", "*", &method_OrderService_FailPayment},
-    {"POST", "/v1/orders/{order_id}/payment:refund", "*", &method_OrderService_RefundPayment},
-    {"GET", "/v1/orders/{order_id}", NULL, &method_OrderService_GetOrder},
-    {"GET", "/v1/orders", NULL, &method_OrderService_ListOrders},
-    {"GET", "/v1/orders/{order_id}/events", NULL, &method_OrderService_GetOrderEvents},
+    {.http_method = "POST", .path = "/v1/orders", .body = "*", .method = &method_OrderService_PlaceOrder},
+    {.http_method = "POST", .path = "/v1/orders/{order_id}/cancel", .body = "*", .method = &method_OrderService_CancelOrder},
+    {.http_method = "PUT", .path = "/v1/orders/{order_id}/shipping-status", .body = "*", .method = &method_OrderService_UpdateOrderShippingStatus},
+    {.http_method = "POST", .path = "/v1/orders/{order_id}/payment:initiate", .body = "*", .method = &method_OrderService_InitiatePayment},
+    {.http_method = "POST", .path = "/v1/orders/{order_id}/payment:authorise", .body = "*", .method = &method_OrderService_AuthorisePayment},
+    {.http_method = "POST", .path = "/v1/orders/{order_id}/payment:paid", .body = "*", .method = &method_OrderService_MarkOrderPaid},
+    {.http_method = "POST", .path = "/v1/orders/{order_id}/payment:fail", .body = "*", .method = &method_OrderService_FailPayment},
+    {.http_method = "POST", .path = "/v1/orders/{order_id}/payment:refund", .body = "*", .method = &method_OrderService_RefundPayment},
+    {.http_method = "GET", .path = "/v1/orders/{order_id}", .body = NULL, .method = &method_OrderService_GetOrder},
+    {.http_method = "GET", .path = "/v1/orders", .body = NULL, .method = &method_OrderService_ListOrders},
+    {.http_method = "GET", .path = "/v1/orders/{order_id}/events", .body = NULL, .method = &method_OrderService_GetOrderEvents},
 };
 
 const es_service_def orders_v1_service_OrderService = {
-    "orders.v1.OrderService", methods_OrderService, 11, routes_OrderService, 11,
+    .name = "orders.v1.OrderService",
+    .methods = methods_OrderService,
+    .n_methods = 11,
+    .routes = routes_OrderService,
+    .n_routes = 11,
 };
 
 static const char *const json_orders__v1__money[] = {"currencyCode", "amountMinor"};
@@ -1700,35 +1768,35 @@ static const char *const json_orders__v1__get_order_events_response[] = {"events
 static const char *const json_orders__v1__order_state[] = {"orderId", "status", "paymentStatus", "shippingStatus", "customerId", "vendorId", "items", "itemCount", "total", "paymentMethod", "shippingAddress", "paymentId", "paidAmount", "refundedAmount", "carrier", "trackingNumber", "location", "cancelReason", "paymentFailureReason", "createdAt", "updatedAt", "refundDue"};
 
 static const es_json_names json_names[] = {
-    {&orders__v1__money__descriptor, json_orders__v1__money},
-    {&orders__v1__address__descriptor, json_orders__v1__address},
-    {&orders__v1__line_item__descriptor, json_orders__v1__line_item},
-    {&orders__v1__place_order_request__descriptor, json_orders__v1__place_order_request},
-    {&orders__v1__cancel_order_request__descriptor, json_orders__v1__cancel_order_request},
-    {&orders__v1__update_order_shipping_status_request__descriptor, json_orders__v1__update_order_shipping_status_request},
-    {&orders__v1__initiate_payment_request__descriptor, json_orders__v1__initiate_payment_request},
-    {&orders__v1__authorise_payment_request__descriptor, json_orders__v1__authorise_payment_request},
-    {&orders__v1__mark_order_paid_request__descriptor, json_orders__v1__mark_order_paid_request},
-    {&orders__v1__fail_payment_request__descriptor, json_orders__v1__fail_payment_request},
-    {&orders__v1__refund_payment_request__descriptor, json_orders__v1__refund_payment_request},
-    {&orders__v1__command_result__descriptor, json_orders__v1__command_result},
-    {&orders__v1__order_placed__descriptor, json_orders__v1__order_placed},
-    {&orders__v1__order_payment_initiated__descriptor, json_orders__v1__order_payment_initiated},
-    {&orders__v1__order_payment_authorised__descriptor, json_orders__v1__order_payment_authorised},
-    {&orders__v1__order_paid__descriptor, json_orders__v1__order_paid},
-    {&orders__v1__order_payment_failed__descriptor, json_orders__v1__order_payment_failed},
-    {&orders__v1__order_payment_refunded__descriptor, json_orders__v1__order_payment_refunded},
-    {&orders__v1__order_shipping_status_updated__descriptor, json_orders__v1__order_shipping_status_updated},
-    {&orders__v1__order_delivered__descriptor, json_orders__v1__order_delivered},
-    {&orders__v1__order_cancelled__descriptor, json_orders__v1__order_cancelled},
-    {&orders__v1__order_summary__descriptor, json_orders__v1__order_summary},
-    {&orders__v1__get_order_request__descriptor, json_orders__v1__get_order_request},
-    {&orders__v1__list_orders_request__descriptor, json_orders__v1__list_orders_request},
-    {&orders__v1__list_orders_response__descriptor, json_orders__v1__list_orders_response},
-    {&orders__v1__get_order_events_request__descriptor, json_orders__v1__get_order_events_request},
-    {&orders__v1__event_record__descriptor, json_orders__v1__event_record},
-    {&orders__v1__get_order_events_response__descriptor, json_orders__v1__get_order_events_response},
-    {&orders__v1__order_state__descriptor, json_orders__v1__order_state},
+    {.descriptor = &orders__v1__money__descriptor, .json_names = json_orders__v1__money},
+    {.descriptor = &orders__v1__address__descriptor, .json_names = json_orders__v1__address},
+    {.descriptor = &orders__v1__line_item__descriptor, .json_names = json_orders__v1__line_item},
+    {.descriptor = &orders__v1__place_order_request__descriptor, .json_names = json_orders__v1__place_order_request},
+    {.descriptor = &orders__v1__cancel_order_request__descriptor, .json_names = json_orders__v1__cancel_order_request},
+    {.descriptor = &orders__v1__update_order_shipping_status_request__descriptor, .json_names = json_orders__v1__update_order_shipping_status_request},
+    {.descriptor = &orders__v1__initiate_payment_request__descriptor, .json_names = json_orders__v1__initiate_payment_request},
+    {.descriptor = &orders__v1__authorise_payment_request__descriptor, .json_names = json_orders__v1__authorise_payment_request},
+    {.descriptor = &orders__v1__mark_order_paid_request__descriptor, .json_names = json_orders__v1__mark_order_paid_request},
+    {.descriptor = &orders__v1__fail_payment_request__descriptor, .json_names = json_orders__v1__fail_payment_request},
+    {.descriptor = &orders__v1__refund_payment_request__descriptor, .json_names = json_orders__v1__refund_payment_request},
+    {.descriptor = &orders__v1__command_result__descriptor, .json_names = json_orders__v1__command_result},
+    {.descriptor = &orders__v1__order_placed__descriptor, .json_names = json_orders__v1__order_placed},
+    {.descriptor = &orders__v1__order_payment_initiated__descriptor, .json_names = json_orders__v1__order_payment_initiated},
+    {.descriptor = &orders__v1__order_payment_authorised__descriptor, .json_names = json_orders__v1__order_payment_authorised},
+    {.descriptor = &orders__v1__order_paid__descriptor, .json_names = json_orders__v1__order_paid},
+    {.descriptor = &orders__v1__order_payment_failed__descriptor, .json_names = json_orders__v1__order_payment_failed},
+    {.descriptor = &orders__v1__order_payment_refunded__descriptor, .json_names = json_orders__v1__order_payment_refunded},
+    {.descriptor = &orders__v1__order_shipping_status_updated__descriptor, .json_names = json_orders__v1__order_shipping_status_updated},
+    {.descriptor = &orders__v1__order_delivered__descriptor, .json_names = json_orders__v1__order_delivered},
+    {.descriptor = &orders__v1__order_cancelled__descriptor, .json_names = json_orders__v1__order_cancelled},
+    {.descriptor = &orders__v1__order_summary__descriptor, .json_names = json_orders__v1__order_summary},
+    {.descriptor = &orders__v1__get_order_request__descriptor, .json_names = json_orders__v1__get_order_request},
+    {.descriptor = &orders__v1__list_orders_request__descriptor, .json_names = json_orders__v1__list_orders_request},
+    {.descriptor = &orders__v1__list_orders_response__descriptor, .json_names = json_orders__v1__list_orders_response},
+    {.descriptor = &orders__v1__get_order_events_request__descriptor, .json_names = json_orders__v1__get_order_events_request},
+    {.descriptor = &orders__v1__event_record__descriptor, .json_names = json_orders__v1__event_record},
+    {.descriptor = &orders__v1__get_order_events_response__descriptor, .json_names = json_orders__v1__get_order_events_response},
+    {.descriptor = &orders__v1__order_state__descriptor, .json_names = json_orders__v1__order_state},
 };
 
 static const ProtobufCMessageDescriptor *const messages[] = {
@@ -3306,14 +3374,21 @@ static const void *const services_list[] = {
 };
 
 const es_schema orders_v1_schema = {
-    "orders.v1",
-    (const es_aggregate_def *const *)aggregates_list, 1,
-    (const es_command_def *const *)commands_list, 8,
-    (const es_projection_def *const *)projections_list, 1,
-    (const es_service_def *const *)services_list, 1,
-    messages, 29,
-    json_names, sizeof json_names / sizeof json_names[0],
-    descriptor_set, sizeof descriptor_set,
-    "bf2091c5a58936d4",
-    "-- Generated by protoc-gen-es from package orders.v1. DO NOT EDIT.\n-- projection order_summary (orders.v1.OrderSummary): one row per order stream; es_state holds the folded aggregate state\n-- (protobuf) the row columns are derived from, so the row can be advanced one event at a time.\nCREATE TABLE IF NOT EXISTS order_summary (\n    order_id uuid NOT NULL,\n    status text,\n    payment_status text,\n    shipping_status text,\n    customer_id text,\n    vendor_id text,\n    item_count integer,\n    total jsonb,\n    payment_method text,\n    carrier text,\n    tracking_number text,\n    location text,\n    cancel_reason text,\n    created_at timestamptz,\n    updated_at timestamptz,\n    version bigint,\n    items jsonb,\n    shipping_address jsonb,\n    paid_amount jsonb,\n    refunded_amount jsonb,\n    payment_failure_reason text,\n    es_state bytea NOT NULL,\n    PRIMARY KEY (order_id)\n);\nCREATE INDEX IF NOT EXISTS order_summary_idx1 ON order_summary (customer_id, created_at DESC, order_id DESC);\nCREATE INDEX IF NOT EXISTS order_summary_idx2 ON order_summary (vendor_id, created_at DESC, order_id DESC);\nCREATE INDEX IF NOT EXISTS order_summary_idx3 ON order_summary (status, created_at DESC, order_id DESC);\nCREATE INDEX IF NOT EXISTS order_summary_idx4 ON order_summary (created_at DESC, order_id DESC);\n",
+    .package = "orders.v1",
+    .aggregates = (const es_aggregate_def *const *)aggregates_list,
+    .n_aggregates = 1,
+    .commands = (const es_command_def *const *)commands_list,
+    .n_commands = 8,
+    .projections = (const es_projection_def *const *)projections_list,
+    .n_projections = 1,
+    .services = (const es_service_def *const *)services_list,
+    .n_services = 1,
+    .messages = messages,
+    .n_messages = 29,
+    .json_names = json_names,
+    .n_json_names = sizeof json_names / sizeof json_names[0],
+    .descriptor_set = descriptor_set,
+    .descriptor_set_len = sizeof descriptor_set,
+    .descriptor_set_hash = "bf2091c5a58936d4",
+    .migrations_sql = "-- Generated by protoc-gen-es from package orders.v1. DO NOT EDIT.\n-- projection order_summary (orders.v1.OrderSummary): one row per order stream; es_state holds the folded aggregate state\n-- (protobuf) the row columns are derived from, so the row can be advanced one event at a time.\nCREATE TABLE IF NOT EXISTS order_summary (\n    order_id uuid NOT NULL,\n    status text,\n    payment_status text,\n    shipping_status text,\n    customer_id text,\n    vendor_id text,\n    item_count integer,\n    total jsonb,\n    payment_method text,\n    carrier text,\n    tracking_number text,\n    location text,\n    cancel_reason text,\n    created_at timestamptz,\n    updated_at timestamptz,\n    version bigint,\n    items jsonb,\n    shipping_address jsonb,\n    paid_amount jsonb,\n    refunded_amount jsonb,\n    payment_failure_reason text,\n    es_state bytea NOT NULL,\n    PRIMARY KEY (order_id)\n);\nCREATE INDEX IF NOT EXISTS order_summary_idx1 ON order_summary (customer_id, created_at DESC, order_id DESC);\nCREATE INDEX IF NOT EXISTS order_summary_idx2 ON order_summary (vendor_id, created_at DESC, order_id DESC);\nCREATE INDEX IF NOT EXISTS order_summary_idx3 ON order_summary (status, created_at DESC, order_id DESC);\nCREATE INDEX IF NOT EXISTS order_summary_idx4 ON order_summary (created_at DESC, order_id DESC);\n",
 };

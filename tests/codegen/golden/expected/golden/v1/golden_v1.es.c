@@ -220,7 +220,13 @@ static int apply_TicketOpened(ProtobufCMessage *state_, const ProtobufCMessage *
 }
 
 const es_event_def golden_v1_event_TicketOpened = {
-    "TicketOpened", "golden.v1.TicketOpened", 1, 1, &golden__v1__ticket_opened__descriptor, apply_TicketOpened, &golden_v1_aggregate_ticket,
+    .type = "TicketOpened",
+    .schema = "golden.v1.TicketOpened",
+    .schema_version = 1,
+    .creates = 1,
+    .descriptor = &golden__v1__ticket_opened__descriptor,
+    .apply = apply_TicketOpened,
+    .aggregate = &golden_v1_aggregate_ticket,
 };
 
 static int apply_TicketAssigned(ProtobufCMessage *state_, const ProtobufCMessage *event_)
@@ -236,7 +242,13 @@ static int apply_TicketAssigned(ProtobufCMessage *state_, const ProtobufCMessage
 }
 
 const es_event_def golden_v1_event_TicketAssigned = {
-    "Assigned", "golden.v1.TicketAssigned", 2, 0, &golden__v1__ticket_assigned__descriptor, apply_TicketAssigned, &golden_v1_aggregate_ticket,
+    .type = "Assigned",
+    .schema = "golden.v1.TicketAssigned",
+    .schema_version = 2,
+    .creates = 0,
+    .descriptor = &golden__v1__ticket_assigned__descriptor,
+    .apply = apply_TicketAssigned,
+    .aggregate = &golden_v1_aggregate_ticket,
 };
 
 static int apply_TicketClosed(ProtobufCMessage *state_, const ProtobufCMessage *event_)
@@ -249,7 +261,13 @@ static int apply_TicketClosed(ProtobufCMessage *state_, const ProtobufCMessage *
 }
 
 const es_event_def golden_v1_event_TicketClosed = {
-    "TicketClosed", "golden.v1.TicketClosed", 1, 0, &golden__v1__ticket_closed__descriptor, apply_TicketClosed, &golden_v1_aggregate_ticket,
+    .type = "TicketClosed",
+    .schema = "golden.v1.TicketClosed",
+    .schema_version = 1,
+    .creates = 0,
+    .descriptor = &golden__v1__ticket_closed__descriptor,
+    .apply = apply_TicketClosed,
+    .aggregate = &golden_v1_aggregate_ticket,
 };
 
 static const es_event_def *const events_ticket[] = {
@@ -259,7 +277,12 @@ static const es_event_def *const events_ticket[] = {
 };
 
 const es_aggregate_def golden_v1_aggregate_ticket = {
-    "ticket", &golden__v1__ticket__descriptor, "ticket_id", 50, events_ticket, 3,
+    .name = "ticket",
+    .state_descriptor = &golden__v1__ticket__descriptor,
+    .id_field = "ticket_id",
+    .snapshot_every = 50,
+    .events = events_ticket,
+    .n_events = 3,
 };
 
 /* ---- command OpenTicket ---- */
@@ -451,20 +474,25 @@ static ProtobufCMessage *from_state_ticket_row(const ProtobufCMessage *state_, i
 }
 
 static const es_projection_column columns_ticket_row[] = {
-    {"ticket_id", "uuid", 1},
-    {"state", "text", 2},
-    {"title", "text", 3},
-    {"labels", "jsonb", 4},
-    {"updated_at", "timestamptz", 5},
-    {"assignee", "text", 6},
-    {"version", "bigint", 7},
-    {"note", "text", 8},
+    {.column = "ticket_id", .sql_type = "uuid", .field_id = 1},
+    {.column = "state", .sql_type = "text", .field_id = 2},
+    {.column = "title", .sql_type = "text", .field_id = 3},
+    {.column = "labels", .sql_type = "jsonb", .field_id = 4},
+    {.column = "updated_at", .sql_type = "timestamptz", .field_id = 5},
+    {.column = "assignee", .sql_type = "text", .field_id = 6},
+    {.column = "version", .sql_type = "bigint", .field_id = 7},
+    {.column = "note", .sql_type = "text", .field_id = 8},
 };
 
 const es_projection_def golden_v1_projection_ticket_row = {
-    "ticket_row", &golden__v1__ticket_row__descriptor, &golden_v1_aggregate_ticket, "ticket_id",
-    columns_ticket_row, 8, from_state_ticket_row,
-    "-- projection ticket_row (golden.v1.TicketRow): one row per ticket stream; es_state holds the folded aggregate state\n-- (protobuf) the row columns are derived from, so the row can be advanced one event at a time.\nCREATE TABLE IF NOT EXISTS ticket_row (\n    ticket_id uuid NOT NULL,\n    state text,\n    title text,\n    labels jsonb,\n    updated_at timestamptz,\n    assignee text,\n    version bigint,\n    note text,\n    es_state bytea NOT NULL,\n    PRIMARY KEY (ticket_id)\n);\nCREATE INDEX IF NOT EXISTS ticket_row_idx1 ON ticket_row (assignee, updated_at DESC);\nCREATE INDEX IF NOT EXISTS ticket_row_idx2 ON ticket_row (status);\n",
+    .name = "ticket_row",
+    .descriptor = &golden__v1__ticket_row__descriptor,
+    .aggregate = &golden_v1_aggregate_ticket,
+    .key = "ticket_id",
+    .columns = columns_ticket_row,
+    .n_columns = 8,
+    .from_state = from_state_ticket_row,
+    .ddl = "-- projection ticket_row (golden.v1.TicketRow): one row per ticket stream; es_state holds the folded aggregate state\n-- (protobuf) the row columns are derived from, so the row can be advanced one event at a time.\nCREATE TABLE IF NOT EXISTS ticket_row (\n    ticket_id uuid NOT NULL,\n    state text,\n    title text,\n    labels jsonb,\n    updated_at timestamptz,\n    assignee text,\n    version bigint,\n    note text,\n    es_state bytea NOT NULL,\n    PRIMARY KEY (ticket_id)\n);\nCREATE INDEX IF NOT EXISTS ticket_row_idx1 ON ticket_row (assignee, updated_at DESC);\nCREATE INDEX IF NOT EXISTS ticket_row_idx2 ON ticket_row (status);\n",
 };
 
 /* ---- service golden.v1.TicketService ---- */
@@ -539,15 +567,19 @@ static const es_method_def *const methods_TicketService[] = {
 };
 
 static const es_route_def routes_TicketService[] = {
-    {"POST", "/v1/tickets", "*", &method_TicketService_OpenTicket},
-    {"PATCH", "/v1/tickets/{id}", "assignee", &method_TicketService_AssignTicket},
-    {"PUT", "/v1/tickets/{id}/assignee", "*", &method_TicketService_AssignTicket},
-    {"DELETE", "/v1/tickets/{ticket_id}", NULL, &method_TicketService_CloseTicket},
-    {"GET", "/v1/tickets/{ticket_id}", NULL, &method_TicketService_GetTicket},
+    {.http_method = "POST", .path = "/v1/tickets", .body = "*", .method = &method_TicketService_OpenTicket},
+    {.http_method = "PATCH", .path = "/v1/tickets/{id}", .body = "assignee", .method = &method_TicketService_AssignTicket},
+    {.http_method = "PUT", .path = "/v1/tickets/{id}/assignee", .body = "*", .method = &method_TicketService_AssignTicket},
+    {.http_method = "DELETE", .path = "/v1/tickets/{ticket_id}", .body = NULL, .method = &method_TicketService_CloseTicket},
+    {.http_method = "GET", .path = "/v1/tickets/{ticket_id}", .body = NULL, .method = &method_TicketService_GetTicket},
 };
 
 const es_service_def golden_v1_service_TicketService = {
-    "golden.v1.TicketService", methods_TicketService, 5, routes_TicketService, 5,
+    .name = "golden.v1.TicketService",
+    .methods = methods_TicketService,
+    .n_methods = 5,
+    .routes = routes_TicketService,
+    .n_routes = 5,
 };
 
 static const char *const json_golden__v1__ticket[] = {"ticketId", "status", "priority", "title", "labels", "scores", "attachment", "openedAt", "updatedAt", "assignee", "effort"};
@@ -562,16 +594,16 @@ static const char *const json_golden__v1__get_ticket_request[] = {"ticketId"};
 static const char *const json_golden__v1__ticket_result[] = {"ticketId", "version"};
 
 static const es_json_names json_names[] = {
-    {&golden__v1__ticket__descriptor, json_golden__v1__ticket},
-    {&golden__v1__ticket_opened__descriptor, json_golden__v1__ticket_opened},
-    {&golden__v1__ticket_assigned__descriptor, json_golden__v1__ticket_assigned},
-    {&golden__v1__ticket_closed__descriptor, json_golden__v1__ticket_closed},
-    {&golden__v1__open_ticket_request__descriptor, json_golden__v1__open_ticket_request},
-    {&golden__v1__assign_ticket_request__descriptor, json_golden__v1__assign_ticket_request},
-    {&golden__v1__close_ticket_request__descriptor, json_golden__v1__close_ticket_request},
-    {&golden__v1__ticket_row__descriptor, json_golden__v1__ticket_row},
-    {&golden__v1__get_ticket_request__descriptor, json_golden__v1__get_ticket_request},
-    {&golden__v1__ticket_result__descriptor, json_golden__v1__ticket_result},
+    {.descriptor = &golden__v1__ticket__descriptor, .json_names = json_golden__v1__ticket},
+    {.descriptor = &golden__v1__ticket_opened__descriptor, .json_names = json_golden__v1__ticket_opened},
+    {.descriptor = &golden__v1__ticket_assigned__descriptor, .json_names = json_golden__v1__ticket_assigned},
+    {.descriptor = &golden__v1__ticket_closed__descriptor, .json_names = json_golden__v1__ticket_closed},
+    {.descriptor = &golden__v1__open_ticket_request__descriptor, .json_names = json_golden__v1__open_ticket_request},
+    {.descriptor = &golden__v1__assign_ticket_request__descriptor, .json_names = json_golden__v1__assign_ticket_request},
+    {.descriptor = &golden__v1__close_ticket_request__descriptor, .json_names = json_golden__v1__close_ticket_request},
+    {.descriptor = &golden__v1__ticket_row__descriptor, .json_names = json_golden__v1__ticket_row},
+    {.descriptor = &golden__v1__get_ticket_request__descriptor, .json_names = json_golden__v1__get_ticket_request},
+    {.descriptor = &golden__v1__ticket_result__descriptor, .json_names = json_golden__v1__ticket_result},
 };
 
 static const ProtobufCMessageDescriptor *const messages[] = {
@@ -1484,14 +1516,21 @@ static const void *const services_list[] = {
 };
 
 const es_schema golden_v1_schema = {
-    "golden.v1",
-    (const es_aggregate_def *const *)aggregates_list, 1,
-    (const es_command_def *const *)commands_list, 3,
-    (const es_projection_def *const *)projections_list, 1,
-    (const es_service_def *const *)services_list, 1,
-    messages, 10,
-    json_names, sizeof json_names / sizeof json_names[0],
-    descriptor_set, sizeof descriptor_set,
-    "52f591ee3fd1f947",
-    "-- Generated by protoc-gen-es from package golden.v1. DO NOT EDIT.\n-- projection ticket_row (golden.v1.TicketRow): one row per ticket stream; es_state holds the folded aggregate state\n-- (protobuf) the row columns are derived from, so the row can be advanced one event at a time.\nCREATE TABLE IF NOT EXISTS ticket_row (\n    ticket_id uuid NOT NULL,\n    state text,\n    title text,\n    labels jsonb,\n    updated_at timestamptz,\n    assignee text,\n    version bigint,\n    note text,\n    es_state bytea NOT NULL,\n    PRIMARY KEY (ticket_id)\n);\nCREATE INDEX IF NOT EXISTS ticket_row_idx1 ON ticket_row (assignee, updated_at DESC);\nCREATE INDEX IF NOT EXISTS ticket_row_idx2 ON ticket_row (status);\n",
+    .package = "golden.v1",
+    .aggregates = (const es_aggregate_def *const *)aggregates_list,
+    .n_aggregates = 1,
+    .commands = (const es_command_def *const *)commands_list,
+    .n_commands = 3,
+    .projections = (const es_projection_def *const *)projections_list,
+    .n_projections = 1,
+    .services = (const es_service_def *const *)services_list,
+    .n_services = 1,
+    .messages = messages,
+    .n_messages = 10,
+    .json_names = json_names,
+    .n_json_names = sizeof json_names / sizeof json_names[0],
+    .descriptor_set = descriptor_set,
+    .descriptor_set_len = sizeof descriptor_set,
+    .descriptor_set_hash = "52f591ee3fd1f947",
+    .migrations_sql = "-- Generated by protoc-gen-es from package golden.v1. DO NOT EDIT.\n-- projection ticket_row (golden.v1.TicketRow): one row per ticket stream; es_state holds the folded aggregate state\n-- (protobuf) the row columns are derived from, so the row can be advanced one event at a time.\nCREATE TABLE IF NOT EXISTS ticket_row (\n    ticket_id uuid NOT NULL,\n    state text,\n    title text,\n    labels jsonb,\n    updated_at timestamptz,\n    assignee text,\n    version bigint,\n    note text,\n    es_state bytea NOT NULL,\n    PRIMARY KEY (ticket_id)\n);\nCREATE INDEX IF NOT EXISTS ticket_row_idx1 ON ticket_row (assignee, updated_at DESC);\nCREATE INDEX IF NOT EXISTS ticket_row_idx2 ON ticket_row (status);\n",
 };
