@@ -69,7 +69,12 @@ struct  Es__Envelope
    */
   ProtobufCBinaryData payload;
   /*
-   * hash of the descriptor set the event was written with
+   * The shape of `schema` as the writer compiled it: SHA-256 (hex) over the message's fields
+   * (names, numbers, types, labels), recursively through nested messages and enums. One value
+   * per event type and shape, not per binary: the same hash means the payload's bytes decode the
+   * same way under both definitions. A consumer compares it with the hash of its own compiled
+   * type (es_store_schema_hash in the runtime) to notice a shape it was not built for before
+   * decoding; es_events.schema_hash holds the same value.
    */
   char *schema_hash;
 };
