@@ -136,7 +136,6 @@ char *cg_json_name(const char *s);
 int cg_gen_package(cg_ctx *ctx, const char *package);
 int cg_gen_sql(cg_ctx *ctx, const char *package, cg_out *o);
 int cg_gen_descriptor_set(cg_ctx *ctx, cg_out *o, const char *symbol, char hash_hex[17]);
-void cg_gen_event_store(cg_ctx *ctx);
 /* gen_openapi.c: openapi/<pkg>.openapi.json and <pkg>.openapi.{h,c} for a package with a service. */
 int cg_gen_openapi(cg_ctx *ctx, const char *package);
 

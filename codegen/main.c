@@ -81,8 +81,7 @@ int main(void)
             cg_gen_package(&ctx, f->package);
             cg_gen_openapi(&ctx, f->package);
         }
-        if (es_files && !ctx.error)
-            cg_gen_event_store(&ctx);
+        (void)es_files; /* the event-store DDL is the runtime's own (sql/event_store.sql) */
     }
 
     Google__Protobuf__Compiler__CodeGeneratorResponse resp = GOOGLE__PROTOBUF__COMPILER__CODE_GENERATOR_RESPONSE__INIT;

@@ -135,7 +135,7 @@ void dh_pg_start(dh_env *e, const char *name)
     snprintf(e->conninfo, sizeof e->conninfo, "%.800s dbname=%.100s", base, dbname);
 
     char sqlpath[600];
-    snprintf(sqlpath, sizeof sqlpath, "%s/codegen/event_store.sql", DH_SOURCE_DIR);
+    snprintf(sqlpath, sizeof sqlpath, "%s/sql/event_store.sql", DH_SOURCE_DIR);
     char *sql = read_file(sqlpath);
     if (!sql)
         die("read %s", sqlpath);

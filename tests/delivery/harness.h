@@ -23,7 +23,7 @@ typedef struct dh_env {
 } dh_env;
 
 /* Creates dir, starts the shared cluster (scripts/pg.sh under a file lock), recreates database
- * `db` and loads codegen/event_store.sql. Aborts the test program on failure. */
+ * `db` and loads sql/event_store.sql. Aborts the test program on failure. */
 void dh_pg_start(dh_env *e, const char *name);
 /* A new connection to the test database; aborts on failure. */
 PGconn *dh_connect(const dh_env *e);

@@ -41,7 +41,7 @@ void pgt_resume(pgt *t);           /* scripts/pg.sh start after a stop */
  * (0 when there is none). Aborts on error. */
 long long pgt_scalar(pgt *t, const char *sql);
 void pgt_exec(pgt *t, const char *sql);
-/* Applies the event-store DDL (codegen/event_store.sql) through es_migrate. */
+/* Applies the event-store DDL (sql/event_store.sql) through es_migrate. */
 int pgt_migrate(es_pg_pool *pool, size_t *applied, es_error *err);
 
 extern const char test_event_store_sql[];

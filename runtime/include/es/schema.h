@@ -47,6 +47,9 @@ typedef int (*es_apply_fn)(ProtobufCMessage *state, const ProtobufCMessage *even
 
 /* Validates a decoded message against its field rules (generated). */
 typedef int (*es_validate_fn)(const ProtobufCMessage *msg, es_error *err);
+/* Rewrites a decoded message's id fields to their one canonical spelling, in place (generated
+ * for messages with uuid fields). */
+typedef void (*es_canonicalize_fn)(ProtobufCMessage *msg);
 
 struct es_event_def {
     const char *type;                                /* stored event type, e.g. "OrderPlaced" */
@@ -106,12 +109,28 @@ typedef struct es_projection_def {
 } es_projection_def;
 
 struct es_method_def;
+/* What a query handler may ask for instead of an answer: to be run again when the read model of
+ * stream_id moves, at a re-check, or at deadline_ms, without holding a thread meanwhile (the
+ * dispatcher parks the call; see es/waiters.h). */
+typedef struct es_query_wait {
+    const char *stream_id;         /* NULL: no wait asked; else borrowed (arena or request) */
+    int64_t deadline_ms;           /* CLOCK_MONOTONIC ms, like es_query_ctx.now_ms */
+    const char *field;             /* the request field the wait is for, named in refusals */
+} es_query_wait;
+
 typedef struct es_query_ctx {
     es_arena *arena;
     const char *actor;
     void *app;                     /* the application's query context (app/) */
+    int64_t first_run_ms;          /* CLOCK_MONOTONIC ms of the call's first run (same on re-runs) */
+    int64_t now_ms;                /* CLOCK_MONOTONIC ms of this run */
+    int can_wait;                  /* 1: the handler may return ES_OK with wait set and *out NULL */
+    es_query_wait wait;            /* out */
 } es_query_ctx;
-/* A hand-written query handler. *out is arena-allocated. */
+/* A hand-written query handler. *out is arena-allocated; or, when ctx->can_wait and the answer
+ * is not there yet, the handler sets ctx->wait, leaves *out NULL and returns ES_OK: it is run
+ * again later with the same request (ctx->first_run_ms unchanged) and must answer by itself
+ * once now_ms reaches the deadline it gave. */
 typedef int (*es_query_fn)(es_query_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage **out,
                            es_error *err);
 
@@ -123,6 +142,7 @@ typedef struct es_method_def {
     const es_command_def *command; /* non-NULL: served by the command pipeline */
     es_query_fn query;             /* non-NULL: a hand-written query */
     es_validate_fn validate;       /* input validation (commands and queries) */
+    es_canonicalize_fn canonicalize; /* run first, before authorization; NULL: nothing to rewrite */
 } es_method_def;
 
 typedef struct es_route_def {
@@ -162,7 +182,8 @@ typedef struct es_schema {
     const char *migrations_sql;                                /* projection DDL */
 } es_schema;
 
-/* The event-store DDL (generated/sql/0001_event_store.sql), emitted by protoc-gen-es. */
+/* The event store's own DDL (sql/event_store.sql, compiled into the store library): tables,
+ * es_append and views, idempotent, applied by es_migrate before any application migration. */
 extern const char es_event_store_sql[];
 
 const es_event_def *es_schema_find_event(const es_aggregate_def *agg, const char *type);

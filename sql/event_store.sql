@@ -1,5 +1,5 @@
 -- The event store, outbox checkpoint and consumer bookkeeping. Aggregate-agnostic.
--- Emitted by protoc-gen-es as generated/sql/0001_event_store.sql.
+-- The runtime compiles this file into its store library (es_event_store_sql) and applies it first.
 CREATE TABLE IF NOT EXISTS es_events (
     position        bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     txid            xid8        NOT NULL DEFAULT pg_current_xact_id(),
