@@ -219,6 +219,8 @@ static void watch_frames(conn_track *tr, h2o_http2_conn_t *c)
     }
 }
 
+static size_t pending_bytes(h2o_http2_conn_t *c, int *window_shut);
+
 /* Our conn_track of sock, or NULL when the socket is not one we track. */
 static conn_track *track_of(h2o_socket_t *sock)
 {
@@ -227,7 +229,6 @@ static conn_track *track_of(h2o_socket_t *sock)
 
 int es__http_conn_admit(es_http_server *s, h2o_req_t *req)
 {
-    (void)s;
     h2o_socket_t *sock = req->conn->callbacks->get_socket ? req->conn->callbacks->get_socket(req->conn) : NULL;
     conn_track *tr = track_of(sock);
     if (!tr)
@@ -235,8 +236,17 @@ int es__http_conn_admit(es_http_server *s, h2o_req_t *req)
     if (tr->closing)
         return 0;
     h2o_http2_conn_t *c = h2_conn_of(tr->t, sock);
-    if (c)
+    if (c) {
         watch_frames(tr, c);
+        /* Checked here too, not only periodically: a burst of requests on a shut window would
+         * otherwise make every response before the next check. Bounded by the ~100 streams
+         * h2o allows a connection. */
+        int shut;
+        if (pending_bytes(c, &shut) > s->cfg.max_pending_bytes) {
+            close_conn(tr, ES__HTTP_CLOSE_PENDING_BYTES);
+            return 0;
+        }
+    }
     return 1;
 }
 

@@ -12,6 +12,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <malloc.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -37,6 +38,10 @@ static int elapsed(const struct timespec *deadline)
 void es__http_on_sock_close(void *data)
 {
     conn_track *tr = data;
+    /* A connection a limit closed may have held megabytes of responses: glibc keeps freed
+     * memory in the loop thread's arena unless asked to return it. */
+    if (tr->closing)
+        malloc_trim(0);
     es__http_client_release(tr->t->srv, tr);
     atomic_fetch_sub(&tr->t->srv->connections, 1);
     h2o_linklist_unlink(&tr->link);
@@ -232,7 +237,7 @@ es_http_server *es_http_server_new(const es_http_config *cfg, es_dispatcher *d, 
     if (!s->cfg.stall_timeout_ms)
         s->cfg.stall_timeout_ms = 10000;
     if (!s->cfg.max_pending_bytes)
-        s->cfg.max_pending_bytes = 4u << 20;
+        s->cfg.max_pending_bytes = 1u << 20;
     if (!s->cfg.max_resets_per_second)
         s->cfg.max_resets_per_second = 100;
     s->d = d;

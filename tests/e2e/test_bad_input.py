@@ -262,8 +262,9 @@ def build_table(ids):
             None, "T", tpl)
         # content type
         for ct in ("text/plain", "application/x-www-form-urlencoded", "application/jsonp", "multipart/form-data"):
-            add(n + f"Content-Type {ct}", method, path, b, 400, 3, None, "T", tpl, headers={"Content-Type": ct},
+            add(n + f"Content-Type {ct}", method, path, b, 415, 3, "Content-Type", "T", tpl, headers={"Content-Type": ct},
                 msg="application/json")
+        add(n + "no Content-Type", method, path, b, 415, 3, "Content-Type", "T", tpl, headers={}, msg="application/json")
         # methods
         for m in sorted({"GET", "DELETE", "PATCH", "OPTIONS", other} - {method}):
             if tpl == "/v1/orders" and m == "GET":

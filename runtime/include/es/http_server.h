@@ -53,7 +53,7 @@ typedef struct es_http_config {
     unsigned stall_timeout_ms;  /* responses pending and not a byte of them sent (peer window
                                  * at zero, or the peer not reading) this long; 0: 10000 */
     size_t max_pending_bytes;   /* response bytes of one HTTP/2 connection waiting for the peer's
-                                 * flow-control window or socket; 0: 4 MiB */
+                                 * flow-control window or socket; 0: 1 MiB */
     unsigned max_resets_per_second; /* RST_STREAM frames one HTTP/2 connection may send in a
                                  * second; more: GOAWAY(ENHANCE_YOUR_CALM) and close; 0: 100 */
 } es_http_config;
