@@ -54,8 +54,9 @@ try_run() { # clone, what, user-or-empty
   out=$work/run-$(basename "$(dirname "$clone")").log
   t0=$(date +%s)
   if [ -n "$as" ]; then
-    # A login-like environment: the user's own HOME and a plain PATH, not root's.
-    (cd "$clone" && exec setsid runuser -u "$as" -- env -i HOME="$(dirname "$clone")" USER="$as" \
+    # A login-like environment: the user's own HOME and a plain PATH, not root's. setpriv execs
+    # (runuser would stay as a parent that kills its child 2 s after its own SIGTERM).
+    (cd "$clone" && exec setsid setpriv --reuid="$as" --regid="$as" --init-groups env -i HOME="$(dirname "$clone")" USER="$as" \
       PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin bash scripts/run.sh \
       --http-listen "127.0.0.1:$http" --grpc-listen "127.0.0.1:$grpc") >"$out" 2>&1 &
   else
