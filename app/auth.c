@@ -116,17 +116,30 @@ static int denied(es_error *err, const es_call *c, const token *t)
                         c->method->name, target_order(c) ? " on this order" : "");
 }
 
+/* The token entry of bearer (the token itself), or NULL. */
+static const token *find_token(const orders_auth *a, const char *bearer)
+{
+    char hash[65];
+    es_sha256_hex(bearer, strlen(bearer), hash);
+    const token *t = NULL;
+    for (size_t i = 0; i < a->n; i++)
+        if (strcmp(a->tokens[i].hash, hash) == 0)
+            t = &a->tokens[i];
+    return t;
+}
+
+int orders_auth_is_admin(const orders_auth *a, const char *bearer)
+{
+    const token *t = a && bearer && bearer[0] ? find_token(a, bearer) : NULL;
+    return t && t->role == ROLE_ADMIN;
+}
+
 int orders_authorize(void *data, es_call *call, const char **actor, es_error *err)
 {
     orders_auth *a = data;
     if (!call->authorization || !call->authorization[0])
         return es_error_set(err, ES_UNAUTHENTICATED, "authorization", "a bearer token is required (Authorization: Bearer <token>)");
-    char hash[65];
-    es_sha256_hex(call->authorization, strlen(call->authorization), hash);
-    const token *t = NULL;
-    for (size_t i = 0; i < a->n; i++)
-        if (strcmp(a->tokens[i].hash, hash) == 0)
-            t = &a->tokens[i];
+    const token *t = find_token(a, call->authorization);
     if (!t)
         return es_error_set(err, ES_UNAUTHENTICATED, "authorization", "unknown bearer token");
     *actor = es_arena_sprintf(&call->arena, "%s:%s", role_names[t->role], t->principal);

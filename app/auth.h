@@ -20,6 +20,9 @@ typedef struct orders_auth orders_auth;
 /* Loads the token file. Returns NULL and a message in err on a bad file. */
 orders_auth *orders_auth_load(const char *path, es_pipeline *pipeline, char *err, size_t err_len);
 void orders_auth_free(orders_auth *a);
+/* Is bearer (the token, without "Bearer ") an admin's token? For endpoints outside the
+ * dispatcher (/metrics). NULL a or bearer: no. */
+int orders_auth_is_admin(const orders_auth *a, const char *bearer);
 /* The es_authorize_fn for the dispatcher; data is the orders_auth. */
 int orders_authorize(void *data, es_call *call, const char **actor, es_error *err);
 

@@ -21,6 +21,12 @@ typedef struct orderd_config {
     int http_max_connections;
     int http_request_timeout_ms;
     int http_idle_timeout_ms;
+    int http_max_connections_per_client;
+    int http_body_timeout_ms;
+    int http_stall_timeout_ms;
+    int http_max_pending_bytes;
+    int http_max_resets_per_second;
+    const char *metrics_listen;     /* "" : /metrics on the HTTP port, admin token required */
     int grpc_max_streams;
     int grpc_max_message;
     int snapshot_every;

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -40,6 +41,7 @@ typedef struct app {
     orders_query_env qenv;
     es_dispatcher *dispatcher;
     es_http_server *http;
+    es_http_server *metrics_http;   /* --metrics-listen: /metrics alone, without a token */
     es_grpc_server *grpc;
     es_relay *relay;
     es_projector *projector;
@@ -157,6 +159,29 @@ static void pool_metrics(es_buf *b, es_pg_pool *pool)
     es_metrics_family(b, "es_pg_pool_checkout_wait_seconds", "histogram",
                       "Time a checkout waited for a free connection (refused ones included).");
     es_metrics_histogram(b, "es_pg_pool_checkout_wait_seconds", "", &st.wait);
+}
+
+/* GET /metrics on the main HTTP port: with authentication on, only an admin token may read it
+ * (the counters describe the traffic of every caller). */
+static void metrics(void *data, const es_http_request *req, es_http_response *res);
+static void metrics_guarded(void *data, const es_http_request *req, es_http_response *res)
+{
+    app *a = data;
+    if (a->auth) {
+        const char *h = es_http_request_header(req, "Authorization", res->arena);
+        const char *bearer = h && strncasecmp(h, "Bearer ", 7) == 0 ? h + 7 : NULL;
+        if (!orders_auth_is_admin(a->auth, bearer)) {
+            res->status = h ? 403 : 401;
+            res->content_type = "application/json";
+            if (!h)
+                es_http_response_add_header(res, "www-authenticate", "Bearer");
+            es_buf_printf(&res->body, "{\"code\":%d,\"message\":\"/metrics needs an admin bearer token\","
+                          "\"details\":[{\"field\":\"authorization\",\"description\":\"%s\"}]}",
+                          h ? 7 : 16, h ? "not an admin token" : "a bearer token is required");
+            return;
+        }
+    }
+    metrics(data, req, res);
 }
 
 /* GET /metrics: every component's counters in Prometheus text format. */
@@ -349,17 +374,34 @@ static int start(app *a)
                          .max_body = (size_t)cfg->max_body, .tls_cert_file = cert, .tls_key_file = key,
                          .max_connections = cfg->http_max_connections > 0 ? (unsigned)cfg->http_max_connections : 0,
                          .request_timeout_ms = cfg->http_request_timeout_ms > 0 ? (unsigned)cfg->http_request_timeout_ms : 0,
-                         .idle_timeout_ms = cfg->http_idle_timeout_ms > 0 ? (unsigned)cfg->http_idle_timeout_ms : 0};
+                         .idle_timeout_ms = cfg->http_idle_timeout_ms > 0 ? (unsigned)cfg->http_idle_timeout_ms : 0,
+                         .max_connections_per_client = (unsigned)cfg->http_max_connections_per_client,
+                         .body_timeout_ms = (unsigned)cfg->http_body_timeout_ms,
+                         .stall_timeout_ms = (unsigned)cfg->http_stall_timeout_ms,
+                         .max_pending_bytes = (size_t)cfg->http_max_pending_bytes,
+                         .max_resets_per_second = (unsigned)cfg->http_max_resets_per_second};
     if (!(a->http = es_http_server_new(&hc, a->dispatcher, &err)) ||
         es_http_server_add_service(a->http, &orders_v1_service_OrderService, &err) != ES_OK)
         goto fail;
     es_http_server_add_handler(a->http, "GET", "/healthz", ES_HTTP_EXACT, health, a);
     es_http_server_add_handler(a->http, "GET", "/readyz", ES_HTTP_EXACT, health, a);
     es_http_server_add_handler(a->http, "GET", "/livez", ES_HTTP_EXACT, livez, a);
-    es_http_server_add_handler(a->http, "GET", "/metrics", ES_HTTP_EXACT, metrics, a);
+    if (!cfg->metrics_listen[0])
+        es_http_server_add_handler(a->http, "GET", "/metrics", ES_HTTP_EXACT, metrics_guarded, a);
     orders_web_register(a->http); /* the timeline page at / and /openapi.json (app/web.c) */
     if (es_http_server_start(a->http, &err) != ES_OK)
         goto fail;
+    if (cfg->metrics_listen[0]) {
+        es_http_config mc = {.address = cfg->metrics_listen, .threads = 1, .max_connections = 64,
+                             .tls_cert_file = cert, .tls_key_file = key};
+        if (!(a->metrics_http = es_http_server_new(&mc, a->dispatcher, &err)))
+            goto fail;
+        es_http_server_add_handler(a->metrics_http, "GET", "/metrics", ES_HTTP_EXACT, metrics, a);
+        if (es_http_server_start(a->metrics_http, &err) != ES_OK)
+            goto fail;
+        es_log(ES_LOG_INFO, "orderd", NULL, "/metrics served on %s (port %d)", cfg->metrics_listen,
+               es_http_server_port(a->metrics_http));
+    }
     es_log(ES_LOG_INFO, "orderd", NULL, "orderd serving HTTP on %s (port %d) and gRPC on %s (port %d)", cfg->http_listen,
           es_http_server_port(a->http), cfg->grpc_listen, es_grpc_server_port(a->grpc));
     return 0;
@@ -372,6 +414,7 @@ fail:
 static void stop(app *a)
 {
     atomic_store(&a->stopping, 1);
+    es_http_server_free(a->metrics_http);
     es_http_server_free(a->http);
     es_grpc_server_free(a->grpc);
     es_consumer_stop(a->payment_consumer);
