@@ -36,6 +36,9 @@ typedef struct orderd_config {
     int projections;
     int payments;
     int min_version_wait_ms;
+    int max_waiting_reads;
+    int waiting_read_recheck_ms;
+    int waiting_read_reruns;
     const char *auth;               /* "required" or "disabled" */
     const char *auth_tokens;        /* token file (hashes, roles, principals) */
     const char *tls_cert;

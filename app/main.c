@@ -263,6 +263,12 @@ static int migrate_with_retry(app *a, es_error *err)
     }
 }
 
+/* The projection committed these orders' rows: reads waiting for them run again. */
+static void wake_reads(void *dispatcher, const char *const *stream_ids, size_t n)
+{
+    es_dispatcher_wake(dispatcher, stream_ids, n);
+}
+
 static int start(app *a)
 {
     orderd_config *cfg = &a->cfg;
@@ -304,7 +310,9 @@ static int start(app *a)
     a->qenv.min_version_wait_ms = cfg->min_version_wait_ms;
     static const es_service_def *const services[] = {&orders_v1_service_OrderService};
     es_dispatcher_config dc = {.pipeline = a->pipeline, .json = a->json, .query_app = &a->qenv,
-                               .workers = (size_t)cfg->workers, .services = services, .n_services = 1};
+                               .workers = (size_t)cfg->workers, .services = services, .n_services = 1,
+                               .max_waiting = (size_t)cfg->max_waiting_reads, .recheck_ms = cfg->waiting_read_recheck_ms,
+                               .max_reruns = (size_t)cfg->waiting_read_reruns};
     if (cfg->auth_tokens[0]) {
         char aerr[512];
         if (!(a->auth = orders_auth_load(cfg->auth_tokens, a->pipeline, aerr, sizeof aerr))) {
@@ -338,7 +346,8 @@ static int start(app *a)
                                  .bootstrap_file = bootstrap_file, .topic = cfg->topic, .kafka_props = consumer_props,
                                  .handle = es_projector_handle,
                                  .handle_batch = es_projector_handle_batch,
-                                 .data = a->projector};
+                                 .data = a->projector,
+                                 .committed = wake_reads, .committed_data = a->dispatcher};
         if (es_consumer_start(&cc, &a->projection_consumer, &err) != ES_OK)
             goto fail;
     }

@@ -20,23 +20,25 @@ int orders_v1_query_GetOrder(es_query_ctx *ctx, const Orders__V1__GetOrderReques
                              es_error *err)
 {
     const orders_query_env *env = env_of(ctx);
-    int waited = 0, limit = env->min_version_wait_ms > 0 ? env->min_version_wait_ms : 2000;
-    for (;;) {
-        int r = env->rm->get(env->rm->self, req->order_id, ctx->arena, out, err);
-        if (r == ES_NOT_FOUND && req->min_version == 0)
-            return es_error_set(err, ES_NOT_FOUND, "order_id", "order %s not found", req->order_id);
-        if (r != ES_OK && r != ES_NOT_FOUND)
-            return r;
-        if (r == ES_OK && (*out)->version >= req->min_version)
-            return ES_OK;
-        if (waited >= limit)
-            return es_error_set(err, ES_ABORTED, "min_version",
-                                "the read model of order %s is at version %" PRId64 ", not yet %" PRId64 "; retry",
-                                req->order_id, r == ES_OK ? (*out)->version : (int64_t)0, req->min_version);
-        struct timespec ts = {0, 20 * 1000000};
-        nanosleep(&ts, NULL);
-        waited += 20;
+    int limit = env->min_version_wait_ms > 0 ? env->min_version_wait_ms : 2000;
+    int r = env->rm->get(env->rm->self, req->order_id, ctx->arena, out, err);
+    if (r == ES_NOT_FOUND && req->min_version == 0)
+        return es_error_set(err, ES_NOT_FOUND, "order_id", "order %s not found", req->order_id);
+    if (r != ES_OK && r != ES_NOT_FOUND)
+        return r;
+    if (r == ES_OK && (*out)->version >= req->min_version)
+        return ES_OK;
+    /* Not there yet: the dispatcher parks the call without a thread and runs this again when the
+     * order's row commits a change, at a re-check, or at the deadline. */
+    int64_t deadline = ctx->first_run_ms + limit;
+    if (ctx->can_wait && ctx->now_ms < deadline) {
+        *out = NULL;
+        ctx->wait = (es_query_wait){.stream_id = req->order_id, .deadline_ms = deadline, .field = "min_version"};
+        return ES_OK;
     }
+    return es_error_set(err, ES_ABORTED, "min_version",
+                        "the read model of order %s is at version %" PRId64 ", not yet %" PRId64 "; retry",
+                        req->order_id, r == ES_OK ? (*out)->version : (int64_t)0, req->min_version);
 }
 
 /* Page tokens are opaque to clients: "<created_at µs>.<order_id>" in hex. */

@@ -11,8 +11,11 @@
 #include "es/log.h"
 #include "es/metrics.h"
 #include "es/uuid.h"
+#include "es/waiters.h"
 
 #define MAX_METHODS 128
+/* run_query's "the call is parked": not an es_status (those are 0 or negative). */
+#define PARKED 1
 
 /* Per method and transport (0 http, 1 grpc, 2 other): answers by code and latency. */
 typedef struct method_stats {
@@ -34,6 +37,10 @@ typedef struct dispatcher {
     es_dispatcher_stats stats;
     method_stats *methods;
     size_t n_methods;
+    es_waiters *waiters;             /* queries parked until their data arrives */
+    es_call *rerun_head, *rerun_tail; /* fired parked queries, in order (dispatch.next) */
+    size_t reruns_running, reruns_max;
+    int closing_waits;               /* set at free: re-runs answer instead of parking */
 } dispatcher;
 
 static int64_t mono_us(void)
@@ -89,6 +96,56 @@ ProtobufCMessage *es_command_answer(const ProtobufCMessageDescriptor *d, const e
     return m;
 }
 
+/* Runs a query's handler: its answer, or PARKED when the handler asked to wait and the call is
+ * now in the waiters set (from then on another thread may hold it: the caller must not touch
+ * it). A parked call comes back through the re-run list and runs here again, without the checks
+ * before it (authorization, validation) that its first run passed. */
+static int run_query(dispatcher *d, es_call *call, es_error *err)
+{
+    const es_method_def *m = call->method;
+    int64_t now = mono_us() / 1000;
+    es_query_ctx q = {.arena = &call->arena, .actor = call->dispatch.actor, .app = d->cfg.query_app,
+                      .first_run_ms = call->dispatch.first_us / 1000, .now_ms = now,
+                      .can_wait = !__atomic_load_n(&d->closing_waits, __ATOMIC_RELAXED)};
+    /* Taken before the handler reads: a commit landing between its read and the park below
+     * makes the park run the query again instead of sleeping through the change. */
+    uint64_t epoch = es_waiters_epoch(d->waiters);
+    int runs = call->dispatch.runs++;
+    ProtobufCMessage *out = NULL;
+    int rc = m->query(&q, call->request, &out, err);
+    if (rc != ES_OK)
+        return rc;
+    if (!q.wait.stream_id || !q.can_wait) {
+        if (!out)
+            return es_error_set(err, ES_INTERNAL, "", "%s answered nothing", m->name);
+        call->response = out;
+        return ES_OK;
+    }
+    const char *field = q.wait.field ? q.wait.field : "";
+    if (q.wait.deadline_ms <= now) /* the handler must answer at its own deadline; never spin */
+        return es_error_set(err, ES_DEADLINE_EXCEEDED, field, "%s: gave up waiting for %s", m->name, field);
+    /* Re-checks back off (recheck, 2x, 4x, 8x): a flood of parked reads costs the read model a
+     * bounded number of lookups a second while the commit wake-ups do the prompt work. */
+    int64_t step = (int64_t)(d->cfg.recheck_ms > 0 ? d->cfg.recheck_ms : 50) << (runs < 3 ? runs : 3);
+    /* Up to half a step later, spread by call: reads parked together do not re-check together. */
+    step += (int64_t)((((uintptr_t)call >> 4) * 2654435761u + (unsigned)runs * 40503u) % (uint64_t)(step / 2 + 1));
+    /* Set before the park: once parked, another thread may hold the call. */
+    int again = call->dispatch.holds_slot;
+    call->dispatch.holds_slot = 1;
+    rc = es_waiters_park(d->waiters, call, q.wait.stream_id, now + step, q.wait.deadline_ms, epoch, again);
+    if (rc == ES_OK)
+        return PARKED;
+    call->dispatch.holds_slot = again;
+    if (rc == ES_RESOURCE_EXHAUSTED) {
+        es_waiters_stats st;
+        es_waiters_get_stats(d->waiters, &st);
+        return es_error_set(err, rc, field,
+                            "%s cannot be waited for now: %zu reads are waiting already, the most this server "
+                            "holds; retry later", field, st.max);
+    }
+    return es_error_set(err, ES_ABORTED, field, "the service is stopping: %s cannot be waited for; retry", field);
+}
+
 static int run_call(dispatcher *d, es_call *call, es_error *err)
 {
     const es_method_def *m = call->method;
@@ -113,12 +170,8 @@ static int run_call(dispatcher *d, es_call *call, es_error *err)
         return rc;
     if (!m->query)
         return es_error_set(err, ES_UNIMPLEMENTED, "", "%s has no handler", m->name);
-    es_query_ctx q = {&call->arena, actor, d->cfg.query_app};
-    ProtobufCMessage *out = NULL;
-    if ((rc = m->query(&q, call->request, &out, err)) != ES_OK)
-        return rc;
-    call->response = out;
-    return ES_OK;
+    call->dispatch.actor = actor;
+    return run_query(d, call, err);
 }
 
 /* 1 for the codes whose message comes from inside the server (PostgreSQL's errors with
@@ -165,43 +218,107 @@ static void finish(dispatcher *d, es_call *call, int rc, const es_error *err)
     call->done(call);
 }
 
+/* Answers a call a worker took: logs, per-method counters and latency (from its first run, a
+ * parked query's waiting included), then done(). */
+static void complete(dispatcher *d, es_call *call, int rc, es_error *err)
+{
+    if (call->dispatch.holds_slot)
+        es_waiters_release(d->waiters);
+    int64_t took = mono_us() - call->dispatch.first_us;
+    method_stats *ms = stats_of(d, call->method);
+    if (server_fault(rc))
+        conceal(call, rc, err, took);
+    else if (es_log_enabled(ES_LOG_DEBUG))
+        es_log(ES_LOG_DEBUG, "dispatcher", call->correlation_id, "%s via %s: %s in %lld us", call->method->name,
+               call->transport ? call->transport : "?", es_strerror(rc), (long long)took);
+    if (ms) {
+        es_histogram_observe_us(&ms->latency, took);
+        atomic_fetch_add(&ms->by_code[transport_index(call)][es_grpc_code(rc)], 1);
+    }
+    finish(d, call, rc, err);
+}
+
 static void *worker(void *arg)
 {
     dispatcher *d = arg;
     pthread_setname_np(pthread_self(), "es-worker");
     for (;;) {
+        es_call *call = NULL;
+        int rerun = 0;
         pthread_mutex_lock(&d->lock);
-        while (!d->count && !d->stopping)
+        for (;;) {
+            /* New calls first; fired parked queries only reruns_max at a time, so that a crowd
+             * of them fired together (their common deadline) holds a few workers and pool
+             * connections, never all of them. */
+            if (d->count) {
+                call = d->ring[d->head];
+                d->head = (d->head + 1) % d->cap;
+                d->count--;
+                break;
+            }
+            if (d->rerun_head && d->reruns_running < d->reruns_max) {
+                call = d->rerun_head;
+                if (!(d->rerun_head = call->dispatch.next))
+                    d->rerun_tail = NULL;
+                d->reruns_running++;
+                rerun = 1;
+                break;
+            }
+            if (d->stopping && !d->rerun_head) {
+                pthread_mutex_unlock(&d->lock);
+                return NULL;
+            }
             pthread_cond_wait(&d->cond, &d->lock);
-        if (!d->count) {
-            pthread_mutex_unlock(&d->lock);
-            return NULL;
         }
-        es_call *call = d->ring[d->head];
-        d->head = (d->head + 1) % d->cap;
-        d->count--;
         pthread_mutex_unlock(&d->lock);
         es_error err = {0};
-        int64_t t0 = mono_us();
-        int rc = run_call(d, call, &err);
-        int64_t took = mono_us() - t0;
-        method_stats *ms = stats_of(d, call->method);
-        if (server_fault(rc))
-            conceal(call, rc, &err, took);
-        else if (es_log_enabled(ES_LOG_DEBUG))
-            es_log(ES_LOG_DEBUG, "dispatcher", call->correlation_id, "%s via %s: %s in %lld us", call->method->name,
-                   call->transport ? call->transport : "?", es_strerror(rc), (long long)took);
-        if (ms) {
-            es_histogram_observe_us(&ms->latency, took);
-            atomic_fetch_add(&ms->by_code[transport_index(call)][es_grpc_code(rc)], 1);
+        int rc;
+        if (!rerun) {
+            call->dispatch.first_us = mono_us();
+            rc = run_call(d, call, &err);
+        } else {
+            rc = run_query(d, call, &err);
+            pthread_mutex_lock(&d->lock);
+            d->reruns_running--;
+            if (d->rerun_head)
+                pthread_cond_signal(&d->cond);
+            pthread_mutex_unlock(&d->lock);
         }
-        finish(d, call, rc, &err);
+        if (rc == PARKED)
+            continue;
+        complete(d, call, rc, &err);
     }
+}
+
+/* es_waiters_fire_fn: a parked query joins the re-run list, to run again on a worker. The list
+ * needs no bound of its own: each call in it was admitted by a transport and parked once. */
+static void refire(void *data, void *item, es_wake_reason why)
+{
+    (void)why;
+    dispatcher *d = data;
+    es_call *call = item;
+    call->dispatch.next = NULL;
+    pthread_mutex_lock(&d->lock);
+    if (d->rerun_tail)
+        d->rerun_tail->dispatch.next = call;
+    else
+        d->rerun_head = call;
+    d->rerun_tail = call;
+    pthread_cond_signal(&d->cond);
+    pthread_mutex_unlock(&d->lock);
+}
+
+void es_dispatcher_wake(es_dispatcher *base, const char *const *stream_ids, size_t n)
+{
+    dispatcher *d = (dispatcher *)base;
+    if (d && n)
+        es_waiters_wake(d->waiters, stream_ids, n);
 }
 
 static void submit(es_dispatcher *base, es_call *call)
 {
     dispatcher *d = (dispatcher *)base;
+    memset(&call->dispatch, 0, sizeof call->dispatch);
     pthread_mutex_lock(&d->lock);
     if (d->count == d->cap || d->stopping) {
         d->stats.rejected++;
@@ -231,6 +348,9 @@ es_dispatcher *es_dispatcher_new(const es_dispatcher_config *cfg, es_error *err)
         for (size_t k = 0; k < cfg->services[i]->n_methods && d->n_methods < MAX_METHODS; k++)
             d->methods[d->n_methods++].m = cfg->services[i]->methods[k];
     d->ring = es_xcalloc(d->cap, sizeof *d->ring);
+    d->reruns_max = cfg->max_reruns ? cfg->max_reruns : 4;
+    es_waiters_config wc = {.max = cfg->max_waiting, .fire = refire, .data = d};
+    d->waiters = es_waiters_new(&wc);
     pthread_mutex_init(&d->lock, NULL);
     pthread_cond_init(&d->cond, NULL);
     size_t n = cfg->workers ? cfg->workers : 64;
@@ -258,6 +378,10 @@ void es_dispatcher_free(es_dispatcher *base)
     if (!base)
         return;
     dispatcher *d = (dispatcher *)base;
+    /* Parked queries first, while the workers still run: each runs once more and answers
+     * (ABORTED naming the field it waited for, or its data when it arrived). */
+    __atomic_store_n(&d->closing_waits, 1, __ATOMIC_RELAXED);
+    es_waiters_close(d->waiters);
     pthread_mutex_lock(&d->lock);
     d->stopping = 1;
     pthread_cond_broadcast(&d->cond);
@@ -266,6 +390,7 @@ void es_dispatcher_free(es_dispatcher *base)
         pthread_join(d->threads[i], NULL);
     pthread_mutex_destroy(&d->lock);
     pthread_cond_destroy(&d->cond);
+    es_waiters_free(d->waiters);
     free(d->threads);
     free(d->ring);
     free(d->methods);
@@ -314,4 +439,15 @@ void es_dispatcher_write_metrics(es_dispatcher *base, es_buf *out)
     es_metrics_sample(out, "es_dispatcher_queued", "", (double)st.queued);
     es_metrics_family(out, "es_dispatcher_rejected_total", "counter", "Calls refused because the queue was full.");
     es_metrics_sample(out, "es_dispatcher_rejected_total", "", (double)st.rejected);
+    es_waiters_write_metrics(d->waiters, out);
+    pthread_mutex_lock(&d->lock);
+    size_t running = d->reruns_running, pending = 0;
+    for (es_call *c = d->rerun_head; c; c = c->dispatch.next)
+        pending++;
+    pthread_mutex_unlock(&d->lock);
+    es_metrics_family(out, "es_waiting_reads_rerunning", "gauge",
+                      "Fired waiting reads running again on a worker now (at most max-waiting-read-reruns).");
+    es_metrics_sample(out, "es_waiting_reads_rerunning", "", (double)running);
+    es_metrics_family(out, "es_waiting_reads_rerun_queued", "gauge", "Fired waiting reads queued for a worker.");
+    es_metrics_sample(out, "es_waiting_reads_rerun_queued", "", (double)pending);
 }

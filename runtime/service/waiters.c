@@ -43,6 +43,7 @@ struct es_waiters {
     size_t nbuckets;               /* power of two */
     node **heap;
     size_t n;                      /* parked now (heap size) */
+    size_t held;                   /* slots taken: parked, or fired and not yet released */
     uint64_t epoch;
     uint64_t recent[RECENT];
     uint64_t refused;
@@ -203,7 +204,7 @@ uint64_t es_waiters_epoch(es_waiters *w)
 }
 
 int es_waiters_park(es_waiters *w, void *item, const char *stream_id, int64_t recheck_at_ms, int64_t deadline_ms,
-                    uint64_t epoch)
+                    uint64_t epoch, int again)
 {
     uint64_t h = hash_of(stream_id);
     pthread_mutex_lock(&w->lock);
@@ -211,17 +212,20 @@ int es_waiters_park(es_waiters *w, void *item, const char *stream_id, int64_t re
         pthread_mutex_unlock(&w->lock);
         return ES_UNAVAILABLE;
     }
+    if (!again) {
+        if (w->held >= w->cfg.max) {
+            w->refused++;
+            pthread_mutex_unlock(&w->lock);
+            return ES_RESOURCE_EXHAUSTED;
+        }
+        w->held++;
+    }
     if (w->recent[h % RECENT] > epoch) {
         /* Woken after the caller's read began: that read may predate the move. */
         w->fired[ES_WAKE_COMMIT]++;
         pthread_mutex_unlock(&w->lock);
         w->cfg.fire(w->cfg.data, item, ES_WAKE_COMMIT);
         return ES_OK;
-    }
-    if (w->n >= w->cfg.max) {
-        w->refused++;
-        pthread_mutex_unlock(&w->lock);
-        return ES_RESOURCE_EXHAUSTED;
     }
     node *x = es_xcalloc(1, sizeof *x);
     x->item = item;
@@ -240,6 +244,14 @@ int es_waiters_park(es_waiters *w, void *item, const char *stream_id, int64_t re
         pthread_cond_signal(&w->cond); /* due before what the timer sleeps for */
     pthread_mutex_unlock(&w->lock);
     return ES_OK;
+}
+
+void es_waiters_release(es_waiters *w)
+{
+    pthread_mutex_lock(&w->lock);
+    if (w->held)
+        w->held--;
+    pthread_mutex_unlock(&w->lock);
 }
 
 void es_waiters_wake(es_waiters *w, const char *const *stream_ids, size_t n)
@@ -308,6 +320,7 @@ void es_waiters_get_stats(es_waiters *w, es_waiters_stats *out)
 {
     pthread_mutex_lock(&w->lock);
     out->parked = w->n;
+    out->held = w->held;
     out->max = w->cfg.max;
     out->refused = w->refused;
     memcpy(out->fired, w->fired, sizeof out->fired);
@@ -320,8 +333,11 @@ void es_waiters_write_metrics(es_waiters *w, es_buf *out)
     es_waiters_stats st;
     es_waiters_get_stats(w, &st);
     es_metrics_family(out, "es_waiting_reads", "gauge",
-                      "Reads parked (without a thread) until their stream's read model moves or their deadline.");
-    es_metrics_sample(out, "es_waiting_reads", "", (double)st.parked);
+                      "Reads waiting (without a thread) until their stream's read model moves or their deadline, "
+                      "parked or being checked again.");
+    es_metrics_sample(out, "es_waiting_reads", "", (double)st.held);
+    es_metrics_family(out, "es_waiting_reads_parked", "gauge", "Waiting reads parked now (not being checked again).");
+    es_metrics_sample(out, "es_waiting_reads_parked", "", (double)st.parked);
     es_metrics_family(out, "es_waiting_reads_max", "gauge", "Reads that may be parked at once (max-waiting-reads).");
     es_metrics_sample(out, "es_waiting_reads_max", "", (double)st.max);
     es_metrics_family(out, "es_waiting_reads_refused_total", "counter",

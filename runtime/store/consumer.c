@@ -389,6 +389,8 @@ struct es_consumer {
     es_consumer_handle_fn handle;
     es_consumer_batch_fn handle_batch;
     void *data;
+    void (*committed)(void *data, const char *const *stream_ids, size_t n);
+    void *committed_data;
     int max_retries, batch_max, session_ms, quiet;
     int64_t last_ts_ms;              /* Kafka timestamp of the last message applied */
     struct timespec lag_at;          /* when the lag was last measured */
@@ -710,6 +712,18 @@ out:
     return rc;
 }
 
+/* Tells the committed hook which streams the batch just committed (the Kafka keys). */
+static void tell_committed(es_consumer *c, rd_kafka_message_t **msgs, size_t n, es_arena *arena)
+{
+    const char **ids = es_arena_alloc(arena, (n ? n : 1) * sizeof *ids);
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (!msgs[i]->err && msgs[i]->key)
+            ids[k++] = es_arena_strndup(arena, msgs[i]->key, msgs[i]->key_len);
+    if (k)
+        c->committed(c->committed_data, ids, k);
+}
+
 /* Applies a polled batch in one transaction; retries it whole while PostgreSQL is away.
  * Returns 0 when committed, -1 when stopping before that. */
 static int process_batch(es_consumer *c, rd_kafka_message_t **msgs, size_t n)
@@ -761,6 +775,8 @@ static int process_batch(es_consumer *c, rd_kafka_message_t **msgs, size_t n)
             c->st.batches++;
             c->st.batch_fallbacks += fell_back;
             pthread_mutex_unlock(&c->mu);
+            if (c->committed)
+                tell_committed(c, msgs, n, &arena);
             for (size_t i = n; i-- > 0;)
                 if (!msgs[i]->err) {
                     rd_kafka_timestamp_type_t tt;
@@ -938,6 +954,8 @@ int es_consumer_start(const es_consumer_config *cfg, es_consumer **out, es_error
     c->handle = cfg->handle;
     c->handle_batch = cfg->handle_batch;
     c->data = cfg->data;
+    c->committed = cfg->committed;
+    c->committed_data = cfg->committed_data;
     c->st.lag_messages = -1;
     c->max_retries = cfg->max_retries > 0 ? cfg->max_retries : 3;
     c->batch_max = cfg->batch_max > 0 ? cfg->batch_max : 200;

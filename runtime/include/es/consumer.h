@@ -69,6 +69,11 @@ typedef struct es_consumer_config {
     int session_timeout_ms;          /* Kafka session.timeout.ms; default 10000 (tests: less) */
     const char *const *kafka_props;  /* extra librdkafka settings: "key", "value", ..., NULL */
     int quiet;                       /* 1: no log lines on stderr */
+    /* Optional: called on the consumer thread after each batch's transaction committed, with the
+     * stream ids (Kafka keys) of its messages (repeats possible; borrowed for the call). Must be
+     * quick: the next batch waits. A read model uses it to wake the reads waiting on it. */
+    void (*committed)(void *data, const char *const *stream_ids, size_t n);
+    void *committed_data;
 } es_consumer_config;
 
 typedef struct es_consumer_stats {

@@ -26,6 +26,10 @@ typedef struct es_dispatcher_config {
     void *authorize_data;
     const es_service_def *const *services; /* methods counted per name in the metrics */
     size_t n_services;
+    /* Queries that ask to wait (es_query_ctx.wait) are parked without a thread: */
+    size_t max_waiting;              /* parked at once (0: 1024); beyond: RESOURCE_EXHAUSTED naming the field */
+    int recheck_ms;                  /* first safety-net re-run of a parked query (0: 50), doubling to 8x */
+    size_t max_reruns;               /* fired parked queries running at once (0: 4); new calls go first */
 } es_dispatcher_config;
 
 typedef struct es_dispatcher_stats {
@@ -41,8 +45,14 @@ es_dispatcher *es_dispatcher_new(const es_dispatcher_config *cfg, es_error *err)
 void es_dispatcher_free(es_dispatcher *d);
 void es_dispatcher_get_stats(es_dispatcher *d, es_dispatcher_stats *out);
 /* Appends the dispatcher's Prometheus metrics: es_requests_total{method,transport,code},
- * es_request_duration_seconds{method} (histogram), queue depth and rejections. */
+ * es_request_duration_seconds{method} (histogram), queue depth and rejections, and the parked
+ * queries' es_waiting_reads* families (es/waiters.h). */
 void es_dispatcher_write_metrics(es_dispatcher *d, es_buf *out);
+
+/* Runs the queries parked on any of stream_ids (n, borrowed) again: call it once the read model
+ * of those streams has committed a change (the projection consumer's es_consumer_config.committed).
+ * Any thread; cheap when nothing waits. */
+void es_dispatcher_wake(es_dispatcher *d, const char *const *stream_ids, size_t n);
 
 /* Fills the answer of a command from a pipeline result: the output message's string field
  * named like the aggregate's id field (or "stream_id"), int64 "version", repeated string

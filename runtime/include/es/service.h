@@ -22,6 +22,15 @@ struct es_call {
     int status;                    /* es_status */
     es_error err;
     ProtobufCMessage *response;    /* allocated from arena; NULL unless status == ES_OK */
+    /* The dispatcher's own while it holds the call (reset by submit): a query parked until its
+     * data arrives keeps here what its later runs need. */
+    struct {
+        int64_t first_us;          /* CLOCK_MONOTONIC us when a worker first took the call */
+        const char *actor;         /* from authorization, for the query's later runs */
+        int runs;                  /* query runs so far */
+        int holds_slot;            /* parked once: holds a waiting slot until answered */
+        es_call *next;             /* the dispatcher's re-run list */
+    } dispatch;
     /* Called exactly once, from any thread, when the call is finished. */
     void (*done)(es_call *call);
     void *transport_data;

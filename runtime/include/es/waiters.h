@@ -7,8 +7,9 @@
  *     see (another instance keeps the read model, or owns the stream's Kafka partition);
  *   - its deadline.
  * Firing removes the item from the set and hands it to the fire callback, which runs the work
- * again (and may park it again). The set is bounded: beyond max, parking is refused, so a flood
- * of waiting reads costs memory in proportion to max and no thread at all.
+ * again (and may park it again). The set is bounded: an item takes a slot when first parked and
+ * keeps it until released; beyond max slots parking is refused, so a flood of waiting reads
+ * costs memory in proportion to max and no thread at all.
  *
  * A wake that lands between the work's read and its park would be lost; the caller takes an
  * epoch (es_waiters_epoch) before reading and passes it to park, which fires at once when the
@@ -48,11 +49,17 @@ uint64_t es_waiters_epoch(es_waiters *w);
 
 /* Parks item until stream_id moves, recheck_at_ms or deadline_ms (CLOCK_MONOTONIC ms; the
  * earlier of the two is when the timer fires it). stream_id is borrowed and must live until the
- * item is fired. Returns ES_OK (parked; or, when stream_id was woken after epoch, fired at once
- * on this thread), ES_RESOURCE_EXHAUSTED when max items are parked (counted as refused) or
- * ES_UNAVAILABLE once closed; on an error the item was not taken. */
+ * item is fired. The first park of an item (again = 0) takes one of the max slots, which the
+ * item keeps while it is fired and parked again (again = 1) until es_waiters_release: an item
+ * once admitted is never refused later. Returns ES_OK (parked; or, when stream_id was woken
+ * after epoch, fired at once on this thread), ES_RESOURCE_EXHAUSTED when max slots are taken
+ * (counted as refused) or ES_UNAVAILABLE once closed; on an error the item was not taken (and
+ * a first park took no slot). */
 int es_waiters_park(es_waiters *w, void *item, const char *stream_id, int64_t recheck_at_ms, int64_t deadline_ms,
-                    uint64_t epoch);
+                    uint64_t epoch, int again);
+
+/* Gives back the slot of an item that was parked: call it once the item is finished for good. */
+void es_waiters_release(es_waiters *w);
 
 /* Fires the items parked on any of stream_ids (n of them, borrowed). Cheap when none waits:
  * one lock and a hash per id. Any thread. */
@@ -65,7 +72,8 @@ void es_waiters_close(es_waiters *w);
 void es_waiters_free(es_waiters *w);
 
 typedef struct es_waiters_stats {
-    size_t parked;                 /* parked now */
+    size_t held;                   /* slots taken now: parked, or fired and not finished */
+    size_t parked;                 /* in the set now */
     size_t max;
     uint64_t refused;              /* parks refused because max were parked */
     uint64_t fired[4];             /* by es_wake_reason */
@@ -73,7 +81,7 @@ typedef struct es_waiters_stats {
 
 void es_waiters_get_stats(es_waiters *w, es_waiters_stats *out);
 
-/* Appends es_waiting_reads (gauge), es_waiting_reads_max (gauge),
+/* Appends es_waiting_reads (gauge: slots held), es_waiting_reads_parked, es_waiting_reads_max (gauges),
  * es_waiting_reads_refused_total and es_waiting_reads_fired_total{reason} (counters). */
 void es_waiters_write_metrics(es_waiters *w, es_buf *out);
 
