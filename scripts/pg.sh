@@ -8,8 +8,8 @@
 #   scripts/pg.sh destroy <dir>        stop it and remove it, wherever it lives
 # initdb refuses root, so as root the cluster is owned by the 'postgres' system user. When that
 # user cannot enter <dir> (a checkout under /root or in a 0700 home), the cluster lives in
-# /var/tmp/orderd-<uid>-<hash of <dir>'s path>/ instead and <dir>/cluster links to it; the
-# first start says so on stderr. Removing <dir> abandons that cluster: the next start for the
+# /var/tmp/orderd-<uid>-<hash of <dir>'s path>/ instead, <dir>/cluster links to it (and <dir>'s
+# data, sock, port and server.log to their twins there); the first start says so on stderr. Removing <dir> abandons that cluster: the next start for the
 # same path stops and removes it and makes a new one, as it would have in <dir>.
 # Durability is production's: fsync and synchronous_commit stay on.
 set -euo pipefail
@@ -45,6 +45,8 @@ locate() {
   mkdir -m 0755 "$dir"
   chown postgres "$dir"
   ln -s "$dir" "$handle/cluster"
+  # Callers that look inside <dir> (data/postmaster.pid, server.log) find the same files there.
+  for f in data sock port server.log initdb.log; do ln -sfn "$dir/$f" "$handle/$f"; done
   echo "pg.sh: postgres cannot enter $handle; the cluster lives in $dir (linked as $handle/cluster)" >&2
 }
 locate
@@ -122,7 +124,7 @@ CONF
   destroy)
     [ -f "$dir/data/PG_VERSION" ] && as_owner "$bin/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null 2>&1 || true
     rm -rf "$dir"
-    rm -f "$handle/cluster"
+    rm -f "$handle/cluster" "$handle/data" "$handle/sock" "$handle/port" "$handle/server.log" "$handle/initdb.log"
     ;;
   *) echo "pg.sh: unknown command $cmd" >&2; exit 2 ;;
 esac
