@@ -64,7 +64,7 @@ struct loop_thread {
     int draining, exit, reads_closed, forced;
     h2o_timeout_t watch_timeout;          /* the periodic limit check (http_limits.c) */
     h2o_timeout_entry_t watch_entry;
-    struct timespec drain_deadline;
+    int64_t drain_deadline_us;   /* es_mono_us() */
 };
 
 /* Follows one accepted connection (h2o calls sock->on_close when it closes it), so that stop
@@ -83,6 +83,7 @@ typedef struct conn_track {
     int closing;                          /* a limit closed it: refuse further requests */
     uint64_t stall_since_ms;              /* responses pending and none sent since, or 0 */
     size_t stall_bytes_written;
+    int stall_outq;                       /* the kernel's unsent bytes at the last check */
     struct {
         uint32_t stream_id;
         uint64_t since_ms;

@@ -17,9 +17,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <linux/sockios.h>
 #include <netinet/in.h>
 
+#include "es/clock.h"
 #include "es/metrics.h"
 
 #define CLIENT_BUCKETS 1024
@@ -36,12 +39,7 @@ static const char *const close_reasons[ES__HTTP_CLOSE_REASONS] = {
     "client_connection_limit", "body_timeout", "stalled", "pending_bytes", "rapid_reset",
 };
 
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
+static uint64_t now_ms(void) { return (uint64_t)(es_mono_us() / 1000); }
 
 void es__http_limits_init(es_http_server *s)
 {
@@ -308,11 +306,44 @@ static int body_timed_out(conn_track *tr, h2o_http2_conn_t *c, uint64_t now, uns
     return late;
 }
 
+/* Advances tr's stall clock: progress resets it, else it closes the connection once it has run
+ * stall_timeout_ms. */
+static void stall_clock(conn_track *tr, uint64_t now, int stuck)
+{
+    if (!stuck) {
+        tr->stall_since_ms = 0;
+    } else if (!tr->stall_since_ms) {
+        tr->stall_since_ms = now;
+    } else if (now - tr->stall_since_ms >= tr->t->srv->cfg.stall_timeout_ms) {
+        close_conn(tr, ES__HTTP_CLOSE_STALLED);
+    }
+}
+
+/* HTTP/1 (and a TLS handshake): h2o writes each response whole and keeps what the socket does not
+ * take, so a peer that stops reading holds it. The kernel's unsent bytes (SIOCOUTQ) staying put
+ * with nothing written is that stall; a slow reader moves them. */
+static void check_plain(conn_track *tr, uint64_t now)
+{
+    int outq = 0;
+    if (ioctl(h2o_socket_get_fd(tr->sock), SIOCOUTQ, &outq) != 0)
+        outq = 0;
+    int stuck = outq > 0 && outq == tr->stall_outq && tr->sock->bytes_written == tr->stall_bytes_written;
+    tr->stall_outq = outq;
+    tr->stall_bytes_written = tr->sock->bytes_written;
+    stall_clock(tr, now, stuck);
+}
+
 static void check_conn(conn_track *tr, uint64_t now)
 {
     es_http_server *s = tr->t->srv;
+    if (tr->closing)
+        return;
     h2o_http2_conn_t *c = h2_conn_of(tr->t, tr->sock);
-    if (!c || tr->closing || c->state >= H2O_HTTP2_CONN_STATE_IS_CLOSING)
+    if (!c) {
+        check_plain(tr, now);
+        return;
+    }
+    if (c->state >= H2O_HTTP2_CONN_STATE_IS_CLOSING)
         return;
     watch_frames(tr, c);
     if (body_timed_out(tr, c, now, s->cfg.body_timeout_ms)) {
@@ -329,13 +360,7 @@ static void check_conn(conn_track *tr, uint64_t now)
      * shut (PING answers would otherwise count as progress). */
     int progress = !shut && tr->sock->bytes_written != tr->stall_bytes_written;
     tr->stall_bytes_written = tr->sock->bytes_written;
-    if (!pending || progress) {
-        tr->stall_since_ms = 0;
-    } else if (!tr->stall_since_ms) {
-        tr->stall_since_ms = now;
-    } else if (now - tr->stall_since_ms >= s->cfg.stall_timeout_ms) {
-        close_conn(tr, ES__HTTP_CLOSE_STALLED);
-    }
+    stall_clock(tr, now, pending && !progress);
 }
 
 static void on_watch(h2o_timeout_entry_t *entry)

@@ -223,6 +223,17 @@ def test_stalled_window(o):
     assert closed_total(o, "stalled") == before + 1
 
 
+def test_http1_stalled(o):
+    """An HTTP/1 client that asks for responses and stops reading its socket is closed."""
+    before = closed_total(o, "stalled")
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.connect(("127.0.0.1", o.http_port))
+    s.sendall(b"GET /openapi.json HTTP/1.1\r\nHost: x\r\n\r\n" * 40)
+    eventually(lambda: closed_total(o, "stalled") == before + 1, 15, what="the non-reading client closed")
+    s.close()
+
+
 def test_pending_bytes(o):
     before = closed_total(o, "pending_bytes")
     s = h2_open(o.http_port, window=0)
@@ -323,6 +334,7 @@ def main():
         runner.run("HTTP/2: a legitimate client with a few resets is served", test_h2_legit, o)
         runner.run("HTTP/2: a body that never completes is timed out", test_body_timeout, o)
         runner.run("HTTP/2: a zero window with a response pending is timed out", test_stalled_window, o)
+        runner.run("HTTP/1: a client that stops reading is timed out", test_http1_stalled, o)
         runner.run("HTTP/2: unsent response bytes beyond the cap close the connection", test_pending_bytes, o)
         runner.run("HTTP/2: rapid reset ends in GOAWAY(ENHANCE_YOUR_CALM)", test_rapid_reset, o)
         runner.run("HTTP/2: eight zero-window clients do not grow memory", test_zero_window_memory, o)

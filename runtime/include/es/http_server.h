@@ -50,8 +50,9 @@ typedef struct es_http_config {
     unsigned max_connections_per_client; /* open connections from one IP address; 0: 64 */
     unsigned body_timeout_ms;   /* an HTTP/2 request body must be complete this long after its
                                  * HEADERS; 0: 10000 (HTTP/1 bodies: request_timeout_ms) */
-    unsigned stall_timeout_ms;  /* responses pending and not a byte of them sent (peer window
-                                 * at zero, or the peer not reading) this long; 0: 10000 */
+    unsigned stall_timeout_ms;  /* responses pending and not a byte of them sent (HTTP/2 peer
+                                 * window at zero, or the peer not reading its socket, HTTP/1
+                                 * too) this long; 0: 10000 */
     size_t max_pending_bytes;   /* response bytes of one HTTP/2 connection waiting for the peer's
                                  * flow-control window or socket; 0: 1 MiB */
     unsigned max_resets_per_second; /* RST_STREAM frames one HTTP/2 connection may send in a
