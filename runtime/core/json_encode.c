@@ -3,7 +3,9 @@
  * and proto3's rule that singular fields at their default are left out. */
 #include <math.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "json_internal.h"
@@ -168,26 +170,109 @@ static int put_map_key(es__json_enc *e, const ProtobufCFieldDescriptor *kf, cons
     }
 }
 
+/* Map keys are strings, bools or integers (protoc allows nothing else); a NULL string is "". */
+static int map_key_equal(ProtobufCType t, const void *a, const void *b)
+{
+    if (t == PROTOBUF_C_TYPE_STRING) {
+        const char *x = *(const char *const *)a, *y = *(const char *const *)b;
+        return !strcmp(x ? x : "", y ? y : "");
+    }
+    if (t == PROTOBUF_C_TYPE_BOOL) return !*(const protobuf_c_boolean *)a == !*(const protobuf_c_boolean *)b;
+    return !memcmp(a, b, es__json_elem_size(t));
+}
+
+static uint64_t map_key_hash(ProtobufCType t, const void *p)
+{
+    const unsigned char *s;
+    size_t n;
+    if (t == PROTOBUF_C_TYPE_STRING) {
+        s = *(const unsigned char *const *)p;
+        n = s ? strlen((const char *)s) : 0;
+    } else if (t == PROTOBUF_C_TYPE_BOOL) {
+        return *(const protobuf_c_boolean *)p != 0;
+    } else {
+        s = p;
+        n = es__json_elem_size(t);
+    }
+    uint64_t h = 1469598103934665603ULL;   /* FNV-1a */
+    for (size_t i = 0; i < n; i++) h = (h ^ s[i]) * 1099511628211ULL;
+    return h;
+}
+
+/* Below this many entries a pairwise scan is cheaper than building a hash table. */
+#define MAP_PAIRWISE_MAX 16
+
+/* protobuf-c keeps one entry per occurrence on the wire, so a key may repeat (binary input may
+ * repeat it, and protobuf's rule is that the last entry wins, its value whole: a message value
+ * replaces the earlier one, it is not merged). A JSON object must not repeat a key, so the
+ * entries another entry with the same key follows are left out. Returns a malloc'd array of n
+ * flags (1 = superseded), or NULL when no key repeats or n is small enough for
+ * map_entry_superseded to scan. NULL entries are never superseded: the writer refuses them. */
+static unsigned char *map_superseded(const ProtobufCFieldDescriptor *kf, ProtobufCMessage *const *entries, size_t n)
+{
+    if (n <= MAP_PAIRWISE_MAX) return NULL;
+    size_t cap = 1;
+    while (cap < 2 * n) cap <<= 1;
+    size_t *slot = es_xmalloc(cap * sizeof *slot);
+    for (size_t i = 0; i < cap; i++) slot[i] = SIZE_MAX;
+    unsigned char *gone = NULL;
+    for (size_t i = n; i-- > 0;) {   /* from the last entry: the first seen of a key is kept */
+        if (!entries[i]) continue;
+        const void *k = (const char *)entries[i] + kf->offset;
+        size_t h = (size_t)map_key_hash(kf->type, k) & (cap - 1);
+        for (;; h = (h + 1) & (cap - 1)) {
+            if (slot[h] == SIZE_MAX) {
+                slot[h] = i;
+                break;
+            }
+            if (map_key_equal(kf->type, (const char *)entries[slot[h]] + kf->offset, k)) {
+                if (!gone) gone = es_xcalloc(n, 1);
+                gone[i] = 1;
+                break;
+            }
+        }
+    }
+    free(slot);
+    return gone;
+}
+
+/* Small maps: is entry i followed by an entry with the same key? */
+static int map_entry_superseded(const ProtobufCFieldDescriptor *kf, ProtobufCMessage *const *entries, size_t n,
+                                size_t i)
+{
+    if (!entries[i]) return 0;
+    const void *k = (const char *)entries[i] + kf->offset;
+    for (size_t j = i + 1; j < n; j++)
+        if (entries[j] && map_key_equal(kf->type, (const char *)entries[j] + kf->offset, k)) return 1;
+    return 0;
+}
+
 static int enc_map(es__json_enc *e, const ProtobufCFieldDescriptor *f, ProtobufCMessage *const *entries, size_t n)
 {
     const ProtobufCMessageDescriptor *ed = f->descriptor;
     const ProtobufCFieldDescriptor *kf = &ed->fields[0], *vf = &ed->fields[1];
+    unsigned char *gone = map_superseded(kf, entries, n);
+    int rc = 0, first = 1;
     es_buf_putc(e->out, '{');
     for (size_t i = 0; i < n; i++) {
+        if (gone ? gone[i] : n <= MAP_PAIRWISE_MAX && map_entry_superseded(kf, entries, n, i)) continue;
         const ProtobufCMessage *entry = entries[i];
-        if (i) es_buf_putc(e->out, ',');
+        if (!first) es_buf_putc(e->out, ',');
+        first = 0;
         size_t saved = push_index(e, i);
-        int rc = entry ? put_map_key(e, kf, (const char *)entry + kf->offset) : es__json_enc_fail(e, "null map entry");
-        if (rc) return rc;
+        rc = entry ? put_map_key(e, kf, (const char *)entry + kf->offset) : es__json_enc_fail(e, "null map entry");
+        if (rc) goto out;
         es_buf_putc(e->out, ':');
         const void *vp = (const char *)entry + vf->offset;
         if (vf->type == PROTOBUF_C_TYPE_MESSAGE && !*(const void *const *)vp && es__json_wkt_of(vf->descriptor) == ES__WKT_VALUE)
             es_buf_puts(e->out, "null");
-        else if ((rc = es__json_enc_single(e, vf, vp))) return rc;
+        else if ((rc = es__json_enc_single(e, vf, vp))) goto out;
         pop(e, saved);
     }
     es_buf_putc(e->out, '}');
-    return 0;
+out:
+    free(gone);
+    return rc;
 }
 
 static int enc_field(es__json_enc *e, const ProtobufCMessage *m, const ProtobufCFieldDescriptor *f)

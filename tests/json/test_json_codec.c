@@ -310,6 +310,31 @@ static void test_enum_name_out_name_or_number_in(void **s)
     assert_int_equal(m->optional_aliased_enum, 2);
 }
 
+/* allow_alias: protoc-c lists every alias in values_by_name (and one name per number in values),
+ * so each name reads as the number and the value is written by its first name, as protobuf does
+ * (conformance EnumFieldWithAlias*). Names are case-sensitive: "qux" and "QUX" are two aliases,
+ * "Qux" is neither. */
+static void test_enum_every_alias_name_accepted(void **s)
+{
+    (void)s;
+    static const char *const names[] = {"ALIAS_BAZ", "QUX", "qux", "bAz"};
+    char json[96];
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
+        snprintf(json, sizeof json, "{\"optionalAliasedEnum\":\"%s\"}", names[i]);
+        T3 *m = DEC3(json);
+        assert_int_equal(m->optional_aliased_enum, 2);
+        assert_string_equal(jt_encode(&m->base), "{\"optional_aliased_enum\":\"ALIAS_BAZ\"}");
+    }
+    jt_roundtrip(T3_DESC, "{\"optionalAliasedEnum\":\"ALIAS_BAR\"}", "{\"optional_aliased_enum\":\"ALIAS_BAR\"}");
+    jt_roundtrip(T3_DESC, "{\"optionalAliasedEnum\":2}", "{\"optional_aliased_enum\":\"ALIAS_BAZ\"}");
+    jt_decode_fails(T3_DESC, "{\"optionalAliasedEnum\":\"Qux\"}", "optional_aliased_enum", "unknown value");
+    jt_decode_fails(T3_DESC, "{\"optionalAliasedEnum\":\"BAZ\"}", "optional_aliased_enum", "unknown value");
+    /* the URL parameter setter shares the lookup */
+    T3 *m = DEC3("{}");
+    assert_int_equal(es_json_set_from_string(jt_reg, &m->base, "optional_aliased_enum", "qux", &jt_arena, &jt_err), 0);
+    assert_int_equal(m->optional_aliased_enum, 2);
+}
+
 static void test_enum_unknown_number_kept_and_written_as_number(void **s)
 {
     (void)s;
@@ -396,6 +421,94 @@ static void test_map_keys_are_strings_of_every_key_type(void **s)
     assert_true(m->map_bool_bool[0]->key);
     assert_string_equal(jt_encode(&m->base), json);
     jt_pack_check(&m->base);
+}
+
+/* Binary input may repeat a map key (one entry per occurrence; protobuf-c keeps them all). The
+ * concatenation of two encoded messages is their merge, so packing two documents back to back
+ * gives a payload whose map entries repeat. */
+static T3 *unpack_concat(const char *json1, const char *json2)
+{
+    ProtobufCMessage *a = jt_decode(T3_DESC, json1), *b = jt_decode(T3_DESC, json2);
+    size_t na = protobuf_c_message_get_packed_size(a), nb = protobuf_c_message_get_packed_size(b);
+    uint8_t *buf = es_arena_alloc(&jt_arena, na + nb + 1);
+    protobuf_c_message_pack(a, buf);
+    protobuf_c_message_pack(b, buf + na);
+    T3 *m = (T3 *)protobuf_c_message_unpack(T3_DESC, &jt_arena.pb, na + nb, buf);
+    assert_non_null(m);
+    return m;
+}
+
+/* conformance ValidDataMap.*.DuplicateKey.JsonOutput: one member per key, the last entry's. */
+static void test_map_repeated_key_written_once_last_wins(void **s)
+{
+    (void)s;
+    T3 *m = unpack_concat("{\"mapInt32Int32\":{\"1\":0}}", "{\"mapInt32Int32\":{\"1\":1}}");
+    assert_int_equal(m->n_map_int32_int32, 2);   /* protobuf-c keeps both entries */
+    assert_string_equal(jt_encode(&m->base), "{\"map_int32_int32\":{\"1\":1}}");
+    m = unpack_concat("{\"mapBoolBool\":{\"true\":false,\"false\":true}}", "{\"mapBoolBool\":{\"true\":true}}");
+    assert_string_equal(jt_encode(&m->base), "{\"map_bool_bool\":{\"false\":true,\"true\":true}}");
+    m = unpack_concat("{\"mapStringString\":{\"\":\"a\",\"k\":\"b\"},\"mapInt64Int64\":{\"-1\":\"1\"}}",
+                      "{\"mapStringString\":{\"\":\"c\"},\"mapInt64Int64\":{\"-1\":\"2\",\"1\":\"3\"}}");
+    assert_string_equal(jt_encode(&m->base), "{\"map_int64_int64\":{\"-1\":\"2\",\"1\":\"3\"},"
+                                             "\"map_string_string\":{\"k\":\"b\",\"\":\"c\"}}");
+    m = unpack_concat("{\"mapUint64Uint64\":{\"18446744073709551615\":\"1\"},\"mapStringBytes\":{\"b\":\"AQI=\"},"
+                      "\"mapStringForeignEnum\":{\"e\":\"FOREIGN_BAR\"}}",
+                      "{\"mapUint64Uint64\":{\"18446744073709551615\":\"0\"},\"mapStringBytes\":{\"b\":\"\"},"
+                      "\"mapStringForeignEnum\":{\"e\":\"FOREIGN_FOO\"}}");
+    assert_string_equal(jt_encode(&m->base), "{\"map_uint64_uint64\":{\"18446744073709551615\":\"0\"},"
+                                             "\"map_string_bytes\":{\"b\":\"\"},"
+                                             "\"map_string_foreign_enum\":{\"e\":\"FOREIGN_FOO\"}}");
+}
+
+/* conformance ValidDataMap.STRING.MESSAGE.MergeValue: a message value is replaced by the later
+ * entry's, not merged into it. */
+static void test_map_repeated_key_message_value_replaced_not_merged(void **s)
+{
+    (void)s;
+    T3 *m = unpack_concat("{\"mapStringNestedMessage\":{\"\":{\"corecursive\":{\"optionalInt32\":1,\"repeatedInt32\":[1]}}}}",
+                          "{\"mapStringNestedMessage\":{\"\":{\"corecursive\":{\"optionalInt64\":\"1\",\"repeatedInt32\":[1]}}}}");
+    assert_int_equal(m->n_map_string_nested_message, 2);
+    assert_string_equal(jt_encode(&m->base),
+                        "{\"map_string_nested_message\":{\"\":{\"corecursive\":{\"optional_int64\":\"1\","
+                        "\"repeated_int32\":[1]}}}}");
+}
+
+/* Above the pairwise-scan size the encoder finds repeats with a hash table: 40 entries over 10
+ * keys give 10 members holding the last values; 1000 distinct keys all stay. */
+static void test_map_repeated_key_in_a_large_map(void **s)
+{
+    (void)s;
+    typedef ProtobufTestMessages__Proto3__TestAllTypesProto3__MapInt32Int32Entry E;
+    T3 m = PROTOBUF_TEST_MESSAGES__PROTO3__TEST_ALL_TYPES_PROTO3__INIT;
+    enum { N = 1000 };
+    E *e = es_arena_alloc(&jt_arena, N * sizeof *e);
+    E **p = es_arena_alloc(&jt_arena, N * sizeof *p);
+    for (int i = 0; i < 40; i++) {
+        e[i] = (E)PROTOBUF_TEST_MESSAGES__PROTO3__TEST_ALL_TYPES_PROTO3__MAP_INT32_INT32_ENTRY__INIT;
+        e[i].key = i % 10;
+        e[i].value = i;
+        p[i] = &e[i];
+    }
+    m.n_map_int32_int32 = 40;
+    m.map_int32_int32 = p;
+    assert_string_equal(jt_encode(&m.base), "{\"map_int32_int32\":{\"0\":30,\"1\":31,\"2\":32,\"3\":33,\"4\":34,"
+                                            "\"5\":35,\"6\":36,\"7\":37,\"8\":38,\"9\":39}}");
+    /* the same through the pairwise scan: 12 entries over 4 keys */
+    m.n_map_int32_int32 = 12;
+    for (int i = 0; i < 12; i++) e[i].key = i % 4;
+    assert_string_equal(jt_encode(&m.base), "{\"map_int32_int32\":{\"0\":8,\"1\":9,\"2\":10,\"3\":11}}");
+    for (int i = 0; i < N; i++) {
+        e[i] = (E)PROTOBUF_TEST_MESSAGES__PROTO3__TEST_ALL_TYPES_PROTO3__MAP_INT32_INT32_ENTRY__INIT;
+        e[i].key = i * 1024;   /* keys that share their low bits */
+        e[i].value = i;
+        p[i] = &e[i];
+    }
+    m.n_map_int32_int32 = N;
+    ProtobufCMessage *back = jt_decode(T3_DESC, jt_encode(&m.base));
+    assert_int_equal(((T3 *)back)->n_map_int32_int32, N);
+    /* a NULL entry is still refused, repeats or not */
+    p[N - 1] = NULL;
+    jt_encode_fails(&m.base, "map_int32_int32[999]", "null map entry");
 }
 
 static void test_map_bad_keys_rejected(void **s)
@@ -706,6 +819,7 @@ int main(void)
         JT(test_bytes_standard_and_url_safe_with_or_without_padding_in),
         JT(test_bytes_invalid_base64_rejected),
         JT(test_enum_name_out_name_or_number_in),
+        JT(test_enum_every_alias_name_accepted),
         JT(test_enum_unknown_number_kept_and_written_as_number),
         JT(test_enum_unknown_name_rejected),
         JT(test_enum_unknown_name_skipped_with_ignore_unknown),
@@ -714,6 +828,9 @@ int main(void)
         JT(test_repeated_null_element_rejected),
         JT(test_repeated_not_an_array_rejected),
         JT(test_map_keys_are_strings_of_every_key_type),
+        JT(test_map_repeated_key_written_once_last_wins),
+        JT(test_map_repeated_key_message_value_replaced_not_merged),
+        JT(test_map_repeated_key_in_a_large_map),
         JT(test_map_bad_keys_rejected),
         JT(test_map_bad_values_rejected),
         JT(test_oneof_member_set_even_at_default),
