@@ -20,6 +20,16 @@ void cg_gen_projection_ddl(cg_ctx *ctx, const cg_message *m, cg_out *o)
         cg_printf(o, "    %s %s%s,\n", col, cg_sql_type(f), key ? " NOT NULL" : "");
     }
     cg_printf(o, "    es_state bytea NOT NULL,\n    PRIMARY KEY (%s)\n);\n", p->key);
+    /* A table an earlier schema created gets the columns added since: the same text migrates a
+     * new database and an existing one. Values for rows written before come from the rebuild
+     * that a changed shape triggers (es/projection_shape.h). */
+    for (size_t i = 0; i < m->n_fields; i++) {
+        const cg_field *f = &m->fields[i];
+        if (strcmp(f->name, p->key) == 0)
+            continue;
+        const char *col = f->opt && f->opt->column && f->opt->column[0] ? f->opt->column : f->name;
+        cg_printf(o, "ALTER TABLE %s ADD COLUMN IF NOT EXISTS %s %s;\n", p->table, col, cg_sql_type(f));
+    }
     for (size_t i = 0; i < p->n_indexes; i++)
         cg_printf(o, "CREATE INDEX IF NOT EXISTS %s_idx%zu ON %s (%s);\n", p->table, i + 1, p->table, p->indexes[i]);
 }

@@ -210,6 +210,17 @@ BEGIN
 END
 $es_append$;
 
+-- The shape each projection table was last built with (SHA-256 of its generated DDL). A start
+-- that finds another shape, or none beside a table with rows, rebuilds the table from the event
+-- store before its consumer runs, so rows written before a column was added get its value.
+CREATE TABLE IF NOT EXISTS es_projection_shapes (
+    name            text        PRIMARY KEY,
+    shape_hash      text        NOT NULL,
+    events          bigint,
+    rows            bigint,
+    built_at        timestamptz NOT NULL DEFAULT now()
+);
+
 -- Relay position in the feed, with the Kafka cluster it was delivered to.
 CREATE TABLE IF NOT EXISTS es_relay_checkpoint (
     name            text        PRIMARY KEY,

@@ -26,6 +26,26 @@ CREATE TABLE IF NOT EXISTS order_summary (
     es_state bytea NOT NULL,
     PRIMARY KEY (order_id)
 );
+ALTER TABLE order_summary ADD COLUMN IF NOT EXISTS status text;
+ALTER TABLE order_summary ADD COLUMN IF NOT EXISTS payment_status text;
+ALTER TABLE order_summary ADD COLUMN IF NOT EXISTS shipping_status text;
+ALTER TABLE order_summary ADD COLUMN IF NOT EXISTS customer_id text;
+ALTER TABLE order_summary ADD COLUMN IF NOT EXISTS vendor_id text;
+ALTER TABLE order_summary ADD COLUMN IF NOT EXISTS item_count integer;
+ALTER TABLE order_summary ADD COLUMN IF NOT EXISTS total jsonb;
+ALTER TABLE order_summary ADD COLUMN IF NOT EXISTS payment_method text;
+ALTER TABLE order_summary ADD COLUMN IF NOT EXISTS carrier text;
+ALTER TABLE order_summary ADD COLUMN IF NOT EXISTS tracking_number text;
+ALTER TABLE order_summary ADD COLUMN IF NOT EXISTS location text;
+ALTER TABLE order_summary ADD COLUMN IF NOT EXISTS cancel_reason text;
+ALTER TABLE order_summary ADD COLUMN IF NOT EXISTS created_at timestamptz;
+ALTER TABLE order_summary ADD COLUMN IF NOT EXISTS updated_at timestamptz;
+ALTER TABLE order_summary ADD COLUMN IF NOT EXISTS version bigint;
+ALTER TABLE order_summary ADD COLUMN IF NOT EXISTS items jsonb;
+ALTER TABLE order_summary ADD COLUMN IF NOT EXISTS shipping_address jsonb;
+ALTER TABLE order_summary ADD COLUMN IF NOT EXISTS paid_amount jsonb;
+ALTER TABLE order_summary ADD COLUMN IF NOT EXISTS refunded_amount jsonb;
+ALTER TABLE order_summary ADD COLUMN IF NOT EXISTS payment_failure_reason text;
 CREATE INDEX IF NOT EXISTS order_summary_idx1 ON order_summary (customer_id, created_at DESC, order_id DESC);
 CREATE INDEX IF NOT EXISTS order_summary_idx2 ON order_summary (vendor_id, created_at DESC, order_id DESC);
 CREATE INDEX IF NOT EXISTS order_summary_idx3 ON order_summary (status, created_at DESC, order_id DESC);

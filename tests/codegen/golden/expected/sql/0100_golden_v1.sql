@@ -13,5 +13,12 @@ CREATE TABLE IF NOT EXISTS ticket_row (
     es_state bytea NOT NULL,
     PRIMARY KEY (ticket_id)
 );
+ALTER TABLE ticket_row ADD COLUMN IF NOT EXISTS state text;
+ALTER TABLE ticket_row ADD COLUMN IF NOT EXISTS title text;
+ALTER TABLE ticket_row ADD COLUMN IF NOT EXISTS labels jsonb;
+ALTER TABLE ticket_row ADD COLUMN IF NOT EXISTS updated_at timestamptz;
+ALTER TABLE ticket_row ADD COLUMN IF NOT EXISTS assignee text;
+ALTER TABLE ticket_row ADD COLUMN IF NOT EXISTS version bigint;
+ALTER TABLE ticket_row ADD COLUMN IF NOT EXISTS note text;
 CREATE INDEX IF NOT EXISTS ticket_row_idx1 ON ticket_row (assignee, updated_at DESC);
 CREATE INDEX IF NOT EXISTS ticket_row_idx2 ON ticket_row (status);
