@@ -16,6 +16,8 @@ import time
 sys.path.insert(0, os.path.dirname(__file__))
 from harness import Cluster, Runner, eventually, free_port  # noqa: E402
 
+# Under ASan/UBSan freed memory sits in quarantine and RSS means little: bounds are not enforced.
+SANITIZED = os.environ.get("ORDERD_SANITIZE", "").upper() in ("ON", "1", "TRUE", "YES")
 PER_CLIENT = 8
 BODY_TIMEOUT_MS = 1000
 STALL_TIMEOUT_MS = 1000
@@ -154,11 +156,18 @@ def test_per_client_limit(o):
     before = closed_total(o, "client_connection_limit")
     held = [connect(o.http_port) for _ in range(PER_CLIENT)]
     try:
-        # The connections are counted at accept: wait until the server holds all of them.
-        eventually(lambda: http1(o.http_port, "GET", "/healthz")[0] == 503, 10, what="503 beyond the limit")
-        status, body = http1(o.http_port, "GET", "/healthz")
-        assert status == 503, (status, body)
-        assert json.loads(body)["code"] == 14, body
+        # The connections are counted at accept: wait until the server holds all of them. The
+        # refusal is a best-effort 503 written at accept and a close; when the request arrives
+        # after that close the client sees a reset instead (no answer): both are refusals.
+        answers = []
+        eventually(lambda: answers.append(http1(o.http_port, "GET", "/healthz")) or answers[-1][0] in (503, None),
+                   10, what="refusal beyond the limit")
+        for _ in range(5):
+            status, body = http1(o.http_port, "GET", "/healthz")
+            assert status in (503, None), (status, body)
+            answers.append((status, body))
+        for st, b in answers:
+            assert st is None or json.loads(b)["code"] == 14, (st, b)
         # Another address still gets in.
         status, body = http1(o.http_port, "GET", "/healthz", source="127.0.0.2")
         assert status == 200, (status, body)
@@ -169,7 +178,7 @@ def test_per_client_limit(o):
             s.close()
     # Once they close, the address gets in again.
     eventually(lambda: http1(o.http_port, "GET", "/healthz")[0] == 200, 10, what="200 after closing")
-    assert closed_total(o, "client_connection_limit") >= before + 2
+    assert closed_total(o, "client_connection_limit") >= before + 6
 
 
 def test_415(o):
@@ -284,6 +293,8 @@ def test_zero_window_memory(o, max_pending=MAX_PENDING):
         peak = max(peak, rss_mb(o, "VmHWM"))
     allowance = 8 * (max_pending / 2 ** 20 + 2)
     print(f"  RSS {base:.1f} MB before, peak {peak:.1f} MB seen, {rss_mb(o):.1f} MB after", flush=True)
+    if SANITIZED:
+        return
     assert peak <= base + allowance, (base, peak, allowance)
     assert peak <= 128 + allowance, peak   # the benchmark's bound
     eventually(lambda: rss_mb(o) <= base + 8, 10, what=f"RSS back near {base:.1f} MB (now {rss_mb(o):.1f})")
