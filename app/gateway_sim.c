@@ -33,11 +33,15 @@ static int outcome(sim *s, const char *payment_id)
         return 0;
     if (s->mode == 1)
         return 1;
-    char hex[65];
-    es_sha256_hex(payment_id, strlen(payment_id), hex);
+    /* the first 48 bits of the digest, as a fraction of 2^48 */
+    es_sha256 h;
+    uint8_t d[32];
+    es_sha256_init(&h);
+    es_sha256_update(&h, payment_id, strlen(payment_id));
+    es_sha256_final(&h, d);
     unsigned long long v = 0;
-    for (int i = 0; i < 12; i++)
-        v = v * 16 + (unsigned long long)(hex[i] <= '9' ? hex[i] - '0' : hex[i] - 'a' + 10);
+    for (int i = 0; i < 6; i++)
+        v = v << 8 | d[i];
     return ((double)v / (double)(1ULL << 48)) < s->fail_fraction ? 1 : 0;
 }
 

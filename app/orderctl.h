@@ -54,12 +54,10 @@ int ctl_schema(ctl *c, int argc, char **argv);
 
 /* ---- orderctl_json.c: output lines ---- */
 
-/* Appends s as a JSON string (quoted, escaped). NULL is written as null. */
-void ctl_json_str(es_buf *b, const char *s);
+/* Strings are written with es_json_quote_str (es/json_string.h), times as text with
+ * es_rfc3339_us (es/timefmt.h). */
 /* Appends a microsecond Unix time as an RFC 3339 UTC string (quoted). */
 void ctl_json_time(es_buf *b, int64_t us);
-/* The same time unquoted, for text output, in out[len] (at least 32 bytes); returns out. */
-const char *ctl_time_text(int64_t us, char *out, size_t len);
 /* Appends one event as a JSON object: its metadata and "data", the payload decoded with the
  * generated unpack (or the registry by schema name) and rendered as proto3 JSON; "data" is null
  * and "payload_hex" carries the bytes when the payload does not decode. */

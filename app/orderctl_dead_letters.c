@@ -15,6 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "es/json_string.h"
+#include "es/timefmt.h"
 #include "orderctl.h"
 
 static void print_json(const es_admin_dead_letter *d)
@@ -22,13 +24,13 @@ static void print_json(const es_admin_dead_letter *d)
     es_buf b;
     es_buf_init(&b);
     es_buf_printf(&b, "{\"id\":%" PRId64 ",\"consumer\":", d->id);
-    ctl_json_str(&b, d->consumer);
+    es_json_quote_str(&b, d->consumer);
     es_buf_puts(&b, ",\"topic\":");
-    ctl_json_str(&b, d->topic);
+    es_json_quote_str(&b, d->topic);
     es_buf_printf(&b, ",\"partition\":%d,\"offset\":%" PRId64 ",\"stream_id\":", (int)d->partition, d->offset);
-    ctl_json_str(&b, d->stream_id);
+    es_json_quote_str(&b, d->stream_id);
     es_buf_printf(&b, ",\"version\":%" PRId64 ",\"error\":", d->version);
-    ctl_json_str(&b, d->error);
+    es_json_quote_str(&b, d->error);
     es_buf_puts(&b, ",\"recorded_at\":");
     ctl_json_time(&b, d->recorded_at_us);
     es_buf_puts(&b, ",\"retried_at\":");
@@ -43,9 +45,9 @@ static void print_json(const es_admin_dead_letter *d)
 
 static void print_text(const es_admin_dead_letter *d)
 {
-    char when[40];
+    char when[ES_RFC3339_LEN];
     printf("%-6" PRId64 " %-26s %-38s v%-5" PRId64 " %s %s%s\n    %s\n", d->id, d->consumer,
-           d->stream_id ? d->stream_id : "(no stream)", d->version, ctl_time_text(d->recorded_at_us, when, sizeof when),
+           d->stream_id ? d->stream_id : "(no stream)", d->version, es_rfc3339_us(d->recorded_at_us, when),
            d->retried_at_us ? "resolved" : "OPEN", d->parks ? ", parks its stream" : "", d->error);
 }
 

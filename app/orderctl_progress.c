@@ -1,16 +1,10 @@
 /* A progress line for long operations (rebuild, verify) on a terminal: count, percentage, rate
  * and ETA, redrawn in place on stderr at most ten times a second. Disabled, it prints nothing, so
  * scripts and logs see only results. */
-#include <time.h>
-
+#include "es/clock.h"
 #include "orderctl.h"
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
+static double now_s(void) { return (double)es_mono_us() / 1e6; }
 
 static void eta_text(double s, char *out, size_t len)
 {

@@ -12,7 +12,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "es/clock.h"
 #include "es/projection_rebuild.h"
+#include "es/projection_shape.h"
 #include "orderctl.h"
 #include "upcasters.h"
 
@@ -25,12 +27,7 @@ static void on_progress(void *data, int64_t done, int64_t total)
     ctl_progress_update(p, done);
 }
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
+static double now_s(void) { return (double)es_mono_us() / 1e6; }
 
 static int rebuild_one(ctl *c, const es_projection_def *def)
 {
@@ -82,6 +79,11 @@ static int rebuild_one(ctl *c, const es_projection_def *def)
         goto done;
     }
     if (es_admin_projection_count(c->pool, def, &rows, &err) != ES_OK) {
+        rc = ctl_fail(what, &err);
+        goto done;
+    }
+    /* The table now holds rows of the shape this binary generates: orderd need not rebuild it. */
+    if (es_projection_record_shape(c->pool, def, res.events, res.rows, &err) != ES_OK) {
         rc = ctl_fail(what, &err);
         goto done;
     }

@@ -3,6 +3,8 @@
 #include <string.h>
 
 #include "es/migrate.h"
+#include "es/json_string.h"
+#include "es/timefmt.h"
 #include "orderctl.h"
 
 int ctl_migrate(ctl *c, int argc, char **argv)
@@ -69,9 +71,9 @@ int ctl_schema(ctl *c, int argc, char **argv)
         int is_mine = strcmp(rows[i].hash, mine) == 0;
         int same_bytes = rows[i].descriptor_set_len == c->schema->descriptor_set_len &&
                          memcmp(rows[i].descriptor_set, c->schema->descriptor_set, rows[i].descriptor_set_len) == 0;
-        char when[40];
+        char when[ES_RFC3339_LEN];
         printf("  %s %s first seen %s, %zu bytes%s\n", rows[i].hash, rows[i].package,
-               ctl_time_text(rows[i].first_seen_us, when, sizeof when),
+               es_rfc3339_us(rows[i].first_seen_us, when),
                rows[i].descriptor_set_len,
                is_mine ? (same_bytes ? "  <- this binary" : "  <- this binary's hash, but DIFFERENT BYTES") : "");
         registered |= is_mine;

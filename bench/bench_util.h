@@ -8,12 +8,10 @@
 #include <string.h>
 #include <time.h>
 
-static inline double bench_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
+#include "es/clock.h"
+
+/* Seconds on the monotonic clock (es/clock.h). */
+static inline double bench_now(void) { return (double)es_mono_us() / 1e6; }
 
 /* Latency samples in seconds; grows on demand (aborts on out-of-memory, as es_xmalloc does). */
 typedef struct bench_lat {

@@ -1,7 +1,13 @@
-/* Chunked bump allocator; see es/arena.h. */
+/* Chunked bump allocator; see es/arena.h.
+ *
+ * Built with ES_ARENA_EXACT (the fuzz build does), every allocation is instead its own heap
+ * block of exactly the requested size: a bump allocator puts the next allocation right after
+ * this one, so a write one byte past it would go unseen by AddressSanitizer; a block of its own
+ * ends at a redzone. The contract is the same either way. */
 #include "es/arena.h"
 
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -76,6 +82,24 @@ void es_arena_free(es_arena *a)
     a->used = a->cap = 0;
 }
 
+#ifdef ES_ARENA_EXACT
+
+void es_arena_reset(es_arena *a) { es_arena_free(a); }
+
+void *es_arena_alloc(es_arena *a, size_t n)
+{
+    if (n > SIZE_MAX - sizeof(es_arena_chunk))
+        es_oom();
+    es_arena_chunk *c = es_xmalloc(sizeof *c + n);
+    c->size = n;
+    c->next = a->head;
+    a->head = c;
+    a->used += n;
+    return c->data;
+}
+
+#else
+
 void es_arena_reset(es_arena *a)
 {
     /* Keep the newest (largest) chunk to avoid malloc churn across requests. */
@@ -109,6 +133,8 @@ void *es_arena_alloc(es_arena *a, size_t n)
     a->used += n;
     return p;
 }
+
+#endif
 
 void *es_arena_calloc(es_arena *a, size_t n)
 {

@@ -60,10 +60,9 @@ int es__json_parse_float(const char *s, size_t n, float *out);
 /* Appends the shortest text that reads back to the same value; the caller handles NaN/inf. */
 void es__json_put_double(es_buf *b, double v);
 void es__json_put_float(es_buf *b, float v);
-/* Appends s[0..n) as a quoted JSON string. Returns -1 (appending nothing useful) when s is not
- * valid UTF-8. */
+/* Appends s[0..n) as a quoted JSON string (es_json_quote). Returns -1, with b as it was, when s
+ * is not valid UTF-8. */
 int es__json_put_string(es_buf *b, const char *s, size_t n);
-int es__json_utf8_valid(const char *s, size_t n);
 /* Standard base64 with padding. */
 void es__json_put_base64(es_buf *b, const uint8_t *p, size_t n);
 /* Standard or URL-safe alphabet, padding optional. Returns -1 on bad input. *out is arena-owned. */

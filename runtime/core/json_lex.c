@@ -20,6 +20,8 @@
 #include <string.h>
 
 #include "json_internal.h"
+#include "es/hex.h"
+#include "es/utf8.h"
 
 /* One level of the path to the value being parsed: an object member (key) or array element. */
 typedef struct path_level {
@@ -105,82 +107,18 @@ static void push(parser *ps, es__json_value *v, const char *key, size_t klen)
     ps->sn++;
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
 static int read_hex4(parser *ps, unsigned *out)
 {
     unsigned v = 0;
     if (ps->end - ps->p < 4) return -1;
     for (int i = 0; i < 4; i++) {
-        int h = hexval(ps->p[i]);
+        int h = es_hex_value((unsigned char)ps->p[i]);
         if (h < 0) return -1;
         v = v * 16 + (unsigned)h;
     }
     ps->p += 4;
     *out = v;
     return 0;
-}
-
-/* Length of the valid UTF-8 sequence at s (max n bytes), or 0 when invalid (overlong forms,
- * surrogates and code points above U+10FFFF are invalid). */
-static size_t utf8_seq(const unsigned char *s, size_t n)
-{
-    unsigned c = s[0];
-    if (c < 0x80) return 1;
-    if (c >= 0xC2 && c <= 0xDF) return n >= 2 && (s[1] & 0xC0) == 0x80 ? 2 : 0;
-    if (c >= 0xE0 && c <= 0xEF) {
-        if (n < 3 || (s[1] & 0xC0) != 0x80 || (s[2] & 0xC0) != 0x80) return 0;
-        if (c == 0xE0 && s[1] < 0xA0) return 0;    /* overlong */
-        if (c == 0xED && s[1] >= 0xA0) return 0;   /* surrogate */
-        return 3;
-    }
-    if (c >= 0xF0 && c <= 0xF4) {
-        if (n < 4 || (s[1] & 0xC0) != 0x80 || (s[2] & 0xC0) != 0x80 || (s[3] & 0xC0) != 0x80) return 0;
-        if (c == 0xF0 && s[1] < 0x90) return 0;    /* overlong */
-        if (c == 0xF4 && s[1] >= 0x90) return 0;   /* above U+10FFFF */
-        return 4;
-    }
-    return 0;
-}
-
-int es__json_utf8_valid(const char *s, size_t n)
-{
-    const unsigned char *u = (const unsigned char *)s;
-    size_t i = 0;
-    while (i < n) {
-        if (u[i] < 0x80) { i++; continue; }
-        size_t k = utf8_seq(u + i, n - i);
-        if (!k) return 0;
-        i += k;
-    }
-    return 1;
-}
-
-static size_t put_utf8(char *o, unsigned cp)
-{
-    if (cp < 0x80) { o[0] = (char)cp; return 1; }
-    if (cp < 0x800) {
-        o[0] = (char)(0xC0 | (cp >> 6));
-        o[1] = (char)(0x80 | (cp & 0x3F));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        o[0] = (char)(0xE0 | (cp >> 12));
-        o[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-        o[2] = (char)(0x80 | (cp & 0x3F));
-        return 3;
-    }
-    o[0] = (char)(0xF0 | (cp >> 18));
-    o[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-    o[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
-    o[3] = (char)(0x80 | (cp & 0x3F));
-    return 4;
 }
 
 /* At the opening quote. Unescaped output is never longer than the input, so one allocation of
@@ -219,7 +157,7 @@ static int lex_string(parser *ps, const char **out, size_t *out_len)
                         return fail(ps, "high surrogate not followed by a low surrogate");
                     cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
                 }
-                o += put_utf8(buf + o, cp);
+                o += es_utf8_put(buf + o, cp);
                 break;
             }
             default:
@@ -232,7 +170,7 @@ static int lex_string(parser *ps, const char **out, size_t *out_len)
             buf[o++] = (char)c;
             ps->p++;
         } else {
-            size_t k = utf8_seq((const unsigned char *)ps->p, (size_t)(q - ps->p));
+            size_t k = es_utf8_seq(ps->p, (size_t)(q - ps->p));
             if (!k) return fail(ps, "invalid UTF-8 in string");
             memcpy(buf + o, ps->p, k);
             o += k;

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "json_internal.h"
+#include "es/utf8.h"
 
 /* The JSON kind the text stands for when the field has type t (and message type md). */
 static es__json_kind text_kind(ProtobufCType t, const ProtobufCMessageDescriptor *md, const char *text)
@@ -72,7 +73,7 @@ int es_json_set_from_string(const es_json_registry *r, ProtobufCMessage *msg, co
             }
         }
         es__json_value v = {.kind = text_kind(f->type, f->descriptor, value), .str = value, .len = strlen(value)};
-        if (v.kind == ES__JSON_STRING && !es__json_utf8_valid(value, v.len)) {
+        if (v.kind == ES__JSON_STRING && !es_utf8_valid(value, v.len)) {
             rc = es__json_dec_fail(&d, "value is not valid UTF-8");
             goto out;
         }

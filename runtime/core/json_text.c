@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "json_internal.h"
+#include "es/json_string.h"
 
 static int is_digit(char c) { return c >= '0' && c <= '9'; }
 
@@ -150,33 +151,13 @@ void es__json_put_float(es_buf *b, float v)
 
 int es__json_put_string(es_buf *b, const char *s, size_t n)
 {
-    static const char hex[] = "0123456789abcdef";
-    if (!es__json_utf8_valid(s, n)) return -1;
-    es_buf_reserve(b, n + 2);
-    es_buf_putc(b, '"');
-    size_t run = 0;   /* bytes copied verbatim in one append */
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c >= 0x20 && c != '"' && c != '\\') continue;
-        if (i > run) es_buf_append(b, s + run, i - run);
-        run = i + 1;
-        switch (c) {
-        case '"': es_buf_puts(b, "\\\""); break;
-        case '\\': es_buf_puts(b, "\\\\"); break;
-        case '\n': es_buf_puts(b, "\\n"); break;
-        case '\r': es_buf_puts(b, "\\r"); break;
-        case '\t': es_buf_puts(b, "\\t"); break;
-        case '\b': es_buf_puts(b, "\\b"); break;
-        case '\f': es_buf_puts(b, "\\f"); break;
-        default: {
-            char u[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
-            es_buf_append(b, u, 6);
-        }
-        }
-    }
-    if (n > run) es_buf_append(b, s + run, n - run);
-    es_buf_putc(b, '"');
-    return 0;
+    size_t mark = b->len;
+    if (es_json_quote(b, s, n) == 0)
+        return 0;
+    b->len = mark; /* proto3 JSON refuses a string that is not UTF-8 rather than altering it */
+    if (b->cap > mark)
+        b->data[mark] = 0;
+    return -1;
 }
 
 static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";

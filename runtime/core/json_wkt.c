@@ -9,9 +9,10 @@
 #include <string.h>
 
 #include "json_internal.h"
+#include "es/timefmt.h"
 
-#define TS_MIN (-62135596800LL)       /* 0001-01-01T00:00:00Z */
-#define TS_MAX 253402300799LL         /* 9999-12-31T23:59:59Z */
+#define TS_MIN ES_RFC3339_MIN_S       /* 0001-01-01T00:00:00Z */
+#define TS_MAX ES_RFC3339_MAX_S       /* 9999-12-31T23:59:59Z */
 #define DUR_MAX 315576000000LL        /* 10000 years */
 
 es__json_wkt es__json_wkt_of(const ProtobufCMessageDescriptor *d)
@@ -40,31 +41,6 @@ static const ProtobufCFieldDescriptor *fld(const ProtobufCMessage *m, const char
 #define AT(m, f, T) (*(T *)((char *)(m) + (f)->offset))
 #define CAT(m, f, T) (*(T const *)((const char *)(m) + (f)->offset))
 
-/* ---- calendar (proleptic Gregorian, days since 1970-01-01) ---- */
-
-static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
-{
-    y -= m <= 2;
-    int64_t era = (y >= 0 ? y : y - 399) / 400;
-    unsigned yoe = (unsigned)(y - era * 400);
-    unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + (int64_t)doe - 719468;
-}
-
-static void civil_from_days(int64_t z, int64_t *y, unsigned *m, unsigned *d)
-{
-    z += 719468;
-    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
-    unsigned doe = (unsigned)(z - era * 146097);
-    unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    unsigned mp = (5 * doy + 2) / 153;
-    *d = doy - (153 * mp + 2) / 5 + 1;
-    *m = mp < 10 ? mp + 3 : mp - 9;
-    *y = (int64_t)yoe + era * 400 + (*m <= 2);
-}
-
 static int digits(const char *s, size_t n, unsigned *out)
 {
     unsigned v = 0;
@@ -92,6 +68,7 @@ static int fraction(const char *s, size_t n, int32_t *nanos)
     return (int)k;
 }
 
+/* Duration fraction digits: none, 3, 6 or 9, the fewest exact ones (as es_rfc3339's FRAC_AUTO). */
 static void put_nanos(es_buf *b, int32_t nanos)
 {
     if (!nanos) return;
@@ -133,7 +110,7 @@ static int parse_timestamp(const char *s, size_t n, int64_t *sec, int32_t *nanos
         return -1;
     }
     if (i != n) return -1;
-    int64_t t = days_from_civil(y, mo, dd) * 86400 + h * 3600 + mi * 60 + se;
+    int64_t t = es_days_from_civil(y, mo, dd) * 86400 + h * 3600 + mi * 60 + se;
     t -= sign * (int64_t)(oh * 3600 + om * 60);
     if (t < TS_MIN || t > TS_MAX) return -2;
     *sec = t;
@@ -369,14 +346,8 @@ static int enc_timestamp(es__json_enc *e, const ProtobufCMessage *m)
     if (sec < TS_MIN || sec > TS_MAX || nanos < 0 || nanos > 999999999)
         return es__json_enc_fail(e, "timestamp %lld.%09d is outside 0001-01-01..9999-12-31 or has bad nanos",
                                  (long long)sec, (int)nanos);
-    int64_t days = sec >= 0 ? sec / 86400 : -((-sec + 86399) / 86400);
-    int64_t rem = sec - days * 86400, y;
-    unsigned mo, dd;
-    civil_from_days(days, &y, &mo, &dd);
-    es_buf_printf(e->out, "\"%04d-%02u-%02uT%02d:%02d:%02d", (int)y, mo, dd, (int)(rem / 3600),
-                  (int)(rem / 60 % 60), (int)(rem % 60));
-    put_nanos(e->out, nanos);
-    es_buf_puts(e->out, "Z\"");
+    char text[ES_RFC3339_LEN];
+    es_buf_printf(e->out, "\"%s\"", es_rfc3339(sec, nanos, ES_RFC3339_FRAC_AUTO, text));
     return 0;
 }
 

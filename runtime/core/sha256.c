@@ -1,120 +1,81 @@
-/* SHA-256, straight from FIPS 180-4. */
+/* SHA-256 and HMAC-SHA-256 over libcrypto; see es/sha256.h. The digest is fetched once (an
+ * implicit fetch per call costs a provider lookup each time in OpenSSL 3). */
 #include "es/sha256.h"
 
+#include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
-#include <string.h>
+#include <stdlib.h>
 
-static const uint32_t K[64] = {
-    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
-    0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
-    0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
-    0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
-    0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
-    0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
-    0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
-    0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
-};
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 
-#define ROR(x, n) (((x) >> (n)) | ((x) << (32 - (n))))
+#include "es/arena.h"
+#include "es/hex.h"
 
-static void compress(es_sha256 *s, const uint8_t *p)
+static EVP_MD *sha256_md;
+static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+
+static _Noreturn void crypto_failed(const char *what)
 {
-    uint32_t w[64];
-    for (int i = 0; i < 16; i++)
-        w[i] = (uint32_t)p[4 * i] << 24 | (uint32_t)p[4 * i + 1] << 16 | (uint32_t)p[4 * i + 2] << 8 | p[4 * i + 3];
-    for (int i = 16; i < 64; i++) {
-        uint32_t s0 = ROR(w[i - 15], 7) ^ ROR(w[i - 15], 18) ^ (w[i - 15] >> 3);
-        uint32_t s1 = ROR(w[i - 2], 17) ^ ROR(w[i - 2], 19) ^ (w[i - 2] >> 10);
-        w[i] = w[i - 16] + s0 + w[i - 7] + s1;
-    }
-    uint32_t a = s->h[0], b = s->h[1], c = s->h[2], d = s->h[3];
-    uint32_t e = s->h[4], f = s->h[5], g = s->h[6], h = s->h[7];
-    for (int i = 0; i < 64; i++) {
-        uint32_t t1 = h + (ROR(e, 6) ^ ROR(e, 11) ^ ROR(e, 25)) + ((e & f) ^ (~e & g)) + K[i] + w[i];
-        uint32_t t2 = (ROR(a, 2) ^ ROR(a, 13) ^ ROR(a, 22)) + ((a & b) ^ (a & c) ^ (b & c));
-        h = g; g = f; f = e; e = d + t1;
-        d = c; c = b; b = a; a = t1 + t2;
-    }
-    s->h[0] += a; s->h[1] += b; s->h[2] += c; s->h[3] += d;
-    s->h[4] += e; s->h[5] += f; s->h[6] += g; s->h[7] += h;
+    fprintf(stderr, "orderd: libcrypto %s failed\n", what);
+    abort();
+}
+
+static void fetch_md(void)
+{
+    sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+    if (!sha256_md)
+        crypto_failed("EVP_MD_fetch(SHA256)");
+}
+
+static const EVP_MD *md(void)
+{
+    pthread_once(&sha256_once, fetch_md);
+    return sha256_md;
 }
 
 void es_sha256_init(es_sha256 *s)
 {
-    static const uint32_t iv[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
-                                   0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
-    memcpy(s->h, iv, sizeof iv);
-    s->len = 0;
-    s->fill = 0;
+    EVP_MD_CTX *c = EVP_MD_CTX_new();
+    if (!c)
+        es_oom();
+    if (!EVP_DigestInit_ex2(c, md(), NULL))
+        crypto_failed("EVP_DigestInit_ex2");
+    s->ctx = c;
 }
 
 void es_sha256_update(es_sha256 *s, const void *data, size_t n)
 {
-    const uint8_t *p = data;
-    s->len += n;
-    while (n) {
-        size_t take = 64 - s->fill < n ? 64 - s->fill : n;
-        memcpy(s->block + s->fill, p, take);
-        s->fill += take;
-        p += take;
-        n -= take;
-        if (s->fill == 64) {
-            compress(s, s->block);
-            s->fill = 0;
-        }
-    }
+    if (n && !EVP_DigestUpdate(s->ctx, data, n))
+        crypto_failed("EVP_DigestUpdate");
 }
 
 void es_sha256_final(es_sha256 *s, uint8_t out[32])
 {
-    uint64_t bits = s->len * 8;
-    uint8_t pad = 0x80, zero = 0;
-    es_sha256_update(s, &pad, 1);
-    while (s->fill != 56)
-        es_sha256_update(s, &zero, 1);
-    uint8_t lenb[8];
-    for (int i = 0; i < 8; i++)
-        lenb[i] = (uint8_t)(bits >> (56 - 8 * i));
-    es_sha256_update(s, lenb, 8);
-    for (int i = 0; i < 8; i++) {
-        out[4 * i] = (uint8_t)(s->h[i] >> 24);
-        out[4 * i + 1] = (uint8_t)(s->h[i] >> 16);
-        out[4 * i + 2] = (uint8_t)(s->h[i] >> 8);
-        out[4 * i + 3] = (uint8_t)s->h[i];
-    }
+    unsigned len = 0;
+    if (!EVP_DigestFinal_ex(s->ctx, out, &len) || len != 32)
+        crypto_failed("EVP_DigestFinal_ex");
+    EVP_MD_CTX_free(s->ctx);
+    s->ctx = NULL;
 }
 
 void es_sha256_hex(const void *data, size_t n, char out[65])
 {
-    es_sha256 s;
     uint8_t d[32];
-    es_sha256_init(&s);
-    es_sha256_update(&s, data, n);
-    es_sha256_final(&s, d);
-    for (int i = 0; i < 32; i++)
-        snprintf(out + 2 * i, 3, "%02x", d[i]);
+    unsigned len = 0;
+    if (!EVP_Digest(data, n, d, &len, md(), NULL) || len != 32)
+        crypto_failed("EVP_Digest");
+    es_hex_encode(d, sizeof d, out);
 }
 
 void es_hmac_sha256(const void *key, size_t key_len, const void *data, size_t n, uint8_t out[32])
 {
-    uint8_t k[64] = {0}, pad[64], inner[32];
-    if (key_len > sizeof k) {
-        es_sha256 s;
-        es_sha256_init(&s);
-        es_sha256_update(&s, key, key_len);
-        es_sha256_final(&s, k);
-    } else {
-        memcpy(k, key, key_len);
-    }
-    es_sha256 s;
-    for (int i = 0; i < 64; i++) pad[i] = k[i] ^ 0x36;
-    es_sha256_init(&s);
-    es_sha256_update(&s, pad, sizeof pad);
-    es_sha256_update(&s, data, n);
-    es_sha256_final(&s, inner);
-    for (int i = 0; i < 64; i++) pad[i] = k[i] ^ 0x5c;
-    es_sha256_init(&s);
-    es_sha256_update(&s, pad, sizeof pad);
-    es_sha256_update(&s, inner, sizeof inner);
-    es_sha256_final(&s, out);
+    unsigned len = 0;
+    static const unsigned char empty[1];
+    if (key_len > INT_MAX)
+        crypto_failed("HMAC (key longer than INT_MAX)");
+    /* A NULL key means "keep the previous key" to libcrypto: an empty key is passed as "" */
+    if (!HMAC(md(), key_len ? key : empty, (int)key_len, data ? data : empty, n, out, &len) || len != 32)
+        crypto_failed("HMAC");
 }

@@ -1,19 +1,14 @@
 /* UUID v7/v4 generation, deterministic derivation and validation. */
 #include "es/uuid.h"
+
+#include "es/clock.h"
+#include "es/hex.h"
 #include "es/sha256.h"
 
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/random.h>
-#include <time.h>
-
-int64_t es_now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
 
 static void random_bytes(uint8_t *p, size_t n)
 {
@@ -28,15 +23,15 @@ static void random_bytes(uint8_t *p, size_t n)
 
 static void format(const uint8_t b[16], char out[ES_UUID_STRLEN + 1])
 {
-    /* 8-4-4-4-12 lower-case hex digits (by hand: this runs for every command and event). */
-    static const char hex[] = "0123456789abcdef";
+    /* 8-4-4-4-12 lower-case hex digits: groups of 4, 2, 2, 2 and 6 bytes. */
+    static const int group[] = {0, 4, 6, 8, 10, 16};
     char *o = out;
-    for (int i = 0; i < 16; i++) {
-        if (i == 4 || i == 6 || i == 8 || i == 10) *o++ = '-';
-        *o++ = hex[b[i] >> 4];
-        *o++ = hex[b[i] & 15];
+    for (int g = 0; g < 5; g++) {
+        if (g)
+            *o++ = '-';
+        es_hex_encode(b + group[g], (size_t)(group[g + 1] - group[g]), o);
+        o += 2 * (group[g + 1] - group[g]);
     }
-    *o = 0;
 }
 
 void es_uuid_v7(char out[ES_UUID_STRLEN + 1])
@@ -89,14 +84,6 @@ int es_uuid_valid(const char *s)
     return 1;
 }
 
-static int hex_digit(char c)
-{
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
 int es_uuid_parse(const char *s, uint8_t out[16])
 {
     if (!s)
@@ -117,10 +104,8 @@ int es_uuid_parse(const char *s, uint8_t out[16])
             if (s[k++] != '-')
                 return 0;
         }
-        int hi = hex_digit(s[k]), lo = hex_digit(s[k + 1]);
-        if (hi < 0 || lo < 0)
+        if (es_hex_decode(s + k, 2, out + i) < 0)
             return 0;
-        out[i] = (uint8_t)(hi << 4 | lo);
         k += 2;
     }
     return 1;

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "es/buf.h"
+#include "es/json_string.h"
 #include "net_common.h"
 
 /* ---- small helpers ---- */
@@ -33,64 +34,6 @@ static const char *reason_of(int status)
     case 504: return "Gateway Timeout";
     default: return status < 300 ? "OK" : status < 500 ? "Client Error" : "Server Error";
     }
-}
-
-/* Length of the valid UTF-8 sequence at s (n bytes left), or 0 when invalid. */
-static size_t utf8_seq(const unsigned char *s, size_t n)
-{
-    unsigned char c = s[0];
-    size_t len;
-    unsigned cp;
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xc2 && c <= 0xdf)
-        len = 2, cp = c & 0x1f;
-    else if (c >= 0xe0 && c <= 0xef)
-        len = 3, cp = c & 0x0f;
-    else if (c >= 0xf0 && c <= 0xf4)
-        len = 4, cp = c & 0x07;
-    else
-        return 0;
-    if (n < len)
-        return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (s[i] & 0x3f);
-    }
-    if ((len == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)))
-        return 0;
-    return len;
-}
-
-/* Appends s as a JSON string literal. Error texts can quote client input (a field name, a
- * header): invalid UTF-8 becomes U+FFFD so the error body is always valid JSON. */
-static void put_json_string(es_buf *b, const char *s)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    size_t n = strlen(s);
-    es_buf_putc(b, '"');
-    for (size_t i = 0; i < n;) {
-        unsigned char c = p[i];
-        if (c == '"' || c == '\\') {
-            es_buf_putc(b, '\\');
-            es_buf_putc(b, (char)c);
-            i++;
-        } else if (c < 0x20) {
-            es_buf_printf(b, "\\u%04x", c);
-            i++;
-        } else {
-            size_t l = utf8_seq(p + i, n - i);
-            if (l == 0) {
-                es_buf_puts(b, "\\ufffd");
-                i++;
-            } else {
-                es_buf_append(b, p + i, l);
-                i += l;
-            }
-        }
-    }
-    es_buf_putc(b, '"');
 }
 
 void es__http_add_header(h2o_req_t *req, const char *name, const char *value)
@@ -124,13 +67,13 @@ void es__http_send_error_as(h2o_req_t *req, int status, const es_error *err, int
     es__error_text(&e, text, sizeof text);
     es_buf_init(&b);
     es_buf_printf(&b, "{\"code\":%d,\"message\":", es_grpc_code(status));
-    put_json_string(&b, text);
+    es_json_quote_str(&b, text);
     es_buf_puts(&b, ",\"details\":[");
     if (err->field[0]) {
         es_buf_puts(&b, "{\"field\":");
-        put_json_string(&b, err->field);
+        es_json_quote_str(&b, err->field);
         es_buf_puts(&b, ",\"description\":");
-        put_json_string(&b, err->message[0] ? err->message : es_strerror(status));
+        es_json_quote_str(&b, err->message[0] ? err->message : es_strerror(status));
         es_buf_putc(&b, '}');
     }
     es_buf_puts(&b, "]}");
@@ -241,7 +184,7 @@ static void too_large_setup(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t **
             char text[160];
             snprintf(text, sizeof text, "the HTTP request was refused: %.100s", req->res.reason ? req->res.reason : "");
             es_buf_printf(&b, "{\"code\":%d,\"message\":", es_grpc_code(status_of_http(st)));
-            put_json_string(&b, text);
+            es_json_quote_str(&b, text);
             es_buf_puts(&b, ",\"details\":[]}");
             es__http_count_refused(s, "unmatched", st);
         }

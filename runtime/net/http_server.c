@@ -24,14 +24,8 @@
 
 #include <openssl/err.h>
 
+#include "es/clock.h"
 #include "es/metrics.h"
-
-static int elapsed(const struct timespec *deadline)
-{
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return now.tv_sec > deadline->tv_sec || (now.tv_sec == deadline->tv_sec && now.tv_nsec >= deadline->tv_nsec);
-}
 
 /* ---- loop threads ---- */
 
@@ -135,13 +129,7 @@ static void on_stop_message(h2o_multithread_receiver_t *rx, h2o_linklist_t *mess
     /* HTTP/2: GOAWAY; HTTP/1: idle keep-alive connections close, busy ones after the answer. */
     h2o_context_request_shutdown(&t->ctx);
     unsigned ms = t->srv->cfg.shutdown_grace_ms;
-    clock_gettime(CLOCK_MONOTONIC, &t->drain_deadline);
-    t->drain_deadline.tv_sec += ms / 1000;
-    t->drain_deadline.tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (t->drain_deadline.tv_nsec >= 1000000000L) {
-        t->drain_deadline.tv_sec++;
-        t->drain_deadline.tv_nsec -= 1000000000L;
-    }
+    t->drain_deadline_us = es_mono_us() + (int64_t)ms * 1000;
 }
 
 /* Creates the loop's h2o objects. It must run on the loop's own thread: libh2o 2.2 keeps its
@@ -183,14 +171,13 @@ static void *loop_main(void *arg)
             /* Every answer is written or being written: no further request is read. */
             shutdown_conns(t, SHUT_RD);
             t->reads_closed = 1;
-        } else if (elapsed(&t->drain_deadline)) {
+        } else if (es_mono_us() >= t->drain_deadline_us) {
             if (t->forced) {
                 t->exit = 1;    /* h2o did not close them even so: leave them (see stop) */
             } else {
                 shutdown_conns(t, SHUT_RDWR);
                 t->forced = 1;
-                clock_gettime(CLOCK_MONOTONIC, &t->drain_deadline);
-                t->drain_deadline.tv_sec += 1;
+                t->drain_deadline_us = es_mono_us() + 1000000;
             }
         }
     }

@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "es/hex.h"
+
 enum seg_kind { SEG_LIT = 0, SEG_STAR = 1, SEG_DSTAR = 2 };
 
 typedef struct seg {
@@ -254,17 +256,6 @@ fail:
 
 /* ---- decoding ---- */
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Decodes into out (room for len + 1 bytes); returns the decoded length or -1. */
 static long unescape_into(const char *s, size_t len, int plus_is_space, int keep_slash, char *out)
 {
@@ -274,7 +265,7 @@ static long unescape_into(const char *s, size_t len, int plus_is_space, int keep
         if (c == '%') {
             if (len - i < 3)
                 return -1;
-            int h = hexval(s[i + 1]), l = hexval(s[i + 2]);
+            int h = es_hex_value((unsigned char)s[i + 1]), l = es_hex_value((unsigned char)s[i + 2]);
             if (h < 0 || l < 0)
                 return -1;
             int v = h * 16 + l;

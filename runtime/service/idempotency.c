@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "es/hex.h"
 #include "es/sha256.h"
 
 void es__idem_scope(const char *actor, const char *method, const char *key, char out[ES_UUID_STRLEN + 1])
@@ -23,8 +24,7 @@ void es__idem_scope(const char *actor, const char *method, const char *key, char
     es_sha256_update(&s, method, lm);
     es_sha256_update(&s, key, lk);
     es_sha256_final(&s, d);
-    for (int i = 0; i < 32; i++)
-        snprintf(name + 2 * i, 3, "%02x", d[i]);
+    es_hex_encode(d, sizeof d, name);
     es_uuid_derive("es.idempotency-key.v1", name, out);
 }
 

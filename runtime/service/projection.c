@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "es/hex.h"
 #include "es/sha256.h"
 #include "es/timefmt.h"
 
@@ -33,24 +34,13 @@ struct es_projection_reader {
 
 /* ---- values as text ------------------------------------------------------------------------ */
 
-static const char *hexdigits = "0123456789abcdef";
-
 static char *bytea_hex(es_arena *a, const uint8_t *p, size_t n)
 {
-    char *s = es_arena_alloc(a, 2 * n + 3), *o = s;
-    *o++ = '\\';
-    *o++ = 'x';
-    for (size_t i = 0; i < n; i++) {
-        *o++ = hexdigits[p[i] >> 4];
-        *o++ = hexdigits[p[i] & 15];
-    }
-    *o = 0;
+    char *s = es_arena_alloc(a, 2 * n + 3);
+    s[0] = '\\';
+    s[1] = 'x';
+    es_hex_encode(p, n, s + 2);
     return s;
-}
-
-static int unhex(int c)
-{
-    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
 }
 
 /* Decodes PostgreSQL's text form of bytea ("\x..."); returns the length or -1. */
@@ -58,16 +48,12 @@ static long bytea_unhex(const char *s, uint8_t **out, es_arena *a)
 {
     if (!s || s[0] != '\\' || s[1] != 'x')
         return -1;
-    size_t n = strlen(s + 2) / 2;
-    uint8_t *p = es_arena_alloc(a, n ? n : 1);
-    for (size_t i = 0; i < n; i++) {
-        int h = unhex(s[2 + 2 * i]), l = unhex(s[3 + 2 * i]);
-        if (h < 0 || l < 0)
-            return -1;
-        p[i] = (uint8_t)(h << 4 | l);
-    }
-    *out = p;
-    return (long)n;
+    size_t len = strlen(s + 2);
+    uint8_t *p = es_arena_alloc(a, len / 2 ? len / 2 : 1);
+    long n = es_hex_decode(s + 2, len, p);
+    if (n >= 0)
+        *out = p;
+    return n;
 }
 
 static int is_timestamp(const ProtobufCFieldDescriptor *f)

@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "es/arena.h"
+#include "es/clock.h"
 
 typedef struct entry {
     char *key;
@@ -144,11 +145,7 @@ int es__state_cache_checkout(es__state_cache *c, const char *stream_id, const Pr
                              int64_t *version)
 {
     uint64_t h = hash_str(stream_id);
-    struct timespec deadline;
-    clock_gettime(CLOCK_MONOTONIC, &deadline);
-    deadline.tv_sec += wait_ms / 1000;
-    deadline.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
-    if (deadline.tv_nsec >= 1000000000L) { deadline.tv_sec++; deadline.tv_nsec -= 1000000000L; }
+    struct timespec deadline = es_mono_deadline((int64_t)wait_ms * 1000);
 
     entry *dropped = NULL;
     ProtobufCMessage *stale = NULL;

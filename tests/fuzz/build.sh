@@ -1,7 +1,8 @@
 #!/bin/sh
 # Configures and builds the libFuzzer targets in their own clang build directory.
 # Usage: tests/fuzz/build.sh <clang> <build-dir>
-# Exit 77 (ctest: skipped) when clang or its libFuzzer runtime (libclang-rt-*-dev) is missing.
+# Exit 77 (ctest: skipped) when clang or its libFuzzer runtime (libclang-rt-*-dev) is missing;
+# under CI=true that is a failure instead (exit 1): CI must run the fuzzers, not skip them.
 set -u
 cc=$1 dir=$2
 src=$(cd "$(dirname "$0")" && pwd)
@@ -9,6 +10,10 @@ mkdir -p "$dir" || exit 1
 # A skip is recorded in the directory so run.sh skips too.
 skip() {
     echo "$1" >"$dir/SKIPPED"
+    if [ "${CI:-}" = true ]; then
+        echo "fuzz: $1; CI=true, so this fails instead of skipping" >&2
+        exit 1
+    fi
     echo "fuzz: $1; skipping" >&2
     exit 77
 }

@@ -9,7 +9,7 @@
 # sanitizer report, failed check or per-input timeout (10 s) fails the target; libFuzzer saves
 # the input as <fuzz-build-dir>/artifacts/<target>-crash-<sha1> and the log stays in
 # <fuzz-build-dir>/logs/<target>.log. Ends with "fuzz: N passed, M failed"; exit 1 if any failed,
-# 77 if the build was skipped (no clang).
+# 77 if the build was skipped (no clang), 1 for that too under CI=true.
 set -u
 if [ $# -lt 2 ]; then
     echo "usage: $0 <fuzz-build-dir> <seconds> [target...]" >&2
@@ -22,6 +22,10 @@ case $secs in '' | *[!0-9]*) echo "fuzz: seconds must be a number, not '$secs'" 
 targets=${*:-json protobuf router envelope}
 here=$(cd "$(dirname "$0")" && pwd)
 if [ -f "$build/SKIPPED" ]; then
+    if [ "${CI:-}" = true ]; then
+        echo "fuzz: FAILED: CI=true and the build was skipped: $(cat "$build/SKIPPED")"
+        exit 1
+    fi
     echo "fuzz: skipped: $(cat "$build/SKIPPED")"
     exit 77
 fi

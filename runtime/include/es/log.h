@@ -1,6 +1,8 @@
 /* Structured logs: one JSON object per line on stderr,
- *   {"ts":"2026-11-27T04:31:02.123Z","level":"warn","component":"relay","msg":"...","correlation_id":"..."}
- * with a process-wide level threshold. Never log a secret (tokens, conninfo passwords). */
+ *   {"ts":"2026-11-27T04:31:02.123456Z","level":"warn","component":"relay","msg":"...","correlation_id":"..."}
+ * with a process-wide level threshold. Every line is valid JSON whatever bytes the message
+ * carries (invalid UTF-8 becomes U+FFFD, control characters are escaped; es/json_string.h).
+ * Never log a secret (tokens, conninfo passwords). */
 #ifndef ES_LOG_H
 #define ES_LOG_H
 

@@ -4,6 +4,10 @@
 
 #include <stdint.h>
 
+/* es_now_us (the wall clock) lives in es/clock.h; included here for the callers that still
+ * reach it through this header. */
+#include "es/clock.h"
+
 #define ES_UUID_STRLEN 36
 /* Writes a UUIDv7 (time-ordered, RFC 9562) as 36 lowercase characters plus NUL into out. */
 void es_uuid_v7(char out[ES_UUID_STRLEN + 1]);
@@ -24,7 +28,5 @@ int es_uuid_parse(const char *s, uint8_t out[16]);
  * leaves s untouched and returns 0 otherwise (validation then refuses it). s must be writable
  * whenever it may be a UUID; the canonical form is never longer than an accepted spelling. */
 int es_uuid_canonicalize(char *s);
-/* Current wall-clock time in microseconds since the epoch. */
-int64_t es_now_us(void);
 
 #endif

@@ -1,0 +1,19 @@
+/* The two clocks; see es/clock.h. */
+#include "es/clock.h"
+
+static int64_t read_us(clockid_t id)
+{
+    struct timespec ts;
+    clock_gettime(id, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+int64_t es_now_us(void) { return read_us(CLOCK_REALTIME); }
+
+int64_t es_mono_us(void) { return read_us(CLOCK_MONOTONIC); }
+
+struct timespec es_mono_deadline(int64_t after_us)
+{
+    int64_t t = es_mono_us() + after_us;
+    return (struct timespec){.tv_sec = (time_t)(t / 1000000), .tv_nsec = (long)(t % 1000000) * 1000};
+}
