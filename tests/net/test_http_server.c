@@ -1,5 +1,8 @@
 /* Integration tests for runtime/net/http_server.c: curl against the server on loopback, the echo
  * dispatcher completing calls from its worker thread, JSON answers checked with json-c. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -8,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -67,13 +71,13 @@ static void echo_body(void *data, const es_http_request *req, es_http_response *
     es_buf_append(&res->body, req->body ? req->body : "", req->body_len);
 }
 
-static fixture *start_server(unsigned threads)
+static fixture *start_server_per_client(unsigned threads, unsigned per_client)
 {
     fixture *f = calloc(1, sizeof *f);
     f->reg = es_json_registry_new();
     echo_dispatcher_init(&f->d, f->reg);
     es_http_config cfg = {.address = "127.0.0.1:0", .threads = threads, .max_body = MAX_BODY,
-                          .shutdown_grace_ms = 2000};
+                          .shutdown_grace_ms = 2000, .max_connections_per_client = per_client};
     es_error err = {0};
     f->srv = es_http_server_new(&cfg, &f->d.base, &err);
     if (!f->srv || es_http_server_add_service(f->srv, &echo_service, &err) != ES_OK) {
@@ -93,6 +97,8 @@ static fixture *start_server(unsigned threads)
         return NULL;
     return f;
 }
+
+static fixture *start_server(unsigned threads) { return start_server_per_client(threads, 0); }
 
 static void stop_server(fixture *f)
 {
@@ -702,6 +708,83 @@ static void test_tls(void **state)
 }
 
 /* stop() while a request sleeps in the dispatcher: the client still gets its answer. */
+/* A raw TCP connection from 127.0.0.1 to the test server; -1 on failure. */
+static int tcp_connect(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+        close(fd);
+        fd = -1;
+    }
+    return fd;
+}
+
+static int wait_connections(es_http_server *s, size_t want)
+{
+    for (int i = 0; i < 500; i++) {
+        if (es_http_server_connections(s) == want)
+            return 1;
+        usleep(10 * 1000);
+    }
+    return 0;
+}
+
+/* One address may hold max_connections_per_client connections: the next is refused at accept
+ * and counted, another address still gets in, and the address gets in again once it closes. */
+static void test_per_client_limit(void **state)
+{
+    (void)state;
+    fixture *saved = g;
+    g = start_server_per_client(2, 3);
+    assert_non_null(g);
+    int port = es_http_server_port(g->srv), held[3];
+    for (int i = 0; i < 3; i++)
+        assert_true((held[i] = tcp_connect(port)) >= 0);
+    assert_true(wait_connections(g->srv, 3));
+    int extra = tcp_connect(port);
+    assert_true(extra >= 0);
+    /* Refused: the server closes it (after a best-effort 503) without counting it as open. */
+    struct timeval tv = {.tv_sec = 5};
+    setsockopt(extra, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    char buf[512];
+    ssize_t n, total = 0;
+    while ((n = recv(extra, buf + total, sizeof buf - 1 - (size_t)total, 0)) > 0)
+        total += n;
+    assert_true(n == 0 || errno == ECONNRESET);
+    buf[total] = '\0';
+    if (total)
+        assert_non_null(strstr(buf, "503 Service Unavailable"));
+    close(extra);
+    assert_int_equal(es_http_server_connections(g->srv), 3);
+    /* Another loopback address is another client. */
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "curl -s --max-time 10 --interface 127.0.0.2 -o /dev/null -w '%%{http_code}' "
+             "'http://127.0.0.1:%d/healthz'", port);
+    FILE *p = popen(cmd, "r");
+    char code[16] = "";
+    assert_non_null(fgets(code, sizeof code, p));
+    pclose(p);
+    assert_string_equal(code, "200");
+    es_buf m;
+    es_buf_init(&m);
+    es_http_server_metrics(g->srv, &m);
+    es_buf_putc(&m, '\0');
+    assert_non_null(strstr(m.data, "es_http_connections_closed_total{reason=\"client_connection_limit\"} 1\n"));
+    assert_non_null(strstr(m.data, "es_http_connections_per_client_max 3\n"));
+    assert_non_null(strstr(m.data, "es_http_refused_total{route=\"client_connection_limit\",status=\"503\"} 1\n"));
+    es_buf_free(&m);
+    for (int i = 0; i < 3; i++)
+        close(held[i]);
+    assert_true(wait_connections(g->srv, 0));
+    reply r = http("GET", "/healthz", NULL, 0, NULL);
+    EXPECT_STATUS(r, 200);
+    reply_free(&r);
+    stop_server(g);
+    g = saved;
+}
+
 static void test_graceful_stop(void **state)
 {
     (void)state;
@@ -757,6 +840,7 @@ int main(void)
         cmocka_unit_test(test_concurrent),        cmocka_unit_test(test_plain_handlers),
         cmocka_unit_test(test_client_gone),       cmocka_unit_test(test_bad_config),
         cmocka_unit_test(test_tls),               cmocka_unit_test(test_graceful_stop),
+        cmocka_unit_test(test_per_client_limit),
     };
     return cmocka_run_group_tests_name("http_server", tests, group_setup, group_teardown);
 }
