@@ -13,6 +13,7 @@
 #include "conformance/conformance.pb-c.h"
 #include "es/arena.h"
 #include "es/json.h"
+#include "es/pb_unpack.h"
 #include "google/protobuf/test_messages_proto2.pb-c.h"
 #include "google/protobuf/test_messages_proto3.pb-c.h"
 
@@ -55,7 +56,9 @@ static void serve(const es_json_registry *reg, const Conformance__ConformanceReq
     es_json_options opt = {.max_depth = 100};
     switch (req->payload_case) {
     case CONFORMANCE__CONFORMANCE_REQUEST__PAYLOAD_PROTOBUF_PAYLOAD:
-        unpacked = protobuf_c_message_unpack(desc, NULL, req->protobuf_payload.len, req->protobuf_payload.data);
+        /* es_pb_unpack: protobuf-c itself does not merge a singular message field read twice
+         * in messages with oneofs (RepeatedScalarMessageMerge, ValidDataOneof.MESSAGE.Merge) */
+        unpacked = es_pb_unpack(desc, NULL, req->protobuf_payload.len, req->protobuf_payload.data);
         if (!unpacked) {
             resp->result_case = CONFORMANCE__CONFORMANCE_RESPONSE__RESULT_PARSE_ERROR;
             resp->parse_error = "protobuf-c could not parse the payload";

@@ -12,10 +12,10 @@ stricter than the proto3 JSON spec are listed in SPEC_OVERRIDES with the answer 
 Binary input is checked too (BINARY_CASES): payloads whose bytes repeat a map key in every map
 field (conformance ValidDataMap.*.DuplicateKey and ValidDataMap.STRING.MESSAGE.MergeValue) must
 give the message python parses, in binary and in JSON (python's json_format refuses a JSON object
-with a repeated key, so a map written with one fails). KNOWN_LIMITS are payloads protobuf-c 1.4.1
-itself parses wrongly or refuses (a singular message field repeated on the wire whose message
-type has a oneof): they must still differ from python; one that agrees is reported, so the list
-and the README's note shrink when protobuf-c is fixed.
+with a repeated key, so a map written with one fails). MERGE_CASES repeat a singular message
+field, which must merge (conformance RepeatedScalarMessageMerge, ValidDataOneof.MESSAGE.Merge):
+protobuf-c 1.4.1 alone refuses or mis-merges them when the message type has a oneof; the testee
+reads binary through es_pb_unpack, which joins the occurrences first.
 
 Usage: differential.py TESTEE CONFORMANCE_PB WKT_PB
 """
@@ -329,18 +329,38 @@ MERGE_VALUE = b"".join(
     tag(71, 2) + delim(tag(1, 2) + delim(b"") + tag(2, 2) + delim(nested_corecursive(*f)))
     for f in (((1, 1), (31, 1)), ((2, 1), (31, 1))))
 
-# Payloads protobuf-c 1.4.1 gets wrong (see the README's JSON section): a singular message field
-# twice must merge, but protobuf-c's merge_messages refuses two messages whose type has a oneof
-# neither sets, and a oneof message member read twice keeps only the second.
-KNOWN_LIMITS = [
-    # RepeatedScalarMessageMerge: optional_nested_message (18) twice, each with a corecursive
-    ("RepeatedScalarMessageMerge", P3,
-     tag(18, 2) + delim(nested_corecursive((1, 1234), (2, 1234), (31, 1234))) +
-     tag(18, 2) + delim(nested_corecursive((1, 4321), (3, 4321), (31, 4321)))),
-    # ValidDataOneof.MESSAGE.Merge: oneof_nested_message (112) twice
-    ("ValidDataOneof.MESSAGE.Merge", P3,
-     tag(112, 2) + delim(nested_corecursive((1, 1), (2, 1), (89, 1))) +
-     tag(112, 2) + delim(nested_corecursive((2, 1), (89, 1)))),
+# A singular message field more than once must merge (protobuf-c 1.4.1 alone refuses the first
+# two: its merge_messages mishandles a oneof neither occurrence sets; and it replaces a oneof
+# message member read twice). (name, payload); sent as TestAllTypesProto3 and Proto2, whose
+# field numbers agree.
+F18, F112 = tag(18, 2), tag(112, 2)   # optional_nested_message, oneof_nested_message
+MERGE_CASES = [
+    # RepeatedScalarMessageMerge: optional_nested_message twice, each with a corecursive
+    ("RepeatedScalarMessageMerge",
+     F18 + delim(nested_corecursive((1, 1234), (2, 1234), (31, 1234))) +
+     F18 + delim(nested_corecursive((1, 4321), (3, 4321), (31, 4321)))),
+    # ValidDataOneof.MESSAGE.Merge: oneof_nested_message twice
+    ("ValidDataOneof.MESSAGE.Merge",
+     F112 + delim(nested_corecursive((1, 1), (2, 1), (89, 1))) +
+     F112 + delim(nested_corecursive((2, 1), (89, 1)))),
+    # three occurrences, the inner corecursive in each, and its own nested message twice
+    ("three occurrences",
+     F18 + delim(nested_corecursive((1, 1))) + F18 + delim(tag(1, 0) + varint(7)) +
+     F18 + delim(tag(2, 2) + delim(tag(18, 2) + delim(tag(1, 0) + varint(1)) + tag(18, 2) + delim(tag(1, 0) + varint(2))))),
+    # another oneof member between two occurrences: the first occurrence is replaced, not merged
+    ("oneof member between", F112 + delim(nested_corecursive((1, 1))) + tag(111, 0) + varint(5) +
+     F112 + delim(nested_corecursive((2, 2)))),
+    # another oneof member last: it wins
+    ("oneof member last", F112 + delim(nested_corecursive((1, 1))) + F112 + delim(nested_corecursive((2, 2))) +
+     tag(111, 0) + varint(5)),
+    # a repeated message's element, and a map's message value, holding a field twice
+    ("inside repeated_nested_message (48)",
+     tag(48, 2) + delim(nested_corecursive((1, 1)) + nested_corecursive((2, 2))) + tag(48, 2) + delim(b"")),
+    ("inside map_string_nested_message (71)",
+     tag(71, 2) + delim(tag(1, 2) + delim(b"k") + tag(2, 2) + delim(nested_corecursive((1, 1)) + nested_corecursive((31, 3))))),
+    # unknown fields and other fields around the merged one stay
+    ("with unknown and scalar fields", tag(1, 0) + varint(3) + F18 + delim(tag(1, 0) + varint(1)) +
+     tag(9999, 0) + varint(1) + F18 + delim(nested_corecursive((1, 1))) + tag(14, 2) + delim(b"s")),
 ]
 
 
@@ -451,6 +471,7 @@ def main():
     binary_cases = [(name, P3, data) for name, data in map_duplicate_key_cases(cls, P3)]
     binary_cases += [(name, P2, data) for name, data in map_duplicate_key_cases(cls, P2)]
     binary_cases += [("ValidDataMap.STRING.MESSAGE.MergeValue", t, MERGE_VALUE) for t in (P3, P2)]
+    binary_cases += [(name, t, data) for name, data in MERGE_CASES for t in (P3, P2)]
 
     def binary_mismatch(type_name, data):
         """None when the testee reads data as python does, in binary and in JSON; else why not."""
@@ -481,18 +502,13 @@ def main():
         why = binary_mismatch(type_name, data)
         if why:
             failures.append("%s (%s, binary %s)\n    %s" % (name, type_name, data.hex(), why))
-    for name, type_name, data in KNOWN_LIMITS:
-        if binary_mismatch(type_name, data) is None:
-            failures.append("%s (%s): protobuf-c now reads it as python does; drop it from KNOWN_LIMITS "
-                            "and the README's note" % (name, type_name))
     proc.stdin.close()
     rc = proc.wait(timeout=30)
     if rc != 0:
         failures.append("testee exited with %d at EOF" % rc)
     for f in failures:
         print("MISMATCH:", f)
-    print("%d JSON cases, %d binary cases, %d known protobuf-c limits, %d mismatches" % (
-        len(CASES), len(binary_cases), len(KNOWN_LIMITS), len(failures)))
+    print("%d JSON cases, %d binary cases, %d mismatches" % (len(CASES), len(binary_cases), len(failures)))
     return 1 if failures else 0
 
 
