@@ -10,7 +10,8 @@
 # user cannot enter <dir> (a checkout under /root or in a 0700 home), the cluster lives in
 # /var/tmp/orderd-<uid>-<hash of <dir>'s path>/ instead, <dir>/cluster links to it (and <dir>'s
 # data, sock, port and server.log to their twins there); the first start says so on stderr. Removing <dir> abandons that cluster: the next start for the
-# same path stops and removes it and makes a new one, as it would have in <dir>.
+# same path stops and removes it and makes a new one, as it would have in <dir>, and any start
+# that relocates also removes the abandoned clusters of other folders.
 # Durability is production's: fsync and synchronous_commit stay on.
 set -euo pipefail
 bin=$(ls -d /usr/lib/postgresql/15/bin 2>/dev/null || true)
@@ -19,6 +20,14 @@ cmd=${1:?usage: pg.sh start|stop|restart|url|where|destroy <dir> [port]}
 handle=$(mkdir -p "${2:?dir}" && cd "$2" && pwd)
 as_owner() {
   if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+# Stops and removes a cluster folder under /var/tmp whose <dir> no longer links to it. /var/tmp is
+# everyone's: only a folder this script made for postgres is taken (else returns 1).
+abandon() {
+  [ ! -L "$1" ] && [ "$(stat -c %U "$1")" = postgres ] || return 1
+  [ -f "$1/data/PG_VERSION" ] && as_owner "$bin/pg_ctl" -D "$1/data" -m immediate -w stop >/dev/null 2>&1 || true
+  rm -rf "$1"
 }
 
 # Sets dir, the folder the cluster lives in: <dir> itself, or the one <dir>/cluster links to.
@@ -31,20 +40,25 @@ locate() {
   [ "$(id -u)" = 0 ] && [ "$cmd" = start ] && [ ! -f "$handle/data/PG_VERSION" ] || return 0
   chown postgres "$handle"
   runuser -u postgres -- test -w "$handle" -a -x "$handle" && return
-  dir=/var/tmp/orderd-$(id -u)-$(printf %s "$handle" | sha256sum | cut -c1-16)
+  local base d
+  base=/var/tmp/orderd-$(id -u)
+  dir=$base-$(printf %s "$handle" | sha256sum | cut -c1-16)
+  # One relocation at a time, so that the sweep never takes a folder another start is making.
+  exec 9>"$base.lock"
+  flock 9
   if [ -e "$dir" ] || [ -L "$dir" ]; then
-    # /var/tmp is everyone's: take over only a folder that this script made for postgres.
-    if [ -L "$dir" ] || [ "$(stat -c %U "$dir")" != postgres ]; then
-      echo "pg.sh: $dir exists and is not a cluster folder of this script; remove it" >&2
-      exit 1
-    fi
-    # No link from <dir>: a cluster abandoned with its folder, perhaps still running.
-    [ -f "$dir/data/PG_VERSION" ] && as_owner "$bin/pg_ctl" -D "$dir/data" -m immediate -w stop >/dev/null 2>&1 || true
-    rm -rf "$dir"
+    abandon "$dir" || { echo "pg.sh: $dir exists and is not a cluster folder of this script; remove it" >&2; exit 1; }
   fi
+  # The clusters of folders removed since (their link gone) would otherwise stay for good.
+  for d in "$base"-????????????????; do
+    [ -f "$d/handle" ] || continue
+    [ "$(readlink "$(cat "$d/handle")/cluster" 2>/dev/null)" = "$d" ] || abandon "$d" || true
+  done
   mkdir -m 0755 "$dir"
   chown postgres "$dir"
   ln -s "$dir" "$handle/cluster"
+  printf '%s\n' "$handle" >"$dir/handle"
+  exec 9>&-
   # Callers that look inside <dir> (data/postmaster.pid, server.log) find the same files there.
   for f in data sock port server.log initdb.log; do ln -sfn "$dir/$f" "$handle/$f"; done
   echo "pg.sh: postgres cannot enter $handle; the cluster lives in $dir (linked as $handle/cluster)" >&2

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # scripts/pg.sh with a folder the postgres user cannot enter (inside a 0700 folder), as root: the
 # cluster lives under /var/tmp/orderd-0-<hash>/, linked from the folder; it keeps its data across
-# stop and start; removing the folder abandons it (the next start makes a fresh one there);
-# destroy removes it. A folder postgres can enter keeps its cluster in place.
+# stop and start; removing the folder abandons it (the next start makes a fresh one there, and
+# removes other folders' abandoned clusters); destroy removes it. A folder postgres can enter keeps its cluster in place.
 #   pg_private.sh <checkout>
 set -euo pipefail
 pg=$(cd "${1:?usage: pg_private.sh <checkout>}" && pwd)/scripts/pg.sh
@@ -13,7 +13,10 @@ if [ "$(id -u)" != 0 ]; then
 fi
 work=$(mktemp -d "${TMPDIR:-/tmp}/orderd-pg-private-XXXXXX")   # mode 0700
 h=$work/pg
-cleanup() { "$pg" destroy "$h" >/dev/null 2>&1 || true; "$pg" destroy "$work/open/pg" >/dev/null 2>&1 || true; rm -rf "$work"; }
+cleanup() {
+  for d in "$h" "$work/other" "$work/open/pg"; do "$pg" destroy "$d" >/dev/null 2>&1 || true; done
+  rm -rf "$work"
+}
 trap cleanup EXIT
 q() { psql "$1" -qAtX -c "$2"; }
 
@@ -35,11 +38,17 @@ url2=$("$pg" start "$h" 2>"$work/err")
 [ "$(q "$url" "SELECT x FROM kept")" = 7 ] || fail "the data did not survive stop and start"
 [ ! -s "$work/err" ] || fail "a second start spoke: $(cat "$work/err")"
 
+# Another folder's cluster, abandoned running: the next relocating start removes it.
+"$pg" start "$work/other" >/dev/null 2>&1
+other=$("$pg" where "$work/other")
+[ "$other" != "$where" ] || fail "two folders share $where"
+rm -rf "$work/other"
 # The folder removed while its cluster runs: the next start stops that one and makes a new one.
 rm -rf "$h"
 url3=$("$pg" start "$h" 2>/dev/null)
 [ "$("$pg" where "$h")" = "$where" ] || fail "the same path got another folder"
 [ "$(q "$url3" "SELECT count(*) FROM pg_tables WHERE tablename = 'kept'")" = 0 ] || fail "an abandoned cluster was reused"
+[ ! -e "$other" ] || fail "the abandoned cluster in $other was left behind"
 
 "$pg" destroy "$h"
 [ ! -e "$where" ] || fail "destroy left $where"
