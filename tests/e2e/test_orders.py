@@ -82,15 +82,27 @@ def test_lifecycle_http(o):
     assert status == 400 and r["code"] == 9 and "DELIVERED" in r["message"], (status, r)
 
 
-def test_cancel_before_payment(o):
+def consumer_version(cluster, consumer, stream_id):
+    """The last version of stream_id the consumer has handled (0 before its first event)."""
+    v = cluster.psql(f"SELECT version FROM es_consumer_streams WHERE consumer = '{consumer}' "
+                     f"AND stream_id = '{stream_id}'")
+    return int(v) if v else 0
+
+
+def test_cancel_before_payment(o, cluster):
     # the simulated gateway takes 300 ms: the cancel lands while the charge is in flight
     oid = place(o)
     status, r = o.request("POST", f"/v1/orders/{oid}/cancel", {"reason": "changed my mind"})
     assert status == 200, (status, r)
     s = eventually(lambda: (s := summary(o, oid)) and s["status"] == "ORDER_STATUS_CANCELLED" and s, what="cancelled")
     assert s["cancel_reason"] == "changed my mind"
-    import time
-    time.sleep(1.5)  # let the payment flow finish its charge attempt
+    # The payment flow handles an order's events in stream order, and charges (then records
+    # OrderPaid, or is refused) while handling OrderPaymentInitiated, which precedes
+    # OrderCancelled. Once it has handled OrderCancelled, the charge attempt is over.
+    _, trail = event_types(o, oid)
+    cancelled_at = next(int(e["version"]) for e in trail["events"] if e["event_type"] == "OrderCancelled")
+    eventually(lambda: consumer_version(cluster, "payment-flow", oid) >= cancelled_at,
+               what=f"the payment flow past OrderCancelled (version {cancelled_at}) of {oid}")
     types, _ = event_types(o, oid)
     assert "OrderPaid" not in types and types[-1] != "OrderPaid", types  # the seed's race: no revival
     s = summary(o, oid)
@@ -325,7 +337,7 @@ def main():
         cluster.start_infra()
         o = cluster.start_orderd("--payment-delay-ms", "300")
         runner.run("lifecycle over HTTP", test_lifecycle_http, o)
-        runner.run("cancel before payment (the seed's race)", test_cancel_before_payment, o)
+        runner.run("cancel before payment (the seed's race)", test_cancel_before_payment, o, cluster)
         runner.run("pay then cancel refunds", test_pay_then_cancel_refunds, o)
         runner.run("illegal transitions refused", test_illegal_transitions, o)
         runner.run("idempotent retry", test_idempotent_retry, o)
