@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "es/clock.h"
 #include "google/api/http.pb-c.h"
 #include "google/protobuf/wrappers.pb-c.h"
 
@@ -46,12 +47,7 @@ struct pending {
     int64_t due_ms;
 };
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
+static int64_t now_ms(void) { return es_mono_us() / 1000; }
 
 /* The command text of a request: HttpRule.selector or StringValue.value. */
 static const char *command_of(const es_call *call)
@@ -113,14 +109,7 @@ static void *worker(void *arg)
         }
         int64_t wait = d->queue->due_ms - now_ms();
         if (wait > 0) {
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            ts.tv_sec += wait / 1000;
-            ts.tv_nsec += (wait % 1000) * 1000000;
-            if (ts.tv_nsec >= 1000000000) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000;
-            }
+            struct timespec ts = es_mono_deadline(wait * 1000);
             pthread_cond_timedwait(&d->cv, &d->mu, &ts);
             continue;
         }
@@ -173,7 +162,11 @@ void echo_dispatcher_init(echo_dispatcher *d, const struct es_json_registry *jso
     d->base.json = json;
     d->base.data = d;
     pthread_mutex_init(&d->mu, NULL);
-    pthread_cond_init(&d->cv, NULL);
+    pthread_condattr_t ca; /* deadlines on the monotonic clock (es_mono_deadline) */
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&d->cv, &ca);
+    pthread_condattr_destroy(&ca);
     pthread_create(&d->worker, NULL, worker, d);
 }
 

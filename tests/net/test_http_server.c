@@ -19,6 +19,7 @@
 #include <json-c/json.h>
 
 #include "echo_service.h"
+#include "es/clock.h"
 #include "es/http_server.h"
 #include "es/json.h"
 
@@ -544,8 +545,7 @@ static void test_concurrent(void **state)
     int n = snprintf(cmd, sizeof cmd, "curl -s --max-time 20 --parallel --parallel-max 32 -w '%%{http_code}\\n' -o /dev/null");
     for (int i = 0; i < 32; i++)
         n += snprintf(cmd + n, sizeof cmd - (size_t)n, " -o /dev/null 'http://127.0.0.1:%d/v1/say/sleep:400'", port);
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int64_t t0 = es_mono_us();
     FILE *p = popen(cmd, "r");
     assert_non_null(p);
     char line[64];
@@ -555,12 +555,13 @@ static void test_concurrent(void **state)
         ok += atoi(line) == 200;
     }
     pclose(p);
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    double took = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    double took = (double)(es_mono_us() - t0) / 1e6;
     assert_int_equal(total, 32);
     assert_int_equal(ok, 32);
-    /* 32 calls of 400 ms each, one after the other, would take 12.8 s. */
-    if (took > 4.0)
+    /* 32 calls of 400 ms each, one after the other, would take 12.8 s. The outstanding count
+     * below shows the parallelism under sanitizers too, where time is not a measure. */
+    fprintf(stderr, "32 parallel 400 ms requests took %.2f s\n", took);
+    if (TIMING_ENFORCED && took > 4.0)
         fail_msg("32 parallel 400 ms requests took %.2f s", took);
     size_t max_outstanding;
     echo_dispatcher_counts(&f->d, NULL, NULL, &max_outstanding);
@@ -806,11 +807,9 @@ static void test_graceful_stop(void **state)
     for (int i = 0; i < 1000 && es_http_server_inflight(g->srv) == 0; i++)
         usleep(10 * 1000);
     assert_int_equal(es_http_server_inflight(g->srv), 1);
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int64_t t0 = es_mono_us();
     es_http_server_stop(g->srv);
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    double took = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    double took = (double)(es_mono_us() - t0) / 1e6;
     assert_int_equal(es_http_server_inflight(g->srv), 0);
     char out[256] = "";
     size_t n = fread(out, 1, sizeof out - 1, p);
@@ -819,7 +818,7 @@ static void test_graceful_stop(void **state)
     assert_string_equal(out, "\"sleep:600\" 200");
     /* Answer sent, connection closed: stop does not wait for the 2 s grace. */
     fprintf(stderr, "stop took %.2f s\n", took);
-    if (took > 1.5)
+    if (TIMING_ENFORCED && took > 1.5)
         fail_msg("stop took %.2f s", took);
     /* New connections are refused after stop. */
     snprintf(cmd, sizeof cmd, "curl -s --max-time 2 -o /dev/null 'http://127.0.0.1:%d/healthz'",
