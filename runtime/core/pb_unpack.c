@@ -31,6 +31,14 @@ static int reaches(const ProtobufCMessageDescriptor *d, const ProtobufCMessageDe
     return 0;
 }
 
+/* Kept out of line: its 2 KiB of visited list stays off the cached path's stack frame. */
+static __attribute__((noinline)) int reaches_uncached(const ProtobufCMessageDescriptor *desc)
+{
+    const ProtobufCMessageDescriptor *seen[VISIT_MAX];
+    size_t n = 0;
+    return reaches(desc, seen, &n);
+}
+
 /* Answers cached per descriptor: a slot holds the descriptor's address with the answer in bit 0
  * (descriptors are pointer-aligned), so one atomic word carries both and a reader never sees a
  * key without its answer. A full probe run just means computing again. */
@@ -40,23 +48,21 @@ static _Atomic uintptr_t cache[CACHE_SLOTS];
 
 int es_pb_reaches_oneof(const ProtobufCMessageDescriptor *desc)
 {
-    const ProtobufCMessageDescriptor *seen[VISIT_MAX];
-    size_t n = 0;
     uintptr_t key = (uintptr_t)desc;
-    if (key & 1) return reaches(desc, seen, &n);
+    if (key & 1) return reaches_uncached(desc);
     size_t h = (size_t)(((uint64_t)key >> 3) * 0x9E3779B97F4A7C15ULL >> 40) & (CACHE_SLOTS - 1);
     for (int probe = 0; probe < CACHE_PROBES; probe++, h = (h + 1) & (CACHE_SLOTS - 1)) {
         uintptr_t v = atomic_load_explicit(&cache[h], memory_order_acquire);
         if (v && (v & ~(uintptr_t)1) == key) return (int)(v & 1);
         if (!v) {
-            int r = reaches(desc, seen, &n);
+            int r = reaches_uncached(desc);
             uintptr_t empty = 0;
             atomic_compare_exchange_strong_explicit(&cache[h], &empty, key | (uintptr_t)r, memory_order_acq_rel,
                                                     memory_order_acquire);
             return r;
         }
     }
-    return reaches(desc, seen, &n);
+    return reaches_uncached(desc);
 }
 
 /* ---- the wire ---- */
@@ -143,6 +149,63 @@ static int scan(const ProtobufCMessageDescriptor *d, const uint8_t *data, size_t
 malformed:
     free(o);
     return -1;
+}
+
+/* The common case, checked without allocating: does any message in data (at any depth) hold a
+ * singular message field twice, or a oneof message member with a oneof field after it? (The
+ * second test is broader than needed: the rewrite then finds nothing to change, which is only
+ * slower.) Returns 1 yes, 0 no or malformed (protobuf-c judges those bytes as sent), -1 too
+ * deep. */
+#define SEEN_WORDS 8   /* fields tracked by index; a message with more is always rewritten */
+static int needs_rewrite(const ProtobufCMessageDescriptor *d, const uint8_t *data, size_t len, int depth)
+{
+    if (depth > ES_PB_MAX_DEPTH) return -1;
+    if (d->n_fields > 64 * SEEN_WORDS) return 1;
+    uint64_t seen[SEEN_WORDS] = {0};
+    int oneof_msg_seen = 0;
+    const uint8_t *end = data + len;
+    for (size_t at = 0; at < len;) {
+        uint64_t tag, plen = 0;
+        size_t k = get_varint(data + at, end, &tag);
+        if (!k || tag > UINT32_MAX || tag >> 3 == 0) return 0;
+        at += k;
+        switch (tag & 7) {
+        case 0:
+            if (!(k = get_varint(data + at, end, &plen))) return 0;
+            at += k;
+            plen = 0;
+            break;
+        case 1:
+            if (len - at < 8) return 0;
+            at += 8;
+            break;
+        case 5:
+            if (len - at < 4) return 0;
+            at += 4;
+            break;
+        case 2:
+            if (!(k = get_varint(data + at, end, &plen)) || plen > len - at - k) return 0;
+            at += k + (size_t)plen;
+            break;
+        default: return 0;
+        }
+        const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field(d, (unsigned)(tag >> 3));
+        if (!f) continue;
+        int oneof = (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) != 0;
+        if (oneof && oneof_msg_seen) return 1;
+        if (f->type != PROTOBUF_C_TYPE_MESSAGE || (tag & 7) != 2) continue;
+        if (f->label != PROTOBUF_C_LABEL_REPEATED) {
+            size_t i = (size_t)(f - d->fields);
+            if (seen[i / 64] >> (i % 64) & 1) return 1;
+            seen[i / 64] |= (uint64_t)1 << (i % 64);
+        }
+        oneof_msg_seen |= oneof;
+        if (es_pb_reaches_oneof(f->descriptor)) {
+            int r = needs_rewrite(f->descriptor, data + at - plen, (size_t)plen, depth + 1);
+            if (r) return r;
+        }
+    }
+    return 0;
 }
 
 /* Marks what the rewrite changes: dropped oneof members, then the occurrences to join. Returns
@@ -247,9 +310,11 @@ ProtobufCMessage *es_pb_unpack(const ProtobufCMessageDescriptor *desc, ProtobufC
                                const uint8_t *data)
 {
     if (!es_pb_reaches_oneof(desc)) return protobuf_c_message_unpack(desc, allocator, len, data);
+    int r = needs_rewrite(desc, data, len, 0);
+    if (r <= 0) return r < 0 ? NULL : protobuf_c_message_unpack(desc, allocator, len, data);
     es_buf b;
     es_buf_init(&b);
-    int r = rewrite(desc, data, len, 0, &b);
+    r = rewrite(desc, data, len, 0, &b);
     ProtobufCMessage *m = NULL;
     if (r == 0) m = protobuf_c_message_unpack(desc, allocator, len, data);
     else if (r > 0) m = protobuf_c_message_unpack(desc, allocator, b.len, (const uint8_t *)(b.data ? b.data : ""));
