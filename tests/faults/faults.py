@@ -30,6 +30,21 @@ def log(*a):
     print(time.strftime("%H:%M:%S"), *a, flush=True)
 
 
+# Under ASan/UBSan (ORDERD_SANITIZED=1, set by tests/faults/CMakeLists.txt) everything runs
+# several times slower: a wall-time bound is then reported, not enforced.
+SANITIZED = os.environ.get("ORDERD_SANITIZED") == "1"
+
+
+def within(secs, limit, what):
+    """Asserts secs <= limit (a wall-time bound), except under sanitizers where it only logs."""
+    if secs <= limit:
+        return
+    if SANITIZED:
+        log(f"{what}: {secs:.2f} s > {limit} s (not enforced under sanitizers)")
+        return
+    raise AssertionError(f"{what}: {secs:.2f} s > {limit} s")
+
+
 def quiet_port():
     """A free TCP port below the ephemeral range and away from pg.sh's scan (55432..), so that a
     stopped cluster's port is not taken by another agent's cluster or an outgoing connection."""

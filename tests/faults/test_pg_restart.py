@@ -134,8 +134,11 @@ def test_pg_restart_under_load(env):
     assert codes == {14}, f"503 bodies must carry code 14 (UNAVAILABLE): {codes}"
     msgs = {x[3].get("message", "")[:60] for x in during}
     assert all("PostgreSQL" in m or "database" in m for m in msgs), msgs
-    assert not slow, f"{len(slow)} requests around the outage took over {MAX_ANSWER_S} s, e.g. {slow[:3]}"
-    assert g_code == "UNAVAILABLE" and g_secs <= MAX_ANSWER_S, ("gRPC during the outage", g_code, g_secs, g_msg)
+    if slow:
+        f.log(f"{len(slow)} requests around the outage took over {MAX_ANSWER_S} s, e.g. {slow[:3]}")
+    f.within(worst, MAX_ANSWER_S, "the slowest request around the outage")
+    assert g_code == "UNAVAILABLE", ("gRPC during the outage", g_code, g_secs, g_msg)
+    f.within(g_secs, MAX_ANSWER_S, "gRPC during the outage")
     hd = window(healths, t_down + 1.5, t_up0)
     assert hd and all(x[2] == 503 and x[3].get("postgres") is False for x in hd), hd[:3]
     assert cmd_recovery <= RECOVER_S and health_recovery <= RECOVER_S, (cmd_recovery, health_recovery)

@@ -72,7 +72,7 @@ def test_two_instances_and_takeover(env):
     with ledger.mu:
         bad, unknown = list(ledger.bad), dict(ledger.unknown)
     assert not bad and not unknown, (bad[:3], list(unknown.items())[:3])
-    assert takeover <= TAKEOVER_S, f"takeover took {takeover:.1f} s"
+    f.within(takeover, TAKEOVER_S, "relay takeover")
     m = f.metrics(other.target)
     assert m["es_relay_active"] == 1, m
     f.check_store(env, ledger)
