@@ -9,7 +9,9 @@ import json
 import os
 import re
 import socket
+import ssl
 import struct
+import subprocess
 import sys
 import time
 
@@ -27,11 +29,21 @@ MAX_RESETS = 20
 # ---- HTTP/1 and HTTP/2 on raw sockets ----
 
 
-def connect(port, source="127.0.0.1", timeout=10):
+# The CA file of an orderd serving TLS, or None: connections are then TLS with ALPN.
+TLS_CA = None
+
+
+def connect(port, source="127.0.0.1", timeout=10, alpn="http/1.1"):
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     s.settimeout(timeout)
     s.bind((source, 0))
     s.connect(("127.0.0.1", port))
+    if TLS_CA:
+        ctx = ssl.create_default_context(cafile=TLS_CA)
+        ctx.set_alpn_protocols([alpn])
+        s = ctx.wrap_socket(s, server_hostname="127.0.0.1")
+        # h2o lists only h2 for ALPN: no protocol chosen means HTTP/1.1
+        assert s.selected_alpn_protocol() == (alpn if alpn == "h2" else None), s.selected_alpn_protocol()
     return s
 
 
@@ -79,7 +91,7 @@ END_STREAM, END_HEADERS = 0x1, 0x4
 
 def h2_open(port, window=None, source="127.0.0.1"):
     """An HTTP/2 connection after the preface and SETTINGS (window: SETTINGS_INITIAL_WINDOW_SIZE)."""
-    s = connect(port, source)
+    s = connect(port, source, alpn="h2")
     settings = struct.pack(">HI", 4, window) if window is not None else b""
     s.sendall(PREFACE + frame(4, 0, 0, settings))
     return s
@@ -93,7 +105,7 @@ def read_frames(s, until, timeout=10):
     while time.time() < deadline and not until(frames):
         try:
             c = s.recv(65536)
-        except (ConnectionResetError, BrokenPipeError):
+        except (ConnectionResetError, BrokenPipeError, ssl.SSLError):
             closed = True
             break
         except socket.timeout:
@@ -300,6 +312,29 @@ def test_zero_window_memory(o, max_pending=MAX_PENDING):
     eventually(lambda: rss_mb(o) <= base + 8, 10, what=f"RSS back near {base:.1f} MB (now {rss_mb(o):.1f})")
 
 
+def test_over_tls(cluster):
+    """The HTTP/2 limits hold on TLS connections (ALPN h2) too."""
+    global TLS_CA
+    key, crt = os.path.join(cluster.dir, "limits-key.pem"), os.path.join(cluster.dir, "limits-cert.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", crt, "-days", "1",
+                    "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    o = cluster.start_orderd("--payments", "0", "--tls-cert", crt, "--tls-key", key,
+                             "--http-body-timeout-ms", str(BODY_TIMEOUT_MS), "--http-stall-timeout-ms", str(STALL_TIMEOUT_MS),
+                             "--http-max-pending-bytes", str(MAX_PENDING), "--http-max-resets-per-second", str(MAX_RESETS),
+                             https=True, cafile=crt)
+    TLS_CA = crt
+    try:
+        test_h2_legit(o)
+        test_body_timeout(o)
+        test_stalled_window(o)
+        test_pending_bytes(o)
+        test_rapid_reset(o)
+    finally:
+        TLS_CA = None
+        o.stop()
+
+
 def test_metrics_auth(cluster):
     work = cluster.dir
     admin, customer = os.urandom(16).hex(), os.urandom(16).hex()
@@ -354,6 +389,7 @@ def main():
         runner.run("HTTP/2: eight zero-window clients, default limits", test_zero_window_memory, o, 1 << 20)
         o.stop()
         runner.run("/metrics needs an admin token, or is on its own listener", test_metrics_auth, cluster)
+        runner.run("HTTP/2 limits over TLS", test_over_tls, cluster)
     except Exception as e:  # noqa: BLE001
         import traceback
         traceback.print_exc()
