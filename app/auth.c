@@ -134,6 +134,15 @@ int orders_auth_is_admin(const orders_auth *a, const char *bearer)
     return t && t->role == ROLE_ADMIN;
 }
 
+int orders_authenticate(void *data, const char *token, es_error *err)
+{
+    if (!token || !token[0])
+        return es_error_set(err, ES_UNAUTHENTICATED, "authorization", "a bearer token is required (Authorization: Bearer <token>)");
+    if (!find_token(data, token))
+        return es_error_set(err, ES_UNAUTHENTICATED, "authorization", "unknown bearer token");
+    return ES_OK;
+}
+
 int orders_authorize(void *data, es_call *call, const char **actor, es_error *err)
 {
     orders_auth *a = data;

@@ -23,6 +23,10 @@ void orders_auth_free(orders_auth *a);
 /* Is bearer (the token, without "Bearer ") an admin's token? For endpoints outside the
  * dispatcher (/metrics). NULL a or bearer: no. */
 int orders_auth_is_admin(const orders_auth *a, const char *bearer);
+/* Whether token (the bearer token alone; NULL: none) is a known token of any role: ES_OK, else
+ * ES_UNAUTHENTICATED with err filled. For calls outside the order service (gRPC server
+ * reflection); data is the orders_auth. */
+int orders_authenticate(void *data, const char *token, es_error *err);
 /* The es_authorize_fn for the dispatcher; data is the orders_auth. */
 int orders_authorize(void *data, es_call *call, const char **actor, es_error *err);
 

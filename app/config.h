@@ -29,6 +29,18 @@ typedef struct orderd_config {
     const char *metrics_listen;     /* "" : /metrics on the HTTP port, admin token required */
     int grpc_max_streams;
     int grpc_max_message;
+    int grpc_max_connections;
+    int grpc_max_connections_per_client;
+    int grpc_max_resets_per_second;
+    int grpc_reset_ban_ms;
+    int grpc_idle_timeout_ms;
+    int grpc_max_connection_age_ms;
+    int grpc_max_connection_age_grace_ms;
+    int grpc_keepalive_time_ms;
+    int grpc_keepalive_timeout_ms;
+    int grpc_min_ping_interval_ms;
+    int grpc_max_ping_strikes;
+    const char *grpc_reflection;    /* "auth", "on" or "off" */
     int snapshot_every;
     const char *payment_gateway;
     int payment_delay_ms;

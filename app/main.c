@@ -193,6 +193,7 @@ static void metrics(void *data, const es_http_request *req, es_http_response *re
     res->content_type = "text/plain; version=0.0.4; charset=utf-8";
     es_dispatcher_write_metrics(a->dispatcher, b);
     es_http_server_metrics(a->http, b);
+    es_grpc_server_metrics(a->grpc, b);
     es_pipeline_stats ps;
     es_pipeline_get_stats(a->pipeline, &ps);
     es_store_stats ss;
@@ -373,7 +374,28 @@ static int start(app *a)
     es_grpc_config gc = {.address = cfg->grpc_listen, .threads = (unsigned)cfg->grpc_threads,
                          .tls_cert_file = cert, .tls_key_file = key,
                          .max_message = cfg->grpc_max_message > 0 ? (size_t)cfg->grpc_max_message : 0,
-                         .max_concurrent_streams = cfg->grpc_max_streams > 0 ? (unsigned)cfg->grpc_max_streams : 0};
+                         .max_concurrent_streams = cfg->grpc_max_streams > 0 ? (unsigned)cfg->grpc_max_streams : 0,
+                         .max_connections = (unsigned)cfg->grpc_max_connections,
+                         .max_connections_per_client = (unsigned)cfg->grpc_max_connections_per_client,
+                         .max_resets_per_second = (unsigned)cfg->grpc_max_resets_per_second,
+                         .reset_ban_ms = (unsigned)cfg->grpc_reset_ban_ms,
+                         .idle_timeout_ms = (unsigned)cfg->grpc_idle_timeout_ms,
+                         .max_age_ms = (unsigned)cfg->grpc_max_connection_age_ms,
+                         .max_age_grace_ms = (unsigned)cfg->grpc_max_connection_age_grace_ms,
+                         .keepalive_time_ms = (unsigned)cfg->grpc_keepalive_time_ms,
+                         .keepalive_timeout_ms = (unsigned)cfg->grpc_keepalive_timeout_ms,
+                         .min_ping_interval_ms = (unsigned)cfg->grpc_min_ping_interval_ms,
+                         .max_ping_strikes = (unsigned)cfg->grpc_max_ping_strikes,
+                         .authenticate = a->auth ? orders_authenticate : NULL, .authenticate_data = a->auth};
+    if (strcmp(cfg->grpc_reflection, "on") == 0)
+        gc.reflection = ES_GRPC_REFLECTION_ON;
+    else if (strcmp(cfg->grpc_reflection, "off") == 0)
+        gc.reflection = ES_GRPC_REFLECTION_OFF;
+    else if (strcmp(cfg->grpc_reflection, "auth") != 0) {
+        es_error_set(&err, ES_INVALID_ARGUMENT, "grpc-reflection", "grpc-reflection must be auth, on or off, not \"%s\"",
+                     cfg->grpc_reflection);
+        goto fail;
+    }
     if (!(a->grpc = es_grpc_server_new(&gc, a->dispatcher, &err)) ||
         es_grpc_server_add_service(a->grpc, &orders_v1_service_OrderService, &err) != ES_OK ||
         es_grpc_server_add_descriptor_set(a->grpc, orders_v1_schema.descriptor_set, orders_v1_schema.descriptor_set_len, &err) != ES_OK ||

@@ -14,10 +14,13 @@
 #define _GNU_SOURCE /* pthread_setname_np */
 #include "es/grpc_server.h"
 #include "es/log.h"
+#include "es/metrics.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,7 +31,9 @@
 #include <grpc/grpc.h>
 #include <grpc/grpc_security.h>
 #include <grpc/slice.h>
+#include <grpc/support/alloc.h>
 
+#include "grpc_gate.h"
 #include "grpc_reflection.h"
 #include "net_common.h"
 
@@ -48,6 +53,7 @@ typedef struct gcall {
     int cancelled;
     int submitted;
     es__refl_stream *stream;    /* ST_STREAM only */
+    int conn_fd;                /* the connection's descriptor in grpc ("fd:N"); -1: not known */
     char text[512];
 } gcall;
 
@@ -59,6 +65,9 @@ struct es_grpc_server {
     const es_method_def **methods;
     size_t n_methods, cap_methods;
     es__refl_index *reflection; /* service names and descriptor sets; read-only after start */
+    es__grpc_gate *gate;        /* plaintext: the connection limits; NULL with TLS */
+    grpc_server_credentials *gate_creds;
+    atomic_uint_fast64_t reflection_refused;
 
     grpc_server *server;
     grpc_completion_queue *cq;
@@ -178,6 +187,27 @@ static void finish(gcall *g, int status, const es_error *err, const ProtobufCMes
     }
 }
 
+/* A call its client cancelled (RST_STREAM, or a deadline) counts towards the connection's
+ * reset rate; the gate cuts a connection that goes over it. grpc 1.51 has no limit of its own on
+ * streams opened and reset at once, and each one costs a call here. */
+static void count_reset(gcall *g)
+{
+    if (g->srv->gate && g->conn_fd >= 0)
+        es__grpc_gate_call_reset(g->srv->gate, g->conn_fd);
+}
+
+/* The connection a call came on, read when it is accepted: once grpc has cancelled a call its
+ * peer reads "unknown". A connection the gate handed over is named "fd:N" by grpc. */
+static int call_conn_fd(grpc_call *gc)
+{
+    char *peer = grpc_call_get_peer(gc);
+    int fd = -1;
+    if (peer && strncmp(peer, "fd:", 3) == 0 && peer[3] >= '0' && peer[3] <= '9')
+        fd = atoi(peer + 3);
+    gpr_free(peer);
+    return fd;
+}
+
 static void on_done(es_call *call)
 {
     gcall *g = (gcall *)call;
@@ -229,6 +259,29 @@ static int read_metadata(gcall *g, es_error *err)
     return ES_OK;
 }
 
+/* Whether this call may use server reflection (es_grpc_config.reflection): ES_OK, else
+ * UNIMPLEMENTED (off) or UNAUTHENTICATED. The token is read with the same rules as every other
+ * call's; whether it is valid is the application's authenticate hook's to say. */
+static int reflection_allowed(gcall *g, es_error *err)
+{
+    es_grpc_server *s = g->srv;
+    if (s->cfg.reflection == ES_GRPC_REFLECTION_OFF)
+        return es_error_set(err, ES_UNIMPLEMENTED, "", "server reflection is turned off");
+    if (s->cfg.reflection == ES_GRPC_REFLECTION_ON || !s->cfg.authenticate)
+        return ES_OK;
+    int rc = read_metadata(g, err);
+    if (rc == ES_OK)
+        rc = s->cfg.authenticate(s->cfg.authenticate_data, g->call.authorization, err);
+    if (rc != ES_OK) {
+        atomic_fetch_add(&s->reflection_refused, 1);
+        if (rc != ES_UNAUTHENTICATED && rc != ES_INVALID_ARGUMENT) {
+            es_error_set(err, ES_UNAUTHENTICATED, "authorization", "a valid bearer token is required");
+            rc = ES_UNAUTHENTICATED;
+        }
+    }
+    return rc;
+}
+
 static void on_slot(gcall *g, int ok)
 {
     es_grpc_server *s = g->srv;
@@ -238,11 +291,17 @@ static void on_slot(gcall *g, int ok)
     }
     if (!atomic_load(&s->stopping))
         post_slot(s);
+    g->conn_fd = s->gate ? call_conn_fd(g->gc) : -1;
     g->state = ST_RECV;
     live_add(s, 0, 1);
 
     es_error err = {0};
     if (es__refl_is_path((const char *)GRPC_SLICE_START_PTR(g->details.method), GRPC_SLICE_LENGTH(g->details.method))) {
+        int rc = reflection_allowed(g, &err);
+        if (rc != ES_OK) {
+            finish(g, rc, &err, NULL);
+            return;
+        }
         g->state = ST_STREAM;
         g->stream = es__refl_stream_new(s->reflection, g->gc, g);
         if (es__refl_stream_step(g->stream, 1))
@@ -462,6 +521,8 @@ static void *cq_thread(void *arg)
             on_recv(g, ev.success);
             break;
         case ST_FINISH:
+            if (g->cancelled) /* by the client, or by its deadline */
+                count_reset(g);
             gcall_free(g);
             break;
         case ST_STREAM:
@@ -504,6 +565,28 @@ es_grpc_server *es_grpc_server_new(const es_grpc_config *cfg, es_dispatcher *d, 
         s->cfg.shutdown_grace_ms = 5000;
     if (!s->cfg.max_concurrent_streams)
         s->cfg.max_concurrent_streams = 100;
+    static const struct {
+        size_t off;
+        unsigned def;
+    } defs[] = {
+        {offsetof(es_grpc_config, max_connections), 1024},
+        {offsetof(es_grpc_config, max_connections_per_client), 64},
+        {offsetof(es_grpc_config, max_resets_per_second), 100},
+        {offsetof(es_grpc_config, reset_ban_ms), 10000},
+        {offsetof(es_grpc_config, idle_timeout_ms), 120000},
+        {offsetof(es_grpc_config, max_age_ms), 3600000},
+        {offsetof(es_grpc_config, max_age_grace_ms), 30000},
+        {offsetof(es_grpc_config, keepalive_time_ms), 60000},
+        {offsetof(es_grpc_config, keepalive_timeout_ms), 20000},
+        {offsetof(es_grpc_config, min_ping_interval_ms), 10000},
+        {offsetof(es_grpc_config, max_ping_strikes), 2},
+    };
+    for (size_t i = 0; i < sizeof defs / sizeof defs[0]; i++) {
+        unsigned *v = (unsigned *)((char *)&s->cfg + defs[i].off);
+        if (!*v)
+            *v = defs[i].def;
+    }
+    atomic_init(&s->reflection_refused, 0);
     s->d = d;
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
@@ -606,21 +689,36 @@ int es_grpc_server_start(es_grpc_server *s, es_error *err)
 {
     if (s->started)
         return es_error_set(err, ES_FAILED_PRECONDITION, "", "the server was started already");
-    grpc_arg args[3];
-    args[0].type = GRPC_ARG_INTEGER;
-    args[0].key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
-    args[0].value.integer = s->cfg.max_message > 0x7fffffff ? 0x7fffffff : (int)s->cfg.max_message;
+    grpc_arg args[16];
+    size_t n = 0;
+#define ARG_INT(k, v)                                                                         \
+    do {                                                                                      \
+        args[n].type = GRPC_ARG_INTEGER;                                                      \
+        args[n].key = (char *)(k);                                                            \
+        args[n++].value.integer = (v) > (unsigned)INT_MAX ? INT_MAX : (int)(v);               \
+    } while (0)
+    ARG_INT(GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, s->cfg.max_message > INT_MAX ? (unsigned)INT_MAX : (unsigned)s->cfg.max_message);
     /* grpc turns SO_REUSEPORT on by default: a second server on a busy port would bind silently
      * and steal half the connections. A busy port must be an error. */
-    args[1].type = GRPC_ARG_INTEGER;
-    args[1].key = GRPC_ARG_ALLOW_REUSEPORT;
-    args[1].value.integer = 0;
+    ARG_INT(GRPC_ARG_ALLOW_REUSEPORT, 0u);
     /* Streams one HTTP/2 connection may have open (SETTINGS_MAX_CONCURRENT_STREAMS): one client
      * cannot take every request slot and worker. */
-    args[2].type = GRPC_ARG_INTEGER;
-    args[2].key = GRPC_ARG_MAX_CONCURRENT_STREAMS;
-    args[2].value.integer = s->cfg.max_concurrent_streams > 0x7fffffff ? 0x7fffffff : (int)s->cfg.max_concurrent_streams;
-    grpc_channel_args cargs = {3, args};
+    ARG_INT(GRPC_ARG_MAX_CONCURRENT_STREAMS, s->cfg.max_concurrent_streams);
+    /* Connection lifetime: an idle connection costs a descriptor and buffers for nothing, and
+     * one held open forever pins a client to this instance. */
+    ARG_INT(GRPC_ARG_MAX_CONNECTION_IDLE_MS, s->cfg.idle_timeout_ms);
+    ARG_INT(GRPC_ARG_MAX_CONNECTION_AGE_MS, s->cfg.max_age_ms);
+    ARG_INT(GRPC_ARG_MAX_CONNECTION_AGE_GRACE_MS, s->cfg.max_age_grace_ms);
+    /* The server's own pings find peers that vanished without a FIN, calls or not. */
+    ARG_INT(GRPC_ARG_KEEPALIVE_TIME_MS, s->cfg.keepalive_time_ms);
+    ARG_INT(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, s->cfg.keepalive_timeout_ms);
+    ARG_INT(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1u);
+    ARG_INT(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0u);
+    /* A client's ping flood: each ping costs a PING ACK write. */
+    ARG_INT(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, s->cfg.min_ping_interval_ms);
+    ARG_INT(GRPC_ARG_HTTP2_MAX_PING_STRIKES, s->cfg.max_ping_strikes);
+#undef ARG_INT
+    grpc_channel_args cargs = {n, args};
 
     grpc_server_credentials *creds = make_credentials(s, err);
     if (!creds)
@@ -628,8 +726,22 @@ int es_grpc_server_start(es_grpc_server *s, es_error *err)
     s->server = grpc_server_create(&cargs, NULL);
     s->cq = grpc_completion_queue_create_for_next(NULL);
     grpc_server_register_completion_queue(s->server, s->cq, NULL);
-    s->port = grpc_server_add_http2_port(s->server, s->address, creds);
-    grpc_server_credentials_release(creds);
+    if (!s->tls_cert_file) {
+        /* Plaintext: the gate listens and hands grpc the connections it admits (grpc_gate.h).
+         * grpc 1.51 takes a ready socket only without TLS, so TLS keeps grpc's listener. */
+        s->gate = es__grpc_gate_new(s->address, s->cfg.max_connections, s->cfg.max_connections_per_client,
+                                    s->cfg.max_resets_per_second, s->cfg.reset_ban_ms, err);
+        s->port = s->gate ? es__grpc_gate_port(s->gate) : 0;
+        if (s->gate)
+            s->gate_creds = creds;
+        else
+            grpc_server_credentials_release(creds);
+    } else {
+        s->port = grpc_server_add_http2_port(s->server, s->address, creds);
+        grpc_server_credentials_release(creds);
+        if (s->port <= 0)
+            es_error_set(err, ES_UNAVAILABLE, "address", "cannot listen on %s", s->address);
+    }
     if (s->port <= 0) {
         s->port = 0;
         grpc_server_destroy(s->server);
@@ -640,9 +752,11 @@ int es_grpc_server_start(es_grpc_server *s, es_error *err)
             ;
         grpc_completion_queue_destroy(s->cq);
         s->cq = NULL;
-        return es_error_set(err, ES_UNAVAILABLE, "address", "cannot listen on %s", s->address);
+        return ES_UNAVAILABLE;
     }
     grpc_server_start(s->server);
+    if (s->gate)
+        es__grpc_gate_start(s->gate, s->server, s->gate_creds);
     s->started = 1;
     for (unsigned i = 0; i < s->cfg.request_slots; i++)
         post_slot(s);
@@ -665,6 +779,36 @@ size_t es_grpc_server_inflight(const es_grpc_server *s)
     return n;
 }
 
+size_t es_grpc_server_connections(const es_grpc_server *s)
+{
+    es__grpc_gate_stats st = {0};
+    if (s && s->gate)
+        es__grpc_gate_stats_get(s->gate, &st);
+    return st.open;
+}
+
+void es_grpc_server_metrics(const es_grpc_server *s, es_buf *out)
+{
+    es__grpc_gate_stats st = {0};
+    if (s && s->gate)
+        es__grpc_gate_stats_get(s->gate, &st);
+    es_metrics_family(out, "es_grpc_connections", "gauge", "Open gRPC connections (plaintext port).");
+    es_metrics_sample(out, "es_grpc_connections", "", (double)st.open);
+    es_metrics_family(out, "es_grpc_connections_refused_total", "counter",
+                      "gRPC connections refused at accept, by the limit that refused them.");
+    es_metrics_sample(out, "es_grpc_connections_refused_total", "reason=\"connection_limit\"", (double)st.refused_total);
+    es_metrics_sample(out, "es_grpc_connections_refused_total", "reason=\"client_connection_limit\"",
+                      (double)st.refused_client);
+    es_metrics_sample(out, "es_grpc_connections_refused_total", "reason=\"reset_ban\"", (double)st.refused_banned);
+    es_metrics_family(out, "es_grpc_connections_closed_total", "counter",
+                      "gRPC connections a limit closed, by the limit.");
+    es_metrics_sample(out, "es_grpc_connections_closed_total", "reason=\"rapid_reset\"", (double)st.closed_rapid_reset);
+    es_metrics_family(out, "es_grpc_reflection_refused_total", "counter",
+                      "Server reflection calls refused for want of a valid bearer token.");
+    es_metrics_sample(out, "es_grpc_reflection_refused_total", "",
+                      s ? (double)atomic_load(&((es_grpc_server *)s)->reflection_refused) : 0);
+}
+
 static void deadline_after_ms(struct timespec *ts, unsigned ms)
 {
     clock_gettime(CLOCK_REALTIME, ts);
@@ -682,6 +826,7 @@ void es_grpc_server_stop(es_grpc_server *s)
         return;
     s->stopped = 1;
     atomic_store(&s->stopping, 1);
+    es__grpc_gate_stop(s->gate); /* no new connections while grpc winds the others down */
     grpc_server_shutdown_and_notify(s->server, s->cq, &s->shutdown_tag);
 
     struct timespec until;
@@ -719,6 +864,9 @@ void es_grpc_server_free(es_grpc_server *s)
     free(s->threads);
     free(s->methods);
     es__refl_index_free(s->reflection);
+    es__grpc_gate_free(s->gate);
+    if (s->gate_creds)
+        grpc_server_credentials_release(s->gate_creds);
     free(s->address);
     free(s->tls_cert_file);
     free(s->tls_key_file);

@@ -13,6 +13,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include "es/buf.h"
 #include "es/schema.h"
 #include "es/service.h"
 #include "es/status.h"
@@ -31,6 +32,46 @@ typedef struct es_grpc_config {
     const char *tls_key_file;
     const char *tls_client_ca_file;
     unsigned max_concurrent_streams; /* streams per HTTP/2 connection (grpc.max_concurrent_streams); 0: 100 */
+
+    /* Connection limits. Without TLS the server accepts TCP connections itself and hands each one
+     * to grpc, so it can refuse a connection (closed at once, before any HTTP/2 byte) beyond
+     * max_connections open ones, or beyond max_connections_per_client open ones from the same IP
+     * address, and close one whose client resets streams faster than max_resets_per_second
+     * (counted over whole seconds). grpc 1.51 takes a ready socket only without TLS, so with TLS
+     * grpc's own listener is used and these three limits are not enforced (the timeouts below
+     * are). */
+    unsigned max_connections;            /* open connections of the whole server; 0: 1024 */
+    unsigned max_connections_per_client; /* open connections from one IP address; 0: 64 */
+    unsigned max_resets_per_second;      /* calls one connection may cancel a second; 0: 100 */
+    /* grpc reads and queues every stream a client sent before the cut, so a client reconnecting
+     * at once would queue the next burst: its address is refused for reset_ban_ms after a cut. */
+    unsigned reset_ban_ms;               /* 0: 10000 */
+
+    /* Connection lifetime (grpc channel arguments, 0: the default in brackets). A connection
+     * without calls for idle_timeout_ms gets GOAWAY and is closed (grpc.max_connection_idle_ms,
+     * [120000]); any connection is told to go away after max_age_ms (grpc.max_connection_age_ms,
+     * [3600000]) and closed max_age_grace_ms later ([30000]). The server pings a quiet connection
+     * every keepalive_time_ms ([60000]) and closes it when the answer takes longer than
+     * keepalive_timeout_ms ([20000]). A client's pings without data closer together than
+     * min_ping_interval_ms ([10000]) are strikes; after max_ping_strikes ([2]) the connection is
+     * closed with GOAWAY ENHANCE_YOUR_CALM. */
+    unsigned idle_timeout_ms;
+    unsigned max_age_ms;
+    unsigned max_age_grace_ms;
+    unsigned keepalive_time_ms;
+    unsigned keepalive_timeout_ms;
+    unsigned min_ping_interval_ms;
+    unsigned max_ping_strikes;
+
+    /* Server reflection: ES_GRPC_REFLECTION_AUTH (the default) serves it to callers whose bearer
+     * token authenticate accepts (everyone when authenticate is NULL, i.e. authentication is
+     * off); ON serves it to everyone; OFF answers UNIMPLEMENTED. */
+    enum { ES_GRPC_REFLECTION_AUTH = 0, ES_GRPC_REFLECTION_ON, ES_GRPC_REFLECTION_OFF } reflection;
+    /* Checks a bearer token (the token alone, NUL-terminated; NULL when the call carries none).
+     * Returns ES_OK, or ES_UNAUTHENTICATED with err filled. Called from the completion-queue
+     * threads, concurrently. */
+    int (*authenticate)(void *data, const char *token, es_error *err);
+    void *authenticate_data;
 } es_grpc_config;
 
 /* Creates a stopped server (cfg may be NULL: all defaults). The dispatcher is borrowed and must
@@ -58,6 +99,19 @@ int es_grpc_server_port(const es_grpc_server *s);
 
 /* Number of calls accepted and not yet finished (tests, metrics). */
 size_t es_grpc_server_inflight(const es_grpc_server *s);
+
+/* Open connections right now (those the server accepted itself; 0 with TLS). */
+size_t es_grpc_server_connections(const es_grpc_server *s);
+
+/* Writes the transport's own metric families in Prometheus text format to out:
+ * es_grpc_connections (gauge): open connections;
+ * es_grpc_connections_refused_total{reason} (counter): connections refused at accept
+ * (connection_limit, client_connection_limit, reset_ban: the address had a connection cut for
+ * resets within reset_ban_ms);
+ * es_grpc_connections_closed_total{reason} (counter): connections a limit closed (rapid_reset);
+ * es_grpc_reflection_refused_total (counter): reflection calls refused for want of a valid token.
+ * Safe from any thread. */
+void es_grpc_server_metrics(const es_grpc_server *s, es_buf *out);
 
 /* Graceful stop: refuses new calls, lets calls in progress finish (after shutdown_grace_ms they
  * are cancelled on the wire), waits until the dispatcher has called done for every submitted

@@ -1,0 +1,429 @@
+"""End-to-end tests of the gRPC transport's resource limits, against orderd on real PostgreSQL and
+librdkafka's mock Kafka cluster:
+  - connections beyond --grpc-max-connections-per-client from one address are closed at accept
+    while another loopback address (127.0.0.2) is still served, and beyond --grpc-max-connections
+    from anywhere; es_grpc_connections_refused_total{reason} counts them, es_grpc_connections
+    follows the open ones down to 0 as they close;
+  - a connection without calls is sent GOAWAY and closed after --grpc-idle-timeout-ms;
+  - a client opening streams and resetting them at once (HTTP/2 "rapid reset", hand-made frames)
+    has its connection closed past --grpc-max-resets-per-second, counted in
+    es_grpc_connections_closed_total{reason="rapid_reset"};
+  - server reflection needs a valid bearer token of any role when auth is on (--grpc-reflection
+    auth, the default), is served to everyone with "on" and refused UNIMPLEMENTED with "off";
+  - a legitimate client's PlaceOrder p99 over gRPC under each attack stays within 2x its quiet
+    value (reported always, enforced only when ORDERD_SANITIZED is not 1).
+Usage: /usr/bin/python3 test_grpc_limits.py <orderd> <es-kafka-mock>
+The same file is the attack's client when run as: test_grpc_limits.py attack <kind> <port> <seconds>
+(a separate process, so the measuring client does not share an interpreter with the attacker)."""
+import hashlib
+import os
+import re
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(__file__))
+from harness import Cluster, Runner, eventually, python_stubs  # noqa: E402
+
+SANITIZED = os.environ.get("ORDERD_SANITIZED") == "1"
+PER_CLIENT, TOTAL, IDLE_MS, RESETS = 3, 6, 1500, 50
+ATTACKER = "127.0.0.5"
+REFL = "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"
+
+# ---- hand-made HTTP/2 ---------------------------------------------------------------------------
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+DATA, HEADERS, RST_STREAM, SETTINGS, PING, GOAWAY = 0, 1, 3, 4, 6, 7
+
+
+def frame(ftype, flags, stream, payload=b""):
+    return struct.pack(">I", len(payload))[1:] + bytes([ftype, flags]) + struct.pack(">I", stream) + payload
+
+
+def hpack_literal(name, value):
+    """A literal header field without indexing, new name, no Huffman (RFC 7541 6.2.2)."""
+    def s(b):
+        assert len(b) < 127
+        return bytes([len(b)]) + b
+    return b"\x00" + s(name) + s(value)
+
+
+def grpc_headers(path, authority):
+    # :method POST (static 3), :scheme http (static 6), then literals
+    return (b"\x83\x86" + hpack_literal(b":path", path.encode()) + hpack_literal(b":authority", authority.encode()) +
+            hpack_literal(b"content-type", b"application/grpc") + hpack_literal(b"te", b"trailers"))
+
+
+def h2_connect(port, source="127.0.0.1", timeout=5):
+    """A socket from source that sent the client preface and SETTINGS."""
+    s = socket.socket()
+    s.settimeout(timeout)
+    s.bind((source, 0))
+    s.connect(("127.0.0.1", port))
+    s.sendall(PREFACE + frame(SETTINGS, 0, 0))
+    return s
+
+
+def read_frames(s, until_types=(), timeout=5):
+    """Frames (type, flags, stream, payload) read until one of until_types arrives, EOF or reset
+    (then None is appended), or timeout."""
+    out, buf, end = [], b"", time.monotonic() + timeout
+    while time.monotonic() < end:
+        while len(buf) >= 9:
+            n = int.from_bytes(buf[:3], "big")
+            if len(buf) < 9 + n:
+                break
+            f = (buf[3], buf[4], int.from_bytes(buf[5:9], "big") & 0x7FFFFFFF, buf[9:9 + n])
+            buf = buf[9 + n:]
+            out.append(f)
+            if f[0] == SETTINGS and not f[1] & 1:
+                s.sendall(frame(SETTINGS, 1, 0))  # ACK, as a client must
+            if f[0] in until_types:
+                return out
+        s.settimeout(max(0.01, end - time.monotonic()))
+        try:
+            chunk = s.recv(65536)
+        except socket.timeout:
+            break
+        except (ConnectionResetError, BrokenPipeError):
+            chunk = b""
+        if not chunk:
+            out.append(None)
+            return out
+        buf += chunk
+    return out
+
+
+def served(port, source):
+    """True when a connection from source gets the server's SETTINGS (grpc took it), False when it
+    is closed first (refused at accept)."""
+    s = h2_connect(port, source)
+    fr = read_frames(s, until_types=(SETTINGS,))
+    ok = any(f and f[0] == SETTINGS for f in fr)
+    return s if ok else (s.close() or False)
+
+
+# ---- orderd helpers ---------------------------------------------------------------------------
+
+def metric(o, name, labels="", token=None):
+    status, text = o.request("GET", "/metrics", headers={"Authorization": f"Bearer {token}"} if token else None)
+    assert status == 200, (status, text)
+    for line in text.splitlines():
+        m = re.match(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)$", line)
+        if m and m.group(1) == name and (m.group(2) or "") == labels:
+            return float(m.group(3))
+    raise AssertionError(f"{name}{labels} not in /metrics")
+
+
+def refused(o, reason):
+    return metric(o, "es_grpc_connections_refused_total", f'{{reason="{reason}"}}')
+
+
+def open_conns(o):
+    return metric(o, "es_grpc_connections")
+
+
+def place_stub(port):
+    import grpc
+    from orders.v1 import commands_pb2
+    ch = grpc.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.use_local_subchannel_pool", 1)])
+    rpc = ch.unary_unary("/orders.v1.OrderService/PlaceOrder",
+                         request_serializer=commands_pb2.PlaceOrderRequest.SerializeToString,
+                         response_deserializer=lambda b: b)
+    return ch, rpc
+
+
+def order(customer):
+    from orders.v1 import commands_pb2
+    r = commands_pb2.PlaceOrderRequest(customer_id=customer, vendor_id="v", payment_method="card")
+    it = r.items.add(product_id="sku", quantity=1)
+    it.unit_price.currency_code, it.unit_price.amount_minor = "EUR", 100
+    a = r.shipping_address
+    a.name, a.line1, a.city, a.postal_code, a.country_code = "A", "B", "C", "D", "FR"
+    return r
+
+
+# ---- tests ------------------------------------------------------------------------------------
+
+def test_connection_limits(o):
+    base_client, base_total = refused(o, "client_connection_limit"), refused(o, "connection_limit")
+    held = [served(o.grpc_port, "127.0.0.1") for _ in range(PER_CLIENT)]
+    assert all(held), "the first connections were not served"
+    eventually(lambda: open_conns(o) == PER_CLIENT, what=f"{PER_CLIENT} open connections")
+    # one more from the same address: closed before any HTTP/2 byte
+    assert not served(o.grpc_port, "127.0.0.1"), "a connection over the per-client limit was served"
+    assert refused(o, "client_connection_limit") == base_client + 1
+    # a real client from that address fails too
+    import grpc
+    ch, rpc = place_stub(o.grpc_port)
+    try:
+        rpc(order("over"), timeout=5)
+        raise AssertionError("a call over the per-client limit succeeded")
+    except grpc.RpcError as e:
+        assert e.code() == grpc.StatusCode.UNAVAILABLE, e
+    ch.close()
+    # other addresses are still served, up to the total
+    for i in range(TOTAL - PER_CLIENT):
+        s = served(o.grpc_port, f"127.0.0.{2 + i}")
+        assert s, f"127.0.0.{2 + i} was not served"
+        held.append(s)
+    eventually(lambda: open_conns(o) == TOTAL, what=f"{TOTAL} open connections")
+    assert not served(o.grpc_port, "127.0.0.9"), "a connection over the total limit was served"
+    assert refused(o, "connection_limit") == base_total + 1
+    for s in held:
+        s.close()
+    # the gate learns every close: the gauge goes back to 0 and a new connection is served
+    eventually(lambda: open_conns(o) == 0, what="no open connection")
+    s = served(o.grpc_port, "127.0.0.1")
+    assert s
+    s.close()
+
+
+def test_idle_timeout(o):
+    s = served(o.grpc_port, "127.0.0.1")
+    assert s
+    t = time.monotonic()
+    fr = read_frames(s, until_types=(), timeout=IDLE_MS / 1000 * 8)
+    took = time.monotonic() - t
+    s.close()
+    types = [f[0] if f else None for f in fr]
+    print(f"  idle connection: frames {types}, closed after {took:.2f} s (idle timeout {IDLE_MS} ms)", flush=True)
+    assert GOAWAY in types and types[-1] is None, types
+    assert took >= IDLE_MS / 1000 * 0.9, took
+    eventually(lambda: open_conns(o) == 0, what="no open connection")
+
+
+def rapid_reset(port, pairs, source="127.0.0.1"):
+    """Opens and resets up to `pairs` streams on one connection as fast as the socket takes them.
+    Returns (pairs sent, the socket) or (0, None) when the connection was refused at accept."""
+    s = served(port, source)
+    if not s:
+        return 0, None
+    hb = grpc_headers("/orders.v1.OrderService/GetOrder", f"127.0.0.1:{port}")
+    sid, sent = 1, 0
+    s.settimeout(30)
+    try:
+        while sent < pairs:
+            batch = b""
+            for _ in range(100):
+                batch += frame(HEADERS, 0x4, sid, hb) + frame(RST_STREAM, 0, sid, struct.pack(">I", 8))
+                sid += 2
+            s.sendall(batch)
+            sent += 100
+    except (BrokenPipeError, ConnectionResetError, socket.timeout):
+        pass
+    return sent, s
+
+
+def closed_by_server(s, timeout=60):
+    fr = read_frames(s, until_types=(), timeout=timeout)
+    s.close()
+    return bool(fr) and fr[-1] is None
+
+
+def cuts(o):
+    return metric(o, "es_grpc_connections_closed_total", '{reason="rapid_reset"}')
+
+
+def test_rapid_reset(o):
+    """200000 streams opened and reset (22 MB): the connection is cut long before grpc read them."""
+    base = cuts(o)
+    sent, s = rapid_reset(o.grpc_port, 200000)
+    assert s, "the connection was refused"
+    eventually(lambda: cuts(o) >= base + 1, timeout=60, what="the connection cut for rapid resets")
+    assert closed_by_server(s), "the connection was counted as cut but is still open"
+    print(f"  rapid reset: the client got {sent} of 200000 HEADERS+RST_STREAM pairs out before the cut", flush=True)
+    assert sent < 200000, "every reset was taken before the cut"
+    eventually(lambda: open_conns(o) == 0, what="no open connection")
+
+
+def test_reset_ban(o):
+    """After a cut, the address waits --grpc-reset-ban-ms; others are served meanwhile."""
+    base, base_cuts = refused(o, "reset_ban"), cuts(o)
+    sent, s = rapid_reset(o.grpc_port, 20000, source="127.0.0.3")
+    assert s, "the connection was refused"
+    eventually(lambda: cuts(o) >= base_cuts + 1, timeout=60, what="the connection cut for rapid resets")
+    assert closed_by_server(s)
+    assert not served(o.grpc_port, "127.0.0.3"), "a connection from a banned address was served"
+    assert refused(o, "reset_ban") == base + 1
+    s = served(o.grpc_port, "127.0.0.4")
+    assert s, "another address was refused during the ban"
+    s.close()
+    t = time.monotonic()
+    s = eventually(lambda: served(o.grpc_port, "127.0.0.3"), timeout=30, interval=0.5, what="the ban to end")
+    s.close()
+    print(f"  banned address served again after {time.monotonic() - t:.1f} s more", flush=True)
+
+
+# ---- reflection ---------------------------------------------------------------------------------
+
+def list_services(port, token=None):
+    """(status code name, response bytes or None) of one list_services exchange."""
+    import grpc
+    ch = grpc.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.use_local_subchannel_pool", 1)])
+    rpc = ch.stream_stream(REFL, request_serializer=lambda b: b, response_deserializer=lambda b: b)
+    md = [("authorization", f"Bearer {token}")] if token else None
+    try:
+        out = list(rpc(iter([b"\x3a\x00"]), timeout=10, metadata=md))  # list_services = ""
+        return "OK", b"".join(out)
+    except grpc.RpcError as e:
+        return e.code().name, None
+    finally:
+        ch.close()
+
+
+def token_file(path):
+    with open(path, "w") as f:
+        for name, role in (("admin", "admin"), ("cust", "customer")):
+            f.write(f"{hashlib.sha256(f'tok-{name}'.encode()).hexdigest()} {role} {name}\n")
+
+
+def test_reflection_auth(o_auth, o_on, o_off):
+    base = metric(o_auth, "es_grpc_reflection_refused_total", token="tok-admin")
+    code, _ = list_services(o_auth.grpc_port)
+    assert code == "UNAUTHENTICATED", code
+    code, _ = list_services(o_auth.grpc_port, "not-a-token")
+    assert code == "UNAUTHENTICATED", code
+    assert metric(o_auth, "es_grpc_reflection_refused_total", token="tok-admin") == base + 2
+    for tok in ("tok-cust", "tok-admin"):  # any role
+        code, body = list_services(o_auth.grpc_port, tok)
+        assert code == "OK" and b"orders.v1.OrderService" in body, (tok, code, body)
+    code, body = list_services(o_on.grpc_port)
+    assert code == "OK" and b"orders.v1.OrderService" in body, (code, body)
+    code, _ = list_services(o_off.grpc_port, "tok-admin")
+    assert code == "UNIMPLEMENTED", code
+    # the order service itself is unchanged by the reflection setting
+    import grpc
+    ch, rpc = place_stub(o_off.grpc_port)
+    try:
+        rpc(order("c"), timeout=5)
+        raise AssertionError("PlaceOrder without a token succeeded")
+    except grpc.RpcError as e:
+        assert e.code() == grpc.StatusCode.UNAUTHENTICATED, e
+    rpc(order("cust"), timeout=10, metadata=[("authorization", "Bearer tok-cust")])
+    ch.close()
+
+
+# ---- a legitimate client under attack -----------------------------------------------------------
+
+def p99(xs):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(len(xs) * 0.99))]
+
+
+def place_timings(port, seconds, most=2000):
+    ch, rpc = place_stub(port)
+    out, end = [], time.monotonic() + seconds
+    while time.monotonic() < end and len(out) < most:
+        t = time.perf_counter()
+        rpc(order("legit"), timeout=30)
+        out.append((time.perf_counter() - t) * 1000)
+    ch.close()
+    return out
+
+
+def test_p99_under_attacks(o):
+    place_timings(o.grpc_port, 1)
+    quiet = place_timings(o.grpc_port, 5)
+    q99 = p99(quiet)
+    print(f"  PlaceOrder p99 quiet {q99:.1f} ms ({len(quiet)} calls, median {sorted(quiet)[len(quiet) // 2]:.1f} ms)",
+          flush=True)
+    worst = []
+    for kind in ("connections", "reset"):
+        p = subprocess.Popen([sys.executable, __file__, "attack", kind, str(o.grpc_port), "12"],
+                             stdout=subprocess.PIPE, text=True)
+        try:
+            if kind == "connections":
+                eventually(lambda: refused(o, "client_connection_limit") > 0, what="the flood refused")
+            else:
+                eventually(lambda: metric(o, "es_grpc_connections_closed_total", '{reason="rapid_reset"}') > 0,
+                           what="the first burst cut")
+            loaded = place_timings(o.grpc_port, 6)
+        finally:
+            out, _ = p.communicate(timeout=60)
+        l99 = p99(loaded)
+        print(f"  under {kind} attack ({out.strip()}): p99 {l99:.1f} ms ({len(loaded)} calls, "
+              f"median {sorted(loaded)[len(loaded) // 2]:.1f} ms, ratio {l99 / q99:.2f})", flush=True)
+        worst.append((kind, l99))
+    if SANITIZED:
+        print("  (ORDERD_SANITIZED=1: the 2x bound is not enforced under sanitizers)", flush=True)
+    else:
+        for kind, l99 in worst:
+            assert l99 <= 2 * q99, f"PlaceOrder p99 {l99:.1f} ms under the {kind} attack, more than 2x quiet {q99:.1f} ms"
+
+
+def attack_main(kind, port, seconds):
+    """From 127.0.0.5 (the measuring client is 127.0.0.1). connections: holds as many connections
+    as are let in and keeps trying more; reset: rapid-reset bursts, reconnecting at once (the
+    reset ban refuses most reconnections)."""
+    end, n, done = time.monotonic() + seconds, 0, 0
+    held = []
+    while time.monotonic() < end:
+        try:
+            if kind == "connections":
+                s = h2_connect(port, ATTACKER, timeout=2)
+                held.append(s)
+                n += 1
+                if len(held) > 200:
+                    held.pop(0).close()
+                time.sleep(0.002)
+            else:
+                sent, s = rapid_reset(port, 20000, source=ATTACKER)
+                if s:
+                    n += sent
+                    done += closed_by_server(s, timeout=max(0.1, end - time.monotonic()))
+                else:
+                    time.sleep(0.01)  # refused while banned
+        except OSError:
+            time.sleep(0.01)  # refused while banned
+    for s in held:
+        s.close()
+    print(f"{n} {'connections tried' if kind == 'connections' else 'streams reset'}"
+          + (f", {done} connections closed" if kind == "reset" else ""), flush=True)
+
+
+def main():
+    if sys.argv[1] == "attack":
+        attack_main(sys.argv[2], int(sys.argv[3]), float(sys.argv[4]))
+        return
+    orderd, kafka_mock = sys.argv[1], sys.argv[2]
+    cluster = Cluster(orderd, kafka_mock)
+    stubs = tempfile.mkdtemp(prefix="orderd-stubs-")
+    runner = Runner()
+    try:
+        python_stubs(stubs)
+        cluster.start_infra()
+        o = cluster.start_orderd("--grpc-max-connections", str(TOTAL), "--grpc-max-connections-per-client",
+                                 str(PER_CLIENT), "--grpc-idle-timeout-ms", str(IDLE_MS),
+                                 "--grpc-max-resets-per-second", str(RESETS), "--grpc-reset-ban-ms", "3000")
+        runner.run("connection limits: per client address and in all; closes are seen", test_connection_limits, o)
+        runner.run("an idle connection gets GOAWAY and is closed after the idle timeout", test_idle_timeout, o)
+        runner.run("rapid reset: the connection is closed", test_rapid_reset, o)
+        runner.run("rapid reset: the address waits out the ban, others are served", test_reset_ban, o)
+        o.stop()
+        tokens = os.path.join(cluster.dir, "tokens")
+        token_file(tokens)
+        auth = ("--auth", "required", "--auth-tokens", tokens)
+        o_auth = cluster.start_orderd(*auth)
+        o_on = cluster.start_orderd(*auth, "--grpc-reflection", "on")
+        o_off = cluster.start_orderd(*auth, "--grpc-reflection", "off")
+        runner.run("reflection: token required (any role) by default, on, off", test_reflection_auth, o_auth, o_on, o_off)
+        for x in (o_auth, o_on, o_off):
+            x.stop()
+        f = cluster.start_orderd()  # the default limits
+        runner.run("PlaceOrder p99 under connection flood and rapid reset", test_p99_under_attacks, f)
+    except Exception as e:  # noqa: BLE001
+        import traceback
+        traceback.print_exc()
+        runner.failed += 1
+        print(f"FAIL setup: {e}")
+    finally:
+        cluster.stop()
+    sys.exit(runner.finish())
+
+
+if __name__ == "__main__":
+    main()
