@@ -139,8 +139,7 @@ static int scan(const ProtobufCMessageDescriptor *d, const uint8_t *data, size_t
         x.end = at;
         x.f = protobuf_c_message_descriptor_get_field(d, (unsigned)(tag >> 3));
         x.is_msg = x.f && x.f->type == PROTOBUF_C_TYPE_MESSAGE && (tag & 7) == 2;
-        if (n == cap) o = realloc(o, (cap *= 2) * sizeof *o);
-        if (!o) abort();
+        if (n == cap) o = es_xrealloc(o, (cap *= 2) * sizeof *o);
         o[n++] = x;
     }
     *out = o;

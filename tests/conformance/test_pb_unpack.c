@@ -212,6 +212,25 @@ static void test_everything_else_as_protobuf_c(void **s)
     protobuf_c_message_free_unpacked(&empty->base, NULL);
 }
 
+/* The rewrite keeps every other occurrence, in order: 40 repeated_int32 values (unpacked, more
+ * than the scanner's first allocation holds) around two occurrences of the joined field. */
+static void test_many_fields_around_the_merge(void **s)
+{
+    (void)s;
+    wire w = {0}, a = nested_corecursive(1, 1, 0, 0, 0, 0), b = nested_corecursive(2, 2, 0, 0, 0, 0);
+    for (int i = 0; i < 20; i++) put_int(&w, 31, (uint64_t)i);
+    put_sub(&w, 18, &a);
+    for (int i = 20; i < 40; i++) put_int(&w, 31, (uint64_t)i);
+    put_sub(&w, 18, &b);
+    T3 *m = (T3 *)es_pb_unpack(T3_DESC, NULL, w.n, w.b);
+    assert_non_null(m);
+    assert_int_equal(m->n_repeated_int32, 40);
+    for (int i = 0; i < 40; i++) assert_int_equal(m->repeated_int32[i], i);
+    assert_int_equal(m->optional_nested_message->corecursive->optional_int32, 1);
+    assert_int_equal(m->optional_nested_message->corecursive->optional_int64, 2);
+    protobuf_c_message_free_unpacked(&m->base, NULL);
+}
+
 /* Only types from which a oneof is reachable are scanned; the answer is cached. */
 static void test_which_types_are_scanned(void **s)
 {
@@ -259,6 +278,7 @@ int main(void)
         cmocka_unit_test(test_oneof_other_member_replaces),
         cmocka_unit_test(test_repeat_inside_repeated_and_map_values),
         cmocka_unit_test(test_everything_else_as_protobuf_c),
+        cmocka_unit_test(test_many_fields_around_the_merge),
         cmocka_unit_test(test_which_types_are_scanned),
         cmocka_unit_test(test_depth_limit),
     };
