@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "es/arena.h"
+#include "es/clock.h"
 #include "es/uuid.h"
 #include "state_cache.h"
 
