@@ -62,6 +62,9 @@ struct loop_thread {
     size_t inflight;                      /* calls submitted from this loop, not yet answered */
     h2o_linklist_t conns;                 /* conn_track of every open connection */
     int draining, exit, reads_closed, forced;
+    h2o_linklist_t refusals;              /* refused connections lingering after their 503 */
+    size_t n_refusals;
+    h2o_timeout_t refusal_timeout;
     h2o_timeout_t watch_timeout;          /* the periodic limit check (http_limits.c) */
     h2o_timeout_entry_t watch_entry;
     int64_t drain_deadline_us;   /* es_mono_us() */

@@ -45,6 +45,47 @@ void es__http_on_sock_close(void *data)
 /* A connection above max_connections: a canned 503 on plain HTTP (TLS would need a handshake
  * first), then closed at once. Whatever the client already sent is read and dropped first, so
  * the close is a FIN rather than a reset that could destroy the answer in flight. */
+/* A refused connection after its 503: kept open, its input read and dropped, until the client
+ * closes or the linger time passes. Closing at once would reset a connection whose request
+ * arrives after the close, and the client would lose the answer. */
+typedef struct refusal {
+    h2o_linklist_t link;
+    h2o_socket_t *sock;
+    h2o_timeout_entry_t timer;
+    loop_thread *t;
+} refusal;
+
+static void refusal_close(refusal *r)
+{
+    h2o_linklist_unlink(&r->link);
+    if (h2o_timeout_is_linked(&r->timer))
+        h2o_timeout_unlink(&r->timer);
+    r->t->n_refusals--;
+    h2o_socket_close(r->sock);
+    free(r);
+}
+
+static void on_refusal_read(h2o_socket_t *sock, const char *err)
+{
+    refusal *r = sock->data;
+    if (err) {
+        refusal_close(r);   /* the client closed: done */
+        return;
+    }
+    h2o_buffer_consume(&sock->input, sock->input->size);
+}
+
+static void on_refusal_timeout(h2o_timeout_entry_t *entry)
+{
+    refusal_close(H2O_STRUCT_FROM_MEMBER(refusal, timer, entry));
+}
+
+static void close_refusals(loop_thread *t)
+{
+    while (!h2o_linklist_is_empty(&t->refusals))
+        refusal_close(H2O_STRUCT_FROM_MEMBER(refusal, link, t->refusals.next));
+}
+
 static void refuse_connection(loop_thread *t, h2o_socket_t *sock, const char *why, const char *label)
 {
     es_http_server *s = t->srv;
@@ -64,6 +105,20 @@ static void refuse_connection(loop_thread *t, h2o_socket_t *sock, const char *wh
         shutdown(fd, SHUT_WR);
     }
     es__http_count_refused(s, label, 503);
+    /* Lingering refusals are bounded like connections (max_connections per loop) and in time
+     * (request_timeout_ms, at most 1 s); beyond either the close is immediate. */
+    if (!s->ssl_ctx && !t->draining && t->n_refusals < s->cfg.max_connections) {
+        refusal *r = es_xcalloc(1, sizeof *r);
+        r->sock = sock;
+        r->t = t;
+        r->timer.cb = on_refusal_timeout;
+        h2o_linklist_insert(&t->refusals, &r->link);
+        t->n_refusals++;
+        sock->data = r;
+        h2o_timeout_link(t->loop, &t->refusal_timeout, &r->timer);
+        h2o_socket_read_start(sock, on_refusal_read);
+        return;
+    }
     h2o_socket_close(sock);
 }
 
@@ -120,6 +175,7 @@ static void on_stop_message(h2o_multithread_receiver_t *rx, h2o_linklist_t *mess
     if (t->draining)
         return;
     t->draining = 1;
+    close_refusals(t);
     if (t->listener) {
         h2o_socket_read_stop(t->listener);
         h2o_socket_close(t->listener);  /* closes listen_fd too */
@@ -149,6 +205,8 @@ static void loop_setup(loop_thread *t)
     t->listener = h2o_evloop_socket_create(t->loop, t->listen_fd, H2O_SOCKET_FLAG_DONT_READ);
     t->listener->data = t;
     h2o_socket_read_start(t->listener, on_accept);
+    h2o_linklist_init_anchor(&t->refusals);
+    h2o_timeout_init(t->loop, &t->refusal_timeout, s->cfg.request_timeout_ms < 1000 ? s->cfg.request_timeout_ms : 1000);
     es__http_watch_start(t);
 }
 
@@ -182,6 +240,8 @@ static void *loop_main(void *arg)
         }
     }
     es__http_watch_stop(t);
+    close_refusals(t);
+    h2o_timeout_dispose(t->loop, &t->refusal_timeout);
     return NULL;
 }
 
