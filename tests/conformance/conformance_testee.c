@@ -1,10 +1,11 @@
-/* conformance-testee: the program protobuf's conformance_test_runner drives (issue 8).
+/* conformance-testee: the program protobuf's conformance_test_runner drives.
  *
  * Protocol: read until EOF a 4-byte little-endian length and a serialized
  * conformance.ConformanceRequest; answer each with the same framing and a
- * conformance.ConformanceResponse on stdout. Binary goes through protobuf-c, JSON through the
- * runtime's codec (es/json.h). Exit 0 at EOF, 1 on a broken frame (the runner treats that as a
- * crash, which it is: the stream is out of sync). */
+ * conformance.ConformanceResponse on stdout. Binary goes through protobuf-c (read through
+ * es_pb_unpack, es/pb_unpack.h), JSON through the runtime's codec (es/json.h). Exit 0 at EOF,
+ * 1 on a broken frame (the runner treats that as a crash, which it is: the stream is out of
+ * sync). */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
