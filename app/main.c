@@ -423,7 +423,7 @@ static int start(app *a)
     if (es_http_server_start(a->http, &err) != ES_OK)
         goto fail;
     if (cfg->metrics_listen[0]) {
-        es_http_config mc = {.address = cfg->metrics_listen, .threads = 1, .max_connections = 64,
+        es_http_config mc = {.address = cfg->metrics_listen, .threads = 1,
                              .tls_cert_file = cert, .tls_key_file = key};
         if (!(a->metrics_http = es_http_server_new(&mc, a->dispatcher, &err)))
             goto fail;
