@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+extern char **environ;
+
 typedef struct key {
     const char *name;               /* flag name; the variable is ORDERD_<NAME> with '-' -> '_' */
     int is_int;
@@ -72,6 +74,8 @@ static const key keys[] = {
     {"max-waiting-reads", IR(max_waiting_reads, 1, 1000000), "1024", "reads waiting for min_version at once (parked without a thread); more are answered 429 RESOURCE_EXHAUSTED"},
     {"waiting-read-recheck-ms", IR(waiting_read_recheck_ms, 1, 60000), "50", "first re-check of a waiting read without a commit wake-up (read model kept by another instance), doubling to 8x"},
     {"waiting-read-reruns", IR(waiting_read_reruns, 1, 4096), "4", "woken waiting reads run again at most this many at once (new calls go first)"},
+    {"page-token-key", S(page_token_key), "", "secret that signs ListOrders page tokens (HMAC-SHA-256); give every instance the same one. Empty: a random key per process (tokens do not survive a restart or cross instances)"},
+    {"idempotency-retention-s", I(idempotency_retention_s), "86400", "how long a client's Idempotency-Key / request_id is kept: within it a repeat returns the first result (or 409 with another body); after it the key may be used again"},
     {"auth", S(auth), "required", "required: every call needs a bearer token from --auth-tokens; disabled: no authentication (development only)"},
     {"auth-tokens", S(auth_tokens), "", "token file: \"<sha256 hex of token> <customer|vendor|payments|admin> <principal>\" per line"},
     {"tls-cert", S(tls_cert), "", "PEM certificate chain: HTTP and gRPC serve TLS when set with --tls-key"},
@@ -123,6 +127,38 @@ void orderd_config_free(orderd_config *cfg)
     n_file_strings = 0;
 }
 
+/* Keeps a string for the config's lifetime (freed by orderd_config_free). */
+static char *keep(const char *s)
+{
+    char *copy = es_xstrdup(s);
+    file_strings = es_xrealloc(file_strings, (n_file_strings + 1) * sizeof *file_strings);
+    file_strings[n_file_strings++] = copy;
+    return copy;
+}
+
+/* Sets librdkafka property prop (a later source replaces an earlier one). */
+static int set_kafka(orderd_config *cfg, const char *prop, const char *v, const char *from)
+{
+    if (!prop[0] || strspn(prop, "abcdefghijklmnopqrstuvwxyz0123456789._") != strlen(prop)) {
+        fprintf(stderr, "orderd: %s: \"kafka.%s\" is not a librdkafka property name\n", from, prop);
+        return -1;
+    }
+    for (int i = 0; i < cfg->n_kafka_props; i++)
+        if (strcmp(cfg->kafka_props[2 * i], prop) == 0) {
+            cfg->kafka_props[2 * i + 1] = keep(v);
+            return 0;
+        }
+    if (cfg->n_kafka_props >= ORDERD_MAX_KAFKA_PROPS) {
+        fprintf(stderr, "orderd: %s: more than %d kafka.* properties\n", from, ORDERD_MAX_KAFKA_PROPS);
+        return -1;
+    }
+    cfg->kafka_props[2 * cfg->n_kafka_props] = keep(prop);
+    cfg->kafka_props[2 * cfg->n_kafka_props + 1] = keep(v);
+    cfg->n_kafka_props++;
+    cfg->kafka_props[2 * cfg->n_kafka_props] = NULL;
+    return 0;
+}
+
 /* Reads "key = value" lines ('#' comments, blank lines, optional quotes around the value). */
 static int load_file(orderd_config *cfg, const char *path)
 {
@@ -157,6 +193,15 @@ static int load_file(orderd_config *cfg, const char *path)
             vl -= 2;
         }
         v[vl] = 0;
+        if (strncmp(p, "kafka.", 6) == 0) {
+            char from[2100];
+            snprintf(from, sizeof from, "%s:%d", path, n);
+            if (set_kafka(cfg, p + 6, v, from) != 0) {
+                rc = -1;
+                break;
+            }
+            continue;
+        }
         const key *k = find_key(p);
         if (!k) {
             fprintf(stderr, "orderd: %s:%d: unknown key %s (see --help)\n", path, n, p);
@@ -189,6 +234,9 @@ static void usage(FILE *f)
             fprintf(f, "; %ld to %ld", keys[i].min, keys[i].max);
         fprintf(f, ")\n");
     }
+    fprintf(f, "  --%-22s any librdkafka property for the relay and the consumers (a real cluster's\n"
+               "  %-24s security.protocol, sasl.*, ssl.*, ...); also \"kafka.<property> = value\" in the\n"
+               "  %-24s file and ORDERD_KAFKA__<PROPERTY> (dots as underscores)\n", "kafka.<property> VALUE", "", "");
     fprintf(f, "  --%-22s config file (also ORDERD_CONFIG)\n", "config");
     fprintf(f, "  --%-22s print the effective configuration and exit\n  --%-22s this text\n", "print-config", "help");
 }
@@ -218,7 +266,34 @@ int orderd_config_load(orderd_config *cfg, int argc, char **argv)
         if (v && set(cfg, &keys[i], v, from) != 0)
             return -1;
     }
+    /* ORDERD_KAFKA__SECURITY_PROTOCOL=SASL_SSL sets kafka.security.protocol. */
+    for (char **e = environ; *e; e++) {
+        if (strncmp(*e, "ORDERD_KAFKA__", 14) != 0 || !strchr(*e, '='))
+            continue;
+        char prop[256];
+        size_t n = 0;
+        const char *s = *e + 14;
+        for (; *s != '=' && n < sizeof prop - 1; s++)
+            prop[n++] = *s == '_' ? '.' : (*s >= 'A' && *s <= 'Z') ? (char)(*s + 32) : *s;
+        prop[n] = 0;
+        char from[300];
+        snprintf(from, sizeof from, "environment variable %.*s", (int)(strchr(*e, '=') - *e), *e);
+        if (set_kafka(cfg, prop, strchr(*e, '=') + 1, from) != 0)
+            return -1;
+    }
     for (int a = 1; a < argc; a++) {
+        if (strncmp(argv[a], "--kafka.", 8) == 0) {
+            if (a + 1 >= argc) {
+                fprintf(stderr, "orderd: %s needs a value\n", argv[a]);
+                return -1;
+            }
+            char from[300];
+            snprintf(from, sizeof from, "command-line flag %s", argv[a]);
+            if (set_kafka(cfg, argv[a] + 8, argv[a + 1], from) != 0)
+                return -1;
+            a++;
+            continue;
+        }
         if (strcmp(argv[a], "--help") == 0 || strcmp(argv[a], "-h") == 0) {
             usage(stdout);
             return 1;
@@ -262,6 +337,10 @@ int orderd_config_load(orderd_config *cfg, int argc, char **argv)
             else
                 printf("%s = \"%s\"\n", keys[i].name, *(const char *const *)p);
         }
+        if (cfg->n_kafka_props)
+            printf("\n# librdkafka properties for the relay and the consumers\n");
+        for (int i = 0; i < cfg->n_kafka_props; i++)
+            printf("kafka.%s = \"%s\"\n", cfg->kafka_props[2 * i], cfg->kafka_props[2 * i + 1]);
         return 1;
     }
     return 0;

@@ -3,7 +3,14 @@
 #ifndef ORDERS_CONFIG_H
 #define ORDERS_CONFIG_H
 
+#define ORDERD_MAX_KAFKA_PROPS 64
+
 typedef struct orderd_config {
+    /* librdkafka properties for the relay and the consumers ("key", "value", ..., NULL), from
+     * "kafka.<property>" keys: a config-file line, ORDERD_KAFKA__<PROPERTY> (dots as single
+     * underscores) or --kafka.<property>. */
+    const char *kafka_props[2 * ORDERD_MAX_KAFKA_PROPS + 1];
+    int n_kafka_props;
     const char *pg;                 /* libpq conninfo */
     const char *http_listen;
     const char *grpc_listen;
@@ -51,6 +58,8 @@ typedef struct orderd_config {
     int max_waiting_reads;
     int waiting_read_recheck_ms;
     int waiting_read_reruns;
+    int idempotency_retention_s;
+    const char *page_token_key;
     const char *auth;               /* "required" or "disabled" */
     const char *auth_tokens;        /* token file (hashes, roles, principals) */
     const char *tls_cert;

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <sys/random.h>
 #include <unistd.h>
 
 #include "auth.h"
@@ -20,12 +21,15 @@
 #include "es/grpc_server.h"
 #include "es/http_server.h"
 #include "es/json.h"
+#include "es/kafka_props.h"
 #include "es/log.h"
 #include "es/metrics.h"
 #include "es/migrate.h"
 #include "es/pipeline.h"
 #include "es/projection.h"
+#include "es/projection_shape.h"
 #include "es/relay.h"
+#include "es/sha256.h"
 #include "gateway.h"
 #include "payment_flow.h"
 #include "read_model_impl.h"
@@ -51,6 +55,8 @@ typedef struct app {
     payment_flow flow;
     es_consumer *payment_consumer;
     atomic_int pg_ok, migrated, kafka_ok, stopping;
+    atomic_int shaping;                 /* 1 while a projection is rebuilt at its new shape */
+    _Atomic int64_t shape_done, shape_total;
     pthread_t health_thread;
 } app;
 
@@ -58,6 +64,7 @@ static void *health_loop(void *arg)
 {
     app *a = arg;
     pthread_setname_np(pthread_self(), "orderd-health");
+    unsigned ticks = 0;
     while (!atomic_load(&a->stopping)) {
         es_pg_conn *c;
         es_error err;
@@ -72,6 +79,12 @@ static void *health_loop(void *arg)
         } else {
             atomic_store(&a->kafka_ok, 1);
         }
+        /* Client idempotency keys past their retention give their rows back, once a minute. */
+        if (ok && a->pipeline && ++ticks % 60 == 1) {
+            size_t gone = 0;
+            if (es_store_expire_commands(es_pipeline_store(a->pipeline), 0, &gone, &err) != ES_OK)
+                es_log(ES_LOG_WARN, "orderd", NULL, "expiring idempotency keys: %s", err.message);
+        }
         for (int i = 0; i < 10 && !atomic_load(&a->stopping); i++)
             usleep(100 * 1000);
     }
@@ -83,11 +96,25 @@ static void health(void *data, const es_http_request *req, es_http_response *res
     (void)req;
     app *a = data;
     int pg = atomic_load(&a->pg_ok), mig = atomic_load(&a->migrated), kafka = atomic_load(&a->kafka_ok);
-    int ready = pg && mig && kafka;
+    int shaping = atomic_load(&a->shaping);
+    int ready = pg && mig && kafka && !shaping;
     res->status = ready ? 200 : 503;
     res->content_type = "application/json";
-    es_buf_printf(&res->body, "{\"status\":\"%s\",\"postgres\":%s,\"migrations\":%s,\"kafka\":%s}\n",
-                  ready ? "ok" : "unavailable", pg ? "true" : "false", mig ? "true" : "false", kafka ? "true" : "false");
+    es_buf_printf(&res->body, "{\"status\":\"%s\",\"postgres\":%s,\"migrations\":%s,\"kafka\":%s,\"projections\":%s",
+                  ready ? "ok" : "unavailable", pg ? "true" : "false", mig ? "true" : "false", kafka ? "true" : "false",
+                  shaping ? "false" : "true");
+    if (shaping)
+        es_buf_printf(&res->body, ",\"reason\":\"projection order_summary is being rebuilt at its new shape "
+                                  "(%lld of about %lld events)\"",
+                      (long long)atomic_load(&a->shape_done), (long long)atomic_load(&a->shape_total));
+    es_buf_puts(&res->body, "}\n");
+}
+
+static void shape_progress(void *data, int64_t done, int64_t total)
+{
+    app *a = data;
+    atomic_store(&a->shape_done, done);
+    atomic_store(&a->shape_total, total);
 }
 
 /* Consumer counters, one family at a time across consumers (the text format groups families).
@@ -242,6 +269,15 @@ static void metrics(void *data, const es_http_request *req, es_http_response *re
     static const char *const cn[] = {"projection.order_summary", "payment-flow"};
     consumer_metrics(b, cs, cn, 2);
     pool_metrics(b, a->pool);
+    es_metrics_family(b, "es_projection_rebuilding", "gauge",
+                      "1 while a projection is rebuilt from the event store at its new shape (not ready meanwhile).");
+    es_metrics_sample(b, "es_projection_rebuilding", "projection=\"order_summary\"", atomic_load(&a->shaping));
+    es_metrics_family(b, "es_projection_rebuild_events", "gauge",
+                      "Events folded by the running (or last) shape rebuild, and the events expected.");
+    es_metrics_sample(b, "es_projection_rebuild_events", "projection=\"order_summary\",state=\"done\"",
+                      (double)atomic_load(&a->shape_done));
+    es_metrics_sample(b, "es_projection_rebuild_events", "projection=\"order_summary\",state=\"expected\"",
+                      (double)atomic_load(&a->shape_total));
 }
 
 static void livez(void *data, const es_http_request *req, es_http_response *res)
@@ -309,9 +345,19 @@ static int start(app *a)
     orders_read_model_init(&a->rm, a->pipeline);
     a->qenv.rm = &a->rm.rm;
     a->qenv.min_version_wait_ms = cfg->min_version_wait_ms;
+    if (cfg->page_token_key && cfg->page_token_key[0]) {
+        es_sha256 h;
+        es_sha256_init(&h);
+        es_sha256_update(&h, cfg->page_token_key, strlen(cfg->page_token_key));
+        es_sha256_final(&h, a->qenv.page_key);
+    } else if (getrandom(a->qenv.page_key, sizeof a->qenv.page_key, 0) != (ssize_t)sizeof a->qenv.page_key) {
+        es_error_set(&err, ES_UNAVAILABLE, "page-token-key", "no random bytes for the page-token key");
+        goto fail;
+    }
     static const es_service_def *const services[] = {&orders_v1_service_OrderService};
     es_dispatcher_config dc = {.pipeline = a->pipeline, .json = a->json, .query_app = &a->qenv,
                                .workers = (size_t)cfg->workers, .services = services, .n_services = 1,
+                               .idempotency_retention_s = cfg->idempotency_retention_s,
                                .max_waiting = (size_t)cfg->max_waiting_reads, .recheck_ms = cfg->waiting_read_recheck_ms,
                                .max_reruns = (size_t)cfg->waiting_read_reruns};
     if (cfg->auth_tokens[0]) {
@@ -330,27 +376,24 @@ static int start(app *a)
     const char *bootstrap_file = cfg->kafka_bootstrap_file[0] ? cfg->kafka_bootstrap_file : NULL;
     char fetch_wait[16];
     snprintf(fetch_wait, sizeof fetch_wait, "%d", cfg->consumer_fetch_wait_ms > 0 ? cfg->consumer_fetch_wait_ms : 1);
-    const char *const consumer_props[] = {"fetch.wait.max.ms", fetch_wait, NULL};
+    /* The consumers' own setting first: a kafka.fetch.wait.max.ms from the config replaces it. */
+    const char *consumer_props[2 * ORDERD_MAX_KAFKA_PROPS + 3] = {"fetch.wait.max.ms", fetch_wait};
+    for (int i = 0; i < 2 * cfg->n_kafka_props; i++)
+        consumer_props[2 + i] = cfg->kafka_props[i];
+
     int kafka = bootstrap || bootstrap_file;
     if (!kafka)
         es_log(ES_LOG_WARN, "orderd", NULL, "no Kafka configured (--kafka-bootstrap or --kafka-bootstrap-file): events are stored but not published");
     if (kafka && cfg->relay) {
         es_relay_config rc = {.conninfo = cfg->pg, .bootstrap_servers = bootstrap, .bootstrap_file = bootstrap_file,
-                              .topic = cfg->topic, .partitions = cfg->partitions};
+                              .topic = cfg->topic, .partitions = cfg->partitions, .kafka_props = cfg->kafka_props};
         if (es_relay_start(&rc, &a->relay, &err) != ES_OK)
             goto fail;
     }
     if (kafka && cfg->projections) {
         a->projector = es_projector_new(&orders_v1_projection_order_summary, a->json);
         es_projector_set_upcasters(a->projector, orders_upcasters, orders_n_upcasters);
-        es_consumer_config cc = {.name = "projection.order_summary", .conninfo = cfg->pg, .bootstrap_servers = bootstrap,
-                                 .bootstrap_file = bootstrap_file, .topic = cfg->topic, .kafka_props = consumer_props,
-                                 .handle = es_projector_handle,
-                                 .handle_batch = es_projector_handle_batch,
-                                 .data = a->projector,
-                                 .committed = wake_reads, .committed_data = a->dispatcher};
-        if (es_consumer_start(&cc, &a->projection_consumer, &err) != ES_OK)
-            goto fail;
+        /* Its consumer starts once the servers listen and the table has its current shape (below). */
     }
     if (kafka && cfg->payments) {
         char gerr[256];
@@ -422,6 +465,28 @@ static int start(app *a)
     orders_web_register(a->http); /* the timeline page at / and /openapi.json (app/web.c) */
     if (es_http_server_start(a->http, &err) != ES_OK)
         goto fail;
+    if (a->projector) {
+        /* A table written by an earlier shape is rebuilt from the event store first, while the
+         * servers already take commands; /readyz says so until it is done. */
+        atomic_store(&a->shaping, 1);
+        es_shape_config sc = {.pool = a->pool, .conninfo = cfg->pg, .name = "projection.order_summary",
+                              .projector = a->projector, .def = &orders_v1_projection_order_summary,
+                              .progress = shape_progress, .progress_data = a};
+        es_shape_result sr;
+        if (es_projection_ensure_shape(&sc, &sr, &err) != ES_OK) {
+            atomic_store(&a->shaping, 0);
+            goto fail;
+        }
+        atomic_store(&a->shaping, 0);
+        es_consumer_config cc = {.name = "projection.order_summary", .conninfo = cfg->pg, .bootstrap_servers = bootstrap,
+                                 .bootstrap_file = bootstrap_file, .topic = cfg->topic, .kafka_props = consumer_props,
+                                 .handle = es_projector_handle,
+                                 .handle_batch = es_projector_handle_batch,
+                                 .data = a->projector,
+                                 .committed = wake_reads, .committed_data = a->dispatcher};
+        if (es_consumer_start(&cc, &a->projection_consumer, &err) != ES_OK)
+            goto fail;
+    }
     if (cfg->metrics_listen[0]) {
         es_http_config mc = {.address = cfg->metrics_listen, .threads = 1,
                              .tls_cert_file = cert, .tls_key_file = key};
@@ -471,6 +536,12 @@ int main(int argc, char **argv)
     if (r) {
         orderd_config_free(&a.cfg);
         return r > 0 ? 0 : 2;
+    }
+    es_error kerr = {0};
+    if (es_kafka_props_check(a.cfg.kafka_props, &kerr) != ES_OK) { /* a configuration error, like any other */
+        fprintf(stderr, "orderd: %s\n", kerr.message);
+        orderd_config_free(&a.cfg);
+        return 2;
     }
     sigset_t set;
     sigemptyset(&set);

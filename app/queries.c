@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "es/buf.h"
+#include "es/sha256.h"
 #include "es/upcast.h"
 #include "es/uuid.h"
 #include "upcasters.h"
@@ -41,45 +43,106 @@ int orders_v1_query_GetOrder(es_query_ctx *ctx, const Orders__V1__GetOrderReques
                         req->order_id, r == ES_OK ? (*out)->version : (int64_t)0, req->min_version);
 }
 
-/* Page tokens are opaque to clients: "<created_at µs>.<order_id>" in hex. */
-static char *encode_token(es_arena *a, const Orders__V1__OrderSummary *last)
+/* Page tokens are opaque to clients and cannot be forged: hex of
+ *   version (1) | created_at µs (8, big-endian) | order id (16) | HMAC-SHA-256 (16 of 32)
+ * where the MAC covers those bytes and the list's filters (customer, vendor, status) under the
+ * service's page-token key. A token from another list, another key or edited by hand is
+ * refused with INVALID_ARGUMENT naming page_token before any SQL sees it. */
+#define TOKEN_VERSION 1
+#define TOKEN_BODY 25
+#define TOKEN_MAC 16
+#define TOKEN_LEN (TOKEN_BODY + TOKEN_MAC)
+/* created_at bounds a token may carry: 1970 .. 9999-12-31 (PostgreSQL's timestamptz range is
+ * wider, but no order is placed outside this one). */
+#define TOKEN_MAX_US INT64_C(253402300799999999)
+
+static void token_mac(const orders_query_env *env, const orders_list_query *q, const uint8_t *body, uint8_t out[32])
+{
+    es_buf b;
+    es_buf_init(&b);
+    es_buf_append(&b, body, TOKEN_BODY);
+    const char *parts[3] = {q->customer_id, q->vendor_id, q->status};
+    for (int i = 0; i < 3; i++) {
+        const char *v = parts[i] ? parts[i] : "";
+        char len[24];
+        int n = snprintf(len, sizeof len, "%zu:", strlen(v));
+        es_buf_append(&b, len, (size_t)n);
+        es_buf_append(&b, v, strlen(v));
+    }
+    es_hmac_sha256(env->page_key, sizeof env->page_key, b.data, b.len, out);
+    es_buf_free(&b);
+}
+
+static char *encode_token(const orders_query_env *env, es_arena *a, const orders_list_query *q,
+                          const Orders__V1__OrderSummary *last)
 {
     int64_t us = last->created_at ? last->created_at->seconds * 1000000 + last->created_at->nanos / 1000 : 0;
-    char raw[128];
-    int n = snprintf(raw, sizeof raw, "%" PRId64 ".%s", us, last->order_id);
-    char *tok = es_arena_alloc(a, (size_t)n * 2 + 1);
-    for (int i = 0; i < n; i++)
-        snprintf(tok + 2 * i, 3, "%02x", (unsigned char)raw[i]);
+    uint8_t t[TOKEN_LEN], mac[32];
+    t[0] = TOKEN_VERSION;
+    for (int i = 0; i < 8; i++)
+        t[1 + i] = (uint8_t)((uint64_t)us >> (56 - 8 * i));
+    if (!es_uuid_parse(last->order_id, t + 9))
+        memset(t + 9, 0, 16);
+    token_mac(env, q, t, mac);
+    memcpy(t + TOKEN_BODY, mac, TOKEN_MAC);
+    char *tok = es_arena_alloc(a, 2 * TOKEN_LEN + 1);
+    static const char hex[] = "0123456789abcdef";
+    for (int i = 0; i < TOKEN_LEN; i++) {
+        tok[2 * i] = hex[t[i] >> 4];
+        tok[2 * i + 1] = hex[t[i] & 15];
+    }
+    tok[2 * TOKEN_LEN] = 0;
     return tok;
 }
 
-static int decode_token(es_arena *a, const char *tok, orders_list_query *q, es_error *err)
+static int hexval(char c)
 {
-    size_t n = strlen(tok);
-    char raw[128];
-    if (n % 2 || n / 2 >= sizeof raw)
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+static int decode_token(const orders_query_env *env, es_arena *a, const char *tok, orders_list_query *q, es_error *err)
+{
+    uint8_t t[TOKEN_LEN], mac[32];
+    if (strlen(tok) != 2 * TOKEN_LEN)
         goto bad;
-    for (size_t i = 0; i < n / 2; i++) {
-        unsigned v;
-        if (sscanf(tok + 2 * i, "%2x", &v) != 1)
+    for (int i = 0; i < TOKEN_LEN; i++) {
+        int hi = hexval(tok[2 * i]), lo = hexval(tok[2 * i + 1]);
+        if (hi < 0 || lo < 0)
             goto bad;
-        raw[i] = (char)v;
+        t[i] = (uint8_t)(hi << 4 | lo);
     }
-    raw[n / 2] = 0;
-    char *dot = strchr(raw, '.');
-    if (!dot || dot == raw)
+    if (t[0] != TOKEN_VERSION)
         goto bad;
-    *dot = 0;
-    char *end;
-    long long us = strtoll(raw, &end, 10);
-    if (*end || !es_uuid_valid(dot + 1))
+    token_mac(env, q, t, mac);
+    /* Compared in constant time: the comparison must not tell a forger how many bytes match. */
+    uint8_t diff = 0;
+    for (int i = 0; i < TOKEN_MAC; i++)
+        diff |= (uint8_t)(mac[i] ^ t[TOKEN_BODY + i]);
+    if (diff)
         goto bad;
+    uint64_t u = 0;
+    for (int i = 0; i < 8; i++)
+        u = u << 8 | t[1 + i];
+    int64_t us = (int64_t)u;
+    if (us < 0 || us > TOKEN_MAX_US)
+        goto bad;
+    char *id = es_arena_alloc(a, ES_UUID_STRLEN + 1);
+    static const char hex[] = "0123456789abcdef";
+    char *o = id;
+    for (int i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10) *o++ = '-';
+        *o++ = hex[t[9 + i] >> 4];
+        *o++ = hex[t[9 + i] & 15];
+    }
+    *o = 0;
     q->has_after = 1;
     q->after_created_us = us;
-    q->after_order_id = es_arena_strdup(a, dot + 1);
+    q->after_order_id = id;
     return ES_OK;
 bad:
-    return es_error_set(err, ES_INVALID_ARGUMENT, "page_token", "page_token is not a token this service issued");
+    return es_error_set(err, ES_INVALID_ARGUMENT, "page_token",
+                        "page_token is not a token this service issued for this list (it may come from another "
+                        "list, another page-token key, or have been altered)");
 }
 
 int orders_v1_query_ListOrders(es_query_ctx *ctx, const Orders__V1__ListOrdersRequest *req,
@@ -97,7 +160,7 @@ int orders_v1_query_ListOrders(es_query_ctx *ctx, const Orders__V1__ListOrdersRe
     if (req->page_token && req->page_token[0]) {
         if (req->offset)
             return es_error_set(err, ES_INVALID_ARGUMENT, "offset", "offset and page_token cannot be combined");
-        int r = decode_token(ctx->arena, req->page_token, &q, err);
+        int r = decode_token(env, ctx->arena, req->page_token, &q, err);
         if (r)
             return r;
     } else {
@@ -115,7 +178,7 @@ int orders_v1_query_ListOrders(es_query_ctx *ctx, const Orders__V1__ListOrdersRe
     resp->n_orders = n > want ? want : n;
     resp->orders = rows;
     if (n > want)
-        resp->next_page_token = encode_token(ctx->arena, rows[want - 1]);
+        resp->next_page_token = encode_token(env, ctx->arena, &q, rows[want - 1]);
     *out = resp;
     return ES_OK;
 }

@@ -12,6 +12,7 @@
 #include "es/metrics.h"
 #include "es/uuid.h"
 #include "es/waiters.h"
+#include "idempotency.h"
 
 #define MAX_METHODS 128
 /* run_query's "the call is parked": not an es_status (those are 0 or negative). */
@@ -151,6 +152,10 @@ static int run_call(dispatcher *d, es_call *call, es_error *err)
     const es_method_def *m = call->method;
     const char *actor = "";
     int rc;
+    /* One identity per entity: ids are rewritten to their canonical spelling before the owner
+     * check reads them, so that no other spelling can pass it and then match another row. */
+    if (m->canonicalize)
+        m->canonicalize(call->request);
     if (d->cfg.authorize && (rc = d->cfg.authorize(d->cfg.authorize_data, call, &actor, err)) != ES_OK)
         return rc;
     if (m->command) {
@@ -159,7 +164,23 @@ static int run_call(dispatcher *d, es_call *call, es_error *err)
         if (key && rid[0] && strcmp(key, rid) != 0)
             return es_error_set(err, ES_INVALID_ARGUMENT, "request_id",
                                 "request_id \"%s\" differs from the Idempotency-Key header \"%s\"", rid, key);
-        es_command_meta meta = {key ? key : rid, call->correlation_id, NULL, actor};
+        const char *client_key = key ? key : rid[0] ? rid : NULL;
+        es_command_meta meta = {.correlation_id = call->correlation_id, .actor = actor};
+        char scoped[ES_UUID_STRLEN + 1];
+        uint8_t fingerprint[32];
+        if (client_key) {
+            if (strlen(client_key) > ES_IDEMPOTENCY_KEY_MAX)
+                return es_error_set(err, ES_INVALID_ARGUMENT, key ? "idempotency_key" : "request_id",
+                                    "an idempotency key has at most %d characters", ES_IDEMPOTENCY_KEY_MAX);
+            /* The key is the caller's: looked up with the principal and the method, and tied to
+             * the request it first came with (docs/ARCHITECTURE.md, "idempotency"). */
+            es__idem_scope(actor, m->grpc_path, client_key, scoped);
+            es__idem_fingerprint(call->request, rid, &call->arena, fingerprint);
+            meta.command_id = scoped;
+            meta.request_hash = fingerprint;
+            meta.request_hash_len = sizeof fingerprint;
+            meta.retention_s = d->cfg.idempotency_retention_s > 0 ? d->cfg.idempotency_retention_s : 86400;
+        }
         es_command_result res;
         if ((rc = es_pipeline_execute(d->cfg.pipeline, m->command, call->request, &meta, &res, err)) != ES_OK)
             return rc;

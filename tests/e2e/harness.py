@@ -57,7 +57,8 @@ class Cluster:
         self.bootstrap = subprocess.run([f"{ROOT}/scripts/kafka-mock.sh", "start", f"{self.dir}/kafka"],
                                         check=True, capture_output=True, text=True, env=env).stdout.strip()
 
-    def start_orderd(self, *extra, https=False, cafile=None):
+    def start_orderd(self, *extra, https=False, cafile=None, ready=True):
+        """Starts orderd and waits for /healthz to answer 200 (ready=False: for /livez only)."""
         http, grpc_port = free_port(), free_port()
         log = open(os.path.join(self.dir, f"orderd-{http}.log"), "w")
         args = [self.orderd_bin, "--pg", self.pg, "--kafka-bootstrap-file", self.bootstrap_file,
@@ -67,7 +68,7 @@ class Cluster:
         p = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
         inst = Orderd(p, http, grpc_port, log.name, https=https, cafile=cafile)
         self.procs.append(inst)
-        inst.wait_ready()
+        inst.wait_ready(path="/healthz" if ready else "/livez")
         return inst
 
     def psql(self, sql):
@@ -92,13 +93,13 @@ class Orderd:
             import ssl
             self.ctx = ssl.create_default_context(cafile=cafile)
 
-    def wait_ready(self, timeout=90):
+    def wait_ready(self, timeout=90, path="/healthz"):
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"orderd exited with {self.proc.returncode}:\n" + open(self.log).read()[-3000:])
             try:
-                status, _ = self.request("GET", "/healthz")
+                status, _ = self.request("GET", path)
                 if status == 200:
                     return
             except OSError:

@@ -24,6 +24,7 @@ typedef struct es_dispatcher_config {
     size_t queue;                    /* calls waiting for a worker (0: 4096); beyond: RESOURCE_EXHAUSTED */
     es_authorize_fn authorize;       /* NULL: everyone may call everything */
     void *authorize_data;
+    int64_t idempotency_retention_s; /* how long a client's idempotency key is kept (0: 86400) */
     const es_service_def *const *services; /* methods counted per name in the metrics */
     size_t n_services;
     /* Queries that ask to wait (es_query_ctx.wait) are parked without a thread: */
