@@ -2,7 +2,6 @@
  * at a time, rows written with one COPY, all in one transaction. See es/projection_rebuild.h. */
 #include "es/projection_rebuild.h"
 
-#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,7 +10,8 @@
 #include <libpq-fe.h>
 
 #include "es/buf.h"
-#include "es/pg_pool.h"
+#include "es/pg_copy.h"
+#include "es/pg_session.h"
 
 #define FLUSH_AT (256 * 1024)       /* COPY data sent to W in pieces of about this size */
 #define PROGRESS_EVERY 16384        /* events between progress calls */
@@ -20,7 +20,8 @@ typedef struct rebuild {
     const es_rebuild_config *cfg;
     const es_projection_def *def;
     const es_aggregate_def *agg;
-    PGconn *w, *r;
+    es_pg_session *ws, *rs;         /* the writer W and the reader R */
+    PGconn *w, *r;                  /* their connections */
     es_error *err;
     /* The stream being folded: its id (own copy), state (protobuf-c heap) and version. */
     es_buf sid;
@@ -42,42 +43,23 @@ typedef struct rebuild {
     es_buf versions;                /* COPY text of the consumer's (consumer, stream, version) */
     es_buf name;                    /* the consumer name, escaped for COPY text */
     int64_t done, total, nrows;
-    /* Binary COPY parsing: bytes of an incomplete tuple carried to the next message. */
-    es_buf pend;
-    int header_seen, trailer_seen;
 } rebuild;
 
-/* ---- COPY text format ---------------------------------------------------------------------- */
+/* ---- column encodings ---------------------------------------------------------------------- */
 
-/* Appends s[0..n) escaped for COPY's text format: the delimiter (tab), the row end (newline,
- * CR) and the escape character itself (backslash) are the only bytes with a meaning. Runs of
- * plain bytes are copied whole (most values have none to escape). */
-static void copy_escape(es_buf *b, const char *s, size_t n)
-{
-    es_buf_reserve(b, 2 * n);
-    char *o = b->data + b->len;
-    size_t i = 0;
-    while (i < n) {
-        size_t run = strcspn(s + i, "\\\t\n\r");
-        if (run > n - i)
-            run = n - i;
-        memcpy(o, s + i, run);
-        o += run;
-        i += run;
-        if (i >= n)
-            break;
-        char c = s[i++];
-        *o++ = '\\';
-        *o++ = c == '\t' ? 't' : c == '\n' ? 'n' : c == '\r' ? 'r' : '\\';
-    }
-    b->len = (size_t)(o - b->data);
-    b->data[b->len] = 0;
-}
-
-/* ---- COPY binary format ------------------------------------------------------------------- */
-
-/* How a column's text (from es__projector_row_text) becomes its binary COPY value. */
-enum { K_TEXT, K_UUID, K_INT4, K_INT8, K_BOOL, K_FLOAT4, K_FLOAT8, K_JSONB, K_BYTEA, K_TIMESTAMPTZ, K_UNKNOWN };
+/* How a column's text (from es__projector_row_text) becomes its binary COPY value: an
+ * es_pg_copy_type, or K_UNKNOWN. */
+#define K_UNKNOWN 0xff
+#define K_TEXT ES_PG_COPY_TEXT
+#define K_UUID ES_PG_COPY_UUID
+#define K_INT4 ES_PG_COPY_INT4
+#define K_INT8 ES_PG_COPY_INT8
+#define K_BOOL ES_PG_COPY_BOOL
+#define K_FLOAT4 ES_PG_COPY_FLOAT4
+#define K_FLOAT8 ES_PG_COPY_FLOAT8
+#define K_JSONB ES_PG_COPY_JSONB
+#define K_BYTEA ES_PG_COPY_BYTEA
+#define K_TIMESTAMPTZ ES_PG_COPY_TIMESTAMPTZ
 
 /* The encoding for a column of sql_type filled from field f, or K_UNKNOWN: only pairs whose text
  * form es__projector_row_text is known to produce are encoded (a custom sql_type on a string
@@ -118,162 +100,6 @@ static int column_kind(const char *sql_type, const ProtobufCFieldDescriptor *f)
     }
 }
 
-static void put_be(es_buf *b, uint64_t v, int bytes)
-{
-    char x[8];
-    for (int i = 0; i < bytes; i++)
-        x[i] = (char)(v >> (8 * (bytes - 1 - i)));
-    es_buf_append(b, x, (size_t)bytes);
-}
-
-static int hexval(int c)
-{
-    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
-}
-
-/* Days since 1970-01-01 of a proleptic Gregorian date. */
-static int64_t days_from_civil(int64_t y, int m, int d)
-{
-    y -= m <= 2;
-    int64_t era = (y >= 0 ? y : y - 399) / 400;
-    int64_t yoe = y - era * 400;
-    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + doe - 719468;
-}
-
-/* Reads n decimal digits; -1 when one is not a digit. */
-static int digits(const char *s, int n)
-{
-    int v = 0;
-    for (int i = 0; i < n; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return -1;
-        v = v * 10 + (s[i] - '0');
-    }
-    return v;
-}
-
-/* Appends one non-NULL value (length word and bytes) in kind's binary form; ES_INVALID_ARGUMENT
- * when the text is not what the type reads (the live projector's statement would fail on it
- * too). */
-static int put_binary(es_buf *b, int kind, const char *v)
-{
-    size_t n = strlen(v);
-    switch (kind) {
-    case K_TEXT:
-        put_be(b, n, 4);
-        es_buf_append(b, v, n);
-        return ES_OK;
-    case K_JSONB:
-        put_be(b, n + 1, 4);
-        es_buf_putc(b, 1); /* jsonb's binary format: version 1, then the JSON text */
-        es_buf_append(b, v, n);
-        return ES_OK;
-    case K_UUID: {
-        /* uuid_in's forms: optional braces, hyphens only between groups of four digits. */
-        unsigned char u[16];
-        size_t i = 0, nd = 0, end = n;
-        if (n && v[0] == '{') {
-            if (v[n - 1] != '}')
-                return ES_INVALID_ARGUMENT;
-            i = 1;
-            end = n - 1;
-        }
-        for (; i < end; i++) {
-            if (v[i] == '-' && nd && nd < 32 && nd % 4 == 0 && i + 1 < end && v[i + 1] != '-')
-                continue;
-            int h = hexval(v[i]);
-            if (h < 0 || nd >= 32)
-                return ES_INVALID_ARGUMENT;
-            if (nd % 2 == 0)
-                u[nd / 2] = (unsigned char)(h << 4);
-            else
-                u[nd / 2] |= (unsigned char)h;
-            nd++;
-        }
-        if (nd != 32)
-            return ES_INVALID_ARGUMENT;
-        put_be(b, 16, 4);
-        es_buf_append(b, u, 16);
-        return ES_OK;
-    }
-    case K_INT4:
-    case K_INT8: {
-        char *e;
-        errno = 0;
-        long long x = strtoll(v, &e, 10);
-        if (!n || *e || errno || (kind == K_INT4 && (x < INT32_MIN || x > INT32_MAX)))
-            return ES_INVALID_ARGUMENT;
-        put_be(b, kind == K_INT4 ? 4 : 8, 4);
-        put_be(b, (uint64_t)x, kind == K_INT4 ? 4 : 8);
-        return ES_OK;
-    }
-    case K_BOOL:
-        if (strcmp(v, "true") && strcmp(v, "false"))
-            return ES_INVALID_ARGUMENT;
-        put_be(b, 1, 4);
-        es_buf_putc(b, v[0] == 't');
-        return ES_OK;
-    case K_FLOAT4: {
-        char *e;
-        float f = strtof(v, &e);
-        uint32_t bits;
-        if (!n || *e)
-            return ES_INVALID_ARGUMENT;
-        memcpy(&bits, &f, 4);
-        put_be(b, 4, 4);
-        put_be(b, bits, 4);
-        return ES_OK;
-    }
-    case K_FLOAT8: {
-        char *e;
-        double d = strtod(v, &e);
-        uint64_t bits;
-        if (!n || *e)
-            return ES_INVALID_ARGUMENT;
-        memcpy(&bits, &d, 8);
-        put_be(b, 8, 4);
-        put_be(b, bits, 8);
-        return ES_OK;
-    }
-    case K_BYTEA: {
-        if (n < 2 || v[0] != '\\' || v[1] != 'x' || n % 2)
-            return ES_INVALID_ARGUMENT;
-        size_t len = (n - 2) / 2;
-        put_be(b, len, 4);
-        es_buf_reserve(b, len);
-        unsigned char *o = (unsigned char *)b->data + b->len;
-        for (size_t i = 0; i < len; i++) {
-            int h = hexval(v[2 + 2 * i]), l = hexval(v[3 + 2 * i]);
-            if (h < 0 || l < 0)
-                return ES_INVALID_ARGUMENT;
-            o[i] = (unsigned char)(h << 4 | l);
-        }
-        b->len += len;
-        b->data[b->len] = 0;
-        return ES_OK;
-    }
-    case K_TIMESTAMPTZ: {
-        /* es_rfc3339_us's form, YYYY-MM-DDTHH:MM:SS.ffffffZ; binary timestamptz counts
-         * microseconds from 2000-01-01 UTC. */
-        int y = n == 27 ? digits(v, 4) : -1, mo = digits(v + 5, 2), d = digits(v + 8, 2), h = digits(v + 11, 2),
-            mi = digits(v + 14, 2), se = digits(v + 17, 2), us = digits(v + 20, 6);
-        if (y < 0 || mo < 1 || mo > 12 || d < 1 || d > 31 || h < 0 || h > 23 || mi < 0 || mi > 59 || se < 0 ||
-            se > 60 || us < 0 || v[4] != '-' || v[7] != '-' || v[10] != 'T' || v[13] != ':' || v[16] != ':' ||
-            v[19] != '.' || v[26] != 'Z')
-            return ES_INVALID_ARGUMENT;
-        int64_t t = ((days_from_civil(y, mo, d) * 24 + h) * 60 + mi) * 60 + se;
-        t = t * 1000000 + us - INT64_C(946684800000000);
-        put_be(b, 8, 4);
-        put_be(b, (uint64_t)t, 8);
-        return ES_OK;
-    }
-    default:
-        return ES_INVALID_ARGUMENT;
-    }
-}
-
 /* Sends b to W's open COPY and empties it. */
 static int send_copy(rebuild *rb, es_buf *b)
 {
@@ -298,11 +124,11 @@ static int finish_stream(rebuild *rb)
     if (rc != ES_OK)
         return rc;
     if (rb->binary) {
-        put_be(&rb->rows, rb->nparams, 2);
+        es_pg_copy_binary_tuple(&rb->rows, (uint16_t)rb->nparams);
         for (size_t i = 0; i < rb->nparams; i++) {
             if (!rb->params[i])
-                put_be(&rb->rows, 0xffffffffu, 4);
-            else if (put_binary(&rb->rows, rb->kinds[i], rb->params[i]) != ES_OK)
+                es_pg_copy_binary_null(&rb->rows);
+            else if (es_pg_copy_binary_value(&rb->rows, (es_pg_copy_type)rb->kinds[i], rb->params[i]) != ES_OK)
                 return es_error_set(rb->err, ES_INVALID_ARGUMENT, "",
                                     "rebuild %s: stream %s: column %s: \"%.100s\" is not a valid value", rb->def->name,
                                     rb->sid.data, i + 1 < rb->nparams ? rb->def->columns[i].column : "es_state",
@@ -313,7 +139,7 @@ static int finish_stream(rebuild *rb)
             if (i)
                 es_buf_putc(&rb->rows, '\t');
             if (rb->params[i])
-                copy_escape(&rb->rows, rb->params[i], strlen(rb->params[i]));
+                es_pg_copy_text_escape(&rb->rows, rb->params[i], strlen(rb->params[i]));
             else
                 es_buf_append(&rb->rows, "\\N", 2);
         }
@@ -323,7 +149,7 @@ static int finish_stream(rebuild *rb)
     int vn = snprintf(v, sizeof v, "\t%" PRId64 "\n", rb->version);
     es_buf_append(&rb->versions, rb->name.data, rb->name.len);
     es_buf_putc(&rb->versions, '\t');
-    copy_escape(&rb->versions, rb->sid.data, rb->sid.len);
+    es_pg_copy_text_escape(&rb->versions, rb->sid.data, rb->sid.len);
     es_buf_append(&rb->versions, v, (size_t)vn);
     protobuf_c_message_free_unpacked(rb->state, NULL);
     rb->state = NULL;
@@ -391,117 +217,51 @@ static int on_event(rebuild *rb, const char *sid, size_t sid_len, int64_t versio
     return ES_OK;
 }
 
-/* ---- binary COPY parsing ------------------------------------------------------------------- */
+/* ---- reading the events ------------------------------------------------------------------- */
 
-static uint32_t be32(const unsigned char *p)
+/* One tuple of R's COPY: stream_id, version, event_type, schema_version, payload. */
+static int on_tuple(void *data, const unsigned char *const *f, const size_t *len)
 {
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-static int copy_format_error(rebuild *rb, const char *what)
-{
-    return es_error_set(rb->err, ES_INTERNAL, "", "rebuild %s: unexpected COPY data from the server (%s)",
-                        rb->def->name, what);
-}
-
-/* Parses the complete tuples of p[0..n) (stream_id, version, event_type, schema_version,
- * payload) and stores how many bytes it consumed (an incomplete tuple is left for the next call). */
-static int parse_copy(rebuild *rb, const unsigned char *p, size_t n, size_t *used)
-{
-    static const unsigned char sig[11] = "PGCOPY\n\377\r\n";
-    size_t off = 0;
-    int rc = ES_OK;
-    if (!rb->header_seen) {
-        if (n < 19)
-            goto out;
-        if (memcmp(p, sig, 11) != 0)
-            return copy_format_error(rb, "signature");
-        size_t ext = be32(p + 15);
-        if (n < 19 + ext)
-            goto out;
-        off = 19 + ext;
-        rb->header_seen = 1;
-    }
-    while (off < n && !rb->trailer_seen) {
-        if (n - off < 2)
-            break;
-        int16_t nf = (int16_t)(p[off] << 8 | p[off + 1]);
-        if (nf == -1) {
-            rb->trailer_seen = 1;
-            off += 2;
-            break;
-        }
-        if (nf != 5)
-            return copy_format_error(rb, "field count");
-        /* Field boundaries; stop at the first that is not all there. */
-        const unsigned char *f[5];
-        size_t len[5], at = off + 2;
-        int complete = 1;
-        for (int i = 0; i < 5 && complete; i++) {
-            if (n - at < 4) {
-                complete = 0;
-                break;
-            }
-            uint32_t l = be32(p + at);
-            if (l == 0xffffffffu)
-                return copy_format_error(rb, "NULL column");
-            at += 4;
-            if (n - at < l) {
-                complete = 0;
-                break;
-            }
-            f[i] = p + at;
-            len[i] = l;
-            at += l;
-        }
-        if (!complete)
-            break;
-        if (len[1] != 8 || len[3] != 4)
-            return copy_format_error(rb, "integer width");
-        int64_t version = (int64_t)((uint64_t)be32(f[1]) << 32 | be32(f[1] + 4));
-        if ((rc = on_event(rb, (const char *)f[0], len[0], version, (const char *)f[2], len[2], be32(f[3]), f[4],
-                           len[4])) != ES_OK)
-            return rc;
-        off = at;
-    }
-out:
-    *used = off;
-    return rc;
+    rebuild *rb = data;
+    if (len[1] != 8 || len[3] != 4)
+        return es_error_set(rb->err, ES_INTERNAL, "", "rebuild %s: unexpected COPY data from the server (integer width)",
+                            rb->def->name);
+    uint32_t v = (uint32_t)f[3][0] << 24 | (uint32_t)f[3][1] << 16 | (uint32_t)f[3][2] << 8 | f[3][3];
+    uint64_t version = 0;
+    for (int i = 0; i < 8; i++)
+        version = version << 8 | f[1][i];
+    return on_event(rb, (const char *)f[0], len[0], (int64_t)version, (const char *)f[2], len[2], v, f[4], len[4]);
 }
 
 /* Reads R's COPY to the end, folding as the data arrives (each message holds about a row). */
 static int read_events(rebuild *rb)
 {
+    es_pg_copy_reader rd;
+    es_pg_copy_reader_init(&rd, 5, on_tuple, rb);
+    int rc = ES_OK;
     for (;;) {
         char *msg = NULL;
         int n = PQgetCopyData(rb->r, &msg, 0);
         if (n == -1)
             break;
-        if (n < 0)
-            return es_pg_error(rb->r, NULL, "rebuild: read events", rb->err);
-        size_t used = 0;
-        int rc;
-        if (!rb->pend.len) {
-            rc = parse_copy(rb, (const unsigned char *)msg, (size_t)n, &used);
-            if (rc == ES_OK && used < (size_t)n)
-                es_buf_append(&rb->pend, msg + used, (size_t)n - used);
-        } else {
-            es_buf_append(&rb->pend, msg, (size_t)n);
-            rc = parse_copy(rb, (const unsigned char *)rb->pend.data, rb->pend.len, &used);
-            memmove(rb->pend.data, rb->pend.data + used, rb->pend.len - used);
-            rb->pend.len -= used;
+        if (n < 0) {
+            rc = es_pg_error(rb->r, NULL, "rebuild: read events", rb->err);
+            goto out;
         }
+        rc = es_pg_copy_reader_feed(&rd, msg, (size_t)n, rb->err);
         PQfreemem(msg);
         if (rc != ES_OK)
-            return rc;
+            goto out;
     }
     PGresult *res = PQgetResult(rb->r);
-    int rc = PQresultStatus(res) == PGRES_COMMAND_OK ? ES_OK : es_pg_error(rb->r, res, "rebuild: read events", rb->err);
+    rc = PQresultStatus(res) == PGRES_COMMAND_OK ? ES_OK : es_pg_error(rb->r, res, "rebuild: read events", rb->err);
     PQclear(res);
     while ((res = PQgetResult(rb->r)))
         PQclear(res);
-    if (rc == ES_OK && (!rb->header_seen || !rb->trailer_seen || rb->pend.len))
-        rc = copy_format_error(rb, "truncated");
+    if (rc == ES_OK)
+        rc = es_pg_copy_reader_finish(&rd, rb->err);
+out:
+    es_pg_copy_reader_free(&rd);
     return rc;
 }
 
@@ -525,8 +285,9 @@ static int run(PGconn *c, const char *sql, ExecStatusType want, const char *what
 }
 
 /* Ends W's COPY (with an error, so it aborts) if one is open, and rolls back. */
-static void abandon(PGconn *w)
+static void abandon(es_pg_session *ws)
 {
+    PGconn *w = es_pg_session_conn(ws);
     if (!w || PQstatus(w) != CONNECTION_OK)
         return;
     PGresult *res;
@@ -535,7 +296,7 @@ static void abandon(PGconn *w)
         while ((res = PQgetResult(w)))
             PQclear(res);
     }
-    PQclear(PQexec(w, "ROLLBACK"));
+    es_pg_session_rollback(ws, "rebuild: roll back");
 }
 
 /* Ends W's COPY and checks its result. */
@@ -551,16 +312,20 @@ static int end_copy(rebuild *rb, const char *what)
     return rc;
 }
 
-static PGconn *connect_to(const char *conninfo, es_error *err, int *rc)
+/* A session of the rebuild's own, connected; NULL with *rc and err set. */
+static es_pg_session *connect_to(const char *conninfo, es_error *err, int *rc)
 {
-    PGconn *c = PQconnectdb(conninfo);
-    if (PQstatus(c) != CONNECTION_OK) {
-        *rc = es_pg_error(c, NULL, "rebuild: connect", err);
-        PQfinish(c);
+    es_pg_session_config sc = {.conninfo = conninfo, .application_name = "es-rebuild"};
+    es_pg_session *s = es_pg_session_new(&sc, err);
+    if (!s) {
+        *rc = err ? err->code : ES_INVALID_ARGUMENT;
         return NULL;
     }
-    PQclear(PQexec(c, "SET application_name = 'es-rebuild'"));
-    return c;
+    if ((*rc = es_pg_session_ensure(s, err)) != ES_OK) {
+        es_pg_session_free(s);
+        return NULL;
+    }
+    return s;
 }
 
 int es_projection_rebuild(const es_rebuild_config *cfg, es_rebuild_result *out, es_error *err)
@@ -589,20 +354,19 @@ int es_projection_rebuild(const es_rebuild_config *cfg, es_rebuild_result *out, 
     es_buf_init(&rb.rows);
     es_buf_init(&rb.versions);
     es_buf_init(&rb.name);
-    es_buf_init(&rb.pend);
-    copy_escape(&rb.name, cfg->name, strlen(cfg->name));
-    if (rb.binary) {
-        static const char header[19] = "PGCOPY\n\377\r\n\0\0\0\0\0\0\0\0\0";
-        es_buf_append(&rb.rows, header, sizeof header);
-    }
+    es_pg_copy_text_escape(&rb.name, cfg->name, strlen(cfg->name));
+    if (rb.binary)
+        es_pg_copy_binary_header(&rb.rows);
     es_buf sql;
     es_buf_init(&sql);
     char *type_lit = NULL, *name_lit = NULL, *snap_lit = NULL;
     PGresult *res = NULL, *indexes = NULL;
     int rc = ES_OK, committed = 0;
 
-    if (!(rb.w = connect_to(cfg->conninfo, err, &rc)) || !(rb.r = connect_to(cfg->conninfo, err, &rc)))
+    if (!(rb.ws = connect_to(cfg->conninfo, err, &rc)) || !(rb.rs = connect_to(cfg->conninfo, err, &rc)))
         goto done;
+    rb.w = es_pg_session_conn(rb.ws);
+    rb.r = es_pg_session_conn(rb.rs);
     type_lit = PQescapeLiteral(rb.r, rb.agg->name, strlen(rb.agg->name));
     name_lit = PQescapeLiteral(rb.w, cfg->name, strlen(cfg->name));
     if (!type_lit || !name_lit) {
@@ -682,7 +446,7 @@ int es_projection_rebuild(const es_rebuild_config *cfg, es_rebuild_result *out, 
     if ((rc = read_events(&rb)) != ES_OK || (rc = finish_stream(&rb)) != ES_OK)
         goto done;
     if (rb.binary)
-        put_be(&rb.rows, 0xffff, 2); /* the trailer */
+        es_pg_copy_binary_trailer(&rb.rows);
     if ((rc = send_copy(&rb, &rb.rows)) != ES_OK || (rc = end_copy(&rb, "rebuild: write rows")) != ES_OK)
         goto done;
     /* The indexes again, over the loaded table. */
@@ -719,12 +483,12 @@ done:
     PQclear(res);
     PQclear(indexes);
     if (rc != ES_OK && !committed)
-        abandon(rb.w);
+        abandon(rb.ws);
     PQfreemem(type_lit);
     PQfreemem(name_lit);
     PQfreemem(snap_lit);
-    PQfinish(rb.r);
-    PQfinish(rb.w);
+    es_pg_session_free(rb.rs);
+    es_pg_session_free(rb.ws);
     if (rb.state)
         protobuf_c_message_free_unpacked(rb.state, NULL);
     es_arena_free(&rb.events);
@@ -733,7 +497,6 @@ done:
     es_buf_free(&rb.rows);
     es_buf_free(&rb.versions);
     es_buf_free(&rb.name);
-    es_buf_free(&rb.pend);
     es_buf_free(&sql);
     free(rb.params);
     free(rb.kinds);

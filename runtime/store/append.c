@@ -19,6 +19,7 @@
 
 #include "es/arena.h"
 #include "es/buf.h"
+#include "es/uuid.h"
 #include "pgbin.h"
 #include "store_internal.h"
 
@@ -101,7 +102,7 @@ static void build(es__append_req *q, const es_append *a, es_append_result *out)
         else
             es_uuid_v7(out->event_ids[i]);
         uint8_t id[16];
-        es__uuid_parse(out->event_ids[i], id);
+        es_uuid_parse(out->event_ids[i], id);
         es__pg_array_elem(&q->arr[0], id, 16);
         es_buf_append(&q->arr[6], id, 16);
         es__pg_array_elem(&q->arr[1], e->event_type, strlen(e->event_type));
@@ -324,8 +325,10 @@ int es__committer_start(es_store *s, es_error *err)
         es__committer *c = &s->committers[i];
         c->s = s;
         pthread_cond_init(&c->work, NULL);
-        if (pthread_create(&c->thread, NULL, committer_main, c) != 0)
-            return es_error_set(err, ES_INTERNAL, "", "cannot start a committer thread");
+        int e = pthread_create(&c->thread, NULL, committer_main, c);
+        if (e != 0)
+            return es_error_set(err, ES_RESOURCE_EXHAUSTED, "", "cannot start committer thread %zu: %s", i,
+                                strerror(e));
         c->running = 1;
     }
     return ES_OK;

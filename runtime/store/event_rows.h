@@ -22,7 +22,4 @@
  * *out and its strings live until the arena is reset. Returns the row count. */
 size_t es__event_rows(const PGresult *r, es_arena *arena, es_envelope_view **out);
 
-/* Fills err from a failed result (or the connection when r is NULL) with code; returns code. */
-int es__pg_error(es_error *err, int code, PGconn *conn, const PGresult *r, const char *what);
-
 #endif

@@ -10,12 +10,11 @@
 
 #include <libpq-fe.h>
 
+#include "es/pg_session.h"
 #include "event_rows.h"
 
 struct es_feed {
-    char *conninfo;
-    PGconn *conn;
-    int ready;                  /* connected, LISTENing, statements prepared */
+    es_pg_session *s;           /* LISTENs on es_events; es_feed_read / es_feed_stats prepared */
 };
 
 /* Rows after the cursor written by transactions that are all finished: below the snapshot's
@@ -38,19 +37,6 @@ static const char STATS_SQL[] =
     "  coalesce((SELECT extract(epoch from max(clock_timestamp() - xact_start))"
     "            FROM pg_stat_activity WHERE backend_xid IS NOT NULL), 0)::float8,"
     "  (SELECT xmin::text FROM s)";
-
-int es__pg_error(es_error *err, int code, PGconn *conn, const PGresult *r, const char *what)
-{
-    const char *msg = r ? PQresultErrorMessage(r) : NULL;
-    if (!msg || !msg[0])
-        msg = conn ? PQerrorMessage(conn) : "no connection";
-    char clean[300];
-    snprintf(clean, sizeof clean, "%s", msg);
-    size_t n = strlen(clean);
-    while (n && (clean[n - 1] == '\n' || clean[n - 1] == ' '))
-        clean[--n] = '\0';
-    return es_error_set(err, code, "", "%s: %s", what, clean);
-}
 
 uint64_t es_feed_parse_txid(const char *s)
 {
@@ -100,49 +86,23 @@ size_t es__event_rows(const PGresult *r, es_arena *arena, es_envelope_view **out
     return n;
 }
 
-/* (Re)connects, LISTENs and prepares; a no-op while the connection is healthy. */
-static int ensure_ready(es_feed *f, es_error *err)
-{
-    if (f->ready && PQstatus(f->conn) == CONNECTION_OK)
-        return ES_OK;
-    f->ready = 0;
-    if (f->conn)
-        PQfinish(f->conn);
-    f->conn = PQconnectdb(f->conninfo);
-    if (PQstatus(f->conn) != CONNECTION_OK)
-        return es__pg_error(err, ES_UNAVAILABLE, f->conn, NULL, "feed: connect");
-    PGresult *r = PQexec(f->conn, "LISTEN es_events");
-    int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
-    if (!ok)
-        es__pg_error(err, ES_UNAVAILABLE, f->conn, r, "feed: LISTEN");
-    PQclear(r);
-    if (!ok)
-        return err ? err->code : ES_UNAVAILABLE;
-    static const struct { const char *name, *sql; } stmts[] = {
-        {"es_feed_read", READ_SQL}, {"es_feed_stats", STATS_SQL}};
-    for (size_t i = 0; i < sizeof stmts / sizeof stmts[0]; i++) {
-        r = PQprepare(f->conn, stmts[i].name, stmts[i].sql, 0, NULL);
-        ok = PQresultStatus(r) == PGRES_COMMAND_OK;
-        if (!ok)
-            es__pg_error(err, ES_INTERNAL, f->conn, r, "feed: prepare");
-        PQclear(r);
-        if (!ok)
-            return err ? err->code : ES_INTERNAL;
-    }
-    f->ready = 1;
-    return ES_OK;
-}
-
 int es_feed_open(const char *conninfo, es_feed **out, es_error *err)
 {
-    es_feed *f = es_xcalloc(1, sizeof *f);
-    f->conninfo = es_xstrdup(conninfo);
-    int rc = ensure_ready(f, err);
+    *out = NULL;
+    static const es_pg_statement stmts[] = {{.name = "es_feed_read", .sql = READ_SQL},
+                                            {.name = "es_feed_stats", .sql = STATS_SQL}};
+    es_pg_session_config cfg = {.conninfo = conninfo, .application_name = "es-feed", .listen = "es_events",
+                                .statements = stmts, .n_statements = sizeof stmts / sizeof stmts[0]};
+    es_pg_session *s = es_pg_session_new(&cfg, err);
+    if (!s)
+        return err ? err->code : ES_INVALID_ARGUMENT;
+    int rc = es_pg_session_ensure(s, err);
     if (rc != ES_OK) {
-        es_feed_close(f);
-        *out = NULL;
+        es_pg_session_free(s);
         return rc;
     }
+    es_feed *f = es_xcalloc(1, sizeof *f);
+    f->s = s;
     *out = f;
     return ES_OK;
 }
@@ -151,9 +111,7 @@ void es_feed_close(es_feed *f)
 {
     if (!f)
         return;
-    if (f->conn)
-        PQfinish(f->conn);
-    free(f->conninfo);
+    es_pg_session_free(f->s);
     free(f);
 }
 
@@ -172,15 +130,11 @@ void es_feed_batch_free(es_feed_batch *b)
 }
 
 /* A failed statement on a healthy-looking connection may still mean the server went away
- * (restart, admin shutdown): mark the connection for a reconnect in either case. */
+ * (restart, admin shutdown): reconnect at the next read whatever the status. */
 static int fail(es_feed *f, es_error *err, PGresult *r, const char *what)
 {
-    int code = PQstatus(f->conn) == CONNECTION_OK ? ES_INTERNAL : ES_UNAVAILABLE;
-    const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
-    if (state && (strncmp(state, "08", 2) == 0 || strncmp(state, "57", 2) == 0))
-        code = ES_UNAVAILABLE;
-    es__pg_error(err, code, f->conn, r, what);
-    f->ready = 0;
+    int code = es_pg_session_fail(f->s, r, what, err);
+    es_pg_session_close(f->s);
     return code;
 }
 
@@ -190,7 +144,7 @@ int es_feed_read(es_feed *f, es_feed_cursor after, size_t max, es_feed_batch *ou
     out->events = NULL;
     out->n = 0;
     out->last = after;
-    int rc = ensure_ready(f, err);
+    int rc = es_pg_session_ensure(f->s, err);
     if (rc != ES_OK)
         return rc;
     char txid[24], pos[24], lim[24];
@@ -198,7 +152,7 @@ int es_feed_read(es_feed *f, es_feed_cursor after, size_t max, es_feed_batch *ou
     snprintf(pos, sizeof pos, "%" PRId64, after.position);
     snprintf(lim, sizeof lim, "%zu", max ? max : 1);
     const char *params[3] = {txid, pos, lim};
-    PGresult *r = PQexecPrepared(f->conn, "es_feed_read", 3, params, NULL, NULL, 0);
+    PGresult *r = PQexecPrepared(es_pg_session_conn(f->s), "es_feed_read", 3, params, NULL, NULL, 0);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         rc = fail(f, err, r, "feed: read");
         PQclear(r);
@@ -225,40 +179,40 @@ static int drain(PGconn *conn)
     return n;
 }
 
+/* The connection broke while waiting: the next read reconnects. */
+static int lost(es_feed *f)
+{
+    es_pg_session_close(f->s);
+    return ES_UNAVAILABLE;
+}
+
 int es_feed_wait(es_feed *f, int timeout_ms)
 {
-    if (!f->ready || PQstatus(f->conn) != CONNECTION_OK) {
-        f->ready = 0;
-        return ES_UNAVAILABLE;
-    }
-    if (!PQconsumeInput(f->conn)) {
-        f->ready = 0;
-        return ES_UNAVAILABLE;
-    }
-    if (drain(f->conn))
+    PGconn *conn = es_pg_session_conn(f->s);
+    if (!conn || PQstatus(conn) != CONNECTION_OK || !PQconsumeInput(conn))
+        return lost(f);
+    if (drain(conn))
         return 1;
-    struct pollfd p = {.fd = PQsocket(f->conn), .events = POLLIN};
+    struct pollfd p = {.fd = PQsocket(conn), .events = POLLIN};
     int n = poll(&p, 1, timeout_ms);
     if (n <= 0)
         return 0;
-    if (!PQconsumeInput(f->conn)) {
-        f->ready = 0;
-        return ES_UNAVAILABLE;
-    }
-    return drain(f->conn) ? 1 : 0;
+    if (!PQconsumeInput(conn))
+        return lost(f);
+    return drain(conn) ? 1 : 0;
 }
 
 int es_feed_stats_get(es_feed *f, es_feed_cursor after, es_feed_stats *out, es_error *err)
 {
     memset(out, 0, sizeof *out);
-    int rc = ensure_ready(f, err);
+    int rc = es_pg_session_ensure(f->s, err);
     if (rc != ES_OK)
         return rc;
     char txid[24], pos[24];
     snprintf(txid, sizeof txid, "%" PRIu64, after.txid);
     snprintf(pos, sizeof pos, "%" PRId64, after.position);
     const char *params[2] = {txid, pos};
-    PGresult *r = PQexecPrepared(f->conn, "es_feed_stats", 2, params, NULL, NULL, 0);
+    PGresult *r = PQexecPrepared(es_pg_session_conn(f->s), "es_feed_stats", 2, params, NULL, NULL, 0);
     if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
         rc = fail(f, err, r, "feed: stats");
         PQclear(r);

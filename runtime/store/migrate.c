@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "es/log.h"
 #include "es/sha256.h"
 
 /* "es_migra" as a big-endian integer: the advisory lock every instance's migrations share. */
@@ -68,7 +69,13 @@ static int apply_one(PGconn *pg, const es_migration *m, int *ran, es_error *err)
     return rc;
 
 rollback:
-    if (PQstatus(pg) == CONNECTION_OK) PQclear(PQexec(pg, "ROLLBACK"));
+    if (PQstatus(pg) == CONNECTION_OK) {
+        /* The failure is the caller's answer; a failed rollback is only logged (the pool closes
+         * a connection left inside a transaction at checkin). */
+        es_error rerr = {0};
+        if (exec_ok(pg, "ROLLBACK", "roll back migration", m->name, &rerr) != ES_OK)
+            es_log(ES_LOG_WARN, "migrate", NULL, "%s", rerr.message);
+    }
     return rc;
 }
 
@@ -81,14 +88,19 @@ int es_migrate(es_pg_pool *pool, const es_migration *migrations, size_t n, size_
     if (rc) goto done;
     PGconn *pg = es_pg_conn_pg(c);
     /* Keep NOTICEs ("relation already exists, skipping") out of the service's stderr. */
-    PQclear(PQexec(pg, "SET client_min_messages = warning"));
-    for (size_t i = 0; i < n; i++) {
+    rc = exec_ok(pg, "SET client_min_messages = warning", "quiet notices", "", err);
+    for (size_t i = 0; rc == ES_OK && i < n; i++) {
         int ran = 0;
         rc = apply_one(pg, &migrations[i], &ran, err);
         if (rc) break;
         count += (size_t)ran;
     }
-    PQclear(PQexec(pg, "RESET client_min_messages"));
+    es_error rerr = {0};
+    if (exec_ok(pg, "RESET client_min_messages", "reset notices", "", &rerr) != ES_OK) {
+        /* The connection keeps a setting the pool's other users do not expect: close it. */
+        es_log(ES_LOG_WARN, "migrate", NULL, "%s", rerr.message);
+        es_pg_conn_discard(c);
+    }
 done:
     es_pg_pool_checkin(pool, c);
     if (applied) *applied = count;

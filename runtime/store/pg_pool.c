@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "es/arena.h"
+#include "pg_connect.h"
 
 typedef struct stmt {
     char *name;
@@ -34,7 +35,7 @@ struct es_pg_pool {
     pthread_mutex_t mu;
     pthread_cond_t cv;    /* a connection was checked in */
     char *conninfo;
-    char connect_timeout[16];
+    int connect_timeout_s;
     int checkout_timeout_ms, retry_interval_ms;
     size_t size;
     es_pg_conn *conns;
@@ -82,8 +83,7 @@ es_pg_pool *es_pg_pool_new(const es_pg_pool_config *cfg, es_error *err)
     pthread_cond_init(&p->cv, &ca);
     pthread_condattr_destroy(&ca);
     p->conninfo = es_xstrdup(cfg->conninfo);
-    snprintf(p->connect_timeout, sizeof p->connect_timeout, "%d",
-             cfg->connect_timeout_s > 0 ? cfg->connect_timeout_s : 2);
+    p->connect_timeout_s = cfg->connect_timeout_s;
     p->checkout_timeout_ms = cfg->checkout_timeout_ms > 0 ? cfg->checkout_timeout_ms : 5000;
     p->retry_interval_ms = cfg->retry_interval_ms > 0 ? cfg->retry_interval_ms : 100;
     p->size = cfg->size ? cfg->size : 8;
@@ -155,45 +155,6 @@ done:
     return rc;
 }
 
-int es_pg_sqlstate_status(const char *st, int fallback)
-{
-    if (!st || strlen(st) != 5) return fallback;
-    if (strncmp(st, "08", 2) == 0 || strcmp(st, "57P01") == 0 || strcmp(st, "57P02") == 0 ||
-        strcmp(st, "57P03") == 0 || strcmp(st, "25006") == 0 || strcmp(st, "53100") == 0 ||
-        strcmp(st, "53200") == 0 || strcmp(st, "53300") == 0)
-        return ES_UNAVAILABLE;
-    if (strcmp(st, "23505") == 0 || strcmp(st, "40001") == 0 || strcmp(st, "40P01") == 0) return ES_ABORTED;
-    if (strcmp(st, "57014") == 0) return ES_DEADLINE_EXCEEDED;
-    return fallback;
-}
-
-int es_pg_unavailable(PGconn *conn, const PGresult *r)
-{
-    if (!conn || PQstatus(conn) != CONNECTION_OK) return 1;
-    const char *st = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
-    if (!st) return r == NULL;
-    /* 08: connection exception; 57P01-03: admin/crash shutdown, cannot connect now;
-     * 53300: too many connections. */
-    return strncmp(st, "08", 2) == 0 || strcmp(st, "57P01") == 0 || strcmp(st, "57P02") == 0 ||
-           strcmp(st, "57P03") == 0 || strcmp(st, "53300") == 0;
-}
-
-int es_pg_error(PGconn *conn, const PGresult *r, const char *what, es_error *err)
-{
-    char msg[300];
-    const char *primary = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
-    first_line(msg, sizeof msg, primary ? primary : (conn ? PQerrorMessage(conn) : "no connection"));
-    if (es_pg_unavailable(conn, r))
-        return es_error_set(err, ES_UNAVAILABLE, "", "PostgreSQL unavailable (%s): %s", what, msg);
-    const char *st = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
-    int code = es_pg_sqlstate_status(st, ES_INTERNAL);
-    /* The server's reason (read-only, disk full, ...) stays in the message for the log; the
-     * dispatcher answers clients with a generic text for these codes. */
-    if (code == ES_UNAVAILABLE)
-        return es_error_set(err, code, "", "PostgreSQL cannot take the work now (%s, SQLSTATE %s): %s", what, st, msg);
-    return es_error_set(err, code, "", "%s: %s", what, msg);
-}
-
 /* Opens c->pg, honouring the fail-fast window. Called without the pool lock. */
 static int connect_conn(es_pg_pool *p, es_pg_conn *c, es_error *err)
 {
@@ -209,13 +170,7 @@ static int connect_conn(es_pg_pool *p, es_pg_conn *c, es_error *err)
     close_conn(p, c);
     c->prepared = 0;
     c->bad = 0;
-    /* Defaults come first so that the conninfo's own settings win. TCP keepalives make a
-     * vanished server (no FIN, e.g. a partition) fail a waiting call in about 10 s instead of
-     * hanging it. */
-    const char *keys[] = {"connect_timeout", "keepalives", "keepalives_idle", "keepalives_interval",
-                          "keepalives_count", "fallback_application_name", "dbname", NULL};
-    const char *vals[] = {p->connect_timeout, "1", "5", "2", "3", "orderd", p->conninfo, NULL};
-    c->pg = PQconnectdbParams(keys, vals, 1);
+    c->pg = es__pg_connect(p->conninfo, p->connect_timeout_s, "orderd", 1);
     if (c->pg && PQstatus(c->pg) == CONNECTION_OK) {
         atomic_fetch_add(&p->n_open, 1);
         atomic_fetch_add(&p->connects, 1);

@@ -1,4 +1,5 @@
-/* PostgreSQL binary formats: arrays for parameters, integers/timestamps/uuids in results. */
+/* PostgreSQL binary formats: arrays for parameters, integers/timestamps/uuids in results. UUID
+ * text is parsed by es_uuid_parse (es/uuid.h). */
 #include "pgbin.h"
 
 #include <string.h>
@@ -66,31 +67,6 @@ int64_t es__pg_timestamptz_us(const PGresult *r, int row, int col)
 {
     /* PostgreSQL counts microseconds from 2000-01-01 UTC. */
     return es__pg_int8(r, row, col) + INT64_C(946684800000000);
-}
-
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
-int es__uuid_parse(const char *s, uint8_t out[16])
-{
-    size_t j = 0;
-    for (size_t i = 0; i < 36; i++) {
-        if (i == 8 || i == 13 || i == 18 || i == 23) {
-            if (s[i] != '-') return -1;
-            continue;
-        }
-        int hi = hexval(s[i]);
-        if (hi < 0) return -1;
-        int lo = hexval(s[++i]);
-        if (lo < 0) return -1;
-        out[j++] = (uint8_t)(hi << 4 | lo);
-    }
-    return s[36] == 0 ? 0 : -1;
 }
 
 void es__uuid_format(const uint8_t in[16], char out[37])

@@ -35,8 +35,7 @@ const char *es__pg_text(const PGresult *r, int row, int col);
 /* timestamptz (binary) as microseconds since the Unix epoch. */
 int64_t es__pg_timestamptz_us(const PGresult *r, int row, int col);
 
-/* UUID text <-> 16 bytes. parse returns 0 on success, -1 when s is not a UUID. */
-int es__uuid_parse(const char *s, uint8_t out[16]);
+/* 16 bytes (a binary uuid column) as canonical UUID text; text to bytes is es_uuid_parse. */
 void es__uuid_format(const uint8_t in[16], char out[37]);
 
 #endif

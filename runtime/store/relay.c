@@ -16,6 +16,7 @@
 #include <librdkafka/rdkafka.h>
 
 #include "es/buf.h"
+#include "es/pg_session.h"
 #include "event_rows.h"
 
 struct es_relay {
@@ -31,7 +32,7 @@ struct es_relay {
     es_relay_status st;
 
     /* relay thread only */
-    PGconn *lock;                /* session holding the advisory lock; writes the checkpoint */
+    es_pg_session *lock;         /* session holding the advisory lock; writes the checkpoint */
     int holder;
     es_feed *feed;
     rd_kafka_t *rk;
@@ -118,49 +119,40 @@ static void backoff(es_relay *r)
 
 /* ---- PostgreSQL: lock session and checkpoint ---- */
 
+/* Ends the lock session: the advisory lock goes with it. */
 static void drop_lock_session(es_relay *r)
 {
-    if (r->lock)
-        PQfinish(r->lock);
-    r->lock = NULL;
+    es_pg_session_close(r->lock);
     r->holder = 0;
 }
 
+static int lock_held_session(es_relay *r) { return es_pg_session_conn(r->lock) != NULL; }
+
 static int lock_session(es_relay *r)
 {
-    if (r->lock && PQstatus(r->lock) == CONNECTION_OK)
-        return 0;
-    drop_lock_session(r);
-    r->lock = PQconnectdb(r->conninfo);
-    if (PQstatus(r->lock) != CONNECTION_OK) {
-        set_error(r, "PostgreSQL: %s", PQerrorMessage(r->lock));
+    es_error err = {0};
+    if (es_pg_session_ensure(r->lock, &err) != ES_OK) {
+        set_error(r, "%s", err.message);
         drop_lock_session(r);
         return -1;
     }
-    /* Server-side keepalives: a holder whose host vanished loses the lock in ~11 s instead of
-     * the kernel's two hours (ignored on unix sockets). And the checkpoint commits without
-     * waiting for its WAL flush: one lost in a crash only moves the restart point back, and what
-     * is published again is deduplicated by every consumer (at-least-once); waiting put a disk
-     * sync between every batch and the next. Commands' own commits stay synchronous. */
-    PQclear(PQexec(r->lock, "SET tcp_keepalives_idle = 5; SET tcp_keepalives_interval = 2;"
-                            " SET tcp_keepalives_count = 3; SET application_name = 'es-relay';"
-                            " SET synchronous_commit = off"));
     return 0;
 }
 
-/* Runs a parameterised statement on the lock session; returns the result or NULL (session
- * dropped, error recorded). */
+/* Runs a parameterised statement on the lock session; returns the result or NULL (error
+ * recorded; the session dropped when the connection is the problem). */
 static PGresult *lock_exec(es_relay *r, const char *sql, int n, const char *const *params,
                            ExecStatusType want)
 {
-    PGresult *res = PQexecParams(r->lock, sql, n, NULL, params, NULL, NULL, 0);
+    PGresult *res = PQexecParams(es_pg_session_conn(r->lock), sql, n, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(res) == want)
         return res;
-    set_error(r, "PostgreSQL: %s", PQresultErrorMessage(res));
-    PQclear(res);
-    if (PQstatus(r->lock) != CONNECTION_OK) {
+    es_error err = {0};
+    es_pg_session_fail(r->lock, res, "relay", &err);
+    set_error(r, "%s", err.message);
+    if (PQstatus(es_pg_session_conn(r->lock)) != CONNECTION_OK)
         drop_lock_session(r);
-    }
+    PQclear(res);
     return NULL;
 }
 
@@ -591,7 +583,7 @@ static void run_active(es_relay *r)
             break;
         if (!r->rk) {
             if (producer_open(r, stored) != 0) {
-                if (!r->lock)
+                if (!lock_held_session(r))
                     break;
                 backoff(r);
                 continue;
@@ -611,7 +603,7 @@ static void run_active(es_relay *r)
             continue;
         }
         if (publish(r, &b) != 0) {
-            if (!r->lock)
+            if (!lock_held_session(r))
                 break;
             backoff(r);
             continue;
@@ -677,6 +669,7 @@ static void relay_free(es_relay *r)
     free(r->topic);
     free(r->name);
     free(r->lock_name);
+    es_pg_session_free(r->lock);
     pthread_mutex_destroy(&r->mu);
     free(r);
 }
@@ -714,9 +707,23 @@ int es_relay_start(const es_relay_config *cfg, es_relay **out, es_error *err)
     r->quiet = cfg->quiet;
     atomic_init(&r->stop, 0);
     pthread_mutex_init(&r->mu, NULL);
-    if (pthread_create(&r->thread, NULL, relay_main, r) != 0) {
+    /* Server-side keepalives: a holder whose host vanished loses the lock in ~11 s instead of
+     * the kernel's two hours (ignored on unix sockets). And the checkpoint commits without
+     * waiting for its WAL flush: one lost in a crash only moves the restart point back, and what
+     * is published again is deduplicated by every consumer (at-least-once); waiting put a disk
+     * sync between every batch and the next. Commands' own commits stay synchronous. */
+    es_pg_session_config sc = {.conninfo = r->conninfo, .application_name = "es-relay",
+                               .settings = "SET tcp_keepalives_idle = 5; SET tcp_keepalives_interval = 2;"
+                                           " SET tcp_keepalives_count = 3; SET synchronous_commit = off"};
+    r->lock = es_pg_session_new(&sc, err);
+    if (!r->lock) {
         relay_free(r);
-        return es_error_set(err, ES_INTERNAL, "", "relay: cannot start thread");
+        return err ? err->code : ES_INVALID_ARGUMENT;
+    }
+    int e = pthread_create(&r->thread, NULL, relay_main, r);
+    if (e != 0) {
+        relay_free(r);
+        return es_error_set(err, ES_RESOURCE_EXHAUSTED, "", "relay: cannot start its thread: %s", strerror(e));
     }
     *out = r;
     return ES_OK;

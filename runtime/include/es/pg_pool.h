@@ -1,5 +1,7 @@
-/* A pool of PostgreSQL connections (libpq) shared by every runtime module that talks to the
- * database: the store, the feed, the relay, the consumers.
+/* A pool of PostgreSQL connections (libpq) for the short checkouts of the command and query
+ * path: the store, the pipeline, the queries, migrations, administration. Long-lived jobs that
+ * keep one connection to themselves (the feed, the relay, the consumers, the rebuild) hold a
+ * dedicated session instead (es/pg_session.h); both classify failures with es/pg_error.h.
  *
  * - Sized by config; connections are opened lazily, on first checkout.
  * - Prepared statements only: modules register their statements once (es_pg_pool_register);
@@ -19,6 +21,7 @@
 #include "es/metrics.h"
 #include "es/buf.h"
 #include "es/status.h"
+#include "es/pg_error.h"
 
 typedef struct es_pg_pool es_pg_pool;
 typedef struct es_pg_conn es_pg_conn;
@@ -75,26 +78,6 @@ PGconn *es_pg_conn_pg(es_pg_conn *c);
 
 /* Marks the connection broken: it is closed and reopened at its next use. */
 void es_pg_conn_discard(es_pg_conn *c);
-
-/* Maps a failed libpq result (or NULL result) on conn to an es_status and fills err:
- * connection lost or server shutting down => ES_UNAVAILABLE; unique violation, serialization
- * failure, deadlock => ES_ABORTED; query cancelled => ES_DEADLINE_EXCEEDED; anything else =>
- * ES_INTERNAL with "<what>: <server message>" (the server's primary message only, never the
- * conninfo). Returns the status. */
-int es_pg_error(PGconn *conn, const PGresult *r, const char *what, es_error *err);
-
-/* 1 when a result (or connection) failure means the database is unreachable. */
-int es_pg_unavailable(PGconn *conn, const PGresult *r);
-
-/* The es_status for a SQLSTATE (five characters; NULL or unknown => fallback):
- *   08xxx connection exception, 57P01-57P03 shutdown / cannot connect now, 25006 read-only
- *   transaction (a standby or default_transaction_read_only), 53100 disk full, 53200 out of
- *   memory, 53300 too many connections => ES_UNAVAILABLE (the server cannot take the work now;
- *   the same call may succeed later);
- *   23505 unique violation, 40001 serialization failure, 40P01 deadlock => ES_ABORTED;
- *   57014 query cancelled => ES_DEADLINE_EXCEEDED.
- * For callers that receive a SQLSTATE as text (e.g. one caught inside a PL/pgSQL function). */
-int es_pg_sqlstate_status(const char *sqlstate, int fallback);
 
 /* What the pool has done and is doing, for metrics. Counters only grow. */
 typedef struct es_pg_pool_stats {

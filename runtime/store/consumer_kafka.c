@@ -1,0 +1,303 @@
+/* The consumer group runner: a Kafka consumer (manual offset commits after the database's),
+ * one thread polling batches for consumer_batch.c, rebalances, lag; see es/consumer.h for the
+ * protocol. */
+#define _GNU_SOURCE /* pthread_setname_np */
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "es/log.h"
+#include "consumer_internal.h"
+
+void es__consumer_say(es_consumer *c, const char *fmt, ...)
+{
+    char line[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    pthread_mutex_lock(&c->mu);
+    snprintf(c->st.last_error, sizeof c->st.last_error, "%.255s", line);
+    pthread_mutex_unlock(&c->mu);
+    if (!c->quiet)
+        es_log(ES_LOG_INFO, "consumer", NULL, "[%s] %s", c->name, line);
+}
+
+void es__consumer_nap_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t e,
+                         rd_kafka_topic_partition_list_t *parts, void *opaque)
+{
+    es_consumer *c = opaque;
+    int cooperative = !strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE");
+    if (e == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        if (cooperative)
+            rd_kafka_error_destroy(rd_kafka_incremental_assign(rk, parts));
+        else
+            rd_kafka_assign(rk, parts);
+    } else {
+        if (cooperative)
+            rd_kafka_error_destroy(rd_kafka_incremental_unassign(rk, parts));
+        else
+            rd_kafka_assign(rk, NULL);
+    }
+    rd_kafka_topic_partition_list_t *now = NULL;
+    if (rd_kafka_assignment(rk, &now) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        pthread_mutex_lock(&c->mu);
+        c->st.assigned_partitions = now->cnt;
+        pthread_mutex_unlock(&c->mu);
+        rd_kafka_topic_partition_list_destroy(now);
+    }
+}
+
+static void on_kafka_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+    es_consumer *c = rd_kafka_opaque(rk);
+    if (level <= 2 && c && !c->quiet)
+        es_log(ES_LOG_WARN, "consumer", NULL, "[%s] kafka %s: %s", c->name, fac, buf);
+}
+
+/* Commits, after the database did, the offsets following the batch's last message per
+ * partition, without waiting for the broker's answer: the stream versions in the database are
+ * what makes processing exactly-once, so a commit lost or refused (rebalance) only means
+ * redelivery, which is deduplicated. Waiting put a broker round trip between batches. */
+static void commit_offsets(es_consumer *c, rd_kafka_message_t **msgs, size_t n)
+{
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new((int)n);
+    for (size_t i = 0; i < n; i++) {
+        if (msgs[i]->err)
+            continue;
+        const char *t = rd_kafka_topic_name(msgs[i]->rkt);
+        rd_kafka_topic_partition_t *p = rd_kafka_topic_partition_list_find(l, t, msgs[i]->partition);
+        if (!p)
+            p = rd_kafka_topic_partition_list_add(l, t, msgs[i]->partition);
+        if (msgs[i]->offset + 1 > p->offset)
+            p->offset = msgs[i]->offset + 1;
+    }
+    if (l->cnt > 0) {
+        rd_kafka_resp_err_t e = rd_kafka_commit(c->rk, l, 1);
+        if (e)
+            es__consumer_say(c, "offset commit refused (%s): those messages will be redelivered and skipped",
+                             rd_kafka_err2str(e));
+    }
+    rd_kafka_topic_partition_list_destroy(l);
+}
+
+/* Consumer lag: high watermark minus position over the assigned partitions (both known
+ * locally: watermarks come with every fetch, so this does not call the brokers), at most twice
+ * a second. */
+static void measure_lag(es_consumer *c)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    if ((now.tv_sec - c->lag_at.tv_sec) * 1000 + (now.tv_nsec - c->lag_at.tv_nsec) / 1000000 < 500)
+        return;
+    c->lag_at = now;
+    rd_kafka_topic_partition_list_t *a = NULL;
+    if (rd_kafka_assignment(c->rk, &a) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        return;
+    int64_t lag = 0;
+    int known = a->cnt > 0;
+    if (rd_kafka_position(c->rk, a) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        known = 0;
+    for (int i = 0; known && i < a->cnt; i++) {
+        int64_t lo = -1, hi = -1;
+        if (rd_kafka_get_watermark_offsets(c->rk, a->elems[i].topic, a->elems[i].partition, &lo, &hi) ||
+            hi < 0) {
+            known = 0;
+            break;
+        }
+        int64_t pos = a->elems[i].offset >= 0 ? a->elems[i].offset : lo;
+        if (hi > pos)
+            lag += hi - pos;
+    }
+    rd_kafka_topic_partition_list_destroy(a);
+    struct timespec wall;
+    clock_gettime(CLOCK_REALTIME, &wall);
+    int64_t now_ms = (int64_t)wall.tv_sec * 1000 + wall.tv_nsec / 1000000;
+    pthread_mutex_lock(&c->mu);
+    c->st.lag_messages = known ? lag : -1;
+    c->st.lag_seconds = known && lag > 0 && c->last_ts_ms > 0 && now_ms > c->last_ts_ms
+                            ? (double)(now_ms - c->last_ts_ms) / 1000.0
+                            : 0.0;
+    pthread_mutex_unlock(&c->mu);
+}
+
+static void *consumer_main(void *arg)
+{
+    es_consumer *c = arg;
+    pthread_setname_np(pthread_self(), "es-consumer");
+    size_t cap = (size_t)c->batch_max;
+    rd_kafka_message_t **msgs = es_xcalloc(cap, sizeof *msgs);
+    while (!atomic_load(&c->stop)) {
+        measure_lag(c);
+        size_t n = 0;
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(c->rk, 200);
+        while (m) {
+            if (m->err) {
+                if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+                    es__consumer_say(c, "kafka: %s", rd_kafka_message_errstr(m));
+                rd_kafka_message_destroy(m);
+            } else {
+                msgs[n++] = m;
+            }
+            if (n == cap)
+                break;
+            m = rd_kafka_consumer_poll(c->rk, 0);
+        }
+        if (n == 0)
+            continue;
+        if (es__consumer_process_batch(c, msgs, n) == 0)
+            commit_offsets(c, msgs, n);
+        for (size_t i = 0; i < n; i++)
+            rd_kafka_message_destroy(msgs[i]);
+    }
+    free(msgs);
+    return NULL;
+}
+
+static void consumer_free(es_consumer *c)
+{
+    if (!c)
+        return;
+    if (c->rk)
+        rd_kafka_destroy(c->rk);
+    es_pg_session_free(c->d);
+    for (size_t i = 0; c->props && c->props[i]; i++)
+        free(c->props[i]);
+    free(c->props);
+    free(c->name);
+    free(c->group);
+    free(c->topic);
+    free(c->bootstrap);
+    pthread_mutex_destroy(&c->mu);
+    free(c);
+}
+
+int es_consumer_start(const es_consumer_config *cfg, es_consumer **out, es_error *err)
+{
+    *out = NULL;
+    if (!cfg || !cfg->name || !cfg->name[0] || !cfg->conninfo || !cfg->handle)
+        return es_error_set(err, ES_INVALID_ARGUMENT, "", "consumer: name, conninfo and handle are required");
+    char boot[1024] = "";
+    if (cfg->bootstrap_file) {
+        FILE *f = fopen(cfg->bootstrap_file, "r");
+        if (f) {
+            if (fgets(boot, sizeof boot, f))
+                boot[strcspn(boot, "\r\n")] = '\0';
+            fclose(f);
+        }
+    }
+    if (!boot[0] && cfg->bootstrap_servers)
+        snprintf(boot, sizeof boot, "%s", cfg->bootstrap_servers);
+    if (!boot[0])
+        return es_error_set(err, ES_INVALID_ARGUMENT, "bootstrap_servers",
+                            "consumer: no Kafka bootstrap servers");
+
+    es_consumer *c = es_xcalloc(1, sizeof *c);
+    pthread_mutex_init(&c->mu, NULL);
+    atomic_init(&c->stop, 0);
+    c->name = es_xstrdup(cfg->name);
+    c->group = es_xstrdup(cfg->group_id && cfg->group_id[0] ? cfg->group_id : cfg->name);
+    c->topic = es_xstrdup(cfg->topic && cfg->topic[0] ? cfg->topic : "orders.events");
+    c->bootstrap = es_xstrdup(boot);
+    size_t np = 0;
+    while (cfg->kafka_props && cfg->kafka_props[np])
+        np++;
+    c->props = es_xcalloc(np + 1, sizeof *c->props);
+    for (size_t i = 0; i < np; i++)
+        c->props[i] = es_xstrdup(cfg->kafka_props[i]);
+    c->handle = cfg->handle;
+    c->handle_batch = cfg->handle_batch;
+    c->data = cfg->data;
+    c->committed = cfg->committed;
+    c->committed_data = cfg->committed_data;
+    c->st.lag_messages = -1;
+    c->max_retries = cfg->max_retries > 0 ? cfg->max_retries : 3;
+    c->batch_max = cfg->batch_max > 0 ? cfg->batch_max : 200;
+    c->session_ms = cfg->session_timeout_ms > 0 ? cfg->session_timeout_ms : 10000;
+    c->quiet = cfg->quiet;
+    int rc;
+    if (!(c->d = es__consumer_session(cfg->conninfo, err))) {
+        rc = err ? err->code : ES_INVALID_ARGUMENT;
+        goto fail;
+    }
+    if ((rc = es_pg_session_ensure(c->d, err)) != ES_OK)
+        goto fail;
+
+    char errstr[512], session[16], heartbeat[16];
+    snprintf(session, sizeof session, "%d", c->session_ms);
+    snprintf(heartbeat, sizeof heartbeat, "%d", c->session_ms / 3 > 100 ? c->session_ms / 3 : 100);
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    const char *base[] = {"bootstrap.servers", c->bootstrap, "group.id", c->group,
+                          "enable.auto.commit", "false", "auto.offset.reset", "earliest",
+                          "session.timeout.ms", session, "heartbeat.interval.ms", heartbeat,
+                          "client.id", "es-consumer", "log.connection.close", "false",
+                          "reconnect.backoff.max.ms", "1000", "socket.nagle.disable", "true", NULL};
+    for (size_t i = 0; base[i]; i += 2)
+        if (rd_kafka_conf_set(conf, base[i], base[i + 1], errstr, sizeof errstr) != RD_KAFKA_CONF_OK)
+            goto bad_conf;
+    for (size_t i = 0; c->props[i] && c->props[i + 1]; i += 2)
+        if (rd_kafka_conf_set(conf, c->props[i], c->props[i + 1], errstr, sizeof errstr) !=
+            RD_KAFKA_CONF_OK)
+            goto bad_conf;
+    rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
+    rd_kafka_conf_set_log_cb(conf, on_kafka_log);
+    rd_kafka_conf_set_opaque(conf, c);
+    c->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof errstr);
+    if (!c->rk) {
+        rc = es_error_set(err, ES_INVALID_ARGUMENT, "kafka", "consumer: %s", errstr);
+        goto fail;
+    }
+    rd_kafka_poll_set_consumer(c->rk);
+    rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(topics, c->topic, RD_KAFKA_PARTITION_UA);
+    rd_kafka_resp_err_t e = rd_kafka_subscribe(c->rk, topics);
+    rd_kafka_topic_partition_list_destroy(topics);
+    if (e) {
+        rc = es_error_set(err, ES_INVALID_ARGUMENT, "topic", "consumer: subscribe %s: %s",
+                          c->topic, rd_kafka_err2str(e));
+        goto fail;
+    }
+    int e2 = pthread_create(&c->thread, NULL, consumer_main, c);
+    if (e2 != 0) {
+        rc = es_error_set(err, ES_RESOURCE_EXHAUSTED, "", "consumer %s: cannot start its thread: %s", c->name,
+                          strerror(e2));
+        goto fail;
+    }
+    *out = c;
+    return ES_OK;
+
+bad_conf:
+    rd_kafka_conf_destroy(conf);
+    rc = es_error_set(err, ES_INVALID_ARGUMENT, "kafka", "consumer configuration: %s", errstr);
+fail:
+    consumer_free(c);
+    return rc;
+}
+
+void es_consumer_stop(es_consumer *c)
+{
+    if (!c)
+        return;
+    atomic_store(&c->stop, 1);
+    pthread_join(c->thread, NULL);
+    rd_kafka_consumer_close(c->rk);
+    consumer_free(c);
+}
+
+void es_consumer_stats_get(es_consumer *c, es_consumer_stats *out)
+{
+    pthread_mutex_lock(&c->mu);
+    *out = c->st;
+    pthread_mutex_unlock(&c->mu);
+}
