@@ -166,10 +166,19 @@ static int check_command(cg_ctx *ctx, const cg_message *m)
         return cg_fail(ctx, "%s: message %s: (es.command) a creating command cannot have allowed_from", m->file->name,
                        m->name);
     for (size_t i = 0; i < c->n_allowed_from; i++) {
-        cg_field *f;
-        int v;
-        if (cg_parse_assignment(ctx, m, "(es.command) allowed_from", state, c->allowed_from[i], &f, &v))
+        cg_field *f, *g;
+        int v, neg = c->allowed_from[i][0] == '!';
+        if (cg_parse_assignment(ctx, m, "(es.command) allowed_from", state, c->allowed_from[i] + neg, &f, &v))
             return -1;
+        for (size_t k = 0; k < i; k++) {
+            int kneg = c->allowed_from[k][0] == '!';
+            if (cg_parse_assignment(ctx, m, "(es.command) allowed_from", state, c->allowed_from[k] + kneg, &g, &v))
+                return -1;
+            if (g == f && kneg != neg)
+                return cg_fail(ctx, "%s: message %s: (es.command) allowed_from: \"%s\" and \"%s\" mix inclusions and "
+                                    "exclusions of field %s (use one or the other)",
+                               m->file->name, m->name, c->allowed_from[k], c->allowed_from[i], f->name);
+        }
     }
     if (!c->n_emits)
         return cg_fail(ctx, "%s: message %s: (es.command) emits must list at least one event", m->file->name, m->name);

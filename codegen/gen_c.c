@@ -395,30 +395,32 @@ static void emit_guard(pkg *p, const cg_message *cmd, const cg_message *state, c
             continue;
         cg_field *f0;
         int v0;
-        cg_parse_assignment(p->ctx, cmd, "allowed_from", state, cmd->cmd->allowed_from[i], &f0, &v0);
+        /* "!VALUE" entries exclude (checks.c refuses a field with both kinds). */
+        int neg = cmd->cmd->allowed_from[i][0] == '!';
+        cg_parse_assignment(p->ctx, cmd, "allowed_from", state, cmd->cmd->allowed_from[i] + neg, &f0, &v0);
         cg_out *names = cg_scratch();
-        cg_printf(c, "    if (!(");
+        cg_printf(c, neg ? "    if ((" : "    if (!(");
         int first = 1;
         for (size_t k = i; k < n; k++) {
             cg_field *f;
             int v;
-            cg_parse_assignment(p->ctx, cmd, "allowed_from", state, cmd->cmd->allowed_from[k], &f, &v);
+            const char *entry = cmd->cmd->allowed_from[k] + (cmd->cmd->allowed_from[k][0] == '!');
+            cg_parse_assignment(p->ctx, cmd, "allowed_from", state, entry, &f, &v);
             if (f != f0)
                 continue;
             done[k] = 1;
             const char *vn = NULL;
-            cg_enum_value(f->enum_type, strchr(cmd->cmd->allowed_from[k], '=') ? strchr(cmd->cmd->allowed_from[k], '=') + 1
-                                                                             : cmd->cmd->allowed_from[k], &vn);
+            cg_enum_value(f->enum_type, strchr(entry, '=') ? strchr(entry, '=') + 1 : entry, &vn);
             cg_printf(c, "%sst->%s == %s__%s", first ? "" : " || ", f->name, f->enum_type->c_upper, vn);
             (void)v;
             cg_printf(names, "%s%s", first ? "" : ", ", vn + strlen(f->enum_type->prefix));
             first = 0;
         }
         cg_printf(c, "))\n        return es_error_set(err, ES_FAILED_PRECONDITION, \"%s\",\n"
-                     "            \"%s is not allowed when %s is %%s (allowed: %s)\",\n"
+                     "            \"%s is not allowed when %s is %%s (allowed: %s%s)\",\n"
                      "            es_gen_enum_short(&%s__descriptor, (int)st->%s, %zu));\n",
-                  f0->name, name, f0->name, names->data ? names->data : "", f0->enum_type->c_lower, f0->name,
-                  strlen(f0->enum_type->prefix));
+                  f0->name, name, f0->name, neg ? "every value but " : "", names->data ? names->data : "",
+                  f0->enum_type->c_lower, f0->name, strlen(f0->enum_type->prefix));
     }
     cg_printf(c, "    return ES_OK;\n}\n\n");
 }

@@ -113,6 +113,9 @@ struct  Es__CommandOptions
   /*
    * States the command is allowed from, "field=VALUE" or "VALUE" (aggregate status_field).
    * Entries on one field are alternatives; entries on different fields must all hold.
+   * "!VALUE" / "!field=VALUE" excludes: the field may hold any value but the excluded ones (so a
+   * new enum value needs no edit of every command). One field's entries are all inclusions or
+   * all exclusions.
    */
   size_t n_allowed_from;
   char **allowed_from;
