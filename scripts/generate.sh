@@ -12,7 +12,9 @@ googleapis=${GOOGLEAPIS_DIR:-/usr/share/gocode/src/github.com/gogo/googleapis}
 sysinc=${PROTO_SYSTEM_DIR:-/usr/include}
 mkdir -p "$out"
 cd "$here/proto"
-protos=$(find es orders -name '*.proto' | LC_ALL=C sort)
+# Every package under proto/ (a new one is picked up without an edit here); the plugin generates
+# tables for the packages whose files carry es annotations and ignores the others.
+protos=$(find . -name '*.proto' -not -path './baseline/*' | sed 's|^\./||' | LC_ALL=C sort)
 wkt="google/protobuf/timestamp.proto google/protobuf/duration.proto google/protobuf/any.proto
      google/protobuf/struct.proto google/protobuf/wrappers.proto google/protobuf/empty.proto
      google/protobuf/field_mask.proto google/protobuf/descriptor.proto
