@@ -386,6 +386,62 @@ static void batch_path_yields_to_a_concurrent_consumer(void **state)
     PQfinish(c);
 }
 
+/* A handler whose statement is cancelled by statement_timeout (SQLSTATE 57014, DEADLINE_EXCEEDED)
+ * did nothing wrong with the event: the runner waits and runs the batch again, never retries it
+ * to a dead letter (max_retries 1 would dead-letter at the first FAILED). */
+static int slow_left;   /* handler calls still to time out */
+
+static int slow_project(void *data, es_consumer_tx *tx, const es_envelope_view *ev, es_error *err)
+{
+    if (__atomic_load_n(&slow_left, __ATOMIC_ACQUIRE) > 0) {
+        __atomic_sub_fetch(&slow_left, 1, __ATOMIC_ACQ_REL);
+        es_sql_rows *rows = NULL;
+        int rc = es_consumer_tx_query(tx, "SELECT set_config('statement_timeout', '20', true)", 0, NULL, &rows, err);
+        es_sql_rows_free(rows);
+        rows = NULL;
+        if (rc == ES_OK)
+            rc = es_consumer_tx_query(tx, "SELECT pg_sleep(2)", 0, NULL, &rows, err);
+        es_sql_rows_free(rows);
+        assert_int_equal(rc, ES_DEADLINE_EXCEEDED);
+        return rc;
+    }
+    return project(data, tx, ev, err);
+}
+
+static void a_statement_timeout_is_waited_for_never_dead_lettered(void **state)
+{
+    (void)state;
+    PGconn *c = dh_connect(&env);
+    rd_kafka_t *rk = producer();
+    static const int in_order[] = {1, 2, 3, 4, 5, 6};
+    const char *saved = TOPIC;
+    TOPIC = "cons_slow";
+    int sent = produce_seq(rk, "in-order", in_order, 6);
+    TOPIC = saved;
+    assert_int_equal(rd_kafka_flush(rk, 10000), RD_KAFKA_RESP_ERR_NO_ERROR);
+    rd_kafka_destroy(rk);
+
+    __atomic_store_n(&slow_left, 2, __ATOMIC_RELEASE);
+    const char *props[] = {"log_level", "3", NULL};
+    es_consumer_config cc = {.name = "cons-slow", .conninfo = env.conninfo, .bootstrap_file = env.bootstrap_file,
+                             .topic = "cons_slow", .handle = slow_project, .data = (void *)"cons_slow",
+                             .max_retries = 1, .session_timeout_ms = 6000, .kafka_props = props};
+    es_consumer *cons = NULL;
+    es_error err;
+    assert_int_equal(es_consumer_start(&cc, &cons, &err), ES_OK);
+    es_consumer_stats st = wait_messages(cons, sent);
+    es_consumer_stop(cons);
+    assert_int_equal(__atomic_load_n(&slow_left, __ATOMIC_ACQUIRE), 0);
+    assert_int_equal(st.dead_letters, 0);
+    assert_int_equal(st.retries, 0);
+    assert_int_equal(st.applied, 6);
+    assert_non_null(strstr(st.last_error, "not committed")); /* the batch was run again */
+    assert_string_equal(query_text(c, "SELECT log FROM cons_slow WHERE stream_id = $1", "in-order"),
+                        "e1,e2,e3,e4,e5,e6");
+    assert_int_equal(dh_query_int(c, "SELECT count(*) FROM es_dead_letters WHERE consumer = 'cons-slow'"), 0);
+    PQfinish(c);
+}
+
 static void rebuild_from_the_store_equals_the_live_projection(void **state)
 {
     (void)state;
@@ -422,7 +478,7 @@ static int setup(void **state)
 {
     (void)state;
     dh_pg_start(&env, "consumer");
-    const char *topics[] = {"cons:3", "cons2:3", NULL};
+    const char *topics[] = {"cons:3", "cons2:3", "cons_slow:1", NULL};
     dh_mock_start(&env, topics);
     PGconn *c = dh_connect(&env);
     dh_exec(c, "CREATE TABLE cons_proj (stream_id text PRIMARY KEY, log text, n int)");
@@ -430,6 +486,7 @@ static int setup(void **state)
     dh_exec(c, "CREATE TABLE cons_batch2 (stream_id text PRIMARY KEY, log text, n int)");
     dh_exec(c, "CREATE TABLE cons_race (stream_id text PRIMARY KEY, log text, n int)");
     dh_exec(c, "CREATE TABLE cons_rebuild (stream_id text PRIMARY KEY, log text, n int)");
+    dh_exec(c, "CREATE TABLE cons_slow (stream_id text PRIMARY KEY, log text, n int)");
     for (size_t i = 0; i < 4; i++)
         assert_int_equal(dh_append(c, GOOD[i], 1, 6), 0);
     assert_int_equal(dh_append(c, "bad", 1, 3), 0);
@@ -457,6 +514,7 @@ int main(void)
         cmocka_unit_test(batch_path_alone_gives_the_same_projection),
         cmocka_unit_test(batch_path_yields_to_a_concurrent_consumer),
         cmocka_unit_test(rebuild_from_the_store_equals_the_live_projection),
+        cmocka_unit_test(a_statement_timeout_is_waited_for_never_dead_lettered),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
