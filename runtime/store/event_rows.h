@@ -1,5 +1,5 @@
-/* Internal to runtime/store (feed.c, consumer.c): the es_events column list every reader selects
- * and its conversion into envelope views. Not a public header. */
+/* Internal to runtime/store (feed.c, the consumer_*.c files): the es_events column list every
+ * reader selects and its conversion into envelope views. Not a public header. */
 #ifndef ES_STORE_EVENT_ROWS_H
 #define ES_STORE_EVENT_ROWS_H
 
