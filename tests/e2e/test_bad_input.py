@@ -161,16 +161,23 @@ class Store:
         self.p.wait(10)
 
 
-def scrape(port):
-    """es_http_refused_total samples as {(route, status): value}."""
-    status, _, text = http_raw(port, "GET", "/metrics", {}, b"")
-    assert status == 200, status
+def refused_samples(text):
+    """es_http_refused_total samples of a /metrics text as {(route, status): value}."""
     out = {}
-    for line in text.decode().splitlines():
+    for line in text.splitlines():
+        if not line.startswith("es_http_refused_total{"):
+            continue
         m = re.match(r'^es_http_refused_total\{route="((?:[^"\\]|\\.)*)",status="(\d+)"\} ([0-9.e+]+)$', line)
         if m:
             out[(m.group(1), m.group(2))] = float(m.group(3))
-    return out, text.decode()
+    return out
+
+
+def scrape(port):
+    """es_http_refused_total samples as {(route, status): value}, and the whole text."""
+    status, _, text = http_raw(port, "GET", "/metrics", {}, b"")
+    assert status == 200, status
+    return refused_samples(text.decode()), text.decode()
 
 
 # ---- the table ----
