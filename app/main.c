@@ -16,6 +16,7 @@
 
 #include "auth.h"
 #include "config.h"
+#include "es/admin.h"
 #include "es/consumer.h"
 #include "es/dispatcher.h"
 #include "es/grpc_server.h"
@@ -56,6 +57,7 @@ typedef struct app {
     es_consumer *payment_consumer;
     atomic_int pg_ok, migrated, kafka_ok, stopping;
     atomic_int shaping;                 /* 1 while a projection is rebuilt at its new shape */
+    _Atomic int64_t dead_open, dead_parked; /* open dead letters and parked streams (-1: unknown) */
     _Atomic int64_t shape_done, shape_total;
     pthread_t health_thread;
 } app;
@@ -79,6 +81,14 @@ static void *health_loop(void *arg)
         } else {
             atomic_store(&a->kafka_ok, 1);
         }
+        if (ok) {
+            int64_t open = -1, parked = -1;
+            es_error derr = {0};
+            if (es_admin_dead_letter_counts(a->pool, &open, &parked, &derr) != ES_OK)
+                open = parked = -1;
+            atomic_store(&a->dead_open, open);
+            atomic_store(&a->dead_parked, parked);
+        }
         /* Client idempotency keys past their retention give their rows back, once a minute. */
         if (ok && a->pipeline && ++ticks % 60 == 1) {
             size_t gone = 0;
@@ -91,22 +101,33 @@ static void *health_loop(void *arg)
     return NULL;
 }
 
+static int req_is_readyz(const es_http_request *req)
+{
+    return req && req->path && strncmp(req->path, "/readyz", 7) == 0;
+}
+
 static void health(void *data, const es_http_request *req, es_http_response *res)
 {
-    (void)req;
     app *a = data;
     int pg = atomic_load(&a->pg_ok), mig = atomic_load(&a->migrated), kafka = atomic_load(&a->kafka_ok);
     int shaping = atomic_load(&a->shaping);
-    int ready = pg && mig && kafka && !shaping;
+    int64_t dead = atomic_load(&a->dead_open), parked = atomic_load(&a->dead_parked);
+    /* Dead letters gate readiness only above a configured threshold (see ready-max-dead-letters). */
+    int dead_ok = a->cfg.ready_max_dead_letters < 0 || dead <= a->cfg.ready_max_dead_letters;
+    int ready = pg && mig && kafka && !shaping && (req_is_readyz(req) ? dead_ok : 1);
     res->status = ready ? 200 : 503;
     res->content_type = "application/json";
     es_buf_printf(&res->body, "{\"status\":\"%s\",\"postgres\":%s,\"migrations\":%s,\"kafka\":%s,\"projections\":%s",
                   ready ? "ok" : "unavailable", pg ? "true" : "false", mig ? "true" : "false", kafka ? "true" : "false",
                   shaping ? "false" : "true");
+    es_buf_printf(&res->body, ",\"dead_letters\":%lld,\"parked_streams\":%lld", (long long)dead, (long long)parked);
     if (shaping)
         es_buf_printf(&res->body, ",\"reason\":\"projection order_summary is being rebuilt at its new shape "
                                   "(%lld of about %lld events)\"",
                       (long long)atomic_load(&a->shape_done), (long long)atomic_load(&a->shape_total));
+    else if (!dead_ok && req_is_readyz(req))
+        es_buf_printf(&res->body, ",\"reason\":\"%lld open dead letters (more than ready-max-dead-letters %d; "
+                                  "see orderctl dead-letters list)\"", (long long)dead, a->cfg.ready_max_dead_letters);
     es_buf_puts(&res->body, "}\n");
 }
 

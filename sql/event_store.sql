@@ -240,6 +240,9 @@ CREATE TABLE IF NOT EXISTS es_consumer_streams (
     dead_letter_id  bigint,
     PRIMARY KEY (consumer, stream_id)
 );
+-- The parked streams alone (few), for /readyz's once-a-second count.
+CREATE INDEX IF NOT EXISTS es_consumer_streams_parked ON es_consumer_streams (consumer)
+    WHERE dead_letter_id IS NOT NULL;
 
 -- Messages a consumer could not apply (undecodable, or the handler failed after its retries),
 -- with the error and the raw Kafka value. Resolving one: fix, replay, set retried_at and clear

@@ -77,6 +77,7 @@ def test_upgrade(cluster, orderctl):
             assert body.get("status") == "unavailable" and ("reason" in body or not body.get("migrations", True)
                                                             or not body.get("kafka", True)), body
     assert seen[-1][0] == 200 and seen[-1][1]["projections"] is True, seen[-1]
+    assert seen[-1][1]["dead_letters"] == 0 and seen[-1][1]["parked_streams"] == 0, seen[-1]
     after = [place(o, "day2") for _ in range(5)]
     eventually(lambda: projected(cluster, "day2", 1 + len(after)), timeout=120, what="day-2 orders in the read model")
     # The column is back, and rows written before the upgrade have its value (backfilled, not NULL).

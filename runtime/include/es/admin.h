@@ -87,6 +87,10 @@ typedef struct es_admin_dead_letter {
     size_t message_len;
 } es_admin_dead_letter;
 
+/* *open receives the open (unresolved) dead letters, *parked the streams parked behind one,
+ * over every consumer: what /readyz reports. */
+int es_admin_dead_letter_counts(es_pg_pool *pool, int64_t *open, int64_t *parked, es_error *err);
+
 /* Dead letters in id order: the open ones, or all when include_resolved. *out (arena). */
 int es_admin_dead_letters(es_pg_pool *pool, int include_resolved, es_arena *a, es_admin_dead_letter **out,
                           size_t *n, es_error *err);
