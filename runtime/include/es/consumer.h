@@ -95,7 +95,7 @@ typedef struct es_consumer_stats {
 
 /* Validates cfg, copies it and starts the consumer thread (joins the group, polls, applies).
  * *out is freed by es_consumer_stop. Returns ES_OK or ES_INVALID_ARGUMENT / ES_UNAVAILABLE
- * (PostgreSQL unreachable at start). */
+ * (PostgreSQL unreachable at start) / ES_RESOURCE_EXHAUSTED (its thread could not start). */
 int es_consumer_start(const es_consumer_config *cfg, es_consumer **out, es_error *err);
 
 /* Finishes the current batch, commits, leaves the group and frees c. NULL is a no-op. */
@@ -106,9 +106,13 @@ void es_consumer_stats_get(es_consumer *c, es_consumer_stats *out);
 
 /* Runs a parameterised statement ($1..$n, text values, NULL = SQL NULL) in the runner's
  * transaction; each distinct sql text is prepared once per connection. Returns ES_OK, or an
- * error (err has PostgreSQL's message; ES_ABORTED for serialization failures and deadlocks,
- * ES_ALREADY_EXISTS for unique violations, ES_INVALID_ARGUMENT for other data errors). When
- * rows_affected is not NULL it receives the affected row count. */
+ * error classified by the runtime's one SQLSTATE map (es/pg_error.h; err has PostgreSQL's
+ * message): ES_ABORTED for unique violations, serialization failures and deadlocks,
+ * ES_DEADLINE_EXCEEDED for a cancelled statement (statement_timeout), ES_UNAVAILABLE when the
+ * database is unreachable or cannot take the work now, ES_INTERNAL otherwise. A handler that
+ * passes on ES_UNAVAILABLE or ES_DEADLINE_EXCEEDED makes the runner wait and run the batch again
+ * (es_pg_retry_later), never dead-letter the event. When rows_affected is not NULL it receives
+ * the affected row count. */
 int es_consumer_tx_exec(es_consumer_tx *tx, const char *sql, int nparams,
                         const char *const *params, int64_t *rows_affected, es_error *err);
 

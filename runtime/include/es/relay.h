@@ -70,8 +70,9 @@ typedef struct es_relay_status {
 } es_relay_status;
 
 /* Validates cfg, copies what it needs (cfg may be freed afterwards) and starts the relay thread.
- * *out is freed by es_relay_stop. Returns ES_OK or ES_INVALID_ARGUMENT; connection problems are
- * not errors here: the thread retries them and reports them in the status. */
+ * *out is freed by es_relay_stop. Returns ES_OK, ES_INVALID_ARGUMENT or ES_RESOURCE_EXHAUSTED
+ * (its thread could not start); connection problems are not errors here: the thread retries
+ * them and reports them in the status. */
 int es_relay_start(const es_relay_config *cfg, es_relay **out, es_error *err);
 
 /* Stops the thread (undelivered messages are dropped: they are not checkpointed, the next active
