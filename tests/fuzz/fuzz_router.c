@@ -18,7 +18,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 
 /* Templates beyond the orders routes. Their method is never called; it only has to exist. */
-static const es_method_def extra_method = {"Extra", "/fuzz/Extra", NULL, NULL, NULL, NULL, NULL};
+static const es_method_def extra_method = {.name = "Extra", .grpc_path = "/fuzz/Extra"};
 static const es_route_def extra_routes[] = {
     {"GET", "/v1/{name=shelves/*/books/*}", NULL, &extra_method},
     {"GET", "/files/{path=**}", NULL, &extra_method},
