@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "es/sha256.h"
-#include "orders/v1/orders_v1.es.h"
+#include "es/access.h"
 
 typedef enum { ROLE_CUSTOMER, ROLE_VENDOR, ROLE_PAYMENTS, ROLE_ADMIN } role;
 static const char *const role_names[] = {"customer", "vendor", "payments", "admin"};
@@ -71,51 +71,6 @@ void orders_auth_free(orders_auth *a)
     free(a);
 }
 
-static int is(const es_call *c, const char *name) { return strcmp(c->method->name, name) == 0; }
-
-static int is_payment_command(const es_call *c)
-{
-    return is(c, "InitiatePayment") || is(c, "AuthorisePayment") || is(c, "MarkOrderPaid") || is(c, "FailPayment") ||
-           is(c, "RefundPayment");
-}
-
-/* The order id a call targets, or NULL. */
-static const char *target_order(const es_call *c)
-{
-    const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field_by_name(c->request->descriptor, "order_id");
-    if (!f || f->type != PROTOBUF_C_TYPE_STRING)
-        return NULL;
-    return *(char *const *)((const char *)c->request + f->offset);
-}
-
-/* Whether the principal owns the order (customer or vendor side). A missing order is let through:
- * the command or query then answers NOT_FOUND, the same as for its owner. */
-static int owns(orders_auth *a, const es_call *c, role r, const char *principal, es_error *err, int *ok)
-{
-    const char *id = target_order(c);
-    *ok = 1;
-    if (!id || !id[0])
-        return ES_OK;
-    ProtobufCMessage *m = NULL;
-    int64_t v;
-    int rc = es_pipeline_load(a->pipeline, &orders_v1_aggregate_order, id, &m, &v, err);
-    if (rc == ES_NOT_FOUND || rc == ES_INVALID_ARGUMENT)
-        return ES_OK;
-    if (rc)
-        return rc;
-    const Orders__V1__OrderState *st = (const Orders__V1__OrderState *)m;
-    const char *owner = r == ROLE_CUSTOMER ? st->customer_id : st->vendor_id;
-    *ok = owner && strcmp(owner, principal) == 0;
-    protobuf_c_message_free_unpacked(m, NULL);
-    return ES_OK;
-}
-
-static int denied(es_error *err, const es_call *c, const token *t)
-{
-    return es_error_set(err, ES_PERMISSION_DENIED, "", "%s %s may not call %s%s", role_names[t->role], t->principal,
-                        c->method->name, target_order(c) ? " on this order" : "");
-}
-
 /* The token entry of bearer (the token itself), or NULL. */
 static const token *find_token(const orders_auth *a, const char *bearer)
 {
@@ -152,47 +107,6 @@ int orders_authorize(void *data, es_call *call, const char **actor, es_error *er
     if (!t)
         return es_error_set(err, ES_UNAUTHENTICATED, "authorization", "unknown bearer token");
     *actor = es_arena_sprintf(&call->arena, "%s:%s", role_names[t->role], t->principal);
-    int ok = 0, rc;
-    switch (t->role) {
-    case ROLE_ADMIN:
-        return ES_OK;
-    case ROLE_PAYMENTS:
-        if (is_payment_command(call) || is(call, "GetOrder") || is(call, "GetOrderEvents"))
-            return ES_OK;
-        return denied(err, call, t);
-    case ROLE_CUSTOMER:
-        if (is(call, "PlaceOrder")) {
-            const Orders__V1__PlaceOrderRequest *r = (const Orders__V1__PlaceOrderRequest *)call->request;
-            if (r->customer_id && r->customer_id[0] && strcmp(r->customer_id, t->principal) != 0)
-                return es_error_set(err, ES_PERMISSION_DENIED, "customer_id",
-                                    "customer %s may only place orders as themselves", t->principal);
-            return ES_OK;
-        }
-        if (is(call, "ListOrders")) {
-            Orders__V1__ListOrdersRequest *r = (Orders__V1__ListOrdersRequest *)call->request;
-            if (r->customer_id && r->customer_id[0] && strcmp(r->customer_id, t->principal) != 0)
-                return es_error_set(err, ES_PERMISSION_DENIED, "customer_id", "customer %s may only list their own orders",
-                                    t->principal);
-            r->customer_id = es_arena_strdup(&call->arena, t->principal);
-            return ES_OK;
-        }
-        if (!(is(call, "CancelOrder") || is(call, "GetOrder") || is(call, "GetOrderEvents")))
-            return denied(err, call, t);
-        break;
-    case ROLE_VENDOR:
-        if (is(call, "ListOrders")) {
-            Orders__V1__ListOrdersRequest *r = (Orders__V1__ListOrdersRequest *)call->request;
-            if (r->vendor_id && r->vendor_id[0] && strcmp(r->vendor_id, t->principal) != 0)
-                return es_error_set(err, ES_PERMISSION_DENIED, "vendor_id", "vendor %s may only list their own orders",
-                                    t->principal);
-            r->vendor_id = es_arena_strdup(&call->arena, t->principal);
-            return ES_OK;
-        }
-        if (!(is(call, "UpdateOrderShippingStatus") || is(call, "GetOrder") || is(call, "GetOrderEvents")))
-            return denied(err, call, t);
-        break;
-    }
-    if ((rc = owns(a, call, t->role, t->principal, err, &ok)) != ES_OK)
-        return rc;
-    return ok ? ES_OK : denied(err, call, t);
+    /* Who may call what is the rpc's (es.access) rule, generated into the method table. */
+    return es_access_check(a->pipeline, call, role_names[t->role], t->principal, err);
 }

@@ -1,13 +1,9 @@
-/* Bearer-token authentication and the order service's authorization policy.
+/* Bearer-token authentication: who the caller is (role and principal). What each role may call
+ * is each rpc's (es.access) rule in proto/orders/v1/service.proto, applied by es_access_check.
  *
  * Tokens live in a file, one per line: "<sha256 hex of the token> <role> <principal>", '#'
- * starts a comment. Only hashes are stored; a token is never logged. Roles:
- *   customer  own orders only: PlaceOrder (as themselves), CancelOrder, GetOrder, GetOrderEvents,
- *             ListOrders (always filtered to their orders)
- *   vendor    own orders only (vendor_id): UpdateOrderShippingStatus, GetOrder, GetOrderEvents,
- *             ListOrders (filtered to their orders)
- *   payments  the payment commands, GetOrder, GetOrderEvents
- *   admin     everything */
+ * starts a comment. Only hashes are stored; a token is never logged. Roles: customer, vendor,
+ * payments, admin. */
 #ifndef ORDERS_AUTH_H
 #define ORDERS_AUTH_H
 

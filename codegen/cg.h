@@ -70,6 +70,7 @@ typedef struct cg_method {
     const char *name;
     cg_message *input, *output;
     Google__Api__HttpRule *http;   /* NULL when the method has no google.api.http */
+    Es__AccessOptions *access;     /* NULL when the method has no (es.access) */
 } cg_method;
 
 typedef struct cg_service {
@@ -112,6 +113,12 @@ int cg_enum_value(const cg_enum *e, const char *name, const char **full_name);
 const char *cg_file_basename(const char *path);
 /* Records the first error as "file: message M: text" and returns -1. */
 int cg_fail(cg_ctx *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* The aggregate whose streams a method acts on or reads (its command's aggregate; for a query,
+ * the package's one aggregate whose id_field is a string field of the request), or NULL. */
+cg_message *cg_method_aggregate(const cg_model *m, const cg_method *me);
+/* The state field that names the owner of a stream for role ("role=field" in owners), or NULL. */
+const char *cg_owner_field(const cg_message *state, const char *role, size_t role_len);
 
 /* checks.c: validates the annotations; returns -1 after cg_fail on the first problem. */
 int cg_check(cg_ctx *ctx);

@@ -243,8 +243,97 @@ static int check_projection(cg_ctx *ctx, const cg_message *m)
     return 0;
 }
 
+cg_message *cg_method_aggregate(const cg_model *m, const cg_method *me)
+{
+    if (!me->input)
+        return NULL;
+    if (me->input->cmd)
+        return cg_find_aggregate(m, me->input->cmd->aggregate);
+    cg_message *found = NULL;
+    for (size_t i = 0; i < m->n_messages; i++) {
+        cg_message *st = m->messages[i];
+        if (!st->agg || strcmp(st->file->package, me->input->file->package) != 0 || !st->agg->id_field)
+            continue;
+        cg_field *f = cg_find_field(me->input, st->agg->id_field);
+        if (f && is_string(f) && !f->repeated) {
+            if (found)
+                return NULL; /* ambiguous */
+            found = st;
+        }
+    }
+    return found;
+}
+
+const char *cg_owner_field(const cg_message *state, const char *role, size_t role_len)
+{
+    for (size_t i = 0; state && state->agg && i < state->agg->n_owners; i++) {
+        const char *o = state->agg->owners[i], *eq = strchr(o, '=');
+        if (eq && (size_t)(eq - o) == role_len && strncmp(o, role, role_len) == 0)
+            return eq + 1;
+    }
+    return NULL;
+}
+
+static int package_annotated(const cg_model *m, const char *package)
+{
+    for (size_t i = 0; i < m->n_messages; i++) {
+        const cg_message *x = m->messages[i];
+        if (strcmp(x->file->package, package) == 0 && (x->agg || x->event || x->cmd || x->proj))
+            return 1;
+    }
+    return 0;
+}
+
+/* Every RPC says who may call it: nothing is callable by accident. */
+static int check_access(cg_ctx *ctx, const cg_service *s, const cg_method *me)
+{
+    const Es__AccessOptions *a = me->access;
+    if (!a || !a->n_allow)
+        return cg_fail(ctx, "%s: service %s: rpc %s has no (es.access) rule: say who may call it, e.g. "
+                            "option (es.access) = { allow: [\"admin\"] }",
+                       s->file->name, s->sd->name, me->name);
+    for (size_t i = 0; i < a->n_allow; i++) {
+        const char *e = a->allow[i];
+        size_t rl = strspn(e, "abcdefghijklmnopqrstuvwxyz_0123456789");
+        if (!rl || (e[rl] && e[rl] != ':'))
+            return cg_fail(ctx, "%s: service %s: rpc %s: (es.access) \"%s\": expected \"role\", \"role:owner\" or "
+                                "\"role:self=field\" (role in lower case)",
+                           s->file->name, s->sd->name, me->name, e);
+        const char *kind = e[rl] ? e + rl + 1 : "";
+        if (!*kind)
+            continue;
+        if (strcmp(kind, "owner") == 0) {
+            cg_message *st = cg_method_aggregate(&ctx->model, me);
+            if (!st)
+                return cg_fail(ctx, "%s: service %s: rpc %s: (es.access) \"%s\": no aggregate is the target of this rpc "
+                                    "(a command's, or the one whose id field the request carries)",
+                               s->file->name, s->sd->name, me->name, e);
+            const char *of = cg_owner_field(st, e, rl);
+            if (!of)
+                return cg_fail(ctx, "%s: service %s: rpc %s: (es.access) \"%s\": aggregate \"%s\" names no owner for role "
+                                    "\"%.*s\" (add \"%.*s=<state field>\" to its owners)",
+                               s->file->name, s->sd->name, me->name, e, st->agg->name, (int)rl, e, (int)rl, e);
+            cg_field *f = cg_find_field(st, of);
+            if (!f || !is_string(f) || f->repeated)
+                return cg_fail(ctx, "%s: message %s: (es.aggregate) owners: \"%s\" is not a string field of the state",
+                               st->file->name, st->name, of);
+        } else if (strncmp(kind, "self=", 5) == 0) {
+            cg_field *f = cg_find_field(me->input, kind + 5);
+            if (!f || !is_string(f) || f->repeated)
+                return cg_fail(ctx, "%s: service %s: rpc %s: (es.access) \"%s\": %s is not a string field of %s",
+                               s->file->name, s->sd->name, me->name, e, kind + 5, me->input->full);
+        } else {
+            return cg_fail(ctx, "%s: service %s: rpc %s: (es.access) \"%s\": expected \"role\", \"role:owner\" or "
+                                "\"role:self=field\"",
+                           s->file->name, s->sd->name, me->name, e);
+        }
+    }
+    return 0;
+}
+
 static int check_methods(cg_ctx *ctx, const cg_service *s)
 {
+    int annotated = package_annotated(&ctx->model, s->file->package);
     for (size_t i = 0; i < s->n_methods; i++) {
         const cg_method *me = &s->methods[i];
         if (!me->input || !me->output)
@@ -256,6 +345,8 @@ static int check_methods(cg_ctx *ctx, const cg_service *s)
         if (me->md->has_server_streaming && me->md->server_streaming)
             return cg_fail(ctx, "%s: service %s: rpc %s: streaming methods are not supported", s->file->name,
                            s->sd->name, me->name);
+        if (annotated && check_access(ctx, s, me))
+            return -1;
         const Google__Api__HttpRule *h = me->http;
         if (!h)
             continue;

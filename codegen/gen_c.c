@@ -562,15 +562,47 @@ static void emit_service(pkg *p, const cg_service *s)
     }
     for (size_t i = 0; i < s->n_methods; i++) {
         const cg_method *me = &s->methods[i];
+        size_t na = me->access ? me->access->n_allow : 0;
+        if (!na)
+            continue;
+        cg_printf(c, "static const es_access_rule access_%s_%s[] = {\n", sn, me->name);
+        for (size_t k = 0; k < na; k++) {
+            const char *e = me->access->allow[k], *colon = strchr(e, ':');
+            size_t rl = colon ? (size_t)(colon - e) : strlen(e);
+            if (!colon) {
+                cg_printf(c, "    {.role = \"%.*s\", .kind = ES_ACCESS_ANY},\n", (int)rl, e);
+            } else if (strcmp(colon + 1, "owner") == 0) {
+                const char *of = cg_owner_field(cg_method_aggregate(&p->ctx->model, me), e, rl);
+                cg_printf(c, "    {.role = \"%.*s\", .kind = ES_ACCESS_OWNER, .owner_field = \"%s\"},\n", (int)rl, e,
+                          of ? of : "");
+            } else {
+                cg_printf(c, "    {.role = \"%.*s\", .kind = ES_ACCESS_SELF, .self_field = \"%s\"},\n", (int)rl, e,
+                          colon + 1 + strlen("self="));
+            }
+        }
+        cg_printf(c, "};\n");
+    }
+    for (size_t i = 0; i < s->n_methods; i++) {
+        const cg_method *me = &s->methods[i];
         char *cmdname = me->input->cmd ? command_name(me->input) : NULL;
         cg_printf(c, "static const es_method_def method_%s_%s = {\n    .name = \"%s\",\n    .grpc_path = \"/%s/%s\",\n"
                      "    .input = &%s__descriptor,\n    .output = &%s__descriptor,\n    .command = %s,\n    .query = %s,\n"
-                     "    .validate = %s,\n    .canonicalize = %s,\n};\n",
+                     "    .validate = %s,\n    .canonicalize = %s,\n",
                   sn, me->name, me->name, s->full, me->name, me->input->c_lower, me->output->c_lower,
                   cmdname ? cg_sprintf("&%scommand_%s", p->prefix, cmdname) : "NULL",
                   cmdname ? "NULL" : cg_sprintf("query_%s", me->name),
                   needs_validation(me->input, 0) ? cg_sprintf("%svalidate_%s", p->prefix, me->input->name) : "NULL",
                   needs_canon(p, me->input, 0) ? cg_sprintf("%scanonicalize_%s", p->prefix, me->input->name) : "NULL");
+        if (me->access && me->access->n_allow)
+            cg_printf(c, "    .access = access_%s_%s,\n    .n_access = %zu,\n", sn, me->name, me->access->n_allow);
+        const cg_message *target = cg_method_aggregate(&p->ctx->model, me);
+        if (target && strcmp(target->file->package, p->package) == 0) {
+            const char *tf = me->input->cmd && me->input->cmd->id_field && me->input->cmd->id_field[0]
+                                 ? me->input->cmd->id_field
+                                 : target->agg->id_field;
+            cg_printf(c, "    .target = &%saggregate_%s,\n    .target_field = \"%s\",\n", p->prefix, target->agg->name, tf);
+        }
+        cg_printf(c, "};\n");
         free(cmdname);
     }
     cg_printf(c, "\nstatic const es_method_def *const methods_%s[] = {\n", sn);

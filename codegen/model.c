@@ -13,6 +13,7 @@
 #define EXT_PROJECTION 51004
 #define EXT_FIELD 51010
 #define EXT_HTTP 72295728
+#define EXT_ACCESS 51005
 
 int cg_fail(cg_ctx *ctx, const char *fmt, ...)
 {
@@ -236,6 +237,8 @@ int cg_model_load(cg_ctx *ctx, const Google__Protobuf__Compiler__CodeGeneratorRe
                 me->output = cg_find_message(m, me->md->output_type);
                 me->http = (Google__Api__HttpRule *)ext_unpack(
                     me->md->options ? &me->md->options->base : NULL, EXT_HTTP, &google__api__http_rule__descriptor);
+                me->access = (Es__AccessOptions *)ext_unpack(me->md->options ? &me->md->options->base : NULL, EXT_ACCESS,
+                                                             &es__access_options__descriptor);
             }
             m->services = realloc(m->services, (m->n_services + 1) * sizeof *m->services);
             m->services[m->n_services++] = s;

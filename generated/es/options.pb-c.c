@@ -232,7 +232,52 @@ void   es__field_options__free_unpacked
   assert(message->base.descriptor == &es__field_options__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
-static const ProtobufCFieldDescriptor es__aggregate_options__field_descriptors[4] =
+void   es__access_options__init
+                     (Es__AccessOptions         *message)
+{
+  static const Es__AccessOptions init_value = ES__ACCESS_OPTIONS__INIT;
+  *message = init_value;
+}
+size_t es__access_options__get_packed_size
+                     (const Es__AccessOptions *message)
+{
+  assert(message->base.descriptor == &es__access_options__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t es__access_options__pack
+                     (const Es__AccessOptions *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &es__access_options__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t es__access_options__pack_to_buffer
+                     (const Es__AccessOptions *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &es__access_options__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Es__AccessOptions *
+       es__access_options__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Es__AccessOptions *)
+     protobuf_c_message_unpack (&es__access_options__descriptor,
+                                allocator, len, data);
+}
+void   es__access_options__free_unpacked
+                     (Es__AccessOptions *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &es__access_options__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+static const ProtobufCFieldDescriptor es__aggregate_options__field_descriptors[5] =
 {
   {
     "name",
@@ -282,17 +327,30 @@ static const ProtobufCFieldDescriptor es__aggregate_options__field_descriptors[4
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "owners",
+    5,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Es__AggregateOptions, n_owners),
+    offsetof(Es__AggregateOptions, owners),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned es__aggregate_options__field_indices_by_name[] = {
   1,   /* field[1] = id_field */
   0,   /* field[0] = name */
+  4,   /* field[4] = owners */
   3,   /* field[3] = snapshot_every */
   2,   /* field[2] = status_field */
 };
 static const ProtobufCIntRange es__aggregate_options__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 4 }
+  { 0, 5 }
 };
 const ProtobufCMessageDescriptor es__aggregate_options__descriptor =
 {
@@ -302,7 +360,7 @@ const ProtobufCMessageDescriptor es__aggregate_options__descriptor =
   "Es__AggregateOptions",
   "es",
   sizeof(Es__AggregateOptions),
-  4,
+  5,
   es__aggregate_options__field_descriptors,
   es__aggregate_options__field_indices_by_name,
   1,  es__aggregate_options__number_ranges,
@@ -745,5 +803,43 @@ const ProtobufCMessageDescriptor es__field_options__descriptor =
   es__field_options__field_indices_by_name,
   1,  es__field_options__number_ranges,
   (ProtobufCMessageInit) es__field_options__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor es__access_options__field_descriptors[1] =
+{
+  {
+    "allow",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Es__AccessOptions, n_allow),
+    offsetof(Es__AccessOptions, allow),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned es__access_options__field_indices_by_name[] = {
+  0,   /* field[0] = allow */
+};
+static const ProtobufCIntRange es__access_options__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor es__access_options__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "es.AccessOptions",
+  "AccessOptions",
+  "Es__AccessOptions",
+  "es",
+  sizeof(Es__AccessOptions),
+  1,
+  es__access_options__field_descriptors,
+  es__access_options__field_indices_by_name,
+  1,  es__access_options__number_ranges,
+  (ProtobufCMessageInit) es__access_options__init,
   NULL,NULL,NULL    /* reserved[123] */
 };

@@ -21,6 +21,7 @@ typedef struct Es__EventOptions Es__EventOptions;
 typedef struct Es__CommandOptions Es__CommandOptions;
 typedef struct Es__ProjectionOptions Es__ProjectionOptions;
 typedef struct Es__FieldOptions Es__FieldOptions;
+typedef struct Es__AccessOptions Es__AccessOptions;
 
 
 /* --- enums --- */
@@ -51,10 +52,16 @@ struct  Es__AggregateOptions
    */
   protobuf_c_boolean has_snapshot_every;
   uint32_t snapshot_every;
+  /*
+   * Who owns a stream, per role, for "<role>:owner" access rules: "role=state_field", e.g.
+   * "customer=customer_id" (the caller's principal must equal that field of the current state).
+   */
+  size_t n_owners;
+  char **owners;
 };
 #define ES__AGGREGATE_OPTIONS__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&es__aggregate_options__descriptor) \
-    , NULL, NULL, NULL, 0, 0 }
+    , NULL, NULL, NULL, 0, 0, 0,NULL }
 
 
 /*
@@ -218,6 +225,28 @@ struct  Es__FieldOptions
     , 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, NULL, 0, 0, 0, 0, NULL, NULL, NULL, 0, 0 }
 
 
+/*
+ * Who may call an RPC. Every RPC of a service in an annotated package must carry one (the plugin
+ * refuses a method without it, naming the method): nothing is callable by accident. Entries:
+ *   "<role>"                 every caller with that role (e.g. "admin", "payments")
+ *   "<role>:owner"           on an existing target stream whose owner for that role (see
+ *                            AggregateOptions.owners) is the caller; a missing stream answers
+ *                            NOT_FOUND as it would to its owner
+ *   "<role>:self=<field>"    the request's string <field> is the caller's principal: filled in
+ *                            when empty, refused (PERMISSION_DENIED naming it) when another
+ * A caller whose role no entry names is refused with PERMISSION_DENIED.
+ */
+struct  Es__AccessOptions
+{
+  ProtobufCMessage base;
+  size_t n_allow;
+  char **allow;
+};
+#define ES__ACCESS_OPTIONS__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&es__access_options__descriptor) \
+    , 0,NULL }
+
+
 /* Es__AggregateOptions methods */
 void   es__aggregate_options__init
                      (Es__AggregateOptions         *message);
@@ -313,6 +342,25 @@ Es__FieldOptions *
 void   es__field_options__free_unpacked
                      (Es__FieldOptions *message,
                       ProtobufCAllocator *allocator);
+/* Es__AccessOptions methods */
+void   es__access_options__init
+                     (Es__AccessOptions         *message);
+size_t es__access_options__get_packed_size
+                     (const Es__AccessOptions   *message);
+size_t es__access_options__pack
+                     (const Es__AccessOptions   *message,
+                      uint8_t             *out);
+size_t es__access_options__pack_to_buffer
+                     (const Es__AccessOptions   *message,
+                      ProtobufCBuffer     *buffer);
+Es__AccessOptions *
+       es__access_options__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   es__access_options__free_unpacked
+                     (Es__AccessOptions *message,
+                      ProtobufCAllocator *allocator);
 /* --- per-message closures --- */
 
 typedef void (*Es__AggregateOptions_Closure)
@@ -330,6 +378,9 @@ typedef void (*Es__ProjectionOptions_Closure)
 typedef void (*Es__FieldOptions_Closure)
                  (const Es__FieldOptions *message,
                   void *closure_data);
+typedef void (*Es__AccessOptions_Closure)
+                 (const Es__AccessOptions *message,
+                  void *closure_data);
 
 /* --- services --- */
 
@@ -341,6 +392,7 @@ extern const ProtobufCMessageDescriptor es__event_options__descriptor;
 extern const ProtobufCMessageDescriptor es__command_options__descriptor;
 extern const ProtobufCMessageDescriptor es__projection_options__descriptor;
 extern const ProtobufCMessageDescriptor es__field_options__descriptor;
+extern const ProtobufCMessageDescriptor es__access_options__descriptor;
 
 PROTOBUF_C__END_DECLS
 

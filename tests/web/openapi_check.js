@@ -43,7 +43,7 @@ const GOLDEN = 'tests/codegen/golden/expected/openapi/golden_v1.openapi.json';
   await check('orders: every google.api.http route of service.proto is an operation', () => {
     const doc = load(ORDERS);
     const proto = fs.readFileSync(path.join(root, 'proto/orders/v1/service.proto'), 'utf8');
-    const routes = [...proto.matchAll(/rpc (\w+)\([^)]*\)[^{]*\{\s*option \(google\.api\.http\) = \{ (get|post|put|delete|patch): "([^"]+)"/g)];
+    const routes = [...proto.matchAll(/rpc (\w+)\([^)]*\)[^{]*\{(?:(?!\brpc )[\s\S])*?option \(google\.api\.http\) = \{ (get|post|put|delete|patch): "([^"]+)"/g)];
     assert.ok(routes.length >= 11, `found ${routes.length} routes in service.proto`);
     for (const [, rpc, verb, tpl] of routes) {
       const op = doc.paths[tpl.replace(/\{([^}=]+)(=[^}]*)?\}/g, '{$1}')]?.[verb];

@@ -134,6 +134,20 @@ typedef struct es_query_ctx {
 typedef int (*es_query_fn)(es_query_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage **out,
                            es_error *err);
 
+/* Who may call a method (generated from its (es.access) option): one rule per role. */
+typedef enum es_access_kind {
+    ES_ACCESS_ANY = 0,             /* every caller with the role */
+    ES_ACCESS_OWNER,               /* only on a target stream whose owner_field equals the principal */
+    ES_ACCESS_SELF,                /* the request's self_field is the principal (filled in when empty) */
+} es_access_kind;
+
+typedef struct es_access_rule {
+    const char *role;              /* "customer" */
+    es_access_kind kind;
+    const char *owner_field;       /* ES_ACCESS_OWNER: the state field naming the owner */
+    const char *self_field;        /* ES_ACCESS_SELF: the request field holding the principal */
+} es_access_rule;
+
 typedef struct es_method_def {
     const char *name;              /* "CancelOrder" */
     const char *grpc_path;         /* "/orders.v1.OrderService/CancelOrder" */
@@ -143,6 +157,11 @@ typedef struct es_method_def {
     es_query_fn query;             /* non-NULL: a hand-written query */
     es_validate_fn validate;       /* input validation (commands and queries) */
     es_canonicalize_fn canonicalize; /* run first, before authorization; NULL: nothing to rewrite */
+    const es_access_rule *access;  /* who may call it (es/access.h); n_access 0: nobody but an
+                                      authorizer that ignores the rules */
+    size_t n_access;
+    const es_aggregate_def *target;  /* the aggregate whose stream the request names (owner rules) */
+    const char *target_field;        /* the request field holding that stream id */
 } es_method_def;
 
 typedef struct es_route_def {
