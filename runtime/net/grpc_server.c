@@ -15,6 +15,7 @@
 #include "es/grpc_server.h"
 #include "es/log.h"
 #include "es/metrics.h"
+#include "es/pb_unpack.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -474,9 +475,11 @@ static void on_recv(gcall *g, int ok)
         grpc_slice_unref(all);
         goto fail;
     }
-    /* protobuf-c copies strings and bytes out of the input, so the slice can go right after. */
-    call->request = protobuf_c_message_unpack(call->method->input, &call->arena.pb, GRPC_SLICE_LENGTH(all),
-                                              GRPC_SLICE_START_PTR(all));
+    /* protobuf-c copies strings and bytes out of the input, so the slice can go right after.
+     * es_pb_unpack merges a singular message field sent twice, as protobuf says, where protobuf-c
+     * 1.4.1 alone fails on types that reach a oneof (a cached look-up for the others). */
+    call->request = es_pb_unpack(call->method->input, &call->arena.pb, GRPC_SLICE_LENGTH(all),
+                                 GRPC_SLICE_START_PTR(all));
     grpc_slice_unref(all);
     if (!call->request) {
         rc = es_error_set(&err, ES_INVALID_ARGUMENT, "", "the request is not a valid %s message",
