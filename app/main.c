@@ -349,7 +349,7 @@ static int start(app *a)
         es_log(ES_LOG_WARN, "orderd", NULL, "authentication is disabled: every caller may call every method");
     a->json = es_json_registry_new();
     es_json_registry_add_schema(a->json, &orders_v1_schema);
-    es_pg_pool_config pc = {.conninfo = cfg->pg, .size = (size_t)cfg->pool_size};
+    es_pg_pool_config pc = {.conninfo = cfg->pg, .size = (size_t)cfg->pool_size, .application_name = "orderd"};
     if (!(a->pool = es_pg_pool_new(&pc, &err)))
         goto fail;
     if (migrate_with_retry(a, &err) != ES_OK)
@@ -465,7 +465,7 @@ static int start(app *a)
         es_grpc_server_add_descriptor_set(a->grpc, orders_v1_schema.descriptor_set, orders_v1_schema.descriptor_set_len, &err) != ES_OK ||
         es_grpc_server_start(a->grpc, &err) != ES_OK)
         goto fail;
-    es_http_config hc = {.address = cfg->http_listen, .threads = (unsigned)cfg->http_threads,
+    es_http_config hc = {.server_name = "orderd", .address = cfg->http_listen, .threads = (unsigned)cfg->http_threads,
                          .max_body = (size_t)cfg->max_body, .tls_cert_file = cert, .tls_key_file = key,
                          .max_connections = cfg->http_max_connections > 0 ? (unsigned)cfg->http_max_connections : 0,
                          .request_timeout_ms = cfg->http_request_timeout_ms > 0 ? (unsigned)cfg->http_request_timeout_ms : 0,
@@ -509,7 +509,7 @@ static int start(app *a)
             goto fail;
     }
     if (cfg->metrics_listen[0]) {
-        es_http_config mc = {.address = cfg->metrics_listen, .threads = 1,
+        es_http_config mc = {.server_name = "orderd", .address = cfg->metrics_listen, .threads = 1,
                              .tls_cert_file = cert, .tls_key_file = key};
         if (!(a->metrics_http = es_http_server_new(&mc, a->dispatcher, &err)))
             goto fail;

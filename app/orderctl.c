@@ -54,7 +54,7 @@ int ctl_fail(const char *what, const es_error *err)
 int ctl_connect(ctl *c)
 {
     es_error err = {0};
-    es_pg_pool_config pc = {.conninfo = c->pg, .size = 4};
+    es_pg_pool_config pc = {.conninfo = c->pg, .size = 4, .application_name = "orderctl"};
     if (!(c->pool = es_pg_pool_new(&pc, &err)))
         return ctl_fail("--pg", &err);
     return CTL_OK;

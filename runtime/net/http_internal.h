@@ -106,6 +106,7 @@ typedef struct refused_count {
 struct es_http_server {
     es_http_config cfg;
     char *address;
+    char *server_name;              /* the Server header, owned */
     char *tls_cert_file, *tls_key_file;
     SSL_CTX *ssl_ctx;
     es_dispatcher *d;

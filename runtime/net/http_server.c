@@ -450,7 +450,8 @@ int es_http_server_start(es_http_server *s, es_error *err)
         signal(SIGPIPE, SIG_IGN);
 
     h2o_config_init(&s->gconf);
-    s->gconf.server_name = h2o_iovec_init(H2O_STRLIT("orderd"));
+    s->server_name = es_xstrdup(s->cfg.server_name && s->cfg.server_name[0] ? s->cfg.server_name : "es");
+    s->gconf.server_name = h2o_iovec_init(s->server_name, strlen(s->server_name));
     /* Bodies above max_body are answered 413 by the route handler. h2o itself refuses bodies above
      * its own limit before buffering them; it is set higher (2 x max_body, at least max_body + 64 KiB)
      * because h2o 2.2.5 answers an oversize HTTP/2 body with RST_STREAM(REFUSED_STREAM) rather
@@ -567,6 +568,7 @@ void es_http_server_free(es_http_server *s)
     free(s->tls_cert_file);
     free(s->tls_key_file);
     free(s->address);
+    free(s->server_name);
     pthread_mutex_destroy(&s->refused_mu);
     es__http_limits_free(s);
     free(s);

@@ -203,12 +203,14 @@ int es_consumer_start(const es_consumer_config *cfg, es_consumer **out, es_error
         return es_error_set(err, ES_INVALID_ARGUMENT, "bootstrap_servers",
                             "consumer: no Kafka bootstrap servers");
 
+    if (!cfg->topic || !cfg->topic[0]) /* the application's to name: no topic is the runtime's */
+        return es_error_set(err, ES_INVALID_ARGUMENT, "topic", "consumer: no Kafka topic");
     es_consumer *c = es_xcalloc(1, sizeof *c);
     pthread_mutex_init(&c->mu, NULL);
     atomic_init(&c->stop, 0);
     c->name = es_xstrdup(cfg->name);
     c->group = es_xstrdup(cfg->group_id && cfg->group_id[0] ? cfg->group_id : cfg->name);
-    c->topic = es_xstrdup(cfg->topic && cfg->topic[0] ? cfg->topic : "orders.events");
+    c->topic = es_xstrdup(cfg->topic);
     c->bootstrap = es_xstrdup(boot);
     size_t np = 0;
     while (cfg->kafka_props && cfg->kafka_props[np])

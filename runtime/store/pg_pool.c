@@ -35,6 +35,7 @@ struct es_pg_pool {
     pthread_mutex_t mu;
     pthread_cond_t cv;    /* a connection was checked in */
     char *conninfo;
+    char *app_name;
     int connect_timeout_s;
     int checkout_timeout_ms, retry_interval_ms;
     size_t size;
@@ -83,6 +84,7 @@ es_pg_pool *es_pg_pool_new(const es_pg_pool_config *cfg, es_error *err)
     pthread_cond_init(&p->cv, &ca);
     pthread_condattr_destroy(&ca);
     p->conninfo = es_xstrdup(cfg->conninfo);
+    p->app_name = es_xstrdup(cfg->application_name && cfg->application_name[0] ? cfg->application_name : "es");
     p->connect_timeout_s = cfg->connect_timeout_s;
     p->checkout_timeout_ms = cfg->checkout_timeout_ms > 0 ? cfg->checkout_timeout_ms : 5000;
     p->retry_interval_ms = cfg->retry_interval_ms > 0 ? cfg->retry_interval_ms : 100;
@@ -115,6 +117,7 @@ void es_pg_pool_free(es_pg_pool *p)
     free(p->stmts);
     free(p->conns);
     free(p->conninfo);
+    free(p->app_name);
     pthread_cond_destroy(&p->cv);
     pthread_mutex_destroy(&p->mu);
     free(p);
@@ -170,7 +173,7 @@ static int connect_conn(es_pg_pool *p, es_pg_conn *c, es_error *err)
     close_conn(p, c);
     c->prepared = 0;
     c->bad = 0;
-    c->pg = es__pg_connect(p->conninfo, p->connect_timeout_s, "orderd", 1);
+    c->pg = es__pg_connect(p->conninfo, p->connect_timeout_s, p->app_name, 1);
     if (c->pg && PQstatus(c->pg) == CONNECTION_OK) {
         atomic_fetch_add(&p->n_open, 1);
         atomic_fetch_add(&p->connects, 1);

@@ -682,11 +682,13 @@ int es_relay_start(const es_relay_config *cfg, es_relay **out, es_error *err)
     if (!cfg->bootstrap_servers && !cfg->bootstrap_file)
         return es_error_set(err, ES_INVALID_ARGUMENT, "bootstrap_servers",
                             "relay: no Kafka bootstrap servers nor bootstrap file");
+    if (!cfg->topic || !cfg->topic[0]) /* the application's to name: no topic is the runtime's */
+        return es_error_set(err, ES_INVALID_ARGUMENT, "topic", "relay: no Kafka topic");
     es_relay *r = es_xcalloc(1, sizeof *r);
     r->conninfo = es_xstrdup(cfg->conninfo);
     r->bootstrap = dup_or_null(cfg->bootstrap_servers);
     r->bootstrap_file = dup_or_null(cfg->bootstrap_file);
-    r->topic = es_xstrdup(cfg->topic && cfg->topic[0] ? cfg->topic : "orders.events");
+    r->topic = es_xstrdup(cfg->topic);
     r->name = es_xstrdup(cfg->name && cfg->name[0] ? cfg->name : "default");
     size_t ln = strlen(r->name) + 16;
     r->lock_name = es_xmalloc(ln);

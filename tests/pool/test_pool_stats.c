@@ -41,7 +41,7 @@ static void counts_connections_checkouts_and_waits(void **state)
 {
     (void)state;
     es_error err = {0};
-    es_pg_pool_config pc = {.conninfo = pg.conninfo, .size = 2, .checkout_timeout_ms = 300};
+    es_pg_pool_config pc = {.conninfo = pg.conninfo, .size = 2, .checkout_timeout_ms = 300, .application_name = "es-pool-test"};
     es_pg_pool *p = es_pg_pool_new(&pc, &err);
     assert_non_null(p);
     es_pg_pool_stats st = stats(p);
@@ -102,7 +102,7 @@ static void counts_connections_checkouts_and_waits(void **state)
 
     /* A connection killed by the server is reopened at the next checkout: a reconnect. */
     pgt_exec(&pg, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                  "WHERE application_name = 'orderd' AND pid <> pg_backend_pid()");
+                  "WHERE application_name = 'es-pool-test' AND pid <> pg_backend_pid()");
     usleep(200 * 1000);
     assert_int_equal(es_pg_pool_checkout(p, &a, &err), ES_OK);
     PGresult *r = PQexec(es_pg_conn_pg(a), "SELECT 1");

@@ -35,7 +35,7 @@ static void relay(void **state)
 {
     (void)state;
     es_error err = {0};
-    es_relay_config cfg = {.conninfo = pg.conninfo, .bootstrap_servers = "127.0.0.1:1", .quiet = 1};
+    es_relay_config cfg = {.conninfo = pg.conninfo, .bootstrap_servers = "127.0.0.1:1", .topic = "t", .quiet = 1};
     es_relay *r = (es_relay *)&err; /* must be reset to NULL */
     fail_after = 0;
     assert_int_equal(es_relay_start(&cfg, &r, &err), ES_RESOURCE_EXHAUSTED);
@@ -56,7 +56,7 @@ static void consumer(void **state)
 {
     (void)state;
     es_error err = {0};
-    es_consumer_config cfg = {.name = "thread-test", .conninfo = pg.conninfo, .bootstrap_servers = "127.0.0.1:1",
+    es_consumer_config cfg = {.name = "thread-test", .conninfo = pg.conninfo, .bootstrap_servers = "127.0.0.1:1", .topic = "t",
                               .handle = noop, .quiet = 1};
     es_consumer *c = (es_consumer *)&err;
     /* librdkafka starts threads of its own first: fail only the runner's, the last one. */

@@ -60,7 +60,7 @@ typedef struct es_consumer_config {
     const char *conninfo;            /* PostgreSQL; required */
     const char *bootstrap_servers;   /* Kafka; or NULL and bootstrap_file */
     const char *bootstrap_file;      /* first line = bootstrap.servers, read at start */
-    const char *topic;               /* default "orders.events" */
+    const char *topic;               /* required: the application names its topics */
     es_consumer_handle_fn handle;    /* required */
     void *data;                      /* passed to handle */
     es_consumer_batch_fn handle_batch;  /* optional: the set-wise path (see above) */

@@ -23,6 +23,7 @@
 typedef struct es_http_server es_http_server;
 
 typedef struct es_http_config {
+    const char *server_name;    /* the Server header (NULL: "es"); the application names itself */
     const char *address;        /* "host:port" (IPv4, or [IPv6]:port); NULL: "0.0.0.0:8080";
                                  * port 0: a free port, shared by all threads (es_http_server_port) */
     unsigned threads;           /* event-loop threads; 0: 2 */

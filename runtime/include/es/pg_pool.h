@@ -40,6 +40,7 @@ typedef struct es_pg_pool_config {
     int connect_timeout_s;         /* libpq connect_timeout unless conninfo sets one (0: 2) */
     int checkout_timeout_ms;       /* wait for a free connection (0: 5000) */
     int retry_interval_ms;         /* fail fast this long after a failed connect (0: 100) */
+    const char *application_name;  /* pg_stat_activity's name for these sessions (NULL: "es") */
 } es_pg_pool_config;
 
 /* Returns a pool (no connection is opened yet), or NULL with err set when the config is

@@ -33,7 +33,7 @@ typedef struct es_relay_config {
     const char *bootstrap_servers;   /* Kafka bootstrap.servers; or NULL and bootstrap_file */
     const char *bootstrap_file;      /* file holding bootstrap.servers; re-read while running so
                                         a restarted mock cluster (new ports) is followed */
-    const char *topic;               /* default "orders.events" */
+    const char *topic;               /* required: the application names its topics */
     int partitions;                  /* when the relay creates the topic; default 6 */
     int replication_factor;          /* when the relay creates the topic; default 3 */
     const char *name;                /* checkpoint row and lock name; default "default" */
