@@ -42,7 +42,8 @@ static int dead_letter(es_consumer *c, const rd_kafka_message_t *m, const es_env
         if (!ok)
             return rc;
     }
-    es__consumer_say(c, "dead letter %s (partition %s offset %s, stream %s v%s): %s", id, part, off,
+    /* An operator must see it: the stream's later events wait behind it (parked). */
+    es__consumer_warn(c, "dead letter %s (partition %s offset %s, stream %s v%s): %s", id, part, off,
                      ev && ev->stream_id[0] ? ev->stream_id : "?", ver, msg);
     pthread_mutex_lock(&c->mu);
     c->st.dead_letters++;

@@ -74,6 +74,8 @@ struct es_consumer {
 
 /* Records line as the last error and logs it (unless quiet). */
 void es__consumer_say(es_consumer *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The same at warn level: what an operator must act on (dead letters). */
+void es__consumer_warn(es_consumer *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void es__consumer_nap_ms(int ms);
 
 /* Applies a polled batch in one transaction; retries it whole while PostgreSQL is away.

@@ -14,18 +14,31 @@
 #include "es/log.h"
 #include "consumer_internal.h"
 
-void es__consumer_say(es_consumer *c, const char *fmt, ...)
+static void say(es_consumer *c, int level, const char *fmt, va_list ap)
 {
     char line[512];
-    va_list ap;
-    va_start(ap, fmt);
     vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
     pthread_mutex_lock(&c->mu);
     snprintf(c->st.last_error, sizeof c->st.last_error, "%.255s", line);
     pthread_mutex_unlock(&c->mu);
     if (!c->quiet)
-        es_log(ES_LOG_INFO, "consumer", NULL, "[%s] %s", c->name, line);
+        es_log(level, "consumer", NULL, "[%s] %s", c->name, line);
+}
+
+void es__consumer_say(es_consumer *c, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    say(c, ES_LOG_INFO, fmt, ap);
+    va_end(ap);
+}
+
+void es__consumer_warn(es_consumer *c, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    say(c, ES_LOG_WARN, fmt, ap);
+    va_end(ap);
 }
 
 void es__consumer_nap_ms(int ms)
