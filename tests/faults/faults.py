@@ -414,6 +414,21 @@ class Clients:
 
 # ---- checks ----
 
+def command_id_for(key, method, actor=""):
+    """The command id the store records for a client's idempotency key: a UUID derived from the
+    principal ("" with --auth disabled), the gRPC path of the method and the key, as the
+    dispatcher derives it (runtime/service/idempotency.c, es_uuid_derive in runtime/core/uuid.c)."""
+    import hashlib
+    path = f"/orders.v1.OrderService/{method}"
+    head = f"{len(actor.encode())}:{len(path.encode())}:{len(key.encode())}:".encode()
+    name = hashlib.sha256(head + actor.encode() + path.encode() + key.encode()).hexdigest()
+    d = bytearray(hashlib.sha256(b"es.idempotency-key.v1\0" + name.encode()).digest()[:16])
+    d[6] = 0x80 | (d[6] & 0x0F)
+    d[8] = 0x80 | (d[8] & 0x3F)
+    h = d.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
 def check_store(env, ledger):
     """Invariant 1 and 3: every acknowledged command's events are in es_events (ids, stream,
     versions, command id), no command's events are there twice, no stream has a gap or a
@@ -435,15 +450,27 @@ def check_store(env, ledger):
             wrong.append((key, what, "no event ids in the answer"))
             continue
         want = list(range(version - len(eids) + 1, version + 1))
+        # The store records the command id the client's key stands for (derived from the
+        # principal, the method and the key): one id for all of the command's events, and
+        # no other event under it.
+        cmds = set()
         for eid, v in zip(eids, want):
             got = events.get(eid)
             if got is None:
                 missing.append((key, what, oid, v, eid))
-            elif got[0] != oid or got[1] != v or got[2] != key:
+            elif got[0] != oid or got[1] != v:
                 wrong.append((key, what, oid, v, eid, got))
-        if by_cmd.get(key, set()) != set(eids):
-            wrong.append((key, what, "command's events in the store differ from its answer",
-                          sorted(by_cmd.get(key, set())), eids))
+            else:
+                cmds.add(got[2])
+        if len(cmds) > 1 or "" in cmds:
+            wrong.append((key, what, "the command's events carry several or no command ids", sorted(cmds)))
+        elif cmds:
+            cmd = cmds.pop()
+            if what == "place" and cmd != command_id_for(key, "PlaceOrder"):
+                wrong.append((key, what, "command id is not the one derived from the key", cmd))
+            if by_cmd.get(cmd, set()) != set(eids):
+                wrong.append((key, what, "command's events in the store differ from its answer",
+                              sorted(by_cmd.get(cmd, set())), eids))
     assert not missing, f"{len(missing)} acknowledged events missing from the store, e.g. {missing[:5]}"
     assert not wrong, f"{len(wrong)} acknowledged commands stored wrongly, e.g. {wrong[:5]}"
     return len(events)

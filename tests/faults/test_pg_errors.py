@@ -106,8 +106,8 @@ def refused(env, o, cause_words, what, existing, want_status):
     # the failed commands wrote nothing, and nothing else changed meanwhile
     time.sleep(1)
     assert counts(env) == before, f"{what}: something was written: {before} -> {counts(env)}"
-    keys = [s[3] for s in sends]
-    assert env.rows("SELECT count(*) FROM es_commands WHERE command_id IN (" + ",".join(f"'{k}'" for k in keys) + ")")[0][0] == "0"
+    ids = [f.command_id_for(s[3], "PlaceOrder" if s[1] == "/v1/orders" else "CancelOrder") for s in sends]
+    assert env.rows("SELECT count(*) FROM es_commands WHERE command_id IN (" + ",".join(f"'{k}'" for k in ids) + ")")[0][0] == "0"
     if existing:
         st, r, _ = f.call(t, "GET", f"/v1/orders/{existing}")
         assert st == 200, f"{what}: reads must keep working: {st} {r}"
@@ -170,7 +170,7 @@ def disk_full(env, o, ledger):
         # the store holds exactly the orders placed before (the projection may still be applying them)
         want = [str(int(start[0]) + placed), str(int(start[1]) + placed)]
         assert counts(env)[:2] == want, f"(c) disk full: something was written: {want} -> {counts(env)}"
-        assert env.rows(f"SELECT count(*) FROM es_commands WHERE command_id = '{key}'")[0][0] == "0"
+        assert env.rows(f"SELECT count(*) FROM es_commands WHERE command_id = '{f.command_id_for(key, 'PlaceOrder')}'")[0][0] == "0"
         f.check_alive(o)
         f.log(f"(c) disk full after {placed} more orders in {time.monotonic() - t_fill:.1f} s: /v1/orders -> {st} in {secs:.2f} s: {msg[:150]}")
         sends = [("POST", "/v1/orders", f.order_body("fill"), key)]
