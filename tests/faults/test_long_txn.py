@@ -35,9 +35,11 @@ def open_transaction(env, stream_id):
              "p_schema_names": f"ARRAY['{sn}']", "p_schema_versions": f"ARRAY[{sv}]", "p_schema_hashes": f"ARRAY['{sh}']",
              "p_payloads": f"ARRAY[decode('{payload}', 'hex')]"}
     # every input parameter by name (NULL for those not known here), so that a parameter added to
-    # es_append later does not break this call
-    names = [r[0] for r in env.rows("SELECT a.n FROM pg_proc, unnest(proargnames, proargmodes) AS a(n, m) "
-                                    "WHERE proname = 'es_append' AND a.m = 'i'")]
+    # es_append later does not break this call; of the overloads kept for rolling upgrades, the
+    # newest (most parameters)
+    names = [r[0] for r in env.rows("SELECT a.n FROM (SELECT * FROM pg_proc WHERE proname = 'es_append' "
+                                    "ORDER BY pronargs DESC LIMIT 1) p, unnest(p.proargnames, p.proargmodes) "
+                                    "WITH ORDINALITY AS a(n, m, i) WHERE a.m = 'i' ORDER BY a.i")]
     assert set(known) <= set(names), f"es_append lost parameters this test needs: {names}"
     args = ", ".join(f"{n} => {known.get(n, 'NULL')}" for n in names)
     p = subprocess.Popen(["psql", env.pg, "-qAtX", "-v", "ON_ERROR_STOP=1"], stdin=subprocess.PIPE,
