@@ -267,16 +267,24 @@ def test_rapid_reset(o):
     s = h2_open(o.http_port)
     burst = b"".join(frame(1, END_STREAM | END_HEADERS, 1 + 2 * i, headers_block("GET", "/v1/orders?limit=1")) +
                      frame(3, 0, 1 + 2 * i, struct.pack(">I", 8)) for i in range(2000))
+    cut_while_writing = False
     try:
         s.sendall(burst)
-    except (BrokenPipeError, ConnectionResetError):
-        pass  # closed while we were still writing
-    frames, closed = read_frames(s, lambda f: any(t == 7 for t, _, _, _ in f), 15)
+    except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
+        cut_while_writing = True  # closed while we were still writing
+    try:
+        frames, closed = read_frames(s, lambda f: any(t == 7 for t, _, _, _ in f), 15)
+    except (OSError, ssl.SSLError):
+        frames, closed = [], True
     s.close()
     goaway = [p for t, _, _, p in frames if t == 7]
-    assert goaway, (len(frames), closed)
-    assert int.from_bytes(goaway[0][4:8], "big") == 11, goaway   # ENHANCE_YOUR_CALM
-    assert closed_total(o, "rapid_reset") == before + 1
+    # Over TLS a connection cut while the burst is still being written may lose the GOAWAY with
+    # the TLS session (the plaintext run checks its code); the cut itself is counted either way.
+    if not (TLS_CA and cut_while_writing):
+        assert goaway, (len(frames), closed)
+    if goaway:
+        assert int.from_bytes(goaway[0][4:8], "big") == 11, goaway   # ENHANCE_YOUR_CALM
+    eventually(lambda: closed_total(o, "rapid_reset") == before + 1, 10, what="the cut counted")
 
 
 def test_zero_window_memory(o, max_pending=MAX_PENDING):
