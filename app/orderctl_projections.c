@@ -1,5 +1,5 @@
 /* orderctl projections list|rebuild: a projection emptied and rebuilt from the event store alone
- * (DESIGN invariant 7), set-wise (es_projection_rebuild: one transaction that reads the events
+ * (docs/ARCHITECTURE.md invariant 7), set-wise (es_projection_rebuild: one transaction that reads the events
  * with one COPY, folds each stream in memory with the generated apply and writes the rows with
  * COPY), with the projector orderd runs and under orderd's consumer name, so the rebuilt rows and
  * the per-stream applied versions are exactly what the live consumer would have written and it

@@ -1,10 +1,10 @@
-/* orderctl verify: reconciliation of the event store with the projections (issue 6).
+/* orderctl verify: reconciliation of the event store with the projections.
  *
  * For every stream of a projection's aggregate: fold its events from the store alone (no
  * snapshot, no cache) with the generated apply, then compare with the projection row three ways:
  * the row's version column; its es_state (the state the projector advances) field by field; and
  * its SQL columns, read back as they are stored and compared field by field with from_state of
- * the folded state, which is what a rebuild would write (DESIGN invariant 7). The stream's
+ * the folded state, which is what a rebuild would write (docs/ARCHITECTURE.md invariant 7). The stream's
  * snapshot-based load (what the command path uses) is also compared with the fold. Rows whose
  * key has no stream are reported as extra.
  *

@@ -1,4 +1,4 @@
-/* Codec figure (issue 8): proto3 JSON encode/decode MB/s of the project's codec (es/json.h)
+/* Codec figure: proto3 JSON encode/decode MB/s of the project's codec (es/json.h)
  * beside protobuf-c binary pack/unpack of the same message, for the two messages every HTTP
  * client meets most: a PlaceOrderRequest (the command body) and an OrderSummary (the read model
  * GetOrder returns: enums, int64, Timestamps, nested Money and Address, repeated items).

@@ -1,4 +1,4 @@
-/* gRPC load generator for PlaceOrder (issue 5, item 3), on grpc core's C client.
+/* gRPC load generator for PlaceOrder, on grpc core's C client.
  *
  * Keeps C calls in flight (closed loop: a finished call starts the next at once) or, with
  * --rate, starts calls on a fixed schedule while a call slot is free (open loop). Every request

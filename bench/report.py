@@ -166,7 +166,7 @@ def render(b):
           "same 2 cores. Steps 2b and 3b repeat steps 2 and 3 on a second orderd started with `--projections 0` "
           "(a command-side instance: the relay publishes to Kafka, no consumer runs), so that the command path "
           "is measured beside the yardstick without the projection's own inserts on the same two cores. "
-          "Steps 1-3 and 2b-3b run in rounds (pgbench, then the steps, again), each figure the median round.", "", "## Targets (issue 5)", "", "| target | figures | |", "|---|---|---|"]
+          "Steps 1-3 and 2b-3b run in rounds (pgbench, then the steps, again), each figure the median round.", "", "## Targets", "", "| target | figures | |", "|---|---|---|"]
     L += [f"| {n} | {f} | {m} |" for n, f, m in targets(b)]
     L += ["", "## Figures", "", "| step | figure |", "|---|---|"]
     pg = d.get("pgbench", {})
@@ -242,7 +242,7 @@ def render(b):
             L.append(f"| {label} | {fmt(pgx['tps'], 0)} tps, p99 {fmt(pgx['p99_ms'], 2)} ms | {cells[0]} | {cells[1]} |")
     c = d.get("codec")
     if c:
-        L += ["", "### Codec (issue 8): proto3 JSON (es/json.h) beside protobuf-c binary, one thread", "",
+        L += ["", "### Codec: proto3 JSON (es/json.h) beside protobuf-c binary, one thread", "",
               "| message | bytes JSON / binary | JSON encode | JSON decode | protobuf-c pack | protobuf-c unpack |",
               "|---|---|---|---|---|---|"]
         for m, name in (("place_order", "PlaceOrderRequest"), ("order_summary", "OrderSummary")):

@@ -1,4 +1,4 @@
-/* Store-side benchmarks of issue 5, linked against the runtime as orderd is:
+/* Store-side benchmarks, linked against the runtime as orderd is:
  *
  *   bench_store rebuild --pg <conninfo> [--events 1000000] [--cap-seconds 0]
  *     Migrates the database (it should be an empty one of its own), writes --events order events

@@ -1,6 +1,6 @@
 /* The JSON tokenizer and tree builder of the proto3 JSON codec.
  *
- * Why our own and not a library (DESIGN.md prefers libraries): proto3 JSON needs the number
+ * Why our own and not a library (libraries are preferred): proto3 JSON needs the number
  * lexeme exactly as written, and the libraries at hand throw it away. jansson parses integers
  * into json_int_t (int64) and rejects anything above INT64_MAX, so uint64 max
  * (18446744073709551615) cannot be read exactly, and it turns 1e5 into a real so "integral

@@ -30,7 +30,7 @@ static const es_pg_statement INTERNAL[] = {
                   " VALUES ($1, $2, 0, $3::int8) ON CONFLICT (consumer, stream_id)"
                   " DO UPDATE SET dead_letter_id = EXCLUDED.dead_letter_id"},
     /* The set-wise path is optimistic, so that its transaction holds a transaction id (which
-     * holds back the feed, DESIGN invariant 3) only while it writes: it reads the streams'
+     * holds back the feed, docs/ARCHITECTURE.md invariant 3) only while it writes: it reads the streams'
      * versions without locks, and es_c_advance_many moves each from the version read to the new
      * one only if nobody moved it meanwhile (the count tells; a mismatch rolls the batch back). */
     {.name = "es_c_read_many",

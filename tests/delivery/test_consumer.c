@@ -1,4 +1,4 @@
-/* DESIGN invariants 6 and 7 through the consumer framework over the real Kafka protocol:
+/* docs/ARCHITECTURE.md invariants 6 and 7 through the consumer framework over the real Kafka protocol:
  * duplicate and out-of-order delivery of a stream's events give the same projection as in-order
  * delivery (duplicates skipped, gaps filled from es_events); poison messages land in
  * es_dead_letters and park their stream; a restarted consumer resumes from committed offsets;

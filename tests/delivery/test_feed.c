@@ -1,4 +1,4 @@
-/* DESIGN invariant 4: the global feed never skips a late committer.
+/* docs/ARCHITECTURE.md invariant 4: the global feed never skips a late committer.
  * A transaction takes an early position and stays open while 1,000 later appends commit; the
  * feed must not pass it, must say how far it is held back, and once it commits every event
  * appears exactly once with each stream in version order. */

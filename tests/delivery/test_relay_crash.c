@@ -1,4 +1,4 @@
-/* DESIGN invariant 5 under crashes: the relay process is SIGKILLed at random points while 10,000
+/* docs/ARCHITECTURE.md invariant 5 under crashes: the relay process is SIGKILLed at random points while 10,000
  * events are appended, and restarted each time. Afterwards every event is in Kafka at least
  * once, keyed by stream id, each key's first occurrences in version order; the projector (the
  * consumer framework) folds the topic, duplicates included, into exactly the store's fold. */

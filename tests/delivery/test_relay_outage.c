@@ -1,5 +1,5 @@
 /* Kafka unavailable: with every mock broker down for 20 s appends keep succeeding at full speed;
- * the relay backs off and, once the brokers are back, delivers everything (DESIGN invariant 5).
+ * the relay backs off and, once the brokers are back, delivers everything (docs/ARCHITECTURE.md invariant 5).
  * Then the whole mock cluster is replaced (it keeps nothing across a restart): the relay follows
  * the new bootstrap address, sees a new cluster and republishes the feed from the start. */
 #include <setjmp.h>

@@ -1,4 +1,4 @@
-"""End-to-end tests of what operators see (issues 6 and 7): the PostgreSQL pool's metrics on
+"""End-to-end tests of what operators see: the PostgreSQL pool's metrics on
 GET /metrics, and answers that do not leak internals. orderd runs against real PostgreSQL and
 librdkafka's mock cluster; clients are real HTTP and gRPC clients. Usage:
     /usr/bin/python3 test_operations.py <orderd> <es-kafka-mock>

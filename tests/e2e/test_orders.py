@@ -1,5 +1,5 @@
 """End-to-end tests of orderd through real HTTP and gRPC clients, against real PostgreSQL and
-librdkafka's mock Kafka cluster (issue 4). Usage:
+librdkafka's mock Kafka cluster. Usage:
     /usr/bin/python3 test_orders.py <orderd> <es-kafka-mock>
 """
 import concurrent.futures

@@ -1,4 +1,4 @@
-"""Authentication, per-role authorization and TLS of orderd (issue 6), end to end against real
+"""Authentication, per-role authorization and TLS of orderd, end to end against real
 PostgreSQL and the mock Kafka cluster. Usage: /usr/bin/python3 test_security.py <orderd> <es-kafka-mock>"""
 import hashlib
 import os

@@ -1,4 +1,4 @@
-"""Shared machinery of the fault tests (issue 6, "Faults"): a cluster whose PostgreSQL sits on a
+"""Shared machinery of the fault tests: a cluster whose PostgreSQL sits on a
 port outside pg.sh's scan range (so a restart gets its port back), orderd instances that can be
 SIGKILLed and restarted on the same ports, client threads that record every acknowledged command,
 and the checks every fault test ends with: the store holds every acknowledged command's events
@@ -430,7 +430,7 @@ def command_id_for(key, method, actor=""):
 
 
 def check_store(env, ledger):
-    """Invariant 1 and 3: every acknowledged command's events are in es_events (ids, stream,
+    """docs/ARCHITECTURE.md invariants 1 and 3: every acknowledged command's events are in es_events (ids, stream,
     versions, command id), no command's events are there twice, no stream has a gap or a
     duplicate version. Returns the number of events checked."""
     bad = env.rows("SELECT stream_id, count(*), count(DISTINCT version), min(version), max(version) FROM es_events "

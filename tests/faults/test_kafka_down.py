@@ -2,7 +2,7 @@
 OUTAGE_S, then one broker of three. Commands keep succeeding quickly throughout (they need only
 PostgreSQL); afterwards the relay catches up, the projection equals the store, the payment flow
 (a Kafka consumer issuing commands) has reacted to every order exactly once, the topic holds every
-event keyed by order id in stream order, and there are no dead letters (DESIGN invariants 5, 6).
+event keyed by order id in stream order, and there are no dead letters (docs/ARCHITECTURE.md invariants 5, 6).
     /usr/bin/python3 test_kafka_down.py <orderd> <es-kafka-mock>"""
 import os
 import subprocess

@@ -1,7 +1,7 @@
 """Fault test: SIGKILL orderd at random moments (under load, and during its own start-up) while 8
 client threads send commands; restart it each time. Afterwards every acknowledged command's events
 are in the store exactly once, no stream has a gap, the relay and projector converge and the
-reconciliation check finds no difference (DESIGN invariants 1, 3, 5, 6).
+reconciliation check finds no difference (docs/ARCHITECTURE.md invariants 1, 3, 5, 6).
     /usr/bin/python3 test_kill.py <orderd> <es-kafka-mock>"""
 import os
 import random

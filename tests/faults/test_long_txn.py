@@ -2,8 +2,7 @@
 does: the event gets the transaction's early xid) and stays open while clients commit commands
 through orderd. The feed holds every later commit back (their orders are not projected), the lag
 shows in /metrics (es_feed_held_back_events > 0, es_feed_oldest_transaction_seconds growing); when
-the transaction commits, every event, its own included, is projected: nothing is skipped (DESIGN
-invariant 4).
+the transaction commits, every event, its own included, is projected: nothing is skipped (docs/ARCHITECTURE.md invariant 4).
     /usr/bin/python3 test_long_txn.py <orderd> <es-kafka-mock>"""
 import os
 import subprocess

@@ -20,7 +20,7 @@ def active(o):
 
 def test_refusal_on_current_state(env):
     """A command on one instance after the other instance changed the stream is judged on the
-    stream's current state (DESIGN invariant 2), not on what the first instance cached."""
+    stream's current state (docs/ARCHITECTURE.md invariant 2), not on what the first instance cached."""
     a = env.orderd("--payments", "0")
     b = env.orderd("--payments", "0")
     st, r, _ = f.call(b.target, "POST", "/v1/orders", f.order_body("stale-cache"))

@@ -1,4 +1,4 @@
-/* Throughput of the command path next to its yardstick (issue 5), in one run on one
+/* Throughput of the command path next to its yardstick, in one run on one
  * PostgreSQL (fsync and synchronous_commit on):
  *   1. pgbench: C clients, one single-row INSERT per transaction into a table shaped like
  *      es_events (same columns and indexes);

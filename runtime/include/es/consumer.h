@@ -1,5 +1,5 @@
 /* The consumer framework: runs a projector or reactor handler over the events topic as a Kafka
- * consumer group, with effectively-once effects in PostgreSQL (DESIGN invariant 6).
+ * consumer group, with effectively-once effects in PostgreSQL (docs/ARCHITECTURE.md invariant 6).
  *
  * For each message the runner, inside one PostgreSQL transaction:
  *   1. decodes the es.Envelope (undecodable: a dead letter, never a silent skip);
@@ -22,7 +22,7 @@
  * transaction id, and so holds back the feed, only while it writes.
  *
  * The same path replays events from the store without Kafka (es_consumer_replay): a projection
- * can be dropped and rebuilt from es_events alone (DESIGN invariant 7). */
+ * can be dropped and rebuilt from es_events alone (docs/ARCHITECTURE.md invariant 7). */
 #ifndef ES_CONSUMER_H
 #define ES_CONSUMER_H
 

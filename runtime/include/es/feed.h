@@ -1,5 +1,5 @@
 /* The global feed: every committed event of es_events in one total order that never skips a
- * late committer (DESIGN invariant 4).
+ * late committer (docs/ARCHITECTURE.md invariant 4).
  *
  * Order is (txid, position): txid is the writing transaction's xid8, position the identity value.
  * A read returns only rows whose txid is below the xmin of the reader's snapshot, i.e. rows of

@@ -4,7 +4,7 @@
  * A row stores the folded aggregate state (es_state, protobuf) and the columns derived from it by
  * the generated from_state; the projector applies each event to the stored state with the
  * generated apply and rewrites the row, in the consumer runner's transaction, so the row and the
- * stream version it reflects commit together (DESIGN invariant 6). */
+ * stream version it reflects commit together (docs/ARCHITECTURE.md invariant 6). */
 #ifndef ES_PROJECTION_H
 #define ES_PROJECTION_H
 

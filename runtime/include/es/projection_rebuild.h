@@ -1,4 +1,4 @@
-/* The set-based rebuild of a projection table from the event store alone (DESIGN invariant 7),
+/* The set-based rebuild of a projection table from the event store alone (docs/ARCHITECTURE.md invariant 7),
  * in one PostgreSQL transaction and without a round trip per event.
  *
  * A writer connection W opens the transaction and takes, in this order, ACCESS EXCLUSIVE on

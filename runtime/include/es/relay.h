@@ -1,5 +1,5 @@
 /* The outbox relay: publishes the global feed to Kafka, at least once, keyed by stream id, in
- * stream order (DESIGN invariant 5).
+ * stream order (docs/ARCHITECTURE.md invariant 5).
  *
  * Any number of processes may start a relay; one is active. The active one holds a session-level
  * advisory lock on its own PostgreSQL connection and writes its checkpoint through that same

@@ -7,7 +7,7 @@
  * batches in flight together never touch the same stream. Each command runs as one es_append() call whose exception block
  * is its own savepoint, so a conflicting command is undone alone and every waiter gets its own
  * outcome. synchronous_commit is left as configured (on). All reads an append depends on happen
- * before its batch writes anything (DESIGN invariant 4): the caller decided on state it read
+ * before its batch writes anything (docs/ARCHITECTURE.md invariant 4): the caller decided on state it read
  * earlier, and the batch's transaction id is taken at its first write. */
 #ifndef ES_STORE_H
 #define ES_STORE_H
