@@ -169,7 +169,12 @@ def test_per_client_limit(o):
     held = [connect(o.http_port) for _ in range(PER_CLIENT)]
     try:
         # The connections are counted at accept: wait until the server holds all of them.
-        eventually(lambda: http1(o.http_port, "GET", "/healthz")[0] == 503, 10, what="503 beyond the limit")
+        seen = []
+        try:
+            eventually(lambda: seen.append(http1(o.http_port, "GET", "/healthz")[0]) or seen[-1] == 503, 30,
+                       what="503 beyond the limit")
+        except AssertionError as e:
+            raise AssertionError(f"{e}; answers seen: {seen[-10:]}") from None
         for _ in range(5):
             status, body = http1(o.http_port, "GET", "/healthz")
             assert status == 503, (status, body)
