@@ -120,6 +120,13 @@ cg_message *cg_method_aggregate(const cg_model *m, const cg_method *me);
 /* The state field that names the owner of a stream for role ("role=field" in owners), or NULL. */
 const char *cg_owner_field(const cg_message *state, const char *role, size_t role_len);
 
+/* comments.c: the comment attached to an element of a file (source_code_info path), one
+ * paragraph per blank line, "" when none; malloc'd. */
+char *cg_comment_at(const cg_file *f, const int32_t *path, size_t n);
+size_t cg_enum_path(const cg_file *f, const cg_enum_proto *ed, int32_t *path);
+char *cg_message_comment(const cg_message *m);
+char *cg_field_comment(const cg_message *m, const cg_field *f);
+
 /* checks.c: validates the annotations; returns -1 after cg_fail on the first problem. */
 int cg_check(cg_ctx *ctx);
 

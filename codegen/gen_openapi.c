@@ -17,292 +17,7 @@
 
 #define T(x) GOOGLE__PROTOBUF__FIELD_DESCRIPTOR_PROTO__TYPE__TYPE_##x
 
-/* ---- a JSON tree -------------------------------------------------------------------------- */
-
-typedef enum { J_OBJ, J_ARR, J_STR, J_RAW } jkind;
-
-typedef struct jv {
-    jkind kind;
-    char *s;                 /* J_STR: the text; J_RAW: the JSON token (number, true, false) */
-    char **keys;             /* J_OBJ: keys in insertion order */
-    struct jv **vals;        /* J_OBJ / J_ARR: members */
-    size_t n, cap;
-} jv;
-
-static jv *j_new(jkind k)
-{
-    jv *v = calloc(1, sizeof *v);
-    if (!v)
-        abort();
-    v->kind = k;
-    return v;
-}
-
-static jv *j_obj(void) { return j_new(J_OBJ); }
-static jv *j_arr(void) { return j_new(J_ARR); }
-
-static jv *j_str(const char *s)
-{
-    jv *v = j_new(J_STR);
-    v->s = cg_strdup(s);
-    return v;
-}
-
-static jv *j_raw(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static jv *j_raw(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    jv *v = j_new(J_RAW);
-    v->s = malloc((size_t)n + 1);
-    if (!v->s)
-        abort();
-    va_start(ap, fmt);
-    vsnprintf(v->s, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    return v;
-}
-
-static void j_grow(jv *c)
-{
-    if (c->n == c->cap) {
-        c->cap = c->cap ? 2 * c->cap : 8;
-        c->vals = realloc(c->vals, c->cap * sizeof *c->vals);
-        c->keys = realloc(c->keys, c->cap * sizeof *c->keys);
-        if (!c->vals || !c->keys)
-            abort();
-    }
-}
-
-static jv *j_get(const jv *o, const char *key)
-{
-    for (size_t i = 0; o && i < o->n; i++)
-        if (strcmp(o->keys[i], key) == 0)
-            return o->vals[i];
-    return NULL;
-}
-
-/* Sets key (replacing an earlier value in place) and returns v. */
-static jv *j_put(jv *o, const char *key, jv *v)
-{
-    for (size_t i = 0; i < o->n; i++)
-        if (strcmp(o->keys[i], key) == 0)
-            return o->vals[i] = v;
-    j_grow(o);
-    o->keys[o->n] = cg_strdup(key);
-    o->vals[o->n++] = v;
-    return v;
-}
-
-/* A new object holding the one member key: v. */
-static jv *j_kv(const char *key, jv *v)
-{
-    jv *o = j_obj();
-    j_put(o, key, v);
-    return o;
-}
-
-/* Removes key from o (the value is leaked: the plugin is a short-lived process). */
-static void j_del(jv *o, const char *key)
-{
-    for (size_t i = 0; i < o->n; i++)
-        if (strcmp(o->keys[i], key) == 0) {
-            memmove(&o->keys[i], &o->keys[i + 1], (o->n - i - 1) * sizeof *o->keys);
-            memmove(&o->vals[i], &o->vals[i + 1], (o->n - i - 1) * sizeof *o->vals);
-            o->n--;
-            return;
-        }
-}
-
-static jv *j_push(jv *a, jv *v)
-{
-    j_grow(a);
-    a->keys[a->n] = NULL;
-    a->vals[a->n++] = v;
-    return v;
-}
-
-static void j_string(cg_out *o, const char *s)
-{
-    cg_write(o, "\"", 1);
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\')
-            cg_printf(o, "\\%c", c);
-        else if (c == '\n')
-            cg_write(o, "\\n", 2);
-        else if (c == '\t')
-            cg_write(o, "\\t", 2);
-        else if (c < 0x20)
-            cg_printf(o, "\\u%04x", c);
-        else
-            cg_write(o, s, 1);
-    }
-    cg_write(o, "\"", 1);
-}
-
-/* Length of v printed on one line, or -1 when it holds a container (those get their own lines). */
-static long j_flat_len(const jv *v, int top)
-{
-    if (v->kind == J_STR)
-        return (long)strlen(v->s) + 2;
-    if (v->kind == J_RAW)
-        return (long)strlen(v->s);
-    if (v->n == 0)
-        return 2;
-    if (!top)
-        return -1;
-    long n = 2;
-    for (size_t i = 0; i < v->n; i++) {
-        long k = j_flat_len(v->vals[i], 0);
-        if (k < 0)
-            return -1;
-        n += k + 2 + (v->keys[i] ? (long)strlen(v->keys[i]) + 4 : 0);
-    }
-    return n;
-}
-
-/* Pretty-prints with two-space indentation; short containers of scalars stay on one line so the
- * document reads (and diffs) like a hand-written one. */
-static void j_print(cg_out *o, const jv *v, int indent)
-{
-    if (v->kind == J_STR) {
-        j_string(o, v->s);
-        return;
-    }
-    if (v->kind == J_RAW) {
-        cg_printf(o, "%s", v->s);
-        return;
-    }
-    const char *open = v->kind == J_OBJ ? "{" : "[", *close = v->kind == J_OBJ ? "}" : "]";
-    long flat = j_flat_len(v, 1);
-    int inline_ = v->n == 0 || (flat >= 0 && flat + indent <= 100);
-    cg_printf(o, "%s", open);
-    for (size_t i = 0; i < v->n; i++) {
-        if (inline_)
-            cg_printf(o, "%s", i ? ", " : "");
-        else
-            cg_printf(o, "%s\n%*s", i ? "," : "", indent + 2, "");
-        if (v->kind == J_OBJ) {
-            j_string(o, v->keys[i]);
-            cg_write(o, ": ", 2);
-        }
-        j_print(o, v->vals[i], indent + 2);
-    }
-    if (!inline_)
-        cg_printf(o, "\n%*s", indent, "");
-    cg_printf(o, "%s", close);
-}
-
-/* ---- comments from source_code_info --------------------------------------------------------- */
-
-/* The comment attached to the element at path in f ("" when none), one paragraph per blank line,
- * each line trimmed. */
-static char *comment_at(const cg_file *f, const int32_t *path, size_t n)
-{
-    const Google__Protobuf__SourceCodeInfo *sci = f->fd->source_code_info;
-    for (size_t i = 0; sci && i < sci->n_location; i++) {
-        const Google__Protobuf__SourceCodeInfo__Location *l = sci->location[i];
-        if (l->n_path != n || memcmp(l->path, path, n * sizeof *path) != 0)
-            continue;
-        const char *c = l->leading_comments && l->leading_comments[0] ? l->leading_comments : l->trailing_comments;
-        if (!c)
-            return cg_strdup("");
-        cg_out *o = cg_scratch();
-        int blank = 0;   /* a blank line since the last text: the next text starts a paragraph */
-        while (*c) {
-            const char *e = strchr(c, '\n');
-            size_t len = e ? (size_t)(e - c) : strlen(c);
-            while (len && (*c == ' ' || *c == '\t'))
-                c++, len--;
-            while (len && (c[len - 1] == ' ' || c[len - 1] == '\t' || c[len - 1] == '\r'))
-                len--;
-            if (!len) {
-                blank = o->len > 0;
-            } else {
-                if (o->len)
-                    cg_write(o, blank ? "\n\n" : " ", blank ? 2 : 1);
-                cg_write(o, c, len);
-                blank = 0;
-            }
-            c = e ? e + 1 : c + strlen(c);
-        }
-        return o->data ? o->data : cg_strdup("");
-    }
-    return cg_strdup("");
-}
-
-/* Writes the source path of message d (nested anywhere under msgs) into path; returns its length
- * or 0 when d is not there. tag is 4 for a file's messages, 3 for nested ones. */
-static size_t message_path(cg_msg_proto *const *msgs, size_t n, int32_t tag, const cg_msg_proto *d, int32_t *path,
-                           size_t depth)
-{
-    if (depth + 2 > 60)
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        path[depth] = tag;
-        path[depth + 1] = (int32_t)i;
-        if (msgs[i] == d)
-            return depth + 2;
-        size_t k = message_path(msgs[i]->nested_type, msgs[i]->n_nested_type, 3, d, path, depth + 2);
-        if (k)
-            return k;
-    }
-    return 0;
-}
-
-static size_t enum_path(const cg_file *f, const cg_enum_proto *ed, int32_t *path)
-{
-    for (size_t i = 0; i < f->fd->n_enum_type; i++)
-        if (f->fd->enum_type[i] == ed) {
-            path[0] = 5;
-            path[1] = (int32_t)i;
-            return 2;
-        }
-    /* Nested: find the message that declares it. */
-    for (size_t m = 0; m < f->fd->n_message_type; m++) {
-        int32_t tmp[64];
-        const cg_msg_proto *stack[32];
-        size_t sp = 0;
-        stack[sp++] = f->fd->message_type[m];
-        while (sp) {
-            const cg_msg_proto *d = stack[--sp];
-            for (size_t e = 0; e < d->n_enum_type; e++)
-                if (d->enum_type[e] == ed) {
-                    size_t k = message_path(f->fd->message_type, f->fd->n_message_type, 4, d, tmp, 0);
-                    if (!k)
-                        return 0;
-                    memcpy(path, tmp, k * sizeof *tmp);
-                    path[k] = 4;
-                    path[k + 1] = (int32_t)e;
-                    return k + 2;
-                }
-            for (size_t k = 0; k < d->n_nested_type && sp < 32; k++)
-                stack[sp++] = d->nested_type[k];
-        }
-    }
-    return 0;
-}
-
-static char *message_comment(const cg_message *m)
-{
-    int32_t path[64];
-    size_t n = message_path(m->file->fd->message_type, m->file->fd->n_message_type, 4, m->d, path, 0);
-    return n ? comment_at(m->file, path, n) : cg_strdup("");
-}
-
-static char *field_comment(const cg_message *m, const cg_field *f)
-{
-    int32_t path[66];
-    size_t n = message_path(m->file->fd->message_type, m->file->fd->n_message_type, 4, m->d, path, 0);
-    if (!n)
-        return cg_strdup("");
-    path[n] = 2;
-    path[n + 1] = (int32_t)(f - m->fields);
-    return comment_at(m->file, path, n + 2);
-}
+#include "json_tree.h"
 
 /* ---- schemas ------------------------------------------------------------------------------ */
 
@@ -582,7 +297,7 @@ static jv *field_schema(gen *g, const cg_message *m, const cg_field *f)
     } else {
         s = value_schema(g, f);
     }
-    char *c = field_comment(m, f);
+    char *c = cg_field_comment(m, f);
     s = describe(s, c);
     free(c);
     return s;
@@ -593,7 +308,7 @@ static jv *field_schema(gen *g, const cg_message *m, const cg_field *f)
 static jv *object_schema(gen *g, const cg_message *m, char **skip, size_t n_skip, const char *note)
 {
     jv *s = typed("object", NULL);
-    char *c = message_comment(m);
+    char *c = cg_message_comment(m);
     char *d = cg_sprintf("%s%s%s", c, c[0] && note ? "\n\n" : "", note ? note : "");
     if (d[0])
         j_put(s, "description", j_str(d));
@@ -622,10 +337,10 @@ static jv *enum_schema(const cg_enum *e)
     jv *s = typed("string", NULL);
     jv *vals = j_put(s, "enum", j_arr());
     int32_t path[70];
-    size_t n = enum_path(e->file, e->ed, path);
+    size_t n = cg_enum_path(e->file, e->ed, path);
     cg_out *d = cg_scratch();
     if (n) {
-        char *c = comment_at(e->file, path, n);
+        char *c = cg_comment_at(e->file, path, n);
         if (c[0])
             cg_printf(d, "%s\n\n", c);
         free(c);
@@ -638,7 +353,7 @@ static jv *enum_schema(const cg_enum *e)
             free(c);
             path[n] = 2;
             path[n + 1] = (int32_t)i;
-            c = comment_at(e->file, path, n + 2);
+            c = cg_comment_at(e->file, path, n + 2);
         }
         cg_printf(d, "- `%s`%s%s\n", name, c[0] ? ": " : "", c);
         free(c);
@@ -798,7 +513,7 @@ static void add_operation(gen *g, jv *paths, const cg_service *s, const cg_metho
         if (s->file->fd->service[i] == s->sd)
             spath[1] = (int32_t)i;
     spath[3] = (int32_t)(me - s->methods);
-    char *c = comment_at(s->file, spath, 4);
+    char *c = cg_comment_at(s->file, spath, 4);
     char *desc = cg_sprintf("%s%sgRPC: `/%s/%s`%s", c, c[0] ? "\n\n" : "", s->full, me->name,
                             me->input->cmd ? ". A command: send an Idempotency-Key (or request_id) to make retries safe." : ".");
     j_put(op, "description", j_str(desc));
@@ -1031,7 +746,7 @@ int cg_gen_openapi(cg_ctx *ctx, const char *package)
         for (size_t k = 0; k < s->file->fd->n_service; k++)
             if (s->file->fd->service[k] == s->sd)
                 spath[1] = (int32_t)k;
-        char *c = comment_at(s->file, spath, 2);
+        char *c = cg_comment_at(s->file, spath, 2);
         if (c[0])
             j_put(t, "description", j_str(c));
         free(c);
