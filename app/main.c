@@ -138,77 +138,6 @@ static void shape_progress(void *data, int64_t done, int64_t total)
     atomic_store(&a->shape_total, total);
 }
 
-/* Consumer counters, one family at a time across consumers (the text format groups families).
- * Each consumer is its own Kafka consumer group (group id = consumer name). */
-static void consumer_metrics(es_buf *b, es_consumer *const *cs, const char *const *names, size_t n)
-{
-    static const char *const fam[] = {"es_consumer_messages_total", "es_consumer_applied_total",
-                                      "es_consumer_duplicates_total", "es_consumer_gap_filled_total",
-                                      "es_consumer_dead_letters_total", "es_consumer_retries_total",
-                                      "es_consumer_assigned_partitions", "es_consumer_batches_total",
-                                      "es_consumer_batch_fallbacks_total", "es_consumer_lag_messages",
-                                      "es_consumer_lag_seconds"};
-    static const char *const help[] = {"Kafka messages processed.", "Events applied and committed.",
-                                       "Events skipped as already applied.", "Events read from the store to close a gap.",
-                                       "Events written to es_dead_letters.", "Handler re-attempts.",
-                                       "Partitions assigned to this member.", "PostgreSQL transactions committed.",
-                                       "Batches the set-wise path gave back to one-message-at-a-time processing.",
-                                       "Messages behind the partitions' high watermarks (consumer lag; -1 until known).",
-                                       "Age of the last message applied while behind; 0 when caught up."};
-    static const int gauge[] = {0, 0, 0, 0, 0, 0, 1, 0, 0, 1, 1};
-    es_consumer_stats st[4];
-    for (size_t k = 0; k < n && k < 4; k++)
-        if (cs[k])
-            es_consumer_stats_get(cs[k], &st[k]);
-    for (size_t i = 0; i < sizeof fam / sizeof fam[0]; i++) {
-        es_metrics_family(b, fam[i], gauge[i] ? "gauge" : "counter", help[i]);
-        for (size_t k = 0; k < n && k < 4; k++) {
-            if (!cs[k])
-                continue;
-            const double v[] = {(double)st[k].messages, (double)st[k].applied, (double)st[k].duplicates,
-                                (double)st[k].gap_filled, (double)st[k].dead_letters, (double)st[k].retries,
-                                (double)st[k].assigned_partitions, (double)st[k].batches,
-                                (double)st[k].batch_fallbacks, (double)st[k].lag_messages, st[k].lag_seconds};
-            char labels[128];
-            snprintf(labels, sizeof labels, "consumer=\"%s\"", names[k]);
-            es_metrics_sample(b, fam[i], labels, v[i]);
-        }
-    }
-}
-
-/* The command and query path's PostgreSQL pool (es_pg_pool_get_stats). */
-static void pool_metrics(es_buf *b, es_pg_pool *pool)
-{
-    es_pg_pool_stats st;
-    es_pg_pool_get_stats(pool, &st);
-    es_metrics_family(b, "es_pg_pool_connections", "gauge",
-                      "Pool connections checked out (in_use, incl. one being opened) and open in the pool (idle).");
-    es_metrics_sample(b, "es_pg_pool_connections", "state=\"in_use\"", (double)st.in_use);
-    es_metrics_sample(b, "es_pg_pool_connections", "state=\"idle\"", (double)st.idle);
-    const struct { const char *name, *type, *help; double v; } rows[] = {
-        {"es_pg_pool_connections_open", "gauge", "PostgreSQL connections the pool holds open.", (double)st.open},
-        {"es_pg_pool_connections_max", "gauge", "Most connections the pool may open (pool-size).", (double)st.size},
-        {"es_pg_pool_waiters", "gauge", "Callers waiting for a connection to be checked in.", (double)st.waiters},
-        {"es_pg_pool_checkouts_total", "counter", "Connections handed out.", (double)st.checkouts},
-        {"es_pg_pool_connects_total", "counter", "Connections opened.", (double)st.connects},
-        {"es_pg_pool_reconnects_total", "counter", "Connections reopened after one died or was discarded.", (double)st.reconnects},
-        {"es_pg_pool_connect_failures_total", "counter", "Failed connection attempts.", (double)st.connect_failures},
-    };
-    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
-        es_metrics_family(b, rows[i].name, rows[i].type, rows[i].help);
-        es_metrics_sample(b, rows[i].name, "", rows[i].v);
-    }
-    es_metrics_family(b, "es_pg_pool_checkouts_refused_total", "counter",
-                      "Checkouts refused: no connection freed in time (exhausted), PostgreSQL unreachable "
-                      "(unavailable), statements failed to prepare (error).");
-    es_metrics_sample(b, "es_pg_pool_checkouts_refused_total", "reason=\"exhausted\"", (double)st.refused_exhausted);
-    es_metrics_sample(b, "es_pg_pool_checkouts_refused_total", "reason=\"unavailable\"", (double)st.refused_unavailable);
-    es_metrics_sample(b, "es_pg_pool_checkouts_refused_total", "reason=\"error\"", (double)st.refused_error);
-    es_metrics_family(b, "es_pg_pool_checkout_wait_seconds", "histogram",
-                      "Time a checkout waited for a free connection (refused ones included).");
-    es_metrics_histogram(b, "es_pg_pool_checkout_wait_seconds", "", &st.wait);
-}
-
 /* GET /metrics on the main HTTP port: with authentication on, only an admin token may read it
  * (the counters describe the traffic of every caller). */
 static void metrics(void *data, const es_http_request *req, es_http_response *res);
@@ -242,21 +171,8 @@ static void metrics(void *data, const es_http_request *req, es_http_response *re
     es_dispatcher_write_metrics(a->dispatcher, b);
     es_http_server_metrics(a->http, b);
     es_grpc_server_metrics(a->grpc, b);
-    es_pipeline_stats ps;
-    es_pipeline_get_stats(a->pipeline, &ps);
-    es_store_stats ss;
-    es_store_get_stats(es_pipeline_store(a->pipeline), &ss);
+    es_pipeline_write_metrics(a->pipeline, b);
     const struct { const char *name, *type, *help; double v; } rows[] = {
-        {"es_commands_executed_total", "counter", "Commands run by the pipeline.", (double)ps.executed},
-        {"es_command_retries_total", "counter", "Commands re-run after a version conflict.", (double)ps.retries},
-        {"es_state_cache_hits_total", "counter", "Commands that found their stream state in the cache.", (double)ps.cache_hits},
-        {"es_state_loads_total", "counter", "Stream states loaded from the store.", (double)ps.loads},
-        {"es_snapshots_written_total", "counter", "Snapshots written.", (double)ps.snapshots},
-        {"es_appends_total", "counter", "Appends answered by the store.", (double)ss.appends},
-        {"es_append_batches_total", "counter", "Group-commit transactions.", (double)ss.batches},
-        {"es_append_batch_max", "gauge", "Largest group-commit batch seen.", (double)ss.max_batch},
-        {"es_append_conflicts_total", "counter", "Appends refused by optimistic concurrency.", (double)ss.conflicts},
-        {"es_append_replays_total", "counter", "Appends answered from a recorded command id.", (double)ss.replays},
         {"es_http_inflight", "gauge", "HTTP calls in the dispatcher.", a->http ? (double)es_http_server_inflight(a->http) : 0},
         {"es_grpc_inflight", "gauge", "gRPC calls in progress.", a->grpc ? (double)es_grpc_server_inflight(a->grpc) : 0},
         {"es_postgres_up", "gauge", "1 while PostgreSQL answers.", (double)atomic_load(&a->pg_ok)},
@@ -266,30 +182,10 @@ static void metrics(void *data, const es_http_request *req, es_http_response *re
         es_metrics_family(b, rows[i].name, rows[i].type, rows[i].help);
         es_metrics_sample(b, rows[i].name, "", rows[i].v);
     }
-    if (a->relay) {
-        es_relay_status st;
-        es_relay_status_get(a->relay, &st);
-        const struct { const char *name, *type, *help; double v; } r[] = {
-            {"es_relay_active", "gauge", "1 when this instance holds the relay lock.", st.role == ES_RELAY_ACTIVE},
-            {"es_relay_position", "gauge", "Global position of the last event delivered to Kafka.", (double)st.checkpoint.position},
-            {"es_relay_published_total", "counter", "Messages delivered by this instance.", (double)st.published},
-            {"es_relay_batches_total", "counter", "Relay rounds delivered and checkpointed (published / batches: events per round).", (double)st.batches},
-            {"es_relay_failed_batches_total", "counter", "Relay rounds abandoned and retried.", (double)st.failed_batches},
-            {"es_relay_lag_events", "gauge", "Committed events not yet delivered to Kafka.", (double)st.lag_events},
-            {"es_relay_lag_seconds", "gauge", "Age of the oldest undelivered event.", st.lag_seconds},
-            {"es_feed_held_back_events", "gauge", "Committed events held back by an open transaction.", (double)st.held_back_events},
-            {"es_feed_held_back_seconds", "gauge", "How long the feed has been held back.", st.held_back_seconds},
-            {"es_feed_oldest_transaction_seconds", "gauge", "Age of the oldest open transaction.", st.oldest_xact_age_s},
-        };
-        for (size_t i = 0; i < sizeof r / sizeof r[0]; i++) {
-            es_metrics_family(b, r[i].name, r[i].type, r[i].help);
-            es_metrics_sample(b, r[i].name, "", r[i].v);
-        }
-    }
+    es_relay_write_metrics(a->relay, b);
     es_consumer *cs[] = {a->projection_consumer, a->payment_consumer};
-    static const char *const cn[] = {"projection.order_summary", "payment-flow"};
-    consumer_metrics(b, cs, cn, 2);
-    pool_metrics(b, a->pool);
+    es_consumer_write_metrics(cs, sizeof cs / sizeof cs[0], b);
+    es_pg_pool_write_metrics(a->pool, b);
     es_metrics_family(b, "es_projection_rebuilding", "gauge",
                       "1 while a projection is rebuilt from the event store at its new shape (not ready meanwhile).");
     es_metrics_sample(b, "es_projection_rebuilding", "projection=\"order_summary\"", atomic_load(&a->shaping));

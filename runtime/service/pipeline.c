@@ -1,5 +1,6 @@
 /* The command pipeline (see es/pipeline.h): load, decide, append, retry on conflict. */
 #include "es/pipeline.h"
+#include "es/metrics.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -489,5 +490,31 @@ int es_pipeline_execute(es_pipeline *p, const es_command_def *def, const Protobu
         STAT_ADD(p, retries);
         tried = version;
         backoff(n);
+    }
+}
+
+void es_pipeline_write_metrics(es_pipeline *p, es_buf *b)
+{
+    if (!p)
+        return;
+    es_pipeline_stats ps;
+    es_pipeline_get_stats(p, &ps);
+    es_store_stats ss;
+    es_store_get_stats(es_pipeline_store(p), &ss);
+    const struct { const char *name, *type, *help; double v; } rows[] = {
+        {"es_commands_executed_total", "counter", "Commands run by the pipeline.", (double)ps.executed},
+        {"es_command_retries_total", "counter", "Commands re-run after a version conflict.", (double)ps.retries},
+        {"es_state_cache_hits_total", "counter", "Commands that found their stream state in the cache.", (double)ps.cache_hits},
+        {"es_state_loads_total", "counter", "Stream states loaded from the store.", (double)ps.loads},
+        {"es_snapshots_written_total", "counter", "Snapshots written.", (double)ps.snapshots},
+        {"es_appends_total", "counter", "Appends answered by the store.", (double)ss.appends},
+        {"es_append_batches_total", "counter", "Group-commit transactions.", (double)ss.batches},
+        {"es_append_batch_max", "gauge", "Largest group-commit batch seen.", (double)ss.max_batch},
+        {"es_append_conflicts_total", "counter", "Appends refused by optimistic concurrency.", (double)ss.conflicts},
+        {"es_append_replays_total", "counter", "Appends answered from a recorded command id.", (double)ss.replays},
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        es_metrics_family(b, rows[i].name, rows[i].type, rows[i].help);
+        es_metrics_sample(b, rows[i].name, "", rows[i].v);
     }
 }

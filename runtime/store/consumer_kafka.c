@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "es/log.h"
+#include "es/metrics.h"
 #include "consumer_internal.h"
 
 static void say(es_consumer *c, int level, const char *fmt, va_list ap)
@@ -315,4 +316,42 @@ void es_consumer_stats_get(es_consumer *c, es_consumer_stats *out)
     pthread_mutex_lock(&c->mu);
     *out = c->st;
     pthread_mutex_unlock(&c->mu);
+}
+
+void es_consumer_write_metrics(es_consumer *const *cs, size_t n, es_buf *b)
+{
+    static const char *const fam[] = {"es_consumer_messages_total", "es_consumer_applied_total",
+                                      "es_consumer_duplicates_total", "es_consumer_gap_filled_total",
+                                      "es_consumer_dead_letters_total", "es_consumer_retries_total",
+                                      "es_consumer_assigned_partitions", "es_consumer_batches_total",
+                                      "es_consumer_batch_fallbacks_total", "es_consumer_lag_messages",
+                                      "es_consumer_lag_seconds"};
+    static const char *const help[] = {"Kafka messages processed.", "Events applied and committed.",
+                                       "Events skipped as already applied.", "Events read from the store to close a gap.",
+                                       "Events written to es_dead_letters.", "Handler re-attempts.",
+                                       "Partitions assigned to this member.", "PostgreSQL transactions committed.",
+                                       "Batches the set-wise path gave back to one-message-at-a-time processing.",
+                                       "Messages behind the partitions' high watermarks (consumer lag; -1 until known).",
+                                       "Age of the last message applied while behind; 0 when caught up."};
+    static const int gauge[] = {0, 0, 0, 0, 0, 0, 1, 0, 0, 1, 1};
+    es_consumer_stats *st = es_xcalloc(n ? n : 1, sizeof *st);
+    for (size_t k = 0; k < n; k++)
+        if (cs[k])
+            es_consumer_stats_get(cs[k], &st[k]);
+    for (size_t i = 0; i < sizeof fam / sizeof fam[0]; i++) {
+        es_metrics_family(b, fam[i], gauge[i] ? "gauge" : "counter", help[i]);
+        for (size_t k = 0; k < n; k++) {
+            if (!cs[k])
+                continue;
+            const double v[] = {(double)st[k].messages, (double)st[k].applied, (double)st[k].duplicates,
+                                (double)st[k].gap_filled, (double)st[k].dead_letters, (double)st[k].retries,
+                                (double)st[k].assigned_partitions, (double)st[k].batches,
+                                (double)st[k].batch_fallbacks, (double)st[k].lag_messages, st[k].lag_seconds};
+            char labels[300], name[256];
+            es_metrics_label_value(name, sizeof name, cs[k]->name);
+            snprintf(labels, sizeof labels, "consumer=\"%s\"", name);
+            es_metrics_sample(b, fam[i], labels, v[i]);
+        }
+    }
+    free(st);
 }

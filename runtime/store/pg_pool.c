@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "es/arena.h"
+#include "es/metrics.h"
 #include "pg_connect.h"
 
 typedef struct stmt {
@@ -353,4 +354,38 @@ void es_pg_pool_get_stats(es_pg_pool *p, es_pg_pool_stats *out)
         atomic_store(&out->wait.buckets[i], atomic_load(&p->wait.buckets[i]));
     atomic_store(&out->wait.count, atomic_load(&p->wait.count));
     atomic_store(&out->wait.sum_us, atomic_load(&p->wait.sum_us));
+}
+
+void es_pg_pool_write_metrics(es_pg_pool *pool, es_buf *b)
+{
+    if (!pool)
+        return;
+    es_pg_pool_stats st;
+    es_pg_pool_get_stats(pool, &st);
+    es_metrics_family(b, "es_pg_pool_connections", "gauge",
+                      "Pool connections checked out (in_use, incl. one being opened) and open in the pool (idle).");
+    es_metrics_sample(b, "es_pg_pool_connections", "state=\"in_use\"", (double)st.in_use);
+    es_metrics_sample(b, "es_pg_pool_connections", "state=\"idle\"", (double)st.idle);
+    const struct { const char *name, *type, *help; double v; } rows[] = {
+        {"es_pg_pool_connections_open", "gauge", "PostgreSQL connections the pool holds open.", (double)st.open},
+        {"es_pg_pool_connections_max", "gauge", "Most connections the pool may open (pool-size).", (double)st.size},
+        {"es_pg_pool_waiters", "gauge", "Callers waiting for a connection to be checked in.", (double)st.waiters},
+        {"es_pg_pool_checkouts_total", "counter", "Connections handed out.", (double)st.checkouts},
+        {"es_pg_pool_connects_total", "counter", "Connections opened.", (double)st.connects},
+        {"es_pg_pool_reconnects_total", "counter", "Connections reopened after one died or was discarded.", (double)st.reconnects},
+        {"es_pg_pool_connect_failures_total", "counter", "Failed connection attempts.", (double)st.connect_failures},
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        es_metrics_family(b, rows[i].name, rows[i].type, rows[i].help);
+        es_metrics_sample(b, rows[i].name, "", rows[i].v);
+    }
+    es_metrics_family(b, "es_pg_pool_checkouts_refused_total", "counter",
+                      "Checkouts refused: no connection freed in time (exhausted), PostgreSQL unreachable "
+                      "(unavailable), statements failed to prepare (error).");
+    es_metrics_sample(b, "es_pg_pool_checkouts_refused_total", "reason=\"exhausted\"", (double)st.refused_exhausted);
+    es_metrics_sample(b, "es_pg_pool_checkouts_refused_total", "reason=\"unavailable\"", (double)st.refused_unavailable);
+    es_metrics_sample(b, "es_pg_pool_checkouts_refused_total", "reason=\"error\"", (double)st.refused_error);
+    es_metrics_family(b, "es_pg_pool_checkout_wait_seconds", "histogram",
+                      "Time a checkout waited for a free connection (refused ones included).");
+    es_metrics_histogram(b, "es_pg_pool_checkout_wait_seconds", "", &st.wait);
 }

@@ -1,6 +1,7 @@
 /* The outbox relay thread; see es/relay.h for the guarantees and why they hold. */
 #define _GNU_SOURCE /* pthread_setname_np */
 #include "es/relay.h"
+#include "es/metrics.h"
 #include "es/log.h"
 
 #include <inttypes.h>
@@ -745,4 +746,28 @@ void es_relay_status_get(es_relay *r, es_relay_status *out)
     pthread_mutex_lock(&r->mu);
     *out = r->st;
     pthread_mutex_unlock(&r->mu);
+}
+
+void es_relay_write_metrics(es_relay *relay, es_buf *b)
+{
+    if (!relay)
+        return;
+    es_relay_status st;
+    es_relay_status_get(relay, &st);
+    const struct { const char *name, *type, *help; double v; } r[] = {
+        {"es_relay_active", "gauge", "1 when this instance holds the relay lock.", st.role == ES_RELAY_ACTIVE},
+        {"es_relay_position", "gauge", "Global position of the last event delivered to Kafka.", (double)st.checkpoint.position},
+        {"es_relay_published_total", "counter", "Messages delivered by this instance.", (double)st.published},
+        {"es_relay_batches_total", "counter", "Relay rounds delivered and checkpointed (published / batches: events per round).", (double)st.batches},
+        {"es_relay_failed_batches_total", "counter", "Relay rounds abandoned and retried.", (double)st.failed_batches},
+        {"es_relay_lag_events", "gauge", "Committed events not yet delivered to Kafka.", (double)st.lag_events},
+        {"es_relay_lag_seconds", "gauge", "Age of the oldest undelivered event.", st.lag_seconds},
+        {"es_feed_held_back_events", "gauge", "Committed events held back by an open transaction.", (double)st.held_back_events},
+        {"es_feed_held_back_seconds", "gauge", "How long the feed has been held back.", st.held_back_seconds},
+        {"es_feed_oldest_transaction_seconds", "gauge", "Age of the oldest open transaction.", st.oldest_xact_age_s},
+    };
+    for (size_t i = 0; i < sizeof r / sizeof r[0]; i++) {
+        es_metrics_family(b, r[i].name, r[i].type, r[i].help);
+        es_metrics_sample(b, r[i].name, "", r[i].v);
+    }
 }

@@ -29,6 +29,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "es/buf.h"
 #include "es/envelope.h"
 #include "es/status.h"
 
@@ -148,5 +149,10 @@ typedef struct es_replay_config {
  * first handler error (nothing of the failing batch commits). Returns ES_OK and, when applied is
  * not NULL, the number of events applied; or an error with err set. */
 int es_consumer_replay(const es_replay_config *cfg, int64_t *applied, es_error *err);
+
+/* Appends the consumers' Prometheus families, one family at a time across them (the text format
+ * groups families), labelled consumer="<name>" (each is its own Kafka consumer group). NULL
+ * entries are skipped. */
+void es_consumer_write_metrics(es_consumer *const *cs, size_t n, es_buf *out);
 
 #endif

@@ -106,4 +106,8 @@ void es_pg_pool_get_stats(es_pg_pool *p, es_pg_pool_stats *out);
 void es_pg_array_elem(es_buf *b, const char *s);
 const char *es_pg_array_end(es_buf *b);
 
+/* Appends the pool's Prometheus families (connections in use, idle, open and max, waiters,
+ * checkouts and their refusals by reason, connects, reconnects, the checkout wait histogram). */
+void es_pg_pool_write_metrics(es_pg_pool *pool, es_buf *out);
+
 #endif

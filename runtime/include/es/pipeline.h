@@ -19,6 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <protobuf-c/protobuf-c.h>
+#include "es/buf.h"
 #include "es/json.h"
 #include "es/pg_pool.h"
 #include "es/schema.h"
@@ -114,5 +115,9 @@ typedef struct es_pipeline_stats {
     uint64_t snapshots;            /* snapshots written */
 } es_pipeline_stats;
 void es_pipeline_get_stats(es_pipeline *p, es_pipeline_stats *out);
+
+/* Appends the pipeline's and its store's Prometheus families (commands executed and retried,
+ * state cache, snapshots, appends, group-commit batches, conflicts, replays). NULL p: nothing. */
+void es_pipeline_write_metrics(es_pipeline *p, es_buf *out);
 
 #endif

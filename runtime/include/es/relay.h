@@ -23,6 +23,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "es/buf.h"
 #include "es/feed.h"
 #include "es/status.h"
 
@@ -81,5 +82,9 @@ void es_relay_stop(es_relay *r);
 
 /* A consistent snapshot of the relay's state; safe from any thread. */
 void es_relay_status_get(es_relay *r, es_relay_status *out);
+
+/* Appends the relay's Prometheus families (active, position, published, batches, lag, the feed's
+ * hold-back). NULL r (no relay on this instance): nothing. */
+void es_relay_write_metrics(es_relay *r, es_buf *out);
 
 #endif
