@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "es/buf.h"
+#include "es/hex.h"
 #include "es/sha256.h"
 #include "es/upcast.h"
 #include "es/uuid.h"
@@ -85,32 +86,15 @@ static char *encode_token(const orders_query_env *env, es_arena *a, const orders
         memset(t + 9, 0, 16);
     token_mac(env, q, t, mac);
     memcpy(t + TOKEN_BODY, mac, TOKEN_MAC);
-    char *tok = es_arena_alloc(a, 2 * TOKEN_LEN + 1);
-    static const char hex[] = "0123456789abcdef";
-    for (int i = 0; i < TOKEN_LEN; i++) {
-        tok[2 * i] = hex[t[i] >> 4];
-        tok[2 * i + 1] = hex[t[i] & 15];
-    }
-    tok[2 * TOKEN_LEN] = 0;
-    return tok;
+    return es_hex_encode(t, TOKEN_LEN, es_arena_alloc(a, 2 * TOKEN_LEN + 1));
 }
 
-static int hexval(char c)
-{
-    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
-}
 
 static int decode_token(const orders_query_env *env, es_arena *a, const char *tok, orders_list_query *q, es_error *err)
 {
     uint8_t t[TOKEN_LEN], mac[32];
-    if (strlen(tok) != 2 * TOKEN_LEN)
+    if (strlen(tok) != 2 * TOKEN_LEN || es_hex_decode(tok, 2 * TOKEN_LEN, t) != TOKEN_LEN)
         goto bad;
-    for (int i = 0; i < TOKEN_LEN; i++) {
-        int hi = hexval(tok[2 * i]), lo = hexval(tok[2 * i + 1]);
-        if (hi < 0 || lo < 0)
-            goto bad;
-        t[i] = (uint8_t)(hi << 4 | lo);
-    }
     if (t[0] != TOKEN_VERSION)
         goto bad;
     token_mac(env, q, t, mac);
@@ -127,14 +111,7 @@ static int decode_token(const orders_query_env *env, es_arena *a, const char *to
     if (us < 0 || us > TOKEN_MAX_US)
         goto bad;
     char *id = es_arena_alloc(a, ES_UUID_STRLEN + 1);
-    static const char hex[] = "0123456789abcdef";
-    char *o = id;
-    for (int i = 0; i < 16; i++) {
-        if (i == 4 || i == 6 || i == 8 || i == 10) *o++ = '-';
-        *o++ = hex[t[9 + i] >> 4];
-        *o++ = hex[t[9 + i] & 15];
-    }
-    *o = 0;
+    es_uuid_format(t + 9, id);
     q->has_after = 1;
     q->after_created_us = us;
     q->after_order_id = id;

@@ -21,7 +21,7 @@ static void random_bytes(uint8_t *p, size_t n)
     }
 }
 
-static void format(const uint8_t b[16], char out[ES_UUID_STRLEN + 1])
+void es_uuid_format(const uint8_t b[16], char out[ES_UUID_STRLEN + 1])
 {
     /* 8-4-4-4-12 lower-case hex digits: groups of 4, 2, 2, 2 and 6 bytes. */
     static const int group[] = {0, 4, 6, 8, 10, 16};
@@ -43,7 +43,7 @@ void es_uuid_v7(char out[ES_UUID_STRLEN + 1])
         b[i] = (uint8_t)(ms >> (40 - 8 * i));
     b[6] = (uint8_t)(0x70 | (b[6] & 0x0f));
     b[8] = (uint8_t)(0x80 | (b[8] & 0x3f));
-    format(b, out);
+    es_uuid_format(b, out);
 }
 
 void es_uuid_v4(char out[ES_UUID_STRLEN + 1])
@@ -52,7 +52,7 @@ void es_uuid_v4(char out[ES_UUID_STRLEN + 1])
     random_bytes(b, 16);
     b[6] = (uint8_t)(0x40 | (b[6] & 0x0f));
     b[8] = (uint8_t)(0x80 | (b[8] & 0x3f));
-    format(b, out);
+    es_uuid_format(b, out);
 }
 
 void es_uuid_derive(const char *ns, const char *name, char out[ES_UUID_STRLEN + 1])
@@ -65,7 +65,7 @@ void es_uuid_derive(const char *ns, const char *name, char out[ES_UUID_STRLEN + 
     es_sha256_final(&s, d);
     d[6] = (uint8_t)(0x80 | (d[6] & 0x0f)); /* version 8: custom, RFC 9562 */
     d[8] = (uint8_t)(0x80 | (d[8] & 0x3f));
-    format(d, out);
+    es_uuid_format(d, out);
 }
 
 int es_uuid_valid(const char *s)
@@ -116,6 +116,6 @@ int es_uuid_canonicalize(char *s)
     uint8_t b[16];
     if (!es_uuid_parse(s, b))
         return 0;
-    format(b, s); /* every accepted spelling has at least 36 characters: the canonical form fits */
+    es_uuid_format(b, s); /* every accepted spelling has at least 36 characters: the canonical form fits */
     return 1;
 }

@@ -16,6 +16,7 @@
 #include "es/log.h"
 #include "es/metrics.h"
 #include "es/pb_unpack.h"
+#include "es/utf8.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -339,39 +340,11 @@ static void on_slot(gcall *g, int ok)
  * with the method's descriptors, before they are unpacked, and a bad string is refused naming
  * its field, as the HTTP transport's JSON decoder refuses it. */
 
-/* 1 when s[0..n) is valid UTF-8 without NUL (no overlong forms, surrogates, or code points above
- * U+10FFFF). */
+/* 1 when s[0..n) is valid UTF-8 (es_utf8_valid: no overlong forms, surrogates, or code points
+ * above U+10FFFF) without a NUL byte. */
 static int utf8_valid(const unsigned char *s, size_t n)
 {
-    size_t i = 0;
-    while (i < n) {
-        unsigned c = s[i], len, cp;
-        if (c == 0)
-            return 0;
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        if (c >= 0xc2 && c <= 0xdf)
-            len = 2, cp = c & 0x1f;
-        else if (c >= 0xe0 && c <= 0xef)
-            len = 3, cp = c & 0x0f;
-        else if (c >= 0xf0 && c <= 0xf4)
-            len = 4, cp = c & 0x07;
-        else
-            return 0;
-        if (n - i < len)
-            return 0;
-        for (unsigned k = 1; k < len; k++) {
-            if ((s[i + k] & 0xc0) != 0x80)
-                return 0;
-            cp = (cp << 6) | (s[i + k] & 0x3f);
-        }
-        if ((len == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)))
-            return 0;
-        i += len;
-    }
-    return 1;
+    return memchr(s, 0, n) == NULL && es_utf8_valid((const char *)s, n);
 }
 
 /* Reads a varint at p[*i..n); returns -1 when it does not end in time. */

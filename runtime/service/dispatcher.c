@@ -1,5 +1,6 @@
 /* Worker-pool dispatcher: see es/dispatcher.h. */
 #define _GNU_SOURCE /* pthread_setname_np */
+#include "es/clock.h"
 #include "es/dispatcher.h"
 
 #include <pthread.h>
@@ -43,13 +44,6 @@ typedef struct dispatcher {
     size_t reruns_running, reruns_max;
     int closing_waits;               /* set at free: re-runs answer instead of parking */
 } dispatcher;
-
-static int64_t mono_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
 
 static method_stats *stats_of(dispatcher *d, const es_method_def *m)
 {
@@ -104,7 +98,7 @@ ProtobufCMessage *es_command_answer(const ProtobufCMessageDescriptor *d, const e
 static int run_query(dispatcher *d, es_call *call, es_error *err)
 {
     const es_method_def *m = call->method;
-    int64_t now = mono_us() / 1000;
+    int64_t now = es_mono_us() / 1000;
     es_query_ctx q = {.arena = &call->arena, .actor = call->dispatch.actor, .app = d->cfg.query_app,
                       .first_run_ms = call->dispatch.first_us / 1000, .now_ms = now,
                       .can_wait = !__atomic_load_n(&d->closing_waits, __ATOMIC_RELAXED)};
@@ -245,7 +239,7 @@ static void complete(dispatcher *d, es_call *call, int rc, es_error *err)
 {
     if (call->dispatch.holds_slot)
         es_waiters_release(d->waiters);
-    int64_t took = mono_us() - call->dispatch.first_us;
+    int64_t took = es_mono_us() - call->dispatch.first_us;
     method_stats *ms = stats_of(d, call->method);
     if (server_fault(rc))
         conceal(call, rc, err, took);
@@ -295,7 +289,7 @@ static void *worker(void *arg)
         es_error err = {0};
         int rc;
         if (!rerun) {
-            call->dispatch.first_us = mono_us();
+            call->dispatch.first_us = es_mono_us();
             rc = run_call(d, call, &err);
         } else {
             rc = run_query(d, call, &err);

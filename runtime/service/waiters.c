@@ -5,6 +5,7 @@
  * the timer must fire it (the earlier of its re-check and its deadline), so the timer thread
  * sleeps exactly until the next one is due. */
 #define _GNU_SOURCE /* pthread_setname_np */
+#include "es/clock.h"
 #include "es/waiters.h"
 
 #include <pthread.h>
@@ -49,13 +50,6 @@ struct es_waiters {
     uint64_t refused;
     uint64_t fired[4];
 };
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static uint64_t hash_of(const char *s)
 {
@@ -141,7 +135,7 @@ static void *timer_main(void *arg)
     pthread_setname_np(pthread_self(), "es-waiters");
     pthread_mutex_lock(&w->lock);
     while (!w->closed) {
-        int64_t now = mono_ms();
+        int64_t now = (es_mono_us() / 1000);
         node *list = NULL, **tail = &list;
         while (w->n && w->heap[0]->due_ms <= now) {
             node *x = w->heap[0];

@@ -44,7 +44,7 @@ void es__result_ids(es_append_result *out, const uint8_t *ids, size_t len)
 {
     size_t n = len / 16;
     if (n > ES_APPEND_MAX_EVENTS) n = ES_APPEND_MAX_EVENTS;
-    for (size_t i = 0; i < n; i++) es__uuid_format(ids + 16 * i, out->event_ids[i]);
+    for (size_t i = 0; i < n; i++) es_uuid_format(ids + 16 * i, out->event_ids[i]);
     out->n_events = n;
 }
 

@@ -1,4 +1,6 @@
 /* COPY's text and binary data formats (see es/pg_copy.h). */
+#include "es/hex.h"
+#include "es/timefmt.h"
 #include "es/pg_copy.h"
 
 #include <errno.h>
@@ -54,21 +56,7 @@ void es_pg_copy_binary_null(es_buf *b) { put_be(b, 0xffffffffu, 4); }
 
 void es_pg_copy_binary_trailer(es_buf *b) { put_be(b, 0xffff, 2); }
 
-static int hexval(int c)
-{
-    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
-}
 
-/* Days since 1970-01-01 of a proleptic Gregorian date. */
-static int64_t days_from_civil(int64_t y, int m, int d)
-{
-    y -= m <= 2;
-    int64_t era = (y >= 0 ? y : y - 399) / 400;
-    int64_t yoe = y - era * 400;
-    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + doe - 719468;
-}
 
 /* Reads n decimal digits; -1 when one is not a digit. */
 static int digits(const char *s, int n)
@@ -151,7 +139,7 @@ int es_pg_copy_binary_value(es_buf *b, es_pg_copy_type t, const char *v)
         es_buf_reserve(b, len);
         unsigned char *o = (unsigned char *)b->data + b->len;
         for (size_t i = 0; i < len; i++) {
-            int h = hexval(v[2 + 2 * i]), l = hexval(v[3 + 2 * i]);
+            int h = es_hex_value(v[2 + 2 * i]), l = es_hex_value(v[3 + 2 * i]);
             if (h < 0 || l < 0)
                 return ES_INVALID_ARGUMENT;
             o[i] = (unsigned char)(h << 4 | l);
@@ -168,7 +156,7 @@ int es_pg_copy_binary_value(es_buf *b, es_pg_copy_type t, const char *v)
             se > 60 || us < 0 || v[4] != '-' || v[7] != '-' || v[10] != 'T' || v[13] != ':' || v[16] != ':' ||
             v[19] != '.' || v[26] != 'Z')
             return ES_INVALID_ARGUMENT;
-        int64_t ts = ((days_from_civil(y, mo, d) * 24 + h) * 60 + mi) * 60 + se;
+        int64_t ts = ((es_days_from_civil(y, mo, d) * 24 + h) * 60 + mi) * 60 + se;
         ts = ts * 1000000 + us - INT64_C(946684800000000);
         put_be(b, 8, 4);
         put_be(b, (uint64_t)ts, 8);

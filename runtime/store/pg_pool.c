@@ -1,6 +1,7 @@
 /* The PostgreSQL connection pool: lazy connections, statements prepared per connection, a
  * liveness probe at checkout so that a restart of PostgreSQL costs no failed request, and a
  * short fail-fast window after a failed connect so an outage does not stall every caller. */
+#include "es/clock.h"
 #include "es/pg_pool.h"
 
 #include <errno.h>
@@ -53,13 +54,6 @@ struct es_pg_pool {
     atomic_uint_fast64_t refused_exhausted, refused_unavailable, refused_error;
     es_histogram wait;
 };
-
-static int64_t mono_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
 
 /* First line of a libpq message, without the trailing newline. */
 static void first_line(char *out, size_t cap, const char *msg)
@@ -163,7 +157,7 @@ done:
 static int connect_conn(es_pg_pool *p, es_pg_conn *c, es_error *err)
 {
     pthread_mutex_lock(&p->mu);
-    int64_t now = mono_us();
+    int64_t now = es_mono_us();
     if (p->last_fail_us && now - p->last_fail_us < (int64_t)p->retry_interval_ms * 1000) {
         int rc = es_error_set(err, ES_UNAVAILABLE, "", "PostgreSQL unavailable: %s", p->last_fail);
         pthread_mutex_unlock(&p->mu);
@@ -191,7 +185,7 @@ static int connect_conn(es_pg_pool *p, es_pg_conn *c, es_error *err)
     if (c->pg) PQfinish(c->pg);   /* never counted as open */
     c->pg = NULL;
     pthread_mutex_lock(&p->mu);
-    p->last_fail_us = mono_us();
+    p->last_fail_us = es_mono_us();
     snprintf(p->last_fail, sizeof p->last_fail, "%s", msg);
     pthread_mutex_unlock(&p->mu);
     return es_error_set(err, ES_UNAVAILABLE, "", "PostgreSQL unavailable: %s", msg);
@@ -256,13 +250,9 @@ static int checkout(es_pg_pool *p, es_pg_conn **out, int prepare, es_error *err)
 {
     *out = NULL;
     es_pg_conn *c = NULL;
-    struct timespec deadline;
-    clock_gettime(CLOCK_MONOTONIC, &deadline);
-    deadline.tv_sec += p->checkout_timeout_ms / 1000;
-    deadline.tv_nsec += (long)(p->checkout_timeout_ms % 1000) * 1000000L;
-    if (deadline.tv_nsec >= 1000000000L) { deadline.tv_sec++; deadline.tv_nsec -= 1000000000L; }
+    struct timespec deadline = es_mono_deadline((int64_t)p->checkout_timeout_ms * 1000);
 
-    int64_t t0 = mono_us();
+    int64_t t0 = es_mono_us();
     pthread_mutex_lock(&p->mu);
     for (;;) {
         /* Prefer an open connection over opening a new one. */
@@ -277,7 +267,7 @@ static int checkout(es_pg_pool *p, es_pg_conn **out, int prepare, es_error *err)
         p->waiters--;
         if (timed_out) {
             pthread_mutex_unlock(&p->mu);
-            es_histogram_observe_us(&p->wait, mono_us() - t0);
+            es_histogram_observe_us(&p->wait, es_mono_us() - t0);
             atomic_fetch_add(&p->refused_exhausted, 1);
             return es_error_set(err, ES_UNAVAILABLE, "", "no free database connection within %d ms",
                                 p->checkout_timeout_ms);
@@ -285,7 +275,7 @@ static int checkout(es_pg_pool *p, es_pg_conn **out, int prepare, es_error *err)
     }
     c->in_use = 1;
     pthread_mutex_unlock(&p->mu);
-    es_histogram_observe_us(&p->wait, mono_us() - t0);
+    es_histogram_observe_us(&p->wait, es_mono_us() - t0);
 
     int rc = ensure(p, c, prepare, err);
     if (rc != ES_OK) {

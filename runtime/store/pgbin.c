@@ -69,14 +69,3 @@ int64_t es__pg_timestamptz_us(const PGresult *r, int row, int col)
     return es__pg_int8(r, row, col) + INT64_C(946684800000000);
 }
 
-void es__uuid_format(const uint8_t in[16], char out[37])
-{
-    static const char hex[] = "0123456789abcdef";
-    size_t k = 0;
-    for (size_t i = 0; i < 16; i++) {
-        if (i == 4 || i == 6 || i == 8 || i == 10) out[k++] = '-';
-        out[k++] = hex[in[i] >> 4];
-        out[k++] = hex[in[i] & 15];
-    }
-    out[k] = 0;
-}

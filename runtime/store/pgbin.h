@@ -36,6 +36,5 @@ const char *es__pg_text(const PGresult *r, int row, int col);
 int64_t es__pg_timestamptz_us(const PGresult *r, int row, int col);
 
 /* 16 bytes (a binary uuid column) as canonical UUID text; text to bytes is es_uuid_parse. */
-void es__uuid_format(const uint8_t in[16], char out[37]);
 
 #endif

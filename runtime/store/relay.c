@@ -1,5 +1,6 @@
 /* The outbox relay thread; see es/relay.h for the guarantees and why they hold. */
 #define _GNU_SOURCE /* pthread_setname_np */
+#include "es/clock.h"
 #include "es/relay.h"
 #include "es/metrics.h"
 #include "es/log.h"
@@ -49,13 +50,6 @@ typedef struct round {
     size_t pending, failed;
     rd_kafka_resp_err_t first_err;
 } round;
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void say(es_relay *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void say(es_relay *r, const char *fmt, ...)
@@ -454,7 +448,7 @@ bad_conf:
  * move to another cluster. Returns 0 to carry on, -1 to leave the active loop. */
 static int still_active(es_relay *r)
 {
-    int64_t now = now_ms();
+    int64_t now = (es_mono_us() / 1000);
     if (now < r->next_check_ms)
         return 0;
     r->next_check_ms = now + 1000;
@@ -477,7 +471,7 @@ static int still_active(es_relay *r)
 
 static void update_stats(es_relay *r)
 {
-    int64_t now = now_ms();
+    int64_t now = (es_mono_us() / 1000);
     if (now < r->next_stats_ms || !r->feed)
         return;
     r->next_stats_ms = now + r->stats_ms;

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "es/arena.h"
+#include "es/hex.h"
 #include "es/sha256.h"
 
 typedef struct seen {
@@ -84,7 +85,7 @@ const char *es_store_schema_hash(const ProtobufCMessageDescriptor *d)
     es_sha256_init(&h);
     hash_message(&h, d, &s);
     es_sha256_final(&h, digest);
-    for (int i = 0; i < 32; i++) snprintf(c->hex + 2 * i, 3, "%02x", digest[i]);
+    es_hex_encode(digest, sizeof digest, c->hex);
     c->next = cache;
     cache = c;
     pthread_mutex_unlock(&cache_mu);

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "es/arena.h"
+#include "es/uuid.h"
 #include "pgbin.h"
 #include "store_internal.h"
 
@@ -136,7 +137,7 @@ static void row_event(const PGresult *r, int i, int col, es_event_record *ev)
     memset(ev, 0, sizeof *ev);
     ev->position = es__pg_int8(r, i, col + 0);
     if (PQgetlength(r, i, col + 1) == 16)
-        es__uuid_format((const uint8_t *)PQgetvalue(r, i, col + 1), ev->event_id);
+        es_uuid_format((const uint8_t *)PQgetvalue(r, i, col + 1), ev->event_id);
     ev->stream_type = es__pg_text(r, i, col + 2);
     ev->stream_id = es__pg_text(r, i, col + 3);
     ev->version = es__pg_int8(r, i, col + 4);

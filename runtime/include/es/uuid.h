@@ -24,6 +24,8 @@ int es_uuid_valid(const char *s);
  * 0 when s is none of these (32 digits without hyphens included: rewriting them in place would
  * not fit, and RFC 9562 names only the hyphenated form). */
 int es_uuid_parse(const char *s, uint8_t out[16]);
+/* Writes the 16 bytes b as a canonical UUID (36 lower-case characters plus NUL) into out. */
+void es_uuid_format(const uint8_t b[16], char out[ES_UUID_STRLEN + 1]);
 /* Rewrites s in place to its canonical spelling when es_uuid_parse accepts it and returns 1;
  * leaves s untouched and returns 0 otherwise (validation then refuses it). s must be writable
  * whenever it may be a UUID; the canonical form is never longer than an accepted spelling. */
