@@ -103,7 +103,10 @@ static void counts_connections_checkouts_and_waits(void **state)
     /* A connection killed by the server is reopened at the next checkout: a reconnect. */
     pgt_exec(&pg, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                   "WHERE application_name = 'es-pool-test' AND pid <> pg_backend_pid()");
-    usleep(200 * 1000);
+    /* Until the server has ended both backends (pg_terminate_backend only signals them). */
+    for (int i = 0; i < 3000 && pgt_scalar(&pg, "SELECT count(*) FROM pg_stat_activity "
+                                                "WHERE application_name = 'es-pool-test'") > 0; i++)
+        usleep(10 * 1000);
     assert_int_equal(es_pg_pool_checkout(p, &a, &err), ES_OK);
     PGresult *r = PQexec(es_pg_conn_pg(a), "SELECT 1");
     assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);

@@ -498,6 +498,19 @@ static void *rebuild_thread(void *arg)
     return NULL;
 }
 
+/* Waits (up to 60 s) until the rebuild's writer is blocked on a lock: the condition the
+ * lock-order tests need before they let the live transaction go on. */
+static void wait_rebuild_blocked(void)
+{
+    for (int i = 0; i < 3000; i++) {
+        if (pgt_scalar(&pg, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'es-rebuild'"
+                            " AND wait_event_type = 'Lock'") >= 1)
+            return;
+        usleep(20 * 1000);
+    }
+    fail_msg("the rebuild never waited for the live transaction's lock");
+}
+
 static void test_waits_for_open_batch(void **state)
 {
     (void)state;
@@ -512,10 +525,8 @@ static void test_waits_for_open_batch(void **state)
     rebuild_job job = {0};
     pthread_t th;
     pthread_create(&th, NULL, rebuild_thread, &job);
-    usleep(500 * 1000);
+    wait_rebuild_blocked();
     assert_int_equal(__atomic_load_n(&job.done, __ATOMIC_ACQUIRE), 0);
-    assert_int_equal(pgt_scalar(&pg, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'es-rebuild'"
-                                     " AND wait_event_type = 'Lock'"), 1);
     /* The batch goes on to the projection table (which the rebuild has not locked yet: no
      * deadlock), changes a row and commits; the rebuild then runs and replaces it. */
     exec_ok(live, "UPDATE order_summary SET status = 'LIVE' WHERE order_id = '00000000-0000-4000-8000-000000000009'");
@@ -545,7 +556,7 @@ static void test_waits_for_optimistic_batch(void **state)
     rebuild_job job = {0};
     pthread_t th;
     pthread_create(&th, NULL, rebuild_thread, &job);
-    usleep(500 * 1000);
+    wait_rebuild_blocked();
     assert_int_equal(__atomic_load_n(&job.done, __ATOMIC_ACQUIRE), 0);
     /* The batch writes the projection, then its versions: neither waits for the rebuild. */
     exec_ok(live, "UPDATE order_summary SET status = 'LIVE' WHERE order_id = '00000000-0000-4000-8000-000000000010'");
@@ -637,7 +648,9 @@ static void test_concurrent_live_consumer(void **state)
     pthread_t w, c;
     pthread_create(&w, NULL, writer_thread, &l);
     pthread_create(&c, NULL, consumer_thread, &l);
-    usleep(300 * 1000);
+    /* Live traffic first: the writer's first appends. */
+    for (int i = 0; i < 3000 && __atomic_load_n(&l.written, __ATOMIC_RELAXED) == 0; i++)
+        usleep(20 * 1000);
     /* At least three rebuilds, and until the consumer has made two passes (slow machines). */
     double deadline = now_s() + 90;
     for (int round = 0; round < 3 || (__atomic_load_n(&l.passes, __ATOMIC_RELAXED) < 2 && now_s() < deadline);
@@ -648,7 +661,9 @@ static void test_concurrent_live_consumer(void **state)
         if (rc != ES_OK)
             fail_msg("rebuild during live traffic: %s", err.message);
         assert_true(res.rows >= N_STREAMS);
-        usleep(400 * 1000);
+        /* Appends went on during and after the rebuild: wait for the writer's next one. */
+        for (int i = 0; i < 3000 && __atomic_load_n(&l.written, __ATOMIC_RELAXED) <= before; i++)
+            usleep(20 * 1000);
         assert_true(__atomic_load_n(&l.written, __ATOMIC_RELAXED) > before);
     }
     __atomic_store_n(&l.stop, 1, __ATOMIC_RELEASE);
