@@ -11,6 +11,14 @@
 
 #include "support.h"
 
+/* Wall-time bounds hold in the plain build; under the sanitizers they are not enforced (the
+ * outcome still is: every call answers). */
+#if defined(ORDERD_SANITIZED) && ORDERD_SANITIZED
+#define TIMING_ENFORCED 0
+#else
+#define TIMING_ENFORCED 1
+#endif
+
 static pgt pg;
 
 static int add(es_pipeline *pl, const char *id, es_error *err)
@@ -42,7 +50,7 @@ static void test_pool_reconnects(void **state)
     assert_int_equal(es_pg_pool_checkout(small, &s1, &err), ES_OK);
     double t0 = now_s();
     assert_int_equal(es_pg_pool_checkout(small, &s2, &err), ES_UNAVAILABLE);
-    assert_true(now_s() - t0 < 2.0);
+    assert_true(!TIMING_ENFORCED || now_s() - t0 < 2.0);
     es_pg_pool_checkin(small, s1);
     es_pg_pool_free(small);
     for (int i = 0; i < 3; i++) es_pg_pool_checkin(pool, c[i]);
@@ -61,7 +69,7 @@ static void test_pool_reconnects(void **state)
     pgt_stop(&pg);
     t0 = now_s();
     assert_int_equal(es_pg_pool_checkout(pool, &c[0], &err), ES_UNAVAILABLE);
-    assert_true(now_s() - t0 < 3.0);
+    assert_true(!TIMING_ENFORCED || now_s() - t0 < 3.0);
     assert_non_null(strstr(err.message, "PostgreSQL unavailable"));
     assert_null(strstr(err.message, "password"));
     pgt_resume(&pg);
@@ -102,13 +110,13 @@ static void test_pipeline_survives_restart_and_outage(void **state)
         int rc = add(pl, "survivor", &err);
         double dt = now_s() - t0;
         assert_int_equal(rc, ES_UNAVAILABLE);
-        assert_true(dt < 3.0);     /* fails fast, no hang */
+        assert_true(!TIMING_ENFORCED || dt < 3.0);     /* fails fast, no hang */
     }
     /* The append path (committer) also fails fast while down: a creating command skips the load. */
     double t0 = now_s();
     assert_int_equal(es_pipeline_execute(pl, &counter_create, counter_cmd_make(&c, "", "0", NULL), NULL, &r, &err),
                      ES_UNAVAILABLE);
-    assert_true(now_s() - t0 < 3.0);
+    assert_true(!TIMING_ENFORCED || now_s() - t0 < 3.0);
 
     pgt_resume(&pg);
     int rc = ES_UNAVAILABLE;
