@@ -865,7 +865,14 @@ def test_connection_limit(o):
     assert r.status == 200, r.status
     r.read()
     idle = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(3)]   # 2..4: the limit
-    time.sleep(0.3)
+
+    def open_now():
+        keep.request("GET", "/metrics")
+        r = keep.getresponse()
+        m = re.search(r"^es_http_connections (\d+)$", r.read().decode(), re.M)
+        return int(m.group(1)) if m else -1
+
+    eventually(lambda: open_now() == 4, 10, 0.02, what="the server to hold the 4 connections")
     refused = 0
     for _ in range(3):
         with socket.create_connection(("127.0.0.1", port), timeout=10) as extra:
@@ -892,7 +899,7 @@ def test_connection_limit(o):
         data += c
     assert parse_response(data)[0] == 200, data
     idle[0].close()
-    time.sleep(0.2)
+    eventually(lambda: open_now() == 3, 10, 0.02, what="the server to see the closed connection go")
     keep.request("GET", "/metrics")
     r = keep.getresponse()
     text = r.read().decode()
@@ -909,8 +916,8 @@ def test_connection_limit(o):
     keep.close()
     for s in idle[1:]:
         s.close()
-    time.sleep(0.3)
-    assert http_raw(port, "GET", "/livez", {}, b"")[0] == 200   # below the limit again: served
+    # below the limit again: served
+    eventually(lambda: http_raw(port, "GET", "/livez", {}, b"")[0] == 200, 10, 0.02, what="/livez served again")
     print(f"  {refused} connections above the limit of 4 answered 503 and closed; open ones served", flush=True)
 
 
