@@ -22,7 +22,13 @@ struct es_arena_chunk {
 
 _Noreturn void es_oom(void)
 {
-    fputs("orderd: out of memory\n", stderr);
+    fputs("es: out of memory\n", stderr);
+    abort();
+}
+
+_Noreturn void es_no_thread(const char *what, int error)
+{
+    fprintf(stderr, "es: cannot start the %s thread: %s\n", what, strerror(error));
     abort();
 }
 

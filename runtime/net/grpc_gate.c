@@ -318,8 +318,9 @@ void es__grpc_gate_start(es__grpc_gate *g, grpc_server *server, grpc_server_cred
 {
     g->server = server;
     g->creds = creds;
-    if (pthread_create(&g->thread, NULL, gate_thread, g) != 0)
-        es_oom(); /* thread creation fails only when the process is out of resources */
+    int e = pthread_create(&g->thread, NULL, gate_thread, g);
+    if (e != 0)
+        es_no_thread("gRPC connection gate", e);
     g->running = 1;
 }
 

@@ -738,8 +738,9 @@ int es_grpc_server_start(es_grpc_server *s, es_error *err)
         post_slot(s);
     s->threads = es_xcalloc(s->cfg.threads, sizeof *s->threads);
     for (; s->n_threads < s->cfg.threads; s->n_threads++) {
-        if (pthread_create(&s->threads[s->n_threads], NULL, cq_thread, s) != 0)
-            es_oom(); /* thread creation fails only when the process is out of resources */
+        int e = pthread_create(&s->threads[s->n_threads], NULL, cq_thread, s);
+        if (e != 0)
+            es_no_thread("gRPC completion-queue", e);
     }
     return ES_OK;
 }

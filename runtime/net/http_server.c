@@ -478,8 +478,9 @@ int es_http_server_start(es_http_server *s, es_error *err)
     s->n_threads = s->cfg.threads;
     s->started = 1;
     for (unsigned i = 0; i < s->n_threads; i++) {
-        if (pthread_create(&s->threads[i].tid, NULL, loop_main, &s->threads[i]) != 0)
-            es_oom(); /* only when the process is out of resources */
+        int e = pthread_create(&s->threads[i].tid, NULL, loop_main, &s->threads[i]);
+        if (e != 0)
+            es_no_thread("HTTP event-loop", e);
         s->threads[i].started = 1;
     }
     /* Each loop sets itself up on its own thread (see loop_setup); stop() needs them ready. */

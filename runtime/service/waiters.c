@@ -183,8 +183,9 @@ es_waiters *es_waiters_new(const es_waiters_config *cfg)
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     pthread_attr_setstacksize(&attr, 256 * 1024);
-    if (pthread_create(&w->timer, &attr, timer_main, w) != 0)
-        abort(); /* out of threads at start-up: as fatal as out of memory */
+    int e = pthread_create(&w->timer, &attr, timer_main, w);
+    if (e != 0)
+        es_no_thread("waiting-reads timer", e);
     pthread_attr_destroy(&attr);
     return w;
 }

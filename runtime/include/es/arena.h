@@ -26,6 +26,9 @@ char *es_arena_sprintf(es_arena *a, const char *fmt, ...) __attribute__((format(
 
 /* Aborts with a message: the single out-of-memory policy of the project. */
 _Noreturn void es_oom(void);
+/* Aborts naming the thread that could not start and why (pthread_create's error): for threads a
+ * component cannot run without and whose start cannot be undone. */
+_Noreturn void es_no_thread(const char *what, int error);
 void *es_xmalloc(size_t n);
 void *es_xcalloc(size_t n, size_t m);
 void *es_xrealloc(void *p, size_t n);
