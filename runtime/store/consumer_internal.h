@@ -63,7 +63,7 @@ struct es_consumer {
     void *committed_data;
     int max_retries, batch_max, session_ms, quiet;
     int64_t last_ts_ms;              /* Kafka timestamp of the last message applied */
-    struct timespec lag_at;          /* when the lag was last measured */
+    int64_t lag_at_us;               /* when the lag was last measured (monotonic) */
     es_pg_session *d;                /* the runner's transaction session */
     rd_kafka_t *rk;
     pthread_t thread;

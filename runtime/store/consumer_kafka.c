@@ -11,6 +11,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "es/clock.h"
 #include "es/log.h"
 #include "es/metrics.h"
 #include "consumer_internal.h"
@@ -111,11 +112,10 @@ static void commit_offsets(es_consumer *c, rd_kafka_message_t **msgs, size_t n)
  * a second. */
 static void measure_lag(es_consumer *c)
 {
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    if ((now.tv_sec - c->lag_at.tv_sec) * 1000 + (now.tv_nsec - c->lag_at.tv_nsec) / 1000000 < 500)
+    int64_t now_us = es_mono_us();
+    if (now_us - c->lag_at_us < 500000)
         return;
-    c->lag_at = now;
+    c->lag_at_us = now_us;
     rd_kafka_topic_partition_list_t *a = NULL;
     if (rd_kafka_assignment(c->rk, &a) != RD_KAFKA_RESP_ERR_NO_ERROR)
         return;
@@ -135,9 +135,7 @@ static void measure_lag(es_consumer *c)
             lag += hi - pos;
     }
     rd_kafka_topic_partition_list_destroy(a);
-    struct timespec wall;
-    clock_gettime(CLOCK_REALTIME, &wall);
-    int64_t now_ms = (int64_t)wall.tv_sec * 1000 + wall.tv_nsec / 1000000;
+    int64_t now_ms = es_now_us() / 1000; /* compared with Kafka's wall-clock timestamps */
     pthread_mutex_lock(&c->mu);
     c->st.lag_messages = known ? lag : -1;
     c->st.lag_seconds = known && lag > 0 && c->last_ts_ms > 0 && now_ms > c->last_ts_ms
