@@ -168,7 +168,19 @@ def test_per_client_limit(o):
     before = closed_total(o, "client_connection_limit")
     held = [connect(o.http_port) for _ in range(PER_CLIENT)]
     try:
-        # The connections are counted at accept: wait until the server holds all of them.
+        # The connections are counted at accept: wait until the server holds all of them (its
+        # gauge, read from another address, which the limit does not touch).
+        def open_conns():
+            st, body = http1(o.http_port, "GET", "/metrics", source="127.0.0.2")
+            m = re.search(r"^es_http_connections (\d+)$", body.decode() if isinstance(body, bytes) else body, re.M)
+            return int(m.group(1)) if st == 200 and m else -1
+        gauge = []
+        try:
+            # (the probe itself is one of the open connections)
+            eventually(lambda: gauge.append(open_conns()) or gauge[-1] >= PER_CLIENT + 1, 30,
+                       what="the held connections open")
+        except AssertionError as e:
+            raise AssertionError(f"{e}; es_http_connections seen: {gauge[-10:]}") from None
         seen = []
         try:
             eventually(lambda: seen.append(http1(o.http_port, "GET", "/healthz")[0]) or seen[-1] == 503, 30,
