@@ -64,76 +64,11 @@ CREATE TABLE IF NOT EXISTS es_snapshots (
 -- alone instead of aborting its neighbours. Statuses: 'ok'; 'duplicate' (p_command_id was seen:
 -- the first result is returned, nothing is written); 'conflict' (a unique violation on the stream
 -- version or a deadlock: retry against fresh state); 'error' (message says why).
--- p_payload_jsons (NULL, or one JSON text or NULL per event) fills es_events.payload_json. An
--- earlier es_append without it may remain beside this one: a 19-argument call from a binary of
--- the previous release still resolves to it during a rolling upgrade.
-CREATE OR REPLACE FUNCTION es_append(
-    p_stream_type text, p_stream_id text, p_expected bigint,
-    p_command_id text, p_record_command boolean,
-    p_correlation_id text, p_causation_id text, p_actor text,
-    p_event_ids uuid[], p_event_types text[], p_schema_names text[], p_schema_versions integer[],
-    p_schema_hashes text[], p_payloads bytea[], p_result bytea,
-    p_snapshot_version bigint, p_snapshot_schema text, p_snapshot_hash text, p_snapshot bytea,
-    p_payload_jsons text[],
-    OUT status text, OUT first_version bigint, OUT last_version bigint, OUT stream_id text,
-    OUT event_ids bytea, OUT message text)
-LANGUAGE plpgsql AS $es_append$
-#variable_conflict use_column
-DECLARE
-    n integer := cardinality(p_event_ids);
-BEGIN
-    stream_id := p_stream_id;
-    BEGIN
-        IF p_record_command THEN
-            INSERT INTO es_commands AS c (command_id, stream_id, first_version, last_version, result)
-            VALUES (p_command_id, p_stream_id, p_expected + 1, p_expected + n, p_result)
-            ON CONFLICT (command_id) DO NOTHING;
-            IF NOT FOUND THEN
-                SELECT 'duplicate', c.first_version, c.last_version, c.stream_id, c.result
-                  INTO status, first_version, last_version, stream_id, event_ids
-                  FROM es_commands c WHERE c.command_id = p_command_id;
-                RETURN;
-            END IF;
-        END IF;
-        INSERT INTO es_events (event_id, stream_type, stream_id, version, event_type, schema_name,
-                               schema_version, schema_hash, payload, command_id, correlation_id,
-                               causation_id, actor, payload_json)
-        SELECT e.event_id, p_stream_type, p_stream_id, p_expected + e.i, e.event_type,
-               e.schema_name, e.schema_version, e.schema_hash, e.payload, p_command_id,
-               p_correlation_id, p_causation_id, p_actor, e.payload_json::jsonb
-          FROM unnest(p_event_ids, p_event_types, p_schema_names, p_schema_versions,
-                      p_schema_hashes, p_payloads, p_payload_jsons)
-               WITH ORDINALITY AS e(event_id, event_type, schema_name, schema_version,
-                                    schema_hash, payload, payload_json, i)
-         ORDER BY e.i;
-        IF p_snapshot IS NOT NULL THEN
-            INSERT INTO es_snapshots AS s (stream_id, stream_type, version, schema_name,
-                                           schema_hash, state)
-            VALUES (p_stream_id, p_stream_type, p_snapshot_version, p_snapshot_schema,
-                    p_snapshot_hash, p_snapshot)
-            ON CONFLICT ON CONSTRAINT es_snapshots_pkey DO UPDATE
-               SET version = EXCLUDED.version, schema_name = EXCLUDED.schema_name,
-                   schema_hash = EXCLUDED.schema_hash, state = EXCLUDED.state, taken_at = now()
-             WHERE s.version < EXCLUDED.version;
-        END IF;
-        PERFORM pg_notify('es_events', '');
-        status := 'ok';
-        first_version := p_expected + 1;
-        last_version := p_expected + n;
-    EXCEPTION
-        WHEN unique_violation OR serialization_failure OR deadlock_detected THEN
-            status := 'conflict';
-            message := SQLERRM;
-        WHEN OTHERS THEN
-            status := 'error';
-            message := SQLSTATE || ': ' || SQLERRM;
-    END;
-END
-$es_append$;
-
--- The same append with the client's request fingerprint and the key's expiry (see es_commands):
--- status 'mismatch' when p_command_id was first recorded with another p_request_hash. The
--- 20-argument form above stays for binaries of the previous release during a rolling upgrade.
+-- p_payload_jsons (NULL, or one JSON text or NULL per event) fills es_events.payload_json.
+-- p_request_hash / p_expires_at: the client's request fingerprint and the key's expiry (see
+-- es_commands): status 'mismatch' when p_command_id was first recorded with another hash; an
+-- expired key is taken over. An earlier 19-argument es_append may also remain from older
+-- releases; calls resolve by their argument count.
 CREATE OR REPLACE FUNCTION es_append(
     p_stream_type text, p_stream_id text, p_expected bigint,
     p_command_id text, p_record_command boolean,
@@ -208,6 +143,28 @@ BEGIN
             message := SQLSTATE || ': ' || SQLERRM;
     END;
 END
+$es_append$;
+
+-- The 20-argument form of the previous release stays for its binaries during a rolling upgrade:
+-- the append above without a request fingerprint and with a key that never expires (what that
+-- release recorded).
+CREATE OR REPLACE FUNCTION es_append(
+    p_stream_type text, p_stream_id text, p_expected bigint,
+    p_command_id text, p_record_command boolean,
+    p_correlation_id text, p_causation_id text, p_actor text,
+    p_event_ids uuid[], p_event_types text[], p_schema_names text[], p_schema_versions integer[],
+    p_schema_hashes text[], p_payloads bytea[], p_result bytea,
+    p_snapshot_version bigint, p_snapshot_schema text, p_snapshot_hash text, p_snapshot bytea,
+    p_payload_jsons text[],
+    OUT status text, OUT first_version bigint, OUT last_version bigint, OUT stream_id text,
+    OUT event_ids bytea, OUT message text)
+LANGUAGE sql AS $es_append$
+    -- The previous release's call: no request fingerprint, a key that never expires.
+    SELECT * FROM es_append(p_stream_type, p_stream_id, p_expected, p_command_id, p_record_command,
+                            p_correlation_id, p_causation_id, p_actor, p_event_ids, p_event_types,
+                            p_schema_names, p_schema_versions, p_schema_hashes, p_payloads, p_result,
+                            p_snapshot_version, p_snapshot_schema, p_snapshot_hash, p_snapshot,
+                            p_payload_jsons, NULL::bytea, NULL::timestamptz)
 $es_append$;
 
 -- The shape each projection table was last built with (SHA-256 of its generated DDL). A start
