@@ -56,9 +56,8 @@ typedef struct app {
     payment_flow flow;
     es_consumer *payment_consumer;
     atomic_int pg_ok, migrated, kafka_ok, stopping;
-    atomic_int shaping;                 /* 1 while a projection is rebuilt at its new shape */
+    es_shape_status shape;              /* order_summary's shape check (built beside the serving table) */
     _Atomic int64_t dead_open, dead_parked; /* open dead letters and parked streams (-1: unknown) */
-    _Atomic int64_t shape_done, shape_total;
     pthread_t health_thread;
 } app;
 
@@ -110,7 +109,8 @@ static void health(void *data, const es_http_request *req, es_http_response *res
 {
     app *a = data;
     int pg = atomic_load(&a->pg_ok), mig = atomic_load(&a->migrated), kafka = atomic_load(&a->kafka_ok);
-    int shaping = atomic_load(&a->shaping);
+    /* Only a first build makes orderd unready: a rebuild beside a serving table keeps serving it. */
+    int shaping = es_projection_shape_unready(&a->shape);
     int64_t dead = atomic_load(&a->dead_open), parked = atomic_load(&a->dead_parked);
     /* Dead letters gate readiness only above a configured threshold (see ready-max-dead-letters). */
     int dead_ok = a->cfg.ready_max_dead_letters < 0 || dead <= a->cfg.ready_max_dead_letters;
@@ -122,20 +122,14 @@ static void health(void *data, const es_http_request *req, es_http_response *res
                   shaping ? "false" : "true");
     es_buf_printf(&res->body, ",\"dead_letters\":%lld,\"parked_streams\":%lld", (long long)dead, (long long)parked);
     if (shaping)
-        es_buf_printf(&res->body, ",\"reason\":\"projection order_summary is being rebuilt at its new shape "
-                                  "(%lld of about %lld events)\"",
-                      (long long)atomic_load(&a->shape_done), (long long)atomic_load(&a->shape_total));
+        es_buf_printf(&res->body, ",\"reason\":\"projection order_summary is being built for the first time "
+                                  "(%s: %lld of about %lld events)\"",
+                      es_projection_shape_state_name(atomic_load(&a->shape.state)),
+                      (long long)atomic_load(&a->shape.done), (long long)atomic_load(&a->shape.total));
     else if (!dead_ok && req_is_readyz(req))
         es_buf_printf(&res->body, ",\"reason\":\"%lld open dead letters (more than ready-max-dead-letters %d; "
                                   "see orderctl dead-letters list)\"", (long long)dead, a->cfg.ready_max_dead_letters);
     es_buf_puts(&res->body, "}\n");
-}
-
-static void shape_progress(void *data, int64_t done, int64_t total)
-{
-    app *a = data;
-    atomic_store(&a->shape_done, done);
-    atomic_store(&a->shape_total, total);
 }
 
 /* GET /metrics on the main HTTP port: with authentication on, only an admin token may read it
@@ -186,15 +180,7 @@ static void metrics(void *data, const es_http_request *req, es_http_response *re
     es_consumer *cs[] = {a->projection_consumer, a->payment_consumer};
     es_consumer_write_metrics(cs, sizeof cs / sizeof cs[0], b);
     es_pg_pool_write_metrics(a->pool, b);
-    es_metrics_family(b, "es_projection_rebuilding", "gauge",
-                      "1 while a projection is rebuilt from the event store at its new shape (not ready meanwhile).");
-    es_metrics_sample(b, "es_projection_rebuilding", "projection=\"order_summary\"", atomic_load(&a->shaping));
-    es_metrics_family(b, "es_projection_rebuild_events", "gauge",
-                      "Events folded by the running (or last) shape rebuild, and the events expected.");
-    es_metrics_sample(b, "es_projection_rebuild_events", "projection=\"order_summary\",state=\"done\"",
-                      (double)atomic_load(&a->shape_done));
-    es_metrics_sample(b, "es_projection_rebuild_events", "projection=\"order_summary\",state=\"expected\"",
-                      (double)atomic_load(&a->shape_total));
+    es_projection_shape_write_metrics(&a->shape, "order_summary", b);
 }
 
 static void livez(void *data, const es_http_request *req, es_http_response *res)
@@ -204,11 +190,20 @@ static void livez(void *data, const es_http_request *req, es_http_response *res)
     es_buf_puts(&res->body, "{\"status\":\"ok\"}\n");
 }
 
-static int migrate_with_retry(app *a, es_error *err)
+static const es_migration event_store_migration = {"0001_event_store", es_event_store_sql};
+static es_migration orders_migration = {"0100_orders_v1", NULL};
+
+/* The event store's migration, then the projections': those wait for the shape check when the
+ * serving table has another shape (*held = 1; see es/projection_shape.h). */
+static int migrate_with_retry(app *a, int *held, es_error *err)
 {
-    es_migration m[] = {{"0001_event_store", es_event_store_sql}, {"0100_orders_v1", orders_v1_schema.migrations_sql}};
+    orders_migration.sql = orders_v1_schema.migrations_sql;
     for (int attempt = 0;; attempt++) {
-        int rc = es_migrate(a->pool, m, 2, NULL, err);
+        int rc = es_migrate(a->pool, &event_store_migration, 1, NULL, err);
+        if (rc == ES_OK)
+            rc = es_projection_shape_prepare(a->pool, &orders_v1_projection_order_summary, held, err);
+        if (rc == ES_OK && !*held)
+            rc = es_migrate(a->pool, &orders_migration, 1, NULL, err);
         if (rc != ES_UNAVAILABLE || attempt >= 60)
             return rc;
         if (attempt == 0)
@@ -248,7 +243,8 @@ static int start(app *a)
     es_pg_pool_config pc = {.conninfo = cfg->pg, .size = (size_t)cfg->pool_size, .application_name = "orderd"};
     if (!(a->pool = es_pg_pool_new(&pc, &err)))
         goto fail;
-    if (migrate_with_retry(a, &err) != ES_OK)
+    int held = 0;
+    if (migrate_with_retry(a, &held, &err) != ES_OK)
         goto fail;
     atomic_store(&a->migrated, 1);
     atomic_store(&a->pg_ok, 1);
@@ -383,18 +379,17 @@ static int start(app *a)
     if (es_http_server_start(a->http, &err) != ES_OK)
         goto fail;
     if (a->projector) {
-        /* A table written by an earlier shape is rebuilt from the event store first, while the
-         * servers already take commands; /readyz says so until it is done. */
-        atomic_store(&a->shaping, 1);
+        /* A table written by an earlier shape gets its new version built beside it from the event
+         * store while the servers take commands and the old version serves reads; the consumer
+         * runs on the new version once it switched (see es/projection_shape.h). */
         es_shape_config sc = {.pool = a->pool, .conninfo = cfg->pg, .name = "projection.order_summary",
                               .projector = a->projector, .def = &orders_v1_projection_order_summary,
-                              .progress = shape_progress, .progress_data = a};
+                              .json = a->json, .old_grace_s = cfg->projection_old_grace_s,
+                              .after = held ? &orders_migration : NULL, .n_after = held ? 1 : 0,
+                              .status = &a->shape};
         es_shape_result sr;
-        if (es_projection_ensure_shape(&sc, &sr, &err) != ES_OK) {
-            atomic_store(&a->shaping, 0);
+        if (es_projection_ensure_shape(&sc, &sr, &err) != ES_OK)
             goto fail;
-        }
-        atomic_store(&a->shaping, 0);
         es_consumer_config cc = {.name = "projection.order_summary", .conninfo = cfg->pg, .bootstrap_servers = bootstrap,
                                  .bootstrap_file = bootstrap_file, .topic = cfg->topic, .kafka_props = consumer_props,
                                  .handle = es_projector_handle,
@@ -435,6 +430,7 @@ static void stop(app *a)
     es_relay_stop(a->relay);
     if (a->health_thread)
         pthread_join(a->health_thread, NULL);
+    es_projection_shape_status_fini(&a->shape);
     es_dispatcher_free(a->dispatcher);
     if (a->pipeline)
         orders_read_model_fini(&a->rm);
