@@ -375,8 +375,8 @@ int es_projection_rebuild(const es_rebuild_config *cfg, es_rebuild_result *out, 
     }
     /* W: the locks (bookkeeping first: every live consumer transaction touches it before the
      * projection, see es/projection_rebuild.h), then the snapshot R reads, taken with both held. */
-    es_buf_printf(&sql, "BEGIN; LOCK TABLE es_consumer_streams IN ACCESS EXCLUSIVE MODE;"
-                        " LOCK TABLE %s IN ACCESS EXCLUSIVE MODE; SELECT pg_export_snapshot()", rb.def->name);
+    es_buf_printf(&sql, "BEGIN;%s LOCK TABLE %s IN ACCESS EXCLUSIVE MODE; SELECT pg_export_snapshot()",
+                  cfg->beside ? "" : " LOCK TABLE es_consumer_streams IN ACCESS EXCLUSIVE MODE;", rb.def->name);
     if ((rc = run(rb.w, sql.data, PGRES_TUPLES_OK, "rebuild: lock", &res, err)) != ES_OK)
         goto done;
     snap_lit = PQescapeLiteral(rb.r, PQgetvalue(res, 0, 0), strlen(PQgetvalue(res, 0, 0)));

@@ -57,6 +57,10 @@ typedef struct es_rebuild_config {
      * rebuild folds what the live projector folds. */
     const es_upcaster *upcasters;
     size_t n_upcasters;
+    int beside;                      /* 1: the table is a new version built beside the serving one,
+                                        which no live consumer writes (es/projection_shape.h):
+                                        es_consumer_streams is not locked, only name's rows are
+                                        rewritten, so the consumers do not wait */
     int text_format;                 /* 1: rows go to the server in COPY's text format even when
                                         every column has a binary encoding here (comparison,
                                         tests); by default binary when possible */
