@@ -18,6 +18,7 @@ static void usage(FILE *f)
           "  tail [--from-start] [--max N]    follow the global feed live, one JSON line per event, until\n"
           "                                   interrupted (or N events)\n"
           "  projections list                 the projections this binary maintains, with row counts\n"
+          "  projections status               each projection's shape, this binary's, and a build beside it\n"
           "  projections rebuild [name]       empty a projection and rebuild it from the event store alone\n"
           "  verify [name] [--settle-ms N] [--max-diffs N]\n"
           "                                   fold every stream from the store and compare it with its\n"

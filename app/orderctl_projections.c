@@ -1,4 +1,4 @@
-/* orderctl projections list|rebuild: a projection emptied and rebuilt from the event store alone
+/* orderctl projections list|status|rebuild: a projection emptied and rebuilt from the event store alone
  * (docs/ARCHITECTURE.md invariant 7), set-wise (es_projection_rebuild: one transaction that reads the events
  * with one COPY, folds each stream in memory with the generated apply and writes the rows with
  * COPY), with the projector orderd runs and under orderd's consumer name, so the rebuilt rows and
@@ -98,8 +98,43 @@ done:
     return rc;
 }
 
+/* projections status: the shape each projection serves, against this binary's, and the build
+ * beside it when one runs (es/projection_shape.h). */
+static int status_one(ctl *c, const es_projection_def *def)
+{
+    char name[160];
+    ctl_projection_consumer_name(def, name, sizeof name);
+    es_shape_report r;
+    es_error err = {0};
+    if (es_projection_shape_describe(c->pool, def, name, &r, &err) != ES_OK)
+        return ctl_fail("projections status", &err);
+    int due = strcmp(r.recorded, r.current) != 0;
+    const char *state = r.builder && (due || r.building) ? "building"
+                        : r.building ? "interrupted (the next orderd start builds again)"
+                        : !r.recorded[0] ? "unrecorded (orderd's next start builds it beside the table)"
+                        : due ? "changed (orderd's next start builds it beside the table)"
+                                                        : "current";
+    printf("%s\tshape %.12s\tthis binary %.12s\tstate %s", def->name, r.recorded[0] ? r.recorded : "-", r.current,
+           state);
+    if (r.building)
+        printf("\tprogress %lld of %lld events (%lld streams)", (long long)r.staged_events, (long long)r.store_events,
+               (long long)r.staged_streams);
+    if (r.events >= 0)
+        printf("\tlast build %lld events, %lld rows, %s", (long long)r.events, (long long)r.rows, r.built_at);
+    if (r.retired[0])
+        printf("\told versions %s", r.retired);
+    printf("\n");
+    return CTL_OK;
+}
+
 int ctl_projections(ctl *c, int argc, char **argv)
 {
+    if (argc == 2 && !strcmp(argv[1], "status")) {
+        for (size_t i = 0; i < c->schema->n_projections; i++)
+            if (status_one(c, c->schema->projections[i]) != CTL_OK)
+                return CTL_ERROR;
+        return CTL_OK;
+    }
     if (argc >= 2 && !strcmp(argv[1], "list") && argc == 2) {
         for (size_t i = 0; i < c->schema->n_projections; i++) {
             const es_projection_def *def = c->schema->projections[i];
@@ -113,7 +148,7 @@ int ctl_projections(ctl *c, int argc, char **argv)
         return CTL_OK;
     }
     if (argc < 2 || argc > 3 || strcmp(argv[1], "rebuild") != 0) {
-        fprintf(stderr, "usage: orderctl projections list | projections rebuild [name]\n");
+        fprintf(stderr, "usage: orderctl projections list | projections status | projections rebuild [name]\n");
         return CTL_ERROR;
     }
     const char *name = argc == 3 ? argv[2] : NULL;

@@ -475,6 +475,7 @@ static int build_beside(PGconn *pg, const es_shape_config *cfg, const char *reco
                             table, live_schema);
     /* 1. The staging table from the generated DDL, in a schema of its own (a crashed build's
      * leftovers first gone). */
+    set_state(cfg, ES_SHAPE_BUILDING);
     const char *cp[1] = {b.consumer};
     if ((rc = execf(pg, "shape: staging schema", err, "DROP SCHEMA IF EXISTS %s CASCADE; CREATE SCHEMA %s",
                     b.staging, b.staging)) ||
@@ -493,10 +494,9 @@ static int build_beside(PGconn *pg, const es_shape_config *cfg, const char *reco
     b.upsert = upsert_sql(&b);
 
     /* 2. The set-based fill. Every transaction before xmin is in its snapshot. */
-    set_state(cfg, ES_SHAPE_BUILDING);
     if ((rc = snapshot_xmin(pg, xmin, err)))
         goto done;
-    es_rebuild_config rcfg = {.conninfo = cfg->conninfo, .name = b.consumer, .projector = b.projector,
+    es_rebuild_config rcfg = {.conninfo = cfg->conninfo, .name = b.consumer, .projector = b.projector, .beside = 1,
                               .progress = cfg->status ? on_progress : NULL, .progress_data = cfg->status};
     es_rebuild_result res = {0};
     rc = ES_ABORTED;
@@ -639,6 +639,57 @@ done:
 done_nolock:
     free(recorded);
     es_pg_pool_checkin(cfg->pool, c);
+    return rc;
+}
+
+/* ---- reports ---------------------------------------------------------------------------------- */
+
+int es_projection_shape_describe(es_pg_pool *pool, const es_projection_def *def, const char *consumer,
+                                 es_shape_report *out, es_error *err)
+{
+    memset(out, 0, sizeof *out);
+    out->events = out->rows = -1;
+    es_projection_shape_hash(def, out->current);
+    if (!plain_name(def->name))
+        return es_error_set(err, ES_INVALID_ARGUMENT, "", "table name %s is not a plain identifier", def->name);
+    es_pg_conn *c = NULL;
+    int rc = es_pg_pool_checkout_unprepared(pool, &c, err);
+    if (rc) return rc;
+    PGconn *pg = es_pg_conn_pg(c);
+    char staging[64], qualified[140], next[200], lock_name[200], like[120];
+    snprintf(staging, sizeof staging, "es_next_%s", def->name);
+    snprintf(qualified, sizeof qualified, "%s.%s", staging, def->name);
+    snprintf(next, sizeof next, "%s@next", consumer);
+    snprintf(lock_name, sizeof lock_name, "es_projection_shape:%s", def->name);
+    snprintf(like, sizeof like, "es\\_old\\_%s\\_%%", def->name);
+    const char *p[6] = {def->name, qualified, next, lock_name, like, def->aggregate->name};
+    PGresult *r = NULL;
+    /* The advisory lock's key is shown by pg_locks as two 32-bit halves. */
+    rc = exec(pg,
+              "SELECT s.shape_hash, s.built_at::text, s.events, s.rows, to_regclass($2) IS NOT NULL,"
+              " EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1"
+              "  AND ((classid::int8 << 32) | objid::int8) = hashtextextended($4, 0)),"
+              " (SELECT count(*) FROM es_consumer_streams WHERE consumer = $3),"
+              " (SELECT coalesce(sum(version), 0) FROM es_consumer_streams WHERE consumer = $3),"
+              " (SELECT count(*) FROM es_events WHERE stream_type = $6),"
+              " (SELECT coalesce(string_agg(nspname, ',' ORDER BY nspname), '') FROM pg_namespace"
+              "  WHERE nspname LIKE $5)"
+              " FROM (SELECT 1) one LEFT JOIN es_projection_shapes s ON s.name = $1",
+              6, p, "describe the projection's shape", &r, err);
+    if (rc == ES_OK) {
+        snprintf(out->recorded, sizeof out->recorded, "%s", PQgetvalue(r, 0, 0));
+        snprintf(out->built_at, sizeof out->built_at, "%s", PQgetvalue(r, 0, 1));
+        if (!PQgetisnull(r, 0, 2)) out->events = strtoll(PQgetvalue(r, 0, 2), NULL, 10);
+        if (!PQgetisnull(r, 0, 3)) out->rows = strtoll(PQgetvalue(r, 0, 3), NULL, 10);
+        out->building = PQgetvalue(r, 0, 4)[0] == 't';
+        out->builder = PQgetvalue(r, 0, 5)[0] == 't';
+        out->staged_streams = strtoll(PQgetvalue(r, 0, 6), NULL, 10);
+        out->staged_events = strtoll(PQgetvalue(r, 0, 7), NULL, 10);
+        out->store_events = strtoll(PQgetvalue(r, 0, 8), NULL, 10);
+        snprintf(out->retired, sizeof out->retired, "%s", PQgetvalue(r, 0, 9));
+    }
+    PQclear(r);
+    es_pg_pool_checkin(pool, c);
     return rc;
 }
 

@@ -115,6 +115,24 @@ void es_projection_shape_write_metrics(const es_shape_status *st, const char *pr
 /* Stops and joins the retirement thread (the old version stays until the next start). */
 void es_projection_shape_status_fini(es_shape_status *st);
 
+/* What the database says of def's shape, for operators (orderctl projections status). */
+typedef struct es_shape_report {
+    char recorded[65];               /* the shape recorded ("" when none) */
+    char current[65];                /* def's shape (this binary's) */
+    char built_at[40];               /* when it was recorded */
+    int64_t events, rows;            /* the recorded build's counts (-1: none) */
+    int building;                    /* 1: a staging table exists (a build beside runs, or was cut short) */
+    int builder;                     /* 1: an instance holds the shape lock (the build runs) */
+    int64_t staged_streams;          /* streams the staging table holds */
+    int64_t staged_events;           /* events folded into them */
+    int64_t store_events;            /* the aggregate's events in the store (progress total) */
+    char retired[200];               /* old versions waiting for their grace, comma-separated */
+} es_shape_report;
+
+/* Fills *out for def, whose live consumer is named consumer. */
+int es_projection_shape_describe(es_pg_pool *pool, const es_projection_def *def, const char *consumer,
+                                 es_shape_report *out, es_error *err);
+
 /* Records that def's table now holds rows of its current shape (after a rebuild by other means,
  * e.g. orderctl projections rebuild). */
 int es_projection_record_shape(es_pg_pool *pool, const es_projection_def *def, int64_t events, int64_t rows,
