@@ -582,6 +582,15 @@ int es_projection_ensure_shape(const es_shape_config *cfg, es_shape_result *out,
         goto done;
     if (recorded && strcmp(recorded, hash) == 0) {
         snprintf(out->reason, sizeof out->reason, "projection %s is at its current shape", def->name);
+        /* What a build cut short (a crash, a kill) left behind; nobody builds while we hold the lock. */
+        char next[200];
+        snprintf(next, sizeof next, "%s@next", cfg->name);
+        const char *np2[1] = {next};
+        if ((rc = execf(pg, "shape: drop a cut-short build", err, "DROP SCHEMA IF EXISTS es_next_%s CASCADE",
+                        def->name)) ||
+            (rc = exec(pg, "DELETE FROM es_consumer_streams WHERE consumer = $1", 1, np2, "shape: staging versions",
+                       NULL, err)))
+            goto done;
         goto after;
     }
     int exists = 0, rows = 0;

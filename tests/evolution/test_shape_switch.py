@@ -7,7 +7,8 @@ payment_method column) or of the new one with the value from the events, never t
 NULL; /readyz stays ready (the old version serves); commands are taken; orderctl projections
 status and /metrics show the build. After the switch: the orders placed during the build are
 read, nothing is dead-lettered, orderctl verify is clean, the old version is dropped after the
-grace (3 s here), and a restart builds nothing.
+grace (3 s here), and a restart builds nothing. Last, a first build (the table emptied while the
+store holds the orders) makes /readyz 503 with its reason until it switched.
 Usage: /usr/bin/python3 test_shape_switch.py <orderd> <es-kafka-mock> <orderctl>"""
 import json
 import os
@@ -188,7 +189,36 @@ def test_switch(cluster, orderctl):
     assert cluster.psql("SELECT shape_hash FROM es_projection_shapes WHERE name = 'order_summary'") == shape
     assert cluster.psql("SELECT count(*) FROM es_migrations WHERE name = '0100_orders_v1' "
                         "AND hash NOT LIKE 'previous-release-%'") == "1"
-    assert "building it beside" not in open(o.log).read()
+    assert "building its new version" not in open(o.log).read()
+    o.stop()
+
+
+def test_first_build(cluster):
+    """A table with no rows while the store holds orders: its first build makes orderd unready,
+    with the reason, until the switch."""
+    total = cluster.psql("SELECT count(DISTINCT stream_id) FROM es_events WHERE stream_type = 'order'")
+    cluster.psql("TRUNCATE order_summary; DELETE FROM es_projection_shapes; "
+                 "CREATE SCHEMA es_next_order_summary; CREATE TABLE es_next_order_summary.hold (x int)")
+    hold = subprocess.Popen(["psql", cluster.pg, "-qAtX", "-v", "ON_ERROR_STOP=1"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    hold.stdin.write("BEGIN; LOCK TABLE es_next_order_summary.hold IN ACCESS SHARE MODE; SELECT 'held';\n")
+    hold.stdin.flush()
+    assert hold.stdout.readline().strip() == "held"
+    try:
+        o = cluster.start_orderd("--payment-delay-ms", "0", ready=False)
+        eventually(lambda: cluster.psql("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                                        "AND query LIKE 'DROP SCHEMA IF EXISTS es_next_order_summary%'") != "0",
+                   timeout=60, what="the first build waiting")
+        status, body = readyz(o)
+        assert status == 503 and body["projections"] is False and "first time" in body.get("reason", ""), \
+            (status, body)
+    finally:
+        hold.stdin.write("COMMIT;\n")
+        hold.stdin.close()
+        hold.wait(timeout=30)
+    eventually(lambda: readyz(o)[0] == 200, timeout=120, what="ready after the first build")
+    assert cluster.psql("SELECT count(*) FROM order_summary") == total
+    assert cluster.psql("SELECT count(*) FROM order_summary WHERE payment_method IS NULL") == "0"
     o.stop()
 
 
@@ -200,6 +230,8 @@ def main():
         cluster.start_infra()
         runner.run("shape switch: a new read-model version built beside the serving one, reads never see it half "
                    "built", test_switch, cluster, orderctl)
+        runner.run("first build: a table with no rows is built from the store, unready meanwhile", test_first_build,
+                   cluster)
     finally:
         cluster.stop()
     return runner.finish()
