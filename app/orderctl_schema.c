@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "es/migrate.h"
+#include "es/projection_shape.h"
 #include "es/json_string.h"
 #include "es/timefmt.h"
 #include "orderctl.h"
@@ -16,10 +17,25 @@ int ctl_migrate(ctl *c, int argc, char **argv)
     }
     /* The same list, names and order as orderd applies at start-up. */
     es_migration m[] = {{"0001_event_store", es_event_store_sql}, {"0100_orders_v1", c->schema->migrations_sql}};
-    size_t applied = 0;
+    size_t applied = 0, more = 0;
     es_error err = {0};
-    if (es_migrate(c->pool, m, 2, &applied, &err) != ES_OK)
+    if (es_migrate(c->pool, m, 1, &applied, &err) != ES_OK)
         return ctl_fail("migrate", &err);
+    /* A projection serving rows of another shape keeps it: orderd builds the new version beside
+     * it at its next start and applies the projections' migration after the switch
+     * (es/projection_shape.h); applied here, the new columns would read NULL until then. */
+    int held = 0;
+    for (size_t i = 0; i < c->schema->n_projections && !held; i++)
+        if (es_projection_shape_prepare(c->pool, c->schema->projections[i], &held, &err) != ES_OK)
+            return ctl_fail("migrate", &err);
+    if (held) {
+        printf("migrate: %zu of 1 migrations applied; %s held back: a projection serves rows of another shape, orderd "
+               "builds its new version beside it at its next start and applies it then\n", applied, m[1].name);
+        return CTL_OK;
+    }
+    if (es_migrate(c->pool, m + 1, 1, &more, &err) != ES_OK)
+        return ctl_fail("migrate", &err);
+    applied += more;
     printf("migrate: %zu of %zu migrations applied, %zu already up to date\n", applied, sizeof m / sizeof m[0],
            sizeof m / sizeof m[0] - applied);
     return CTL_OK;

@@ -420,7 +420,7 @@ static int switch_over(PGconn *pg, beside *b, const char *xmin, const char *old_
 {
     const es_shape_config *cfg = b->cfg;
     const char *table = cfg->def->name;
-    int64_t folded = 0;
+    int64_t folded = 0, events = b->events, rows = b->rows;
     int rc = execf(pg, "shape: lock for the switch", err,
                    "BEGIN; SET LOCAL lock_timeout = '5s';"
                    " LOCK TABLE es_consumer_streams IN ACCESS EXCLUSIVE MODE;"
@@ -437,18 +437,25 @@ static int switch_over(PGconn *pg, beside *b, const char *xmin, const char *old_
     }
     if (rc == ES_OK)
         rc = execf(pg, "shape: switch the tables", err,
-                   "CREATE SCHEMA IF NOT EXISTS %s; ALTER TABLE %s.%s SET SCHEMA %s;"
+                   "DROP SCHEMA IF EXISTS %s CASCADE; CREATE SCHEMA %s; ALTER TABLE %s.%s SET SCHEMA %s;"
                    " ALTER TABLE %s.%s SET SCHEMA %s; DROP SCHEMA %s",
-                   old_schema, live_schema, table, old_schema, b->staging, table, live_schema, b->staging);
+                   old_schema, old_schema, live_schema, table, old_schema, b->staging, table, live_schema,
+                   b->staging);
     if (rc == ES_OK)
         rc = record(pg, cfg->def, b->events, b->rows, err);
     if (rc == ES_OK)
         rc = execf(pg, "shape: commit the switch", err, "COMMIT");
-    if (rc != ES_OK)
+    if (rc != ES_OK) {
+        /* Rolled back: the next attempt folds those events again. */
         rollback(pg);
-    else
+        if (cfg->status)
+            atomic_fetch_sub(&cfg->status->done, b->events - events);
+        b->events = events;
+        b->rows = rows;
+    } else {
         es_log(ES_LOG_INFO, "projection", NULL,
                "projection %s: switched to its new version (%" PRId64 " events folded in the switch)", table, folded);
+    }
     return rc;
 }
 

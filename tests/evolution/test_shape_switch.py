@@ -121,6 +121,11 @@ def test_switch(cluster, orderctl):
                timeout=120, what="day-1 orders projected and paid")
     o.stop()
     previous_release(cluster)
+    # An operator's orderctl migrate keeps the projections' migration for orderd's switch.
+    p = subprocess.run([orderctl, "migrate"], capture_output=True, text=True, env=env, timeout=60)
+    assert p.returncode == 0 and "held back" in p.stdout, (p.stdout, p.stderr)
+    assert cluster.psql("SELECT count(*) FROM information_schema.columns WHERE table_name = 'order_summary' "
+                        "AND column_name = 'payment_method'") == "0", "orderctl migrate added the column in place"
 
     # The build starts by dropping what a cut-short build left in its staging schema: a table
     # there, held by an open transaction, keeps the build waiting for as long as the test wants.
