@@ -49,12 +49,30 @@ void es__consumer_nap_ms(int ms)
     nanosleep(&ts, NULL);
 }
 
+/* Writes "0,3,5" (the partitions of l) into out. */
+static void partition_text(const rd_kafka_topic_partition_list_t *l, char *out, size_t cap)
+{
+    size_t used = 0;
+    out[0] = '\0';
+    for (int i = 0; l && i < l->cnt && used + 12 < cap; i++)
+        used += (size_t)snprintf(out + used, cap - used, "%s%" PRId32, i ? "," : "", l->elems[i].partition);
+}
+
+/* Runs on the consumer thread, inside rd_kafka_consumer_poll, so never while a batch is being
+ * applied: a revoke lands between two batches or while the next one is being polled (then
+ * consumer_main abandons that batch's messages of the revoked partitions). With the
+ * cooperative protocol (partition.assignment.strategy cooperative-sticky, the default here) a
+ * rebalance moves only the partitions that change owner; the others keep being consumed.
+ * Correctness never rests on who holds a partition: the per-stream versions in PostgreSQL decide
+ * what is applied (docs/ARCHITECTURE.md, invariant 6). */
 static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t e,
                          rd_kafka_topic_partition_list_t *parts, void *opaque)
 {
     es_consumer *c = opaque;
     int cooperative = !strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE");
-    if (e == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+    int assigning = e == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS;
+    int lost = !assigning && rd_kafka_assignment_lost(rk);
+    if (assigning) {
         if (cooperative)
             rd_kafka_error_destroy(rd_kafka_incremental_assign(rk, parts));
         else
@@ -65,12 +83,24 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t e,
         else
             rd_kafka_assign(rk, NULL);
     }
+    int64_t now_cnt = -1;
     rd_kafka_topic_partition_list_t *now = NULL;
     if (rd_kafka_assignment(rk, &now) == RD_KAFKA_RESP_ERR_NO_ERROR) {
-        pthread_mutex_lock(&c->mu);
-        c->st.assigned_partitions = now->cnt;
-        pthread_mutex_unlock(&c->mu);
+        now_cnt = now->cnt;
         rd_kafka_topic_partition_list_destroy(now);
+    }
+    pthread_mutex_lock(&c->mu);
+    if (now_cnt >= 0)
+        c->st.assigned_partitions = now_cnt;
+    if (parts && parts->cnt > 0)
+        c->st.rebalances++;
+    pthread_mutex_unlock(&c->mu);
+    if (parts && parts->cnt > 0) {
+        char list[256];
+        partition_text(parts, list, sizeof list);
+        es__consumer_say(c, "%s partitions %s of %s (%s protocol%s); %" PRId64 " assigned now",
+                         assigning ? "assigned" : lost ? "lost" : "revoked", list, c->topic,
+                         cooperative ? "cooperative" : "eager", lost ? ", the session had expired" : "", now_cnt);
     }
 }
 
@@ -120,7 +150,12 @@ static void measure_lag(es_consumer *c)
     if (rd_kafka_assignment(c->rk, &a) != RD_KAFKA_RESP_ERR_NO_ERROR)
         return;
     int64_t lag = 0;
-    int known = a->cnt > 0;
+    /* A member the group gave no partition (more members than partitions) is behind on nothing;
+     * before its first assignment the lag is not known. */
+    pthread_mutex_lock(&c->mu);
+    int joined = c->st.rebalances > 0;
+    pthread_mutex_unlock(&c->mu);
+    int known = a->cnt > 0 || joined;
     if (rd_kafka_position(c->rk, a) != RD_KAFKA_RESP_ERR_NO_ERROR)
         known = 0;
     for (int i = 0; known && i < a->cnt; i++) {
@@ -144,6 +179,47 @@ static void measure_lag(es_consumer *c)
     pthread_mutex_unlock(&c->mu);
 }
 
+static int64_t rebalances(es_consumer *c)
+{
+    pthread_mutex_lock(&c->mu);
+    int64_t n = c->st.rebalances;
+    pthread_mutex_unlock(&c->mu);
+    return n;
+}
+
+static int rebalanced(es_consumer *c, int64_t seen) { return rebalances(c) != seen; }
+
+/* A rebalance ran while the batch was being polled: its messages from partitions this member no
+ * longer holds are abandoned, unapplied and uncommitted. Their new owner starts at the last
+ * committed offset, which is at or before them (offsets are committed only after the database
+ * committed), so nothing is skipped; not applying them here means the two members do not work on
+ * the same streams at once (which the stored versions would make safe, at the price of a rolled
+ * back batch), and an offset commit from this member cannot move a partition it lost backwards.
+ * Returns the number of messages kept (moved to the front of msgs). */
+static size_t drop_revoked(es_consumer *c, rd_kafka_message_t **msgs, size_t n)
+{
+    rd_kafka_topic_partition_list_t *a = NULL;
+    if (rd_kafka_assignment(c->rk, &a) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        return n; /* cannot tell: apply them all, the stored versions keep it exactly-once */
+    size_t kept = 0, dropped = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (rd_kafka_topic_partition_list_find(a, rd_kafka_topic_name(msgs[i]->rkt), msgs[i]->partition)) {
+            msgs[kept++] = msgs[i];
+        } else {
+            rd_kafka_message_destroy(msgs[i]);
+            dropped++;
+        }
+    }
+    rd_kafka_topic_partition_list_destroy(a);
+    if (dropped) {
+        pthread_mutex_lock(&c->mu);
+        c->st.abandoned += (int64_t)dropped;
+        pthread_mutex_unlock(&c->mu);
+        es__consumer_say(c, "left %zu polled messages of revoked partitions to their new owner", dropped);
+    }
+    return kept;
+}
+
 static void *consumer_main(void *arg)
 {
     es_consumer *c = arg;
@@ -152,6 +228,7 @@ static void *consumer_main(void *arg)
     rd_kafka_message_t **msgs = es_xcalloc(cap, sizeof *msgs);
     while (!atomic_load(&c->stop)) {
         measure_lag(c);
+        int64_t seen = rebalances(c);
         size_t n = 0;
         rd_kafka_message_t *m = rd_kafka_consumer_poll(c->rk, 200);
         while (m) {
@@ -166,6 +243,10 @@ static void *consumer_main(void *arg)
                 break;
             m = rd_kafka_consumer_poll(c->rk, 0);
         }
+        if (n == 0)
+            continue;
+        if (rebalanced(c, seen))
+            n = drop_revoked(c, msgs, n);
         if (n == 0)
             continue;
         if (es__consumer_process_batch(c, msgs, n) == 0)
@@ -255,6 +336,9 @@ int es_consumer_start(const es_consumer_config *cfg, es_consumer **out, es_error
     const char *base[] = {"bootstrap.servers", c->bootstrap, "group.id", c->group,
                           "enable.auto.commit", "false", "auto.offset.reset", "earliest",
                           "session.timeout.ms", session, "heartbeat.interval.ms", heartbeat,
+                          /* Instances share the partitions; a member joining or leaving moves
+                           * only the partitions that change owner (see on_rebalance). */
+                          "partition.assignment.strategy", "cooperative-sticky",
                           "client.id", "es-consumer", "log.connection.close", "false",
                           "reconnect.backoff.max.ms", "1000", "socket.nagle.disable", "true", NULL};
     for (size_t i = 0; base[i]; i += 2)
@@ -323,15 +407,18 @@ void es_consumer_write_metrics(es_consumer *const *cs, size_t n, es_buf *b)
                                       "es_consumer_dead_letters_total", "es_consumer_retries_total",
                                       "es_consumer_assigned_partitions", "es_consumer_batches_total",
                                       "es_consumer_batch_fallbacks_total", "es_consumer_lag_messages",
-                                      "es_consumer_lag_seconds"};
+                                      "es_consumer_lag_seconds", "es_consumer_rebalances_total",
+                                      "es_consumer_abandoned_total"};
     static const char *const help[] = {"Kafka messages processed.", "Events applied and committed.",
                                        "Events skipped as already applied.", "Events read from the store to close a gap.",
                                        "Events written to es_dead_letters.", "Handler re-attempts.",
                                        "Partitions assigned to this member.", "PostgreSQL transactions committed.",
                                        "Batches the set-wise path gave back to one-message-at-a-time processing.",
                                        "Messages behind the partitions' high watermarks (consumer lag; -1 until known).",
-                                       "Age of the last message applied while behind; 0 when caught up."};
-    static const int gauge[] = {0, 0, 0, 0, 0, 0, 1, 0, 0, 1, 1};
+                                       "Age of the last message applied while behind; 0 when caught up.",
+                                       "Rebalances that assigned or revoked partitions of this member.",
+                                       "Polled messages left to the new owner of their revoked partition."};
+    static const int gauge[] = {0, 0, 0, 0, 0, 0, 1, 0, 0, 1, 1, 0, 0};
     es_consumer_stats *st = es_xcalloc(n ? n : 1, sizeof *st);
     for (size_t k = 0; k < n; k++)
         if (cs[k])
@@ -344,7 +431,8 @@ void es_consumer_write_metrics(es_consumer *const *cs, size_t n, es_buf *b)
             const double v[] = {(double)st[k].messages, (double)st[k].applied, (double)st[k].duplicates,
                                 (double)st[k].gap_filled, (double)st[k].dead_letters, (double)st[k].retries,
                                 (double)st[k].assigned_partitions, (double)st[k].batches,
-                                (double)st[k].batch_fallbacks, (double)st[k].lag_messages, st[k].lag_seconds};
+                                (double)st[k].batch_fallbacks, (double)st[k].lag_messages, st[k].lag_seconds,
+                                (double)st[k].rebalances, (double)st[k].abandoned};
             char labels[300], name[256];
             es_metrics_label_value(name, sizeof name, cs[k]->name);
             snprintf(labels, sizeof labels, "consumer=\"%s\"", name);

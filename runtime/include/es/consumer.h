@@ -21,6 +21,14 @@
  * meanwhile by another consumer rolls the batch back for a fresh read): the transaction holds a
  * transaction id, and so holds back the feed, only while it writes.
  *
+ * Several processes may run the same consumer (same name, same group): the group spreads the
+ * topic's partitions over them with cooperative-sticky assignment (a member joining or leaving
+ * moves only the partitions that change owner). A revoke is handled between batches; messages
+ * polled for a partition revoked before their batch ran are abandoned to the new owner, which
+ * starts at the last committed offset. A member that dies keeps its partitions until its
+ * session_timeout_ms expires. Who holds a partition never decides what is applied: the stored
+ * versions do, so a rebalance neither doubles nor skips an event.
+ *
  * The same path replays events from the store without Kafka (es_consumer_replay): a projection
  * can be dropped and rebuilt from es_events alone (docs/ARCHITECTURE.md invariant 7). */
 #ifndef ES_CONSUMER_H
@@ -91,6 +99,11 @@ typedef struct es_consumer_stats {
                                         partitions, after the last batch (-1: not known yet) */
     double lag_seconds;              /* now - Kafka timestamp of the last message applied while
                                         lag_messages > 0; 0 when caught up */
+    int64_t rebalances;              /* rebalance callbacks that assigned or revoked partitions
+                                        of this member (cooperative: incremental changes) */
+    int64_t abandoned;               /* polled messages left unapplied because their partition was
+                                        revoked before the batch ran: its new owner reads them from
+                                        the committed offset */
     char last_error[256];
 } es_consumer_stats;
 
