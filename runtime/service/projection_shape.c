@@ -196,9 +196,15 @@ static void *retire_loop(void *arg)
     es_pg_conn *c = NULL;
     es_error err = {0};
     if (es_pg_pool_checkout_unprepared(st->pool, &c, &err) == ES_OK) {
+        /* DROP SCHEMA ... CASCADE's NOTICE stays out of the service's stderr. */
+        PQclear(PQexec(es_pg_conn_pg(c), "SET client_min_messages = warning"));
         if (drop_retired(es_pg_conn_pg(c), st->table, &err) != ES_OK)
             es_log(ES_LOG_WARN, "projection", NULL, "projection %s: dropping the old version: %s", st->table,
                    err.message);
+        PGresult *r = PQexec(es_pg_conn_pg(c), "RESET client_min_messages");
+        if (PQresultStatus(r) != PGRES_COMMAND_OK)
+            es_pg_conn_discard(c);
+        PQclear(r);
         es_pg_pool_checkin(st->pool, c);
     } else {
         es_log(ES_LOG_WARN, "projection", NULL, "projection %s: dropping the old version: %s", st->table, err.message);
@@ -581,9 +587,11 @@ int es_projection_ensure_shape(const es_shape_config *cfg, es_shape_result *out,
     snprintf(lock_name, sizeof lock_name, "es_projection_shape:%s", def->name);
     const char *lp[1] = {lock_name};
     char *recorded = NULL;
-    /* A session lock: the build runs on connections of its own, for as long as it takes. */
+    /* A session lock: the build runs on connections of its own, for as long as it takes. NOTICEs
+     * ("column already exists, skipping", "drop cascades to ...") stay out of the service's stderr. */
     set_state(cfg, ES_SHAPE_WAITING);
-    if ((rc = exec(pg, "SELECT pg_advisory_lock(hashtextextended($1, 0))", 1, lp, "projection shape lock", NULL, err)))
+    if ((rc = exec(pg, "SET client_min_messages = warning", 0, NULL, "quiet notices", NULL, err)) ||
+        (rc = exec(pg, "SELECT pg_advisory_lock(hashtextextended($1, 0))", 1, lp, "projection shape lock", NULL, err)))
         goto done_nolock;
     if ((rc = recorded_shape(pg, def, &recorded, err)))
         goto done;
@@ -654,6 +662,12 @@ done:
     }
 done_nolock:
     free(recorded);
+    {
+        es_error rerr = {0};
+        rollback(pg);
+        if (exec(pg, "RESET client_min_messages", 0, NULL, "reset notices", NULL, &rerr) != ES_OK)
+            es_pg_conn_discard(c); /* the pool's other users do not expect the setting */
+    }
     es_pg_pool_checkin(cfg->pool, c);
     return rc;
 }
