@@ -1,23 +1,35 @@
-/* The gRPC connection gate (grpc_gate.h): accepts plaintext gRPC connections, refuses those over
- * the limits and hands the rest to grpc, then watches each handed connection until it is over.
+/* The gRPC connection gate (grpc_gate.h): admits or refuses every gRPC connection, then watches
+ * each admitted one until it is over.
  *
- * One thread, one epoll set: the listening socket (level-triggered), an eventfd that stops the
- * thread, and a duplicate descriptor of every handed connection registered for no event at all,
- * edge-triggered, so it reports only HUP/ERR: the moment grpc shuts the socket down (it always
- * does before closing it) or the peer resets it. Data arriving for grpc does not wake the gate.
+ * On a plaintext port the gate owns the listening socket: it accepts, refuses those over the
+ * limits and hands the rest to grpc. On a TLS port grpc 1.51 must accept itself (it takes a
+ * ready socket only without TLS), so the gate sits in grpc's socket mutator, which grpc calls on
+ * every socket it accepts before anything is read or written: a refused socket is shut down
+ * there, and grpc's handshake then fails on it without a byte exchanged. Same limits, same
+ * counters, same watch; see docs/ARCHITECTURE.md, "Invariants" (10).
+ *
+ * One thread, one epoll set: the listening socket when there is one (level-triggered), an
+ * eventfd that stops the thread, and a duplicate descriptor of every admitted connection
+ * registered for no event at all, edge-triggered, so it reports only HUP/ERR: the moment grpc
+ * shuts the socket down (it always does before closing it) or the peer resets it. Data arriving
+ * for grpc does not wake the gate.
  *
  * The table of open connections is a flat array scanned linearly on accept (count per address)
- * and on a client-cancelled call (find by grpc's descriptor number): both are rare next to the
- * calls themselves, and the array is bounded by max_connections. */
+ * and on a client-cancelled call (find by grpc's name for the connection): both are rare next to
+ * the calls themselves, and the array is bounded by max_connections. */
 #define _GNU_SOURCE /* accept4, pthread_setname_np */
 #include "grpc_gate.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,9 +40,39 @@
 #include <unistd.h>
 
 #include <grpc/grpc_posix.h>
+#include <grpc/support/sync.h>
 
 #include "es/arena.h"
+#include "es/clock.h"
 #include "es/log.h"
+
+/* grpc 1.51's socket mutator, whose header (src/core/lib/iomgr/socket_mutator.h) Debian does not
+ * install; the public headers declare the type and GRPC_ARG_SOCKET_MUTATOR only. grpc calls
+ * mutate_fd_2 with the usage of every socket it creates or accepts when it is set; a false return
+ * on an accepted socket would stop grpc's listener for good, so the gate always returns true. */
+enum { GATE_FD_SERVER_CONNECTION_USAGE = 2 };
+typedef struct gate_mutate_info {
+    int fd;
+    int usage;
+} gate_mutate_info;
+typedef struct gate_mutator_vtable {
+    bool (*mutate_fd)(int fd, grpc_socket_mutator *m);
+    int (*compare)(grpc_socket_mutator *a, grpc_socket_mutator *b);
+    void (*destroy)(grpc_socket_mutator *m);
+    bool (*mutate_fd_2)(const gate_mutate_info *info, grpc_socket_mutator *m);
+} gate_mutator_vtable;
+struct grpc_socket_mutator {
+    const gate_mutator_vtable *vtable;
+    gpr_refcount refcount;
+};
+/* grpc's copies of the channel arguments hold references to the mutator and may drop the last
+ * one after the grpc server is destroyed, so it lives apart from the gate and frees itself. No
+ * connection is accepted once grpc's shutdown has completed (it waits for its listeners), which
+ * is before the gate is freed and the pointer cleared. */
+typedef struct gate_mutator {
+    grpc_socket_mutator base;
+    es__grpc_gate *_Atomic gate;
+} gate_mutator;
 
 #define TAG_LISTEN UINT64_MAX
 #define TAG_STOP (UINT64_MAX - 1)
@@ -38,9 +80,10 @@
 typedef struct gate_conn {
     int used;
     int watch_fd;               /* the gate's duplicate; -1 once closed */
-    int grpc_fd;                /* the descriptor grpc owns, as in its peer name "fd:N" */
+    int grpc_fd;                /* plaintext: the descriptor grpc owns, as in its peer name "fd:N" */
     uint8_t addr[16];           /* IPv6, or IPv4-mapped */
-    time_t reset_second;        /* the second resets are being counted in */
+    uint16_t port;              /* the peer's port: grpc names a connection it accepted by both */
+    int64_t reset_second;       /* the (monotonic) second resets are being counted in */
     unsigned resets;
     int cut;                    /* shut down by the gate (rapid resets) */
 } gate_conn;
@@ -48,7 +91,7 @@ typedef struct gate_conn {
 /* An address whose connection was cut for rapid resets, refused until `until`. */
 typedef struct gate_ban {
     uint8_t addr[16];
-    struct timespec until;
+    int64_t until_us;           /* es_mono_us */
 } gate_ban;
 
 struct es__grpc_gate {
@@ -59,6 +102,7 @@ struct es__grpc_gate {
     grpc_server_credentials *creds;
     pthread_t thread;
     int running;
+    gate_mutator *mutator;      /* TLS: grpc's listener admits through it */
 
     pthread_mutex_t mu;         /* guards everything below */
     gate_conn *conns;
@@ -66,6 +110,7 @@ struct es__grpc_gate {
     size_t open;
     gate_ban *bans;
     size_t n_bans, cap_bans;
+    int stopped;
     uint64_t refused_total, refused_client, refused_banned, closed_rapid_reset;
 };
 
@@ -120,12 +165,18 @@ static int bind_listener(const char *address, int *port_out)
     return fd;
 }
 
+static bool mutate_fd(int fd, grpc_socket_mutator *m);
+static bool mutate_fd_2(const gate_mutate_info *info, grpc_socket_mutator *m);
+static int mutator_compare(grpc_socket_mutator *a, grpc_socket_mutator *b) { return a < b ? -1 : a > b; }
+static void mutator_destroy(grpc_socket_mutator *m) { free(m); }
+static const gate_mutator_vtable mutator_vtable = {
+    .mutate_fd = mutate_fd, .compare = mutator_compare, .destroy = mutator_destroy, .mutate_fd_2 = mutate_fd_2};
+
 es__grpc_gate *es__grpc_gate_new(const char *address, unsigned max_connections, unsigned max_per_client,
                                  unsigned max_resets_per_second, unsigned reset_ban_ms, es_error *err)
 {
-    int port = 0;
-    int fd = bind_listener(address, &port);
-    if (fd < 0) {
+    int port = 0, fd = -1;
+    if (address && (fd = bind_listener(address, &port)) < 0) {
         es_error_set(err, ES_UNAVAILABLE, "address", "cannot listen on %s: %s", address, strerror(errno));
         return NULL;
     }
@@ -141,39 +192,110 @@ es__grpc_gate *es__grpc_gate_new(const char *address, unsigned max_connections, 
     if (g->stop_fd < 0 || g->epfd < 0)
         es_oom(); /* only when the process is out of descriptors at start-up */
     struct epoll_event ev = {.events = EPOLLIN, .data.u64 = TAG_LISTEN};
-    epoll_ctl(g->epfd, EPOLL_CTL_ADD, g->listen_fd, &ev);
+    if (fd >= 0)
+        epoll_ctl(g->epfd, EPOLL_CTL_ADD, g->listen_fd, &ev);
     ev.data.u64 = TAG_STOP;
     epoll_ctl(g->epfd, EPOLL_CTL_ADD, g->stop_fd, &ev);
     pthread_mutex_init(&g->mu, NULL);
+    g->mutator = es_xcalloc(1, sizeof *g->mutator);
+    g->mutator->base.vtable = &mutator_vtable;
+    gpr_ref_init(&g->mutator->base.refcount, 1); /* the gate's own reference */
+    atomic_store(&g->mutator->gate, g);
     return g;
 }
 
 int es__grpc_gate_port(const es__grpc_gate *g) { return g->port; }
 
-static void peer_key(const struct sockaddr_storage *ss, uint8_t out[16])
+/* grpc copies its channel arguments (and with them the mutator) into every listener and
+ * connection; each copy holds a reference, as grpc's own socket mutators do. */
+static void *arg_copy(void *p)
+{
+    gpr_ref(&((grpc_socket_mutator *)p)->refcount);
+    return p;
+}
+static void mutator_unref(grpc_socket_mutator *m)
+{
+    if (gpr_unref(&m->refcount))
+        m->vtable->destroy(m);
+}
+static void arg_destroy(void *p) { mutator_unref(p); }
+static int arg_cmp(void *a, void *b) { return a < b ? -1 : a > b; }
+static const grpc_arg_pointer_vtable arg_vtable = {arg_copy, arg_destroy, arg_cmp};
+
+grpc_arg es__grpc_gate_server_arg(es__grpc_gate *g)
+{
+    grpc_arg a;
+    memset(&a, 0, sizeof a);
+    a.type = GRPC_ARG_POINTER;
+    a.key = (char *)GRPC_ARG_SOCKET_MUTATOR;
+    a.value.pointer.p = &g->mutator->base;
+    a.value.pointer.vtable = &arg_vtable;
+    return a;
+}
+
+static void peer_key(const struct sockaddr_storage *ss, uint8_t out[16], uint16_t *port)
 {
     memset(out, 0, 16);
+    *port = 0;
     if (ss->ss_family == AF_INET6) {
         memcpy(out, &((const struct sockaddr_in6 *)ss)->sin6_addr, 16);
+        *port = ntohs(((const struct sockaddr_in6 *)ss)->sin6_port);
     } else if (ss->ss_family == AF_INET) {
         out[10] = out[11] = 0xff;
         memcpy(out + 12, &((const struct sockaddr_in *)ss)->sin_addr, 4);
+        *port = ntohs(((const struct sockaddr_in *)ss)->sin_port);
     }
 }
 
-static int ts_before(const struct timespec *a, const struct timespec *b)
+int es__grpc_peer_parse(const char *peer, es__grpc_peer *out)
 {
-    return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
+    memset(out, 0, sizeof *out);
+    out->fd = -1;
+    if (!peer)
+        return -1;
+    if (strncmp(peer, "fd:", 3) == 0) {
+        char *end;
+        long fd = strtol(peer + 3, &end, 10);
+        if (end == peer + 3 || *end || fd < 0 || fd > 1 << 30)
+            return -1;
+        out->fd = (int)fd;
+        return 0;
+    }
+    /* "ipv4:1.2.3.4:5" and "ipv6:[::1]:5" (grpc_sockaddr_to_uri) */
+    int v6 = strncmp(peer, "ipv6:[", 6) == 0;
+    if (!v6 && strncmp(peer, "ipv4:", 5) != 0)
+        return -1;
+    const char *host = peer + (v6 ? 6 : 5);
+    const char *colon = strrchr(host, ':');
+    if (!colon)
+        return -1;
+    size_t hl = (size_t)(colon - host) - (v6 ? 1 : 0);
+    char buf[64];
+    if (hl >= sizeof buf || (v6 && colon[-1] != ']'))
+        return -1;
+    memcpy(buf, host, hl);
+    buf[hl] = '\0';
+    char *pct = strchr(buf, '%'); /* a scope id: the address is what counts */
+    if (pct)
+        *pct = '\0';
+    char *end;
+    long port = strtol(colon + 1, &end, 10);
+    if (*end || port < 0 || port > 65535)
+        return -1;
+    out->port = (uint16_t)port;
+    if (v6)
+        return inet_pton(AF_INET6, buf, out->addr) == 1 ? 0 : -1;
+    out->addr[10] = out->addr[11] = 0xff;
+    return inet_pton(AF_INET, buf, out->addr + 12) == 1 ? 0 : -1;
 }
 
 /* Under mu: whether key is banned now; expired bans are dropped on the way. */
 static int banned(es__grpc_gate *g, const uint8_t key[16])
 {
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
+    int64_t now = es_mono_us();
     int hit = 0;
     for (size_t i = 0; i < g->n_bans;) {
-        if (ts_before(&g->bans[i].until, &now)) {
+        if (g->bans[i].until_us <= now) {
             g->bans[i] = g->bans[--g->n_bans];
             continue;
         }
@@ -197,13 +319,7 @@ static void ban(es__grpc_gate *g, const uint8_t key[16])
     }
     gate_ban *b = &g->bans[g->n_bans++];
     memcpy(b->addr, key, 16);
-    clock_gettime(CLOCK_MONOTONIC, &b->until);
-    b->until.tv_sec += g->ban_ms / 1000;
-    b->until.tv_nsec += (long)(g->ban_ms % 1000) * 1000000L;
-    if (b->until.tv_nsec >= 1000000000L) {
-        b->until.tv_sec++;
-        b->until.tv_nsec -= 1000000000L;
-    }
+    b->until_us = es_mono_us() + (int64_t)g->ban_ms * 1000;
 }
 
 /* Under mu: 0 when the connection may be admitted, else the refusal counter to bump. */
@@ -233,6 +349,40 @@ static size_t slot_take(es__grpc_gate *g)
     return g->n_conns++;
 }
 
+/* Admits the connected socket fd (from ss) or refuses it: 1 when admitted and watched, 0 when
+ * refused (counted). grpc_fd is the descriptor grpc will name the connection by ("fd:N"), or -1
+ * when grpc names it by its peer address (TLS). Any thread. */
+static int admit(es__grpc_gate *g, int fd, const struct sockaddr_storage *ss, int grpc_fd)
+{
+    uint8_t key[16];
+    uint16_t port;
+    peer_key(ss, key, &port);
+    pthread_mutex_lock(&g->mu);
+    if (g->stopped) { /* grpc is shutting down and closes it */
+        pthread_mutex_unlock(&g->mu);
+        return 1;
+    }
+    uint64_t *refused = refusal(g, key);
+    if (refused) {
+        (*refused)++;
+        pthread_mutex_unlock(&g->mu);
+        return 0;
+    }
+    int watch = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (watch < 0) {
+        pthread_mutex_unlock(&g->mu);
+        return 0;
+    }
+    size_t i = slot_take(g);
+    g->conns[i] = (gate_conn){.used = 1, .watch_fd = watch, .grpc_fd = grpc_fd, .port = port};
+    memcpy(g->conns[i].addr, key, 16);
+    g->open++;
+    struct epoll_event ev = {.events = EPOLLET, .data.u64 = i};
+    epoll_ctl(g->epfd, EPOLL_CTL_ADD, watch, &ev);
+    pthread_mutex_unlock(&g->mu);
+    return 1;
+}
+
 static void accept_all(es__grpc_gate *g)
 {
     for (;;) {
@@ -248,35 +398,39 @@ static void accept_all(es__grpc_gate *g)
             }
             return; /* EAGAIN, or a connection that died in the backlog */
         }
-        uint8_t key[16];
-        peer_key(&ss, key);
-        pthread_mutex_lock(&g->mu);
-        uint64_t *refused = refusal(g, key);
-        if (refused) {
-            (*refused)++;
-            pthread_mutex_unlock(&g->mu);
+        if (!admit(g, fd, &ss, fd)) {
             close(fd);
             continue;
         }
-        int watch = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-        if (watch < 0) {
-            pthread_mutex_unlock(&g->mu);
-            close(fd);
-            continue;
-        }
-        size_t i = slot_take(g);
-        g->conns[i] = (gate_conn){.used = 1, .watch_fd = watch, .grpc_fd = fd};
-        memcpy(g->conns[i].addr, key, 16);
-        g->open++;
-        pthread_mutex_unlock(&g->mu);
         /* grpc's own listener sets TCP_NODELAY; a handed socket must get it here, or small
          * responses wait for Nagle's delayed ACK. */
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        struct epoll_event ev = {.events = EPOLLET, .data.u64 = i};
-        epoll_ctl(g->epfd, EPOLL_CTL_ADD, watch, &ev);
         grpc_server_add_channel_from_fd(g->server, fd, g->creds); /* grpc owns fd from here */
     }
+}
+
+/* grpc's listener (TLS) calls this on every socket it accepts, before reading or writing it. */
+static bool mutate_fd_2(const gate_mutate_info *info, grpc_socket_mutator *m)
+{
+    if (info->usage != GATE_FD_SERVER_CONNECTION_USAGE)
+        return true;
+    es__grpc_gate *g = atomic_load(&((gate_mutator *)m)->gate);
+    if (!g)
+        return true;
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    memset(&ss, 0, sizeof ss);
+    getpeername(info->fd, (struct sockaddr *)&ss, &sl);
+    if (!admit(g, info->fd, &ss, -1))
+        shutdown(info->fd, SHUT_RDWR); /* grpc's TLS handshake then ends on EOF, no byte sent */
+    return true;
+}
+
+static bool mutate_fd(int fd, grpc_socket_mutator *m)
+{
+    (void)fd, (void)m; /* only called for other usages when mutate_fd_2 is set */
+    return true;
 }
 
 static void conn_over(es__grpc_gate *g, size_t i)
@@ -324,13 +478,13 @@ void es__grpc_gate_start(es__grpc_gate *g, grpc_server *server, grpc_server_cred
     g->running = 1;
 }
 
-void es__grpc_gate_call_reset(es__grpc_gate *g, int fd)
+void es__grpc_gate_call_reset(es__grpc_gate *g, const es__grpc_peer *p)
 {
-    time_t now = time(NULL);
+    int64_t now = es_mono_us() / 1000000;
     pthread_mutex_lock(&g->mu);
     for (size_t i = 0; i < g->n_conns; i++) {
         gate_conn *c = &g->conns[i];
-        if (!c->used || c->grpc_fd != fd)
+        if (!c->used || (p->fd >= 0 ? c->grpc_fd != p->fd : c->port != p->port || memcmp(c->addr, p->addr, 16) != 0))
             continue;
         if (c->reset_second != now) {
             c->reset_second = now;
@@ -377,6 +531,7 @@ void es__grpc_gate_stop(es__grpc_gate *g)
     /* Under mu: a completion-queue thread may still count a reset and must not shut down a
      * descriptor number closed here and reused since. */
     pthread_mutex_lock(&g->mu);
+    g->stopped = 1;
     if (g->listen_fd >= 0) {
         close(g->listen_fd);
         g->listen_fd = -1;
@@ -397,6 +552,8 @@ void es__grpc_gate_free(es__grpc_gate *g)
     es__grpc_gate_stop(g);
     close(g->stop_fd);
     close(g->epfd);
+    atomic_store(&g->mutator->gate, NULL);
+    mutator_unref(&g->mutator->base);
     pthread_mutex_destroy(&g->mu);
     free(g->conns);
     free(g->bans);

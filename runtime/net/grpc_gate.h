@@ -1,12 +1,15 @@
-/* Internal to runtime/net: the gRPC connection gate. It owns the listening socket of a plaintext
- * gRPC port, accepts each TCP connection itself and either refuses it (closed before any HTTP/2
- * byte: too many open connections, in all or from the client's IP address) or hands it to grpc
- * with grpc_server_add_channel_from_fd. grpc core 1.51 has no per-connection hook of its own.
+/* Internal to runtime/net: the gRPC connection gate. It admits or refuses every gRPC connection
+ * (refused: closed before any HTTP/2 or TLS byte, for too many open connections, in all or from
+ * the client's IP address, or a banned address). On a plaintext port it owns the listening socket,
+ * accepts each TCP connection itself and hands the admitted ones to grpc with
+ * grpc_server_add_channel_from_fd. grpc core 1.51 takes a ready socket only without TLS, so on a
+ * TLS port grpc's listener accepts and the gate decides in grpc's socket mutator
+ * (es__grpc_gate_server_arg), which grpc calls on each accepted socket before using it.
  *
- * grpc owns the handed socket from then on; the gate keeps a duplicate descriptor of it only to
- * learn when the connection is over (grpc shuts the socket down before closing it, which raises
- * HUP on every descriptor of it) and to cut a connection off (shutdown) when its client resets
- * streams faster than allowed. */
+ * grpc owns an admitted socket; the gate keeps a duplicate descriptor of it only to learn when
+ * the connection is over (grpc shuts the socket down before closing it, which raises HUP on every
+ * descriptor of it) and to cut a connection off (shutdown) when its client resets streams faster
+ * than allowed. */
 #ifndef ES_GRPC_GATE_H
 #define ES_GRPC_GATE_H
 
@@ -26,23 +29,42 @@ typedef struct es__grpc_gate_stats {
     uint64_t closed_rapid_reset;    /* cut off: more than max_resets_per_second */
 } es__grpc_gate_stats;
 
-/* Binds and listens on address ("host:port", "[v6]:port"; port 0: any free port). Returns NULL
- * with err filled (ES_UNAVAILABLE) when the address cannot be bound. The limits must be > 0. An
- * address whose connection was cut for resets is refused for reset_ban_ms. */
+/* How grpc names the connection of a call (grpc_call_get_peer): "fd:N" for a socket the gate
+ * handed over, "ipv4:a.b.c.d:port" / "ipv6:[...]:port" for one grpc's listener accepted. */
+typedef struct es__grpc_peer {
+    int fd;                     /* -1: named by address and port */
+    uint16_t port;
+    uint8_t addr[16];           /* IPv6, or IPv4-mapped */
+} es__grpc_peer;
+
+/* Parses grpc's peer name into out: 0, or -1 when it names neither (out->fd is -1 then and the
+ * address all zero: it matches no connection). */
+int es__grpc_peer_parse(const char *peer, es__grpc_peer *out);
+
+/* With an address: binds and listens on it ("host:port", "[v6]:port"; port 0: any free port);
+ * returns NULL with err filled (ES_UNAVAILABLE) when it cannot be bound. Without (NULL): the gate
+ * of a port grpc listens on itself (TLS), reached through es__grpc_gate_server_arg. The limits
+ * must be > 0. An address whose connection was cut for resets is refused for reset_ban_ms. */
 es__grpc_gate *es__grpc_gate_new(const char *address, unsigned max_connections, unsigned max_per_client,
                                  unsigned max_resets_per_second, unsigned reset_ban_ms, es_error *err);
 
 /* The bound port. */
 int es__grpc_gate_port(const es__grpc_gate *g);
 
-/* Starts the gate's thread, which hands admitted sockets to server (borrowed; started already)
- * with creds (borrowed, insecure; both must outlive es__grpc_gate_stop). */
+/* The channel argument (GRPC_ARG_SOCKET_MUTATOR) that puts the gate in front of grpc's own
+ * listener: pass it to grpc_server_create before grpc_server_add_http2_port. It points into g,
+ * so g must outlive the grpc server (es__grpc_gate_free after grpc_server_destroy). */
+grpc_arg es__grpc_gate_server_arg(es__grpc_gate *g);
+
+/* Starts the gate's thread, which watches admitted connections and, with a listening socket,
+ * hands admitted sockets to server (borrowed; started already) with creds (borrowed, insecure;
+ * both must outlive es__grpc_gate_stop). Without a listening socket both may be NULL. */
 void es__grpc_gate_start(es__grpc_gate *g, grpc_server *server, grpc_server_credentials *creds);
 
-/* Counts a call its client cancelled on the connection grpc knows as descriptor fd (its peer
- * name "fd:N", read when the call was accepted). A connection over max_resets_per_second in one
- * second is shut down. Any thread. */
-void es__grpc_gate_call_reset(es__grpc_gate *g, int fd);
+/* Counts a call its client cancelled on the connection grpc named peer (read when the call was
+ * accepted: once grpc has cancelled a call its peer reads "unknown"). A connection over
+ * max_resets_per_second in one second is shut down and its address banned. Any thread. */
+void es__grpc_gate_call_reset(es__grpc_gate *g, const es__grpc_peer *peer);
 
 void es__grpc_gate_stats_get(const es__grpc_gate *g, es__grpc_gate_stats *out);
 

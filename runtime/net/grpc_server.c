@@ -13,6 +13,7 @@
  * driven by grpc_reflection.c (one batch outstanding, same tag) until the stream is over. */
 #define _GNU_SOURCE /* pthread_setname_np */
 #include "es/grpc_server.h"
+#include "es/clock.h"
 #include "es/log.h"
 #include "es/metrics.h"
 #include "es/pb_unpack.h"
@@ -55,7 +56,7 @@ typedef struct gcall {
     int cancelled;
     int submitted;
     es__refl_stream *stream;    /* ST_STREAM only */
-    int conn_fd;                /* the connection's descriptor in grpc ("fd:N"); -1: not known */
+    es__grpc_peer peer;         /* the call's connection as grpc names it (with a gate) */
     char text[512];
 } gcall;
 
@@ -67,8 +68,8 @@ struct es_grpc_server {
     const es_method_def **methods;
     size_t n_methods, cap_methods;
     es__refl_index *reflection; /* service names and descriptor sets; read-only after start */
-    es__grpc_gate *gate;        /* plaintext: the connection limits; NULL with TLS */
-    grpc_server_credentials *gate_creds;
+    es__grpc_gate *gate;        /* the connection limits (plaintext and TLS) */
+    grpc_server_credentials *gate_creds; /* plaintext: handed sockets get these */
     atomic_uint_fast64_t reflection_refused;
 
     grpc_server *server;
@@ -194,20 +195,17 @@ static void finish(gcall *g, int status, const es_error *err, const ProtobufCMes
  * streams opened and reset at once, and each one costs a call here. */
 static void count_reset(gcall *g)
 {
-    if (g->srv->gate && g->conn_fd >= 0)
-        es__grpc_gate_call_reset(g->srv->gate, g->conn_fd);
+    if (g->srv->gate)
+        es__grpc_gate_call_reset(g->srv->gate, &g->peer);
 }
 
 /* The connection a call came on, read when it is accepted: once grpc has cancelled a call its
- * peer reads "unknown". A connection the gate handed over is named "fd:N" by grpc. */
-static int call_conn_fd(grpc_call *gc)
+ * peer reads "unknown". */
+static void call_peer(grpc_call *gc, es__grpc_peer *out)
 {
     char *peer = grpc_call_get_peer(gc);
-    int fd = -1;
-    if (peer && strncmp(peer, "fd:", 3) == 0 && peer[3] >= '0' && peer[3] <= '9')
-        fd = atoi(peer + 3);
+    es__grpc_peer_parse(peer, out);
     gpr_free(peer);
-    return fd;
 }
 
 static void on_done(es_call *call)
@@ -293,7 +291,8 @@ static void on_slot(gcall *g, int ok)
     }
     if (!atomic_load(&s->stopping))
         post_slot(s);
-    g->conn_fd = s->gate ? call_conn_fd(g->gc) : -1;
+    if (s->gate)
+        call_peer(g->gc, &g->peer);
     g->state = ST_RECV;
     live_add(s, 0, 1);
 
@@ -474,7 +473,7 @@ es_grpc_server *es_grpc_server_new(const es_grpc_config *cfg, es_dispatcher *d, 
     atomic_init(&s->reflection_refused, 0);
     s->d = d;
     pthread_mutex_init(&s->mu, NULL);
-    pthread_cond_init(&s->cv, NULL);
+    es_mono_cond_init(&s->cv); /* the shutdown grace is an es_mono_deadline */
     atomic_init(&s->stopping, 0);
     s->reflection = es__refl_index_new();
     es__refl_index_add_service(s->reflection, "grpc.reflection.v1alpha.ServerReflection");
@@ -574,7 +573,7 @@ int es_grpc_server_start(es_grpc_server *s, es_error *err)
 {
     if (s->started)
         return es_error_set(err, ES_FAILED_PRECONDITION, "", "the server was started already");
-    grpc_arg args[16];
+    grpc_arg args[17];
     size_t n = 0;
 #define ARG_INT(k, v)                                                                         \
     do {                                                                                      \
@@ -603,24 +602,29 @@ int es_grpc_server_start(es_grpc_server *s, es_error *err)
     ARG_INT(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, s->cfg.min_ping_interval_ms);
     ARG_INT(GRPC_ARG_HTTP2_MAX_PING_STRIKES, s->cfg.max_ping_strikes);
 #undef ARG_INT
-    grpc_channel_args cargs = {n, args};
 
     grpc_server_credentials *creds = make_credentials(s, err);
     if (!creds)
         return err ? err->code : ES_INVALID_ARGUMENT;
+    /* The gate (grpc_gate.h) admits every connection: on a plaintext port it listens and hands
+     * grpc the connections it admits; grpc 1.51 takes a ready socket only without TLS, so on a
+     * TLS port grpc's listener accepts and asks the gate through its socket mutator. */
+    s->gate = es__grpc_gate_new(s->tls_cert_file ? NULL : s->address, s->cfg.max_connections,
+                                s->cfg.max_connections_per_client, s->cfg.max_resets_per_second,
+                                s->cfg.reset_ban_ms, err);
+    if (!s->gate) {
+        grpc_server_credentials_release(creds);
+        return ES_UNAVAILABLE;
+    }
+    if (s->tls_cert_file)
+        args[n++] = es__grpc_gate_server_arg(s->gate);
+    grpc_channel_args cargs = {n, args};
     s->server = grpc_server_create(&cargs, NULL);
     s->cq = grpc_completion_queue_create_for_next(NULL);
     grpc_server_register_completion_queue(s->server, s->cq, NULL);
     if (!s->tls_cert_file) {
-        /* Plaintext: the gate listens and hands grpc the connections it admits (grpc_gate.h).
-         * grpc 1.51 takes a ready socket only without TLS, so TLS keeps grpc's listener. */
-        s->gate = es__grpc_gate_new(s->address, s->cfg.max_connections, s->cfg.max_connections_per_client,
-                                    s->cfg.max_resets_per_second, s->cfg.reset_ban_ms, err);
-        s->port = s->gate ? es__grpc_gate_port(s->gate) : 0;
-        if (s->gate)
-            s->gate_creds = creds;
-        else
-            grpc_server_credentials_release(creds);
+        s->port = es__grpc_gate_port(s->gate);
+        s->gate_creds = creds;
     } else {
         s->port = grpc_server_add_http2_port(s->server, s->address, creds);
         grpc_server_credentials_release(creds);
@@ -637,11 +641,12 @@ int es_grpc_server_start(es_grpc_server *s, es_error *err)
             ;
         grpc_completion_queue_destroy(s->cq);
         s->cq = NULL;
+        es__grpc_gate_free(s->gate);
+        s->gate = NULL;
         return ES_UNAVAILABLE;
     }
     grpc_server_start(s->server);
-    if (s->gate)
-        es__grpc_gate_start(s->gate, s->server, s->gate_creds);
+    es__grpc_gate_start(s->gate, s->server, s->gate_creds);
     s->started = 1;
     for (unsigned i = 0; i < s->cfg.request_slots; i++)
         post_slot(s);
@@ -678,7 +683,9 @@ void es_grpc_server_metrics(const es_grpc_server *s, es_buf *out)
     es__grpc_gate_stats st = {0};
     if (s && s->gate)
         es__grpc_gate_stats_get(s->gate, &st);
-    es_metrics_family(out, "es_grpc_connections", "gauge", "Open gRPC connections (plaintext port).");
+    es_metrics_family(out, "es_grpc_inflight", "gauge", "gRPC calls in progress.");
+    es_metrics_sample(out, "es_grpc_inflight", "", s ? (double)es_grpc_server_inflight(s) : 0);
+    es_metrics_family(out, "es_grpc_connections", "gauge", "Open gRPC connections.");
     es_metrics_sample(out, "es_grpc_connections", "", (double)st.open);
     es_metrics_family(out, "es_grpc_connections_refused_total", "counter",
                       "gRPC connections refused at accept, by the limit that refused them.");
@@ -695,17 +702,6 @@ void es_grpc_server_metrics(const es_grpc_server *s, es_buf *out)
                       s ? (double)atomic_load(&((es_grpc_server *)s)->reflection_refused) : 0);
 }
 
-static void deadline_after_ms(struct timespec *ts, unsigned ms)
-{
-    clock_gettime(CLOCK_REALTIME, ts);
-    ts->tv_sec += ms / 1000;
-    ts->tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (ts->tv_nsec >= 1000000000L) {
-        ts->tv_sec++;
-        ts->tv_nsec -= 1000000000L;
-    }
-}
-
 void es_grpc_server_stop(es_grpc_server *s)
 {
     if (!s || !s->started || s->stopped)
@@ -715,8 +711,7 @@ void es_grpc_server_stop(es_grpc_server *s)
     es__grpc_gate_stop(s->gate); /* no new connections while grpc winds the others down */
     grpc_server_shutdown_and_notify(s->server, s->cq, &s->shutdown_tag);
 
-    struct timespec until;
-    deadline_after_ms(&until, s->cfg.shutdown_grace_ms);
+    struct timespec until = es_mono_deadline((int64_t)s->cfg.shutdown_grace_ms * 1000);
     pthread_mutex_lock(&s->mu);
     while (!s->shutdown_done) {
         if (pthread_cond_timedwait(&s->cv, &s->mu, &until) == ETIMEDOUT) {

@@ -20,6 +20,7 @@ import hashlib
 import os
 import re
 import socket
+import ssl
 import struct
 import subprocess
 import sys
@@ -32,7 +33,12 @@ from harness import Cluster, Runner, eventually, python_stubs  # noqa: E402
 SANITIZED = os.environ.get("ORDERD_SANITIZED") == "1"
 PER_CLIENT, TOTAL, IDLE_MS, RESETS = 3, 6, 1500, 50
 ATTACKER = "127.0.0.5"
+LIMITS = ("--grpc-max-connections", str(TOTAL), "--grpc-max-connections-per-client", str(PER_CLIENT),
+          "--grpc-idle-timeout-ms", str(IDLE_MS), "--grpc-max-resets-per-second", str(RESETS),
+          "--grpc-reset-ban-ms", "3000")
 REFL = "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"
+# The CA file of an orderd serving TLS, or None: connections are then TLS with ALPN h2.
+TLS_CA = None
 
 # ---- hand-made HTTP/2 ---------------------------------------------------------------------------
 
@@ -59,11 +65,20 @@ def grpc_headers(path, authority):
 
 
 def h2_connect(port, source="127.0.0.1", timeout=5):
-    """A socket from source that sent the client preface and SETTINGS."""
+    """A socket from source that sent the client preface and SETTINGS (over TLS with ALPN h2 when
+    TLS_CA is set: a connection refused at accept fails the handshake with an OSError)."""
     s = socket.socket()
     s.settimeout(timeout)
     s.bind((source, 0))
     s.connect(("127.0.0.1", port))
+    if TLS_CA:
+        ctx = ssl.create_default_context(cafile=TLS_CA)
+        ctx.set_alpn_protocols(["h2"])
+        try:
+            s = ctx.wrap_socket(s, server_hostname="localhost")
+        except OSError:
+            s.close()
+            raise
     s.sendall(PREFACE + frame(SETTINGS, 0, 0))
     return s
 
@@ -89,7 +104,7 @@ def read_frames(s, until_types=(), timeout=5):
             chunk = s.recv(65536)
         except socket.timeout:
             break
-        except (ConnectionResetError, BrokenPipeError):
+        except (ConnectionResetError, BrokenPipeError, ssl.SSLError):
             chunk = b""
         if not chunk:
             out.append(None)
@@ -99,9 +114,12 @@ def read_frames(s, until_types=(), timeout=5):
 
 
 def served(port, source):
-    """True when a connection from source gets the server's SETTINGS (grpc took it), False when it
-    is closed first (refused at accept)."""
-    s = h2_connect(port, source)
+    """The socket when a connection from source gets the server's SETTINGS (grpc took it), False
+    when it is closed first (refused at accept: on TLS before the handshake)."""
+    try:
+        s = h2_connect(port, source)
+    except OSError:
+        return False
     fr = read_frames(s, until_types=(SETTINGS,))
     ok = any(f and f[0] == SETTINGS for f in fr)
     return s if ok else (s.close() or False)
@@ -130,7 +148,13 @@ def open_conns(o):
 def place_stub(port):
     import grpc
     from orders.v1 import commands_pb2
-    ch = grpc.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.use_local_subchannel_pool", 1)])
+    opts = [("grpc.use_local_subchannel_pool", 1)]
+    if TLS_CA:
+        with open(TLS_CA, "rb") as f:
+            creds = grpc.ssl_channel_credentials(f.read())
+        ch = grpc.secure_channel(f"127.0.0.1:{port}", creds, options=opts + [("grpc.ssl_target_name_override", "localhost")])
+    else:
+        ch = grpc.insecure_channel(f"127.0.0.1:{port}", options=opts)
     rpc = ch.unary_unary("/orders.v1.OrderService/PlaceOrder",
                          request_serializer=commands_pb2.PlaceOrderRequest.SerializeToString,
                          response_deserializer=lambda b: b)
@@ -214,7 +238,7 @@ def rapid_reset(port, pairs, source="127.0.0.1"):
                 sid += 2
             s.sendall(batch)
             sent += 100
-    except (BrokenPipeError, ConnectionResetError, socket.timeout):
+    except (BrokenPipeError, ConnectionResetError, socket.timeout, ssl.SSLError):
         pass
     return sent, s
 
@@ -257,6 +281,33 @@ def test_reset_ban(o):
     s = eventually(lambda: served(o.grpc_port, "127.0.0.3"), timeout=30, interval=0.5, what="the ban to end")
     s.close()
     print(f"  banned address served again after {time.monotonic() - t:.1f} s more", flush=True)
+
+
+def test_over_tls(cluster):
+    """The same connection caps, idle timeout, rapid-reset cut and ban on a TLS port (grpc's own
+    listener, the gate in its socket mutator): a refused connection fails the TLS handshake."""
+    global TLS_CA
+    key, crt = os.path.join(cluster.dir, "grpc-key.pem"), os.path.join(cluster.dir, "grpc-cert.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", crt, "-days", "1",
+                    "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    o = cluster.start_orderd("--tls-cert", crt, "--tls-key", key, *LIMITS, https=True, cafile=crt)
+    TLS_CA = crt
+    try:
+        s = served(o.grpc_port, "127.0.0.1")
+        assert s, "a TLS connection was not served"
+        s.close()
+        ch, rpc = place_stub(o.grpc_port)
+        rpc(order("tls"), timeout=10)   # a real client over TLS is served
+        ch.close()
+        eventually(lambda: open_conns(o) == 0, what="no open connection")
+        test_connection_limits(o)
+        test_idle_timeout(o)
+        test_rapid_reset(o)
+        test_reset_ban(o)
+    finally:
+        TLS_CA = None
+        o.stop()
 
 
 # ---- reflection ---------------------------------------------------------------------------------
@@ -408,14 +459,13 @@ def main():
     try:
         python_stubs(stubs)
         cluster.start_infra()
-        o = cluster.start_orderd("--grpc-max-connections", str(TOTAL), "--grpc-max-connections-per-client",
-                                 str(PER_CLIENT), "--grpc-idle-timeout-ms", str(IDLE_MS),
-                                 "--grpc-max-resets-per-second", str(RESETS), "--grpc-reset-ban-ms", "3000")
+        o = cluster.start_orderd(*LIMITS)
         runner.run("connection limits: per client address and in all; closes are seen", test_connection_limits, o)
         runner.run("an idle connection gets GOAWAY and is closed after the idle timeout", test_idle_timeout, o)
         runner.run("rapid reset: the connection is closed", test_rapid_reset, o)
         runner.run("rapid reset: the address waits out the ban, others are served", test_reset_ban, o)
         o.stop()
+        runner.run("the same limits on a TLS port", test_over_tls, cluster)
         tokens = os.path.join(cluster.dir, "tokens")
         token_file(tokens)
         auth = ("--auth", "required", "--auth-tokens", tokens)

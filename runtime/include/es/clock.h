@@ -2,6 +2,7 @@
 #ifndef ES_CLOCK_H
 #define ES_CLOCK_H
 
+#include <pthread.h>
 #include <stdint.h>
 #include <time.h>
 
@@ -16,5 +17,9 @@ int64_t es_mono_us(void);
  * pthread_cond_timedwait takes (for a condition variable whose pthread_condattr_setclock is
  * CLOCK_MONOTONIC) and clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, ...) too. */
 struct timespec es_mono_deadline(int64_t after_us);
+/* Initialises cv to measure pthread_cond_timedwait deadlines on CLOCK_MONOTONIC, the clock
+ * es_mono_deadline answers in: a wait then neither ends early nor hangs when the system time is
+ * set. Destroy it with pthread_cond_destroy. */
+void es_mono_cond_init(pthread_cond_t *cv);
 
 #endif

@@ -33,13 +33,10 @@ typedef struct es_grpc_config {
     const char *tls_client_ca_file;
     unsigned max_concurrent_streams; /* streams per HTTP/2 connection (grpc.max_concurrent_streams); 0: 100 */
 
-    /* Connection limits. Without TLS the server accepts TCP connections itself and hands each one
-     * to grpc, so it can refuse a connection (closed at once, before any HTTP/2 byte) beyond
-     * max_connections open ones, or beyond max_connections_per_client open ones from the same IP
-     * address, and close one whose client resets streams faster than max_resets_per_second
-     * (counted over whole seconds). grpc 1.51 takes a ready socket only without TLS, so with TLS
-     * grpc's own listener is used and these three limits are not enforced (the timeouts below
-     * are). */
+    /* Connection limits, with and without TLS. A connection is refused (closed at once, before
+     * any HTTP/2 or TLS byte) beyond max_connections open ones, or beyond
+     * max_connections_per_client open ones from the same IP address; one whose client resets
+     * streams faster than max_resets_per_second (counted over whole seconds) is closed. */
     unsigned max_connections;            /* open connections of the whole server; 0: 1024 */
     unsigned max_connections_per_client; /* open connections from one IP address; 0: 64 */
     unsigned max_resets_per_second;      /* calls one connection may cancel a second; 0: 100 */
