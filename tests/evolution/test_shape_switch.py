@@ -178,6 +178,10 @@ def test_switch(cluster, orderctl):
                == str(N_BEFORE + len(during) + len(after)), timeout=120, what="every order paid and projected")
     assert cluster.psql("SELECT count(*) FROM es_dead_letters") == "0", "dead letters after the switch"
     assert cluster.psql("SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'es\\_next\\_%'") == "0"
+    # The serving table is the generated one: its key and the four list indexes, each once.
+    idx = cluster.psql("SELECT string_agg(indexname, ' ' ORDER BY indexname) FROM pg_indexes "
+                       "WHERE tablename = 'order_summary' AND schemaname = current_schema()")
+    assert idx == "order_summary_idx1 order_summary_idx2 order_summary_idx3 order_summary_idx4 order_summary_pkey", idx
     shape = cluster.psql("SELECT shape_hash FROM es_projection_shapes WHERE name = 'order_summary'")
     p = subprocess.run([orderctl, "projections", "status"], capture_output=True, text=True, env=env, timeout=60)
     assert p.returncode == 0 and "state current" in p.stdout and f"shape {shape[:12]}" in p.stdout, p.stdout
