@@ -150,6 +150,11 @@ char *cg_json_name(const char *s);
 int cg_gen_package(cg_ctx *ctx, const char *package);
 int cg_gen_sql(cg_ctx *ctx, const char *package, cg_out *o);
 int cg_gen_descriptor_set(cg_ctx *ctx, cg_out *o, const char *symbol, char hash_hex[17]);
+/* gen_migrate.c: the forward steps of the package's projection tables from the released schema
+ * (plugin parameter baseline=<descriptor set>): writes sql/<base>_migrations.sql and, when there
+ * are steps, a static migration_steps[] table into c; *n_steps and the baseline's name (fnv1a64
+ * of its projection DDL, "" without a baseline). Refuses what cannot be migrated in place. */
+int cg_gen_migrations(cg_ctx *ctx, const char *package, const char *base, cg_out *c, int *n_steps, char hash_hex[17]);
 /* gen_openapi.c: openapi/<pkg>.openapi.json and <pkg>.openapi.{h,c} for a package with a service. */
 int cg_gen_openapi(cg_ctx *ctx, const char *package);
 

@@ -510,6 +510,10 @@ int cg_gen_package(cg_ctx *ctx, const char *package)
     cg_gen_descriptor_set(ctx, p->c, sym, hash);
     cg_out *sql = cg_open(ctx, "sql/0100_%s.sql", base);
     cg_gen_sql(ctx, package, sql);
+    int n_steps;
+    char baseline[17];
+    if (cg_gen_migrations(ctx, package, base, p->c, &n_steps, baseline))
+        return -1;
 
     cg_out *c = p->c;
     const char *lists[4] = {"aggregates", "commands", "projections", "services"};
@@ -562,7 +566,8 @@ int cg_gen_package(cg_ctx *ctx, const char *package)
                  "    .descriptor_set_hash = \"%s\",\n    .migrations_sql = \"",
               p->prefix, package, counts[0], counts[1], counts[2], counts[3], p->n_msgs, hash);
     cg_c_string(c, sql->data ? sql->data : "");
-    cg_printf(c, "\",\n};\n");
+    cg_printf(c, "\",\n    .migration_steps = %s,\n    .n_migration_steps = %d,\n    .migrations_baseline = \"%s\",\n};\n",
+              n_steps ? "migration_steps" : "NULL", n_steps, baseline);
     cg_printf(p->h, "\n#endif\n");
     return ctx->error ? -1 : 0;
 }

@@ -21,5 +21,7 @@ wkt="google/protobuf/timestamp.proto google/protobuf/duration.proto google/proto
      google/api/http.proto google/api/annotations.proto"
 # protobuf-c bindings for our schemas and for the well-known types they import.
 protoc -I. -I"$googleapis" -I"$sysinc" --c_out="$out" $protos $wkt
-# Our generator, once over every package it annotates.
-protoc -I. -I"$googleapis" -I"$sysinc" --plugin=protoc-gen-es="$plugin" --es_out="$out" $protos
+# Our generator, once over every package it annotates; it diffs the projection tables against
+# the released schema (proto/baseline, written by scripts/release-baseline.sh) into forward steps.
+protoc -I. -I"$googleapis" -I"$sysinc" --plugin=protoc-gen-es="$plugin" --es_opt=baseline=baseline/image.binpb \
+  --es_out="$out" $protos

@@ -547,7 +547,7 @@ const ProtobufCMessageDescriptor es__command_options__descriptor =
   (ProtobufCMessageInit) es__command_options__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor es__projection_options__field_descriptors[4] =
+static const ProtobufCFieldDescriptor es__projection_options__field_descriptors[5] =
 {
   {
     "table",
@@ -597,17 +597,30 @@ static const ProtobufCFieldDescriptor es__projection_options__field_descriptors[
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "rebuild",
+    5,
+    PROTOBUF_C_LABEL_OPTIONAL,
+    PROTOBUF_C_TYPE_BOOL,
+    offsetof(Es__ProjectionOptions, has_rebuild),
+    offsetof(Es__ProjectionOptions, rebuild),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned es__projection_options__field_indices_by_name[] = {
   3,   /* field[3] = aggregate */
   2,   /* field[2] = indexes */
   1,   /* field[1] = key */
+  4,   /* field[4] = rebuild */
   0,   /* field[0] = table */
 };
 static const ProtobufCIntRange es__projection_options__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 4 }
+  { 0, 5 }
 };
 const ProtobufCMessageDescriptor es__projection_options__descriptor =
 {
@@ -617,7 +630,7 @@ const ProtobufCMessageDescriptor es__projection_options__descriptor =
   "Es__ProjectionOptions",
   "es",
   sizeof(Es__ProjectionOptions),
-  4,
+  5,
   es__projection_options__field_descriptors,
   es__projection_options__field_indices_by_name,
   1,  es__projection_options__number_ranges,

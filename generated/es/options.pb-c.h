@@ -157,10 +157,17 @@ struct  Es__ProjectionOptions
    * the aggregate whose state this row mirrors (field by field)
    */
   char *aggregate;
+  /*
+   * A change the plugin cannot migrate in place against the released schema (proto/baseline: a
+   * narrowed or changed column type, another key) is allowed: orderd builds the table anew beside
+   * the serving one (runtime/service/projection_shape.c) and no in-place step is generated for it.
+   */
+  protobuf_c_boolean has_rebuild;
+  protobuf_c_boolean rebuild;
 };
 #define ES__PROJECTION_OPTIONS__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&es__projection_options__descriptor) \
-    , NULL, NULL, 0,NULL, NULL }
+    , NULL, NULL, 0,NULL, NULL, 0, 0 }
 
 
 /*

@@ -2,7 +2,10 @@
 # Tests of protoc-gen-es as a protoc plugin:
 #   run.sh <protoc-gen-es> golden     output for golden/ticket.proto equals golden/expected/
 #   run.sh <protoc-gen-es> invalid    every invalid/invalid_*.proto fails with its "// expect:" text
-# UPDATE=1 run.sh <plugin> golden rewrites golden/expected/ (review the diff before committing).
+#   run.sh <protoc-gen-es> migrate    every migrate/<case>/: current/ generated against baseline/ (the
+#                                     released schema) writes expected.sql, or fails with expect-error
+# UPDATE=1 run.sh <plugin> golden|migrate rewrites golden/expected/ or the cases' expected.sql and
+# expect-error (review the diff before committing).
 set -uo pipefail
 plugin=$(readlink -f "$1"); what=$2
 here=$(cd "$(dirname "$0")" && pwd); root=$(cd "$here/../.." && pwd)
@@ -40,7 +43,30 @@ invalid)
     fi
   done
   ;;
-*) echo "usage: run.sh <plugin> golden|invalid" >&2; exit 2 ;;
+migrate)
+  for d in "$here"/migrate/*/; do
+    c=$(basename "$d"); o=$tmp/$c; mkdir -p "$o/out" "$o/c"
+    protoc "${inc[@]}" -I"$d/baseline" --include_imports --descriptor_set_out="$o/baseline.binpb" shop.proto ||
+      { echo "FAIL migrate $c: the baseline does not compile"; fail=$((fail+1)); continue; }
+    if protoc "${inc[@]}" -I"$d/current" --plugin=protoc-gen-es="$plugin" --es_opt=baseline="$o/baseline.binpb" \
+         --es_out="$o/out" shop.proto 2>"$o/err"; then got=$o/out/sql/shop_v1_migrations.sql; want=$d/expected.sql
+    else sed 's/^--es_out: //' "$o/err" >"$o/error"; got=$o/error; want=$d/expect-error; fi
+    if [ "${UPDATE:-0}" = 1 ]; then rm -f "$d/expected.sql" "$d/expect-error"; cp "$got" "$want"; fi
+    if ! cmp -s "$want" "$got"; then
+      echo "FAIL migrate $c: $(basename "$got") differs from $(basename "$want"):"; diff -u "$want" "$got" | head -20
+      fail=$((fail+1)); continue
+    fi
+    # A generated step table must compile.
+    if [ -f "$o/out/shop/v1/shop_v1.es.c" ]; then
+      protoc "${inc[@]}" -I"$d/current" --c_out="$o/c" shop.proto &&
+      cc -std=c11 -Wall -Wextra -Werror -Wno-unused-parameter -c -I"$o/c" -I"$o/out" -I"$root/generated" \
+         -I"$root/runtime/include" "$o/out/shop/v1/shop_v1.es.c" -o "$o/c/shop.o" 2>"$o/cc.err" ||
+        { echo "FAIL migrate $c: generated C does not compile:"; head -20 "$o/cc.err"; fail=$((fail+1)); continue; }
+    fi
+    pass=$((pass+1))
+  done
+  ;;
+*) echo "usage: run.sh <plugin> golden|invalid|migrate" >&2; exit 2 ;;
 esac
 echo "codegen $what: $pass passed, $fail failed"
 [ "$fail" = 0 ]

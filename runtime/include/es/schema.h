@@ -186,6 +186,15 @@ typedef struct es_json_names {
     const char *const *json_names; /* indexed like descriptor->fields */
 } es_json_names;
 
+/* One forward migration step of a package's projection tables, generated from the difference
+ * between the released schema (proto/baseline) and the current one: idempotent DDL (IF NOT
+ * EXISTS, a widening ALTER TYPE), applied once by es_migrate_steps (es/migrate.h). */
+typedef struct es_migration_step {
+    int step;                      /* 1, 2, ... */
+    const char *name;              /* "order_summary: add column note text" */
+    const char *sql;
+} es_migration_step;
+
 /* Everything generated for one proto package. */
 typedef struct es_schema {
     const char *package;                                 /* "orders.v1" */
@@ -199,6 +208,10 @@ typedef struct es_schema {
     const uint8_t *descriptor_set; size_t descriptor_set_len;   /* FileDescriptorSet */
     const char *descriptor_set_hash;                           /* sha256 hex */
     const char *migrations_sql;                                /* projection DDL */
+    /* Forward steps from the released schema; migrations_baseline names it (fnv1a64 of its
+     * projection DDL, "" when generated without one). */
+    const es_migration_step *migration_steps; size_t n_migration_steps;
+    const char *migrations_baseline;
 } es_schema;
 
 /* The event store's own DDL (sql/event_store.sql, compiled into the store library): tables,
