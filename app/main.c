@@ -24,7 +24,6 @@
 #include "es/json.h"
 #include "es/kafka_props.h"
 #include "es/log.h"
-#include "es/metrics.h"
 #include "es/migrate.h"
 #include "es/pipeline.h"
 #include "es/projection.h"
@@ -55,7 +54,7 @@ typedef struct app {
     orders_auth *auth;
     payment_flow flow;
     es_consumer *payment_consumer;
-    atomic_int pg_ok, migrated, kafka_ok, stopping;
+    atomic_int migrated, stopping;
     es_shape_status shape;              /* order_summary's shape check (built beside the serving table) */
     _Atomic int64_t dead_open, dead_parked; /* open dead letters and parked streams (-1: unknown) */
     pthread_t health_thread;
@@ -67,19 +66,12 @@ static void *health_loop(void *arg)
     pthread_setname_np(pthread_self(), "orderd-health");
     unsigned ticks = 0;
     while (!atomic_load(&a->stopping)) {
+        /* A checkout refreshes the pool's view of PostgreSQL (es_pg_pool_up, es_postgres_up). */
         es_pg_conn *c;
         es_error err;
         int ok = es_pg_pool_checkout_unprepared(a->pool, &c, &err) == ES_OK;
         if (ok)
             es_pg_pool_checkin(a->pool, c);
-        atomic_store(&a->pg_ok, ok);
-        if (a->relay) {
-            es_relay_status st;
-            es_relay_status_get(a->relay, &st);
-            atomic_store(&a->kafka_ok, st.role == ES_RELAY_STANDBY || (st.role == ES_RELAY_ACTIVE && st.kafka_ok));
-        } else {
-            atomic_store(&a->kafka_ok, 1);
-        }
         if (ok) {
             int64_t open = -1, parked = -1;
             es_error derr = {0};
@@ -108,7 +100,7 @@ static int req_is_readyz(const es_http_request *req)
 static void health(void *data, const es_http_request *req, es_http_response *res)
 {
     app *a = data;
-    int pg = atomic_load(&a->pg_ok), mig = atomic_load(&a->migrated), kafka = atomic_load(&a->kafka_ok);
+    int pg = es_pg_pool_up(a->pool), mig = atomic_load(&a->migrated), kafka = es_relay_kafka_up(a->relay);
     /* Only a first build makes orderd unready: a rebuild beside a serving table keeps serving it. */
     int shaping = es_projection_shape_unready(&a->shape);
     int64_t dead = atomic_load(&a->dead_open), parked = atomic_load(&a->dead_parked);
@@ -166,16 +158,6 @@ static void metrics(void *data, const es_http_request *req, es_http_response *re
     es_http_server_metrics(a->http, b);
     es_grpc_server_metrics(a->grpc, b);
     es_pipeline_write_metrics(a->pipeline, b);
-    const struct { const char *name, *type, *help; double v; } rows[] = {
-        {"es_http_inflight", "gauge", "HTTP calls in the dispatcher.", a->http ? (double)es_http_server_inflight(a->http) : 0},
-        {"es_grpc_inflight", "gauge", "gRPC calls in progress.", a->grpc ? (double)es_grpc_server_inflight(a->grpc) : 0},
-        {"es_postgres_up", "gauge", "1 while PostgreSQL answers.", (double)atomic_load(&a->pg_ok)},
-        {"es_kafka_up", "gauge", "1 while the relay reaches Kafka (or another instance relays).", (double)atomic_load(&a->kafka_ok)},
-    };
-    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
-        es_metrics_family(b, rows[i].name, rows[i].type, rows[i].help);
-        es_metrics_sample(b, rows[i].name, "", rows[i].v);
-    }
     es_relay_write_metrics(a->relay, b);
     es_consumer *cs[] = {a->projection_consumer, a->payment_consumer};
     es_consumer_write_metrics(cs, sizeof cs / sizeof cs[0], b);
@@ -247,7 +229,6 @@ static int start(app *a)
     if (migrate_with_retry(a, &held, &err) != ES_OK)
         goto fail;
     atomic_store(&a->migrated, 1);
-    atomic_store(&a->pg_ok, 1);
     es_pipeline_config pl = {.pool = a->pool, .snapshot_every = cfg->snapshot_every, .json = a->json,
                              .committers = (size_t)cfg->committers, .upcasters = orders_upcasters,
                              .n_upcasters = orders_n_upcasters};

@@ -34,6 +34,14 @@ void es_metrics_sample(es_buf *out, const char *name, const char *labels, double
         es_buf_printf(out, "%s %.17g\n", name, value);
 }
 
+void es_metrics_rows(es_buf *out, const es_metric_row *rows, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        es_metrics_family(out, rows[i].name, rows[i].type, rows[i].help);
+        es_metrics_sample(out, rows[i].name, "", rows[i].value);
+    }
+}
+
 void es_metrics_histogram(es_buf *out, const char *name, const char *labels, const es_histogram *h)
 {
     uint64_t cum = 0;

@@ -505,11 +505,13 @@ void es_http_server_metrics(const es_http_server *cs, es_buf *out)
     es_http_server *s = (es_http_server *)cs;   /* the lock is not part of the value */
     if (!s)
         return;
-    es_metrics_family(out, "es_http_connections", "gauge", "Open HTTP connections.");
-    es_metrics_sample(out, "es_http_connections", "", (double)atomic_load(&s->connections));
-    es_metrics_family(out, "es_http_connections_max", "gauge",
-                      "Open HTTP connections allowed; more are answered 503 and closed.");
-    es_metrics_sample(out, "es_http_connections_max", "", (double)s->cfg.max_connections);
+    const es_metric_row rows[] = {
+        {"es_http_inflight", "gauge", "HTTP calls in the dispatcher.", (double)atomic_load(&s->inflight)},
+        {"es_http_connections", "gauge", "Open HTTP connections.", (double)atomic_load(&s->connections)},
+        {"es_http_connections_max", "gauge", "Open HTTP connections allowed; more are answered 503 and closed.",
+         (double)s->cfg.max_connections},
+    };
+    ES_METRICS_ROWS(out, rows);
     es_metrics_family(out, "es_http_refused_total", "counter",
                       "HTTP requests answered by the transport before the dispatcher, by route template and status.");
     pthread_mutex_lock(&s->refused_mu);

@@ -501,7 +501,7 @@ void es_pipeline_write_metrics(es_pipeline *p, es_buf *b)
     es_pipeline_get_stats(p, &ps);
     es_store_stats ss;
     es_store_get_stats(es_pipeline_store(p), &ss);
-    const struct { const char *name, *type, *help; double v; } rows[] = {
+    const es_metric_row rows[] = {
         {"es_commands_executed_total", "counter", "Commands run by the pipeline.", (double)ps.executed},
         {"es_command_retries_total", "counter", "Commands re-run after a version conflict.", (double)ps.retries},
         {"es_state_cache_hits_total", "counter", "Commands that found their stream state in the cache.", (double)ps.cache_hits},
@@ -513,8 +513,5 @@ void es_pipeline_write_metrics(es_pipeline *p, es_buf *b)
         {"es_append_conflicts_total", "counter", "Appends refused by optimistic concurrency.", (double)ss.conflicts},
         {"es_append_replays_total", "counter", "Appends answered from a recorded command id.", (double)ss.replays},
     };
-    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
-        es_metrics_family(b, rows[i].name, rows[i].type, rows[i].help);
-        es_metrics_sample(b, rows[i].name, "", rows[i].v);
-    }
+    ES_METRICS_ROWS(b, rows);
 }

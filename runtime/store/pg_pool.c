@@ -53,6 +53,7 @@ struct es_pg_pool {
     atomic_uint_fast64_t checkouts, connects, reconnects, connect_failures;
     atomic_uint_fast64_t refused_exhausted, refused_unavailable, refused_error;
     es_histogram wait;
+    atomic_int up;        /* the last checkout found or opened a live connection (es_pg_pool_up) */
 };
 
 /* First line of a libpq message, without the trailing newline. */
@@ -278,6 +279,10 @@ static int checkout(es_pg_pool *p, es_pg_conn **out, int prepare, es_error *err)
     es_histogram_observe_us(&p->wait, es_mono_us() - t0);
 
     int rc = ensure(p, c, prepare, err);
+    if (rc == ES_UNAVAILABLE)
+        atomic_store(&p->up, 0);
+    else if (c->pg)
+        atomic_store(&p->up, 1);
     if (rc != ES_OK) {
         atomic_fetch_add(rc == ES_UNAVAILABLE ? &p->refused_unavailable : &p->refused_error, 1);
         es_pg_pool_checkin(p, c);
@@ -346,6 +351,8 @@ void es_pg_pool_get_stats(es_pg_pool *p, es_pg_pool_stats *out)
     atomic_store(&out->wait.sum_us, atomic_load(&p->wait.sum_us));
 }
 
+int es_pg_pool_up(es_pg_pool *p) { return p && atomic_load(&p->up); }
+
 void es_pg_pool_write_metrics(es_pg_pool *pool, es_buf *b)
 {
     if (!pool)
@@ -356,7 +363,9 @@ void es_pg_pool_write_metrics(es_pg_pool *pool, es_buf *b)
                       "Pool connections checked out (in_use, incl. one being opened) and open in the pool (idle).");
     es_metrics_sample(b, "es_pg_pool_connections", "state=\"in_use\"", (double)st.in_use);
     es_metrics_sample(b, "es_pg_pool_connections", "state=\"idle\"", (double)st.idle);
-    const struct { const char *name, *type, *help; double v; } rows[] = {
+    const es_metric_row rows[] = {
+        {"es_postgres_up", "gauge", "1 while PostgreSQL answers (the last checkout found or opened a live connection).",
+         es_pg_pool_up(pool)},
         {"es_pg_pool_connections_open", "gauge", "PostgreSQL connections the pool holds open.", (double)st.open},
         {"es_pg_pool_connections_max", "gauge", "Most connections the pool may open (pool-size).", (double)st.size},
         {"es_pg_pool_waiters", "gauge", "Callers waiting for a connection to be checked in.", (double)st.waiters},
@@ -365,10 +374,7 @@ void es_pg_pool_write_metrics(es_pg_pool *pool, es_buf *b)
         {"es_pg_pool_reconnects_total", "counter", "Connections reopened after one died or was discarded.", (double)st.reconnects},
         {"es_pg_pool_connect_failures_total", "counter", "Failed connection attempts.", (double)st.connect_failures},
     };
-    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
-        es_metrics_family(b, rows[i].name, rows[i].type, rows[i].help);
-        es_metrics_sample(b, rows[i].name, "", rows[i].v);
-    }
+    ES_METRICS_ROWS(b, rows);
     es_metrics_family(b, "es_pg_pool_checkouts_refused_total", "counter",
                       "Checkouts refused: no connection freed in time (exhausted), PostgreSQL unreachable "
                       "(unavailable), statements failed to prepare (error).");

@@ -742,13 +742,28 @@ void es_relay_status_get(es_relay *r, es_relay_status *out)
     pthread_mutex_unlock(&r->mu);
 }
 
+static int kafka_up(const es_relay_status *st)
+{
+    return st->role == ES_RELAY_STANDBY || (st->role == ES_RELAY_ACTIVE && st->kafka_ok);
+}
+
+int es_relay_kafka_up(es_relay *relay)
+{
+    if (!relay)
+        return 1;
+    es_relay_status st;
+    es_relay_status_get(relay, &st);
+    return kafka_up(&st);
+}
+
 void es_relay_write_metrics(es_relay *relay, es_buf *b)
 {
     if (!relay)
         return;
     es_relay_status st;
     es_relay_status_get(relay, &st);
-    const struct { const char *name, *type, *help; double v; } r[] = {
+    const es_metric_row r[] = {
+        {"es_kafka_up", "gauge", "1 while the relay reaches Kafka (or another instance relays).", kafka_up(&st)},
         {"es_relay_active", "gauge", "1 when this instance holds the relay lock.", st.role == ES_RELAY_ACTIVE},
         {"es_relay_position", "gauge", "Global position of the last event delivered to Kafka.", (double)st.checkpoint.position},
         {"es_relay_published_total", "counter", "Messages delivered by this instance.", (double)st.published},
@@ -760,8 +775,5 @@ void es_relay_write_metrics(es_relay *relay, es_buf *b)
         {"es_feed_held_back_seconds", "gauge", "How long the feed has been held back.", st.held_back_seconds},
         {"es_feed_oldest_transaction_seconds", "gauge", "Age of the oldest open transaction.", st.oldest_xact_age_s},
     };
-    for (size_t i = 0; i < sizeof r / sizeof r[0]; i++) {
-        es_metrics_family(b, r[i].name, r[i].type, r[i].help);
-        es_metrics_sample(b, r[i].name, "", r[i].v);
-    }
+    ES_METRICS_ROWS(b, r);
 }

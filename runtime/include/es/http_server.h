@@ -134,6 +134,7 @@ size_t es_http_server_inflight(const es_http_server *s);
 size_t es_http_server_connections(const es_http_server *s);
 
 /* Writes the transport's own metric families in Prometheus text format to out:
+ * es_http_inflight (gauge): calls in the dispatcher (es_http_server_inflight);
  * es_http_connections (gauge), es_http_connections_max (gauge) and
  * es_http_refused_total{route,status} (counter): requests answered by the transport itself,
  * before the dispatcher, by the route template they matched ("unmatched" when none: 404, a

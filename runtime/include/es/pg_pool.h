@@ -106,7 +106,12 @@ void es_pg_pool_get_stats(es_pg_pool *p, es_pg_pool_stats *out);
 void es_pg_array_elem(es_buf *b, const char *s);
 const char *es_pg_array_end(es_buf *b);
 
-/* Appends the pool's Prometheus families (connections in use, idle, open and max, waiters,
+/* 1 while PostgreSQL answers: the last checkout found a live connection or opened one; 0 after
+ * one could not (ES_UNAVAILABLE) and before the first. A caller that needs a fresh answer checks
+ * a connection out and in first. */
+int es_pg_pool_up(es_pg_pool *p);
+
+/* Appends the pool's Prometheus families (es_postgres_up, connections in use, idle, open and max, waiters,
  * checkouts and their refusals by reason, connects, reconnects, the checkout wait histogram). */
 void es_pg_pool_write_metrics(es_pg_pool *pool, es_buf *out);
 

@@ -83,8 +83,12 @@ void es_relay_stop(es_relay *r);
 /* A consistent snapshot of the relay's state; safe from any thread. */
 void es_relay_status_get(es_relay *r, es_relay_status *out);
 
-/* Appends the relay's Prometheus families (active, position, published, batches, lag, the feed's
- * hold-back). NULL r (no relay on this instance): nothing. */
+/* 1 while events can reach Kafka from here: this relay is active and its last round or metadata
+ * call worked, or another instance holds the relay lock. NULL r (no relay on this instance): 1. */
+int es_relay_kafka_up(es_relay *r);
+
+/* Appends the relay's Prometheus families (es_kafka_up, active, position, published, batches,
+ * lag, the feed's hold-back). NULL r (no relay on this instance): nothing. */
 void es_relay_write_metrics(es_relay *r, es_buf *out);
 
 #endif
