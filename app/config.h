@@ -34,6 +34,9 @@ typedef struct orderd_config {
     int http_max_pending_bytes;
     int http_max_resets_per_second;
     const char *metrics_listen;     /* "" : /metrics on the HTTP port, admin token required */
+    const char *fleet;              /* base URLs of the instances on /fleet; "": this one */
+    const char *fleet_token_file;
+    int fleet_timeout_ms;
     int grpc_max_streams;
     int grpc_max_message;
     int grpc_max_connections;

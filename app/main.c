@@ -19,6 +19,7 @@
 #include "es/admin.h"
 #include "es/consumer.h"
 #include "es/dispatcher.h"
+#include "es/fleet.h"
 #include "es/grpc_server.h"
 #include "es/http_server.h"
 #include "es/json.h"
@@ -54,6 +55,7 @@ typedef struct app {
     orders_auth *auth;
     payment_flow flow;
     es_consumer *payment_consumer;
+    es_fleet *fleet;                    /* the dashboard's view of the fleet's /metrics (/fleet) */
     atomic_int migrated, stopping;
     es_shape_status shape;              /* order_summary's shape check (built beside the serving table) */
     _Atomic int64_t dead_open, dead_parked; /* open dead letters and parked streams (-1: unknown) */
@@ -127,9 +129,9 @@ static void health(void *data, const es_http_request *req, es_http_response *res
 /* GET /metrics on the main HTTP port: with authentication on, only an admin token may read it
  * (the counters describe the traffic of every caller). */
 static void metrics(void *data, const es_http_request *req, es_http_response *res);
-static void metrics_guarded(void *data, const es_http_request *req, es_http_response *res)
+/* 1 when the caller may read what /metrics shows; else answers 401/403 and returns 0. */
+static int admin_only(app *a, const es_http_request *req, es_http_response *res)
 {
-    app *a = data;
     if (a->auth) {
         const char *h = es_http_request_header(req, "Authorization", res->arena);
         const char *bearer = h && strncasecmp(h, "Bearer ", 7) == 0 ? h + 7 : NULL;
@@ -138,13 +140,30 @@ static void metrics_guarded(void *data, const es_http_request *req, es_http_resp
             res->content_type = "application/json";
             if (!h)
                 es_http_response_add_header(res, "www-authenticate", "Bearer");
-            es_buf_printf(&res->body, "{\"code\":%d,\"message\":\"/metrics needs an admin bearer token\","
+            es_buf_printf(&res->body, "{\"code\":%d,\"message\":\"%s needs an admin bearer token\","
                           "\"details\":[{\"field\":\"authorization\",\"description\":\"%s\"}]}",
-                          h ? 7 : 16, h ? "not an admin token" : "a bearer token is required");
-            return;
+                          h ? 7 : 16, req->path, h ? "not an admin token" : "a bearer token is required");
+            return 0;
         }
     }
-    metrics(data, req, res);
+    return 1;
+}
+static void metrics_guarded(void *data, const es_http_request *req, es_http_response *res)
+{
+    if (admin_only(data, req, res))
+        metrics(data, req, res);
+}
+
+/* GET /fleet/metrics: the latest /metrics of every instance of the fleet key (es/fleet.h), for
+ * the dashboard at /fleet; the same admin token as /metrics. */
+static void fleet_metrics(void *data, const es_http_request *req, es_http_response *res)
+{
+    app *a = data;
+    if (!admin_only(a, req, res))
+        return;
+    res->content_type = "application/json";
+    es_http_response_add_header(res, "Cache-Control", "no-store");
+    es_fleet_write_json(a->fleet, &res->body);
 }
 
 /* GET /metrics: every component's counters in Prometheus text format. */
@@ -163,6 +182,16 @@ static void metrics(void *data, const es_http_request *req, es_http_response *re
     es_consumer_write_metrics(cs, sizeof cs / sizeof cs[0], b);
     es_pg_pool_write_metrics(a->pool, b);
     es_projection_shape_write_metrics(&a->shape, "order_summary", b);
+}
+
+/* This instance's metrics for the fleet view when the fleet key lists no URL. */
+static void self_metrics(void *data, es_buf *out)
+{
+    es_http_response r = {.status = 200};
+    es_buf_init(&r.body);
+    metrics(data, NULL, &r);
+    es_buf_append(out, r.body.data, r.body.len);
+    es_buf_free(&r.body);
 }
 
 static void livez(void *data, const es_http_request *req, es_http_response *res)
@@ -356,7 +385,24 @@ static int start(app *a)
     es_http_server_add_handler(a->http, "GET", "/livez", ES_HTTP_EXACT, livez, a);
     if (!cfg->metrics_listen[0])
         es_http_server_add_handler(a->http, "GET", "/metrics", ES_HTTP_EXACT, metrics_guarded, a);
-    orders_web_register(a->http); /* the timeline page at / and /openapi.json (app/web.c) */
+    orders_web_register(a->http); /* the timeline page at /, the fleet's at /fleet, /openapi.json (app/web.c) */
+    char fleet_token[512] = "";
+    if (cfg->fleet_token_file[0]) {
+        FILE *tf = fopen(cfg->fleet_token_file, "r");
+        if (!tf || !fgets(fleet_token, sizeof fleet_token, tf)) {
+            es_error_set(&err, ES_INVALID_ARGUMENT, "fleet-token-file", "cannot read a token from %s", cfg->fleet_token_file);
+            if (tf)
+                fclose(tf);
+            goto fail;
+        }
+        fclose(tf);
+        fleet_token[strcspn(fleet_token, "\r\n")] = 0;
+    }
+    es_fleet_config fc = {.urls = cfg->fleet, .token = fleet_token, .timeout_ms = (unsigned)cfg->fleet_timeout_ms,
+                          .self = self_metrics, .self_data = a};
+    if (!(a->fleet = es_fleet_new(&fc, &err)))
+        goto fail;
+    es_http_server_add_handler(a->http, "GET", "/fleet/metrics", ES_HTTP_EXACT, fleet_metrics, a);
     if (es_http_server_start(a->http, &err) != ES_OK)
         goto fail;
     if (a->projector) {
@@ -405,6 +451,7 @@ static void stop(app *a)
     atomic_store(&a->stopping, 1);
     es_http_server_free(a->metrics_http);
     es_http_server_free(a->http);
+    es_fleet_free(a->fleet);
     es_grpc_server_free(a->grpc);
     es_consumer_stop(a->payment_consumer);
     es_consumer_stop(a->projection_consumer);

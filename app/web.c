@@ -1,4 +1,5 @@
-/* Serves the embedded web assets and the OpenAPI document. The page talks to the same JSON API
+/* Serves the embedded web assets (the order timeline and the fleet dashboard) and the OpenAPI
+ * document. The timeline page talks to the same JSON API
  * as every other client (GET /v1/orders..., with the caller's bearer token when auth is on), so
  * these handlers only hand out static bytes; they are public, like /healthz. */
 #include "web.h"
@@ -11,6 +12,8 @@
 extern const char orders_web_index_html[];
 extern const char orders_web_app_js[];
 extern const char orders_web_style_css[];
+extern const char orders_web_fleet_html[];
+extern const char orders_web_fleet_js[];
 
 typedef struct asset {
     const char *path;
@@ -29,6 +32,9 @@ static const asset assets[] = {
     {"/index.html", "text/html; charset=utf-8", orders_web_index_html, 1},
     {"/static/app.js", "text/javascript; charset=utf-8", orders_web_app_js, 0},
     {"/static/style.css", "text/css; charset=utf-8", orders_web_style_css, 0},
+    /* The fleet dashboard: charts drawn from GET /fleet/metrics (es/fleet.h; an admin token). */
+    {"/fleet", "text/html; charset=utf-8", orders_web_fleet_html, 1},
+    {"/static/fleet.js", "text/javascript; charset=utf-8", orders_web_fleet_js, 0},
 };
 
 static void serve_asset(void *data, const es_http_request *req, es_http_response *res)
