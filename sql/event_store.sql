@@ -167,6 +167,21 @@ LANGUAGE sql AS $es_append$
                             p_payload_jsons, NULL::bytea, NULL::timestamptz)
 $es_append$;
 
+-- The generated forward steps of each package's projection tables (es_schema.migration_steps)
+-- that ran here: numbered from the released schema (baseline: its name, as generated), with the
+-- SHA-256 of the step's SQL and the descriptor-set hash of the binary that applied it. A step
+-- runs once (es_migrate_steps); a recorded step whose SQL changed runs again (steps are idempotent).
+CREATE TABLE IF NOT EXISTS es_migration_steps (
+    package         text        NOT NULL,
+    baseline        text        NOT NULL,
+    step            integer     NOT NULL,
+    name            text        NOT NULL,
+    sql_hash        text        NOT NULL,
+    schema_hash     text        NOT NULL,
+    applied_at      timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (package, baseline, step)
+);
+
 -- The shape each projection table was last built with (SHA-256 of its generated DDL). A start
 -- that finds another shape, or none beside a table with rows, rebuilds the table from the event
 -- store before its consumer runs, so rows written before a column was added get its value.
