@@ -204,6 +204,15 @@ static void livez(void *data, const es_http_request *req, es_http_response *res)
 static const es_migration event_store_migration = {"0001_event_store", es_event_store_sql};
 static es_migration orders_migration = {"0100_orders_v1", NULL};
 
+/* The projections' generated forward steps from the released schema (es/migrate.h): after their
+ * DDL, and held back with it while a new shape is built beside the serving table. */
+static int migrate_steps(app *a, es_error *err)
+{
+    return es_migrate_steps(a->pool, orders_v1_schema.package, orders_v1_schema.migrations_baseline,
+                            orders_v1_schema.descriptor_set_hash, orders_v1_schema.migration_steps,
+                            orders_v1_schema.n_migration_steps, NULL, err);
+}
+
 /* The event store's migration, then the projections': those wait for the shape check when the
  * serving table has another shape (*held = 1; see es/projection_shape.h). */
 static int migrate_with_retry(app *a, int *held, es_error *err)
@@ -215,6 +224,8 @@ static int migrate_with_retry(app *a, int *held, es_error *err)
             rc = es_projection_shape_prepare(a->pool, &orders_v1_projection_order_summary, held, err);
         if (rc == ES_OK && !*held)
             rc = es_migrate(a->pool, &orders_migration, 1, NULL, err);
+        if (rc == ES_OK && !*held)
+            rc = migrate_steps(a, err);
         if (rc != ES_UNAVAILABLE || attempt >= 60)
             return rc;
         if (attempt == 0)
@@ -415,7 +426,7 @@ static int start(app *a)
                               .after = held ? &orders_migration : NULL, .n_after = held ? 1 : 0,
                               .status = &a->shape};
         es_shape_result sr;
-        if (es_projection_ensure_shape(&sc, &sr, &err) != ES_OK)
+        if (es_projection_ensure_shape(&sc, &sr, &err) != ES_OK || (held && migrate_steps(a, &err) != ES_OK))
             goto fail;
         es_consumer_config cc = {.name = "projection.order_summary", .conninfo = cfg->pg, .bootstrap_servers = bootstrap,
                                  .bootstrap_file = bootstrap_file, .topic = cfg->topic, .kafka_props = consumer_props,

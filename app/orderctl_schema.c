@@ -28,16 +28,23 @@ int ctl_migrate(ctl *c, int argc, char **argv)
     for (size_t i = 0; i < c->schema->n_projections && !held; i++)
         if (es_projection_shape_prepare(c->pool, c->schema->projections[i], &held, &err) != ES_OK)
             return ctl_fail("migrate", &err);
+    const es_schema *s = c->schema;
     if (held) {
-        printf("migrate: %zu of 1 migrations applied; %s held back: a projection serves rows of another shape, orderd "
-               "builds its new version beside it at its next start and applies it then\n", applied, m[1].name);
+        printf("migrate: %zu of 1 migrations applied; %s and %zu generated steps held back: a projection serves rows "
+               "of another shape, orderd builds its new version beside it at its next start and applies them then\n",
+               applied, m[1].name, s->n_migration_steps);
         return CTL_OK;
     }
     if (es_migrate(c->pool, m + 1, 1, &more, &err) != ES_OK)
         return ctl_fail("migrate", &err);
     applied += more;
-    printf("migrate: %zu of %zu migrations applied, %zu already up to date\n", applied, sizeof m / sizeof m[0],
-           sizeof m / sizeof m[0] - applied);
+    /* Then the generated forward steps from the released schema, as orderd does (es/migrate.h). */
+    size_t steps = 0;
+    if (es_migrate_steps(c->pool, s->package, s->migrations_baseline, s->descriptor_set_hash, s->migration_steps,
+                         s->n_migration_steps, &steps, &err) != ES_OK)
+        return ctl_fail("migrate", &err);
+    printf("migrate: %zu of %zu migrations applied, %zu already up to date; %zu of %zu generated steps applied\n",
+           applied, sizeof m / sizeof m[0], sizeof m / sizeof m[0] - applied, steps, s->n_migration_steps);
     return CTL_OK;
 }
 
