@@ -19,6 +19,8 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include "es/clock.h"
+
 #ifndef DH_SOURCE_DIR
 #error DH_SOURCE_DIR must be defined
 #endif
@@ -35,12 +37,7 @@ static void die(const char *fmt, ...)
     exit(1);
 }
 
-int64_t dh_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
+int64_t dh_now_ms(void) { return es_mono_us() / 1000; }
 
 void dh_sleep_ms(int ms)
 {

@@ -14,9 +14,8 @@
 #include <cmocka.h>
 
 #include "es/pg_session.h"
-#include "support.h"
+#include "pgt_fixture.h"
 
-static pgt pg;
 
 static es_pg_session *session(const char *app, const char *settings, const char *listen,
                               const es_pg_statement *st, size_t n)
@@ -226,20 +225,6 @@ static void a_failed_rollback_is_logged_and_reconnects(void **state)
     es_pg_session_free(s);
 }
 
-static int setup(void **st)
-{
-    (void)st;
-    pgt_start(&pg, "session");
-    return 0;
-}
-
-static int teardown(void **st)
-{
-    (void)st;
-    pgt_stop(&pg);
-    return 0;
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -250,5 +235,5 @@ int main(void)
         cmocka_unit_test(one_map_for_every_failure),
         cmocka_unit_test(a_failed_rollback_is_logged_and_reconnects),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return PGT_RUN_GROUP("session", tests);
 }

@@ -12,9 +12,8 @@
 #include <cmocka.h>
 
 #include "es/pg_pool.h"
-#include "support.h"
+#include "pgt_fixture.h"
 
-static pgt pg;
 
 static es_pg_pool_stats stats(es_pg_pool *p)
 {
@@ -178,20 +177,6 @@ static void an_outage_counts_as_refused_unavailable(void **state)
     es_pg_pool_free(p);
 }
 
-static int setup(void **st)
-{
-    (void)st;
-    pgt_start(&pg, "pool");
-    return 0;
-}
-
-static int teardown(void **st)
-{
-    (void)st;
-    pgt_stop(&pg);
-    return 0;
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -199,5 +184,5 @@ int main(void)
         cmocka_unit_test(sqlstates_that_mean_retry_later),
         cmocka_unit_test(an_outage_counts_as_refused_unavailable),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return PGT_RUN_GROUP("pool", tests);
 }

@@ -15,9 +15,8 @@
 #include "es/consumer.h"
 #include "es/relay.h"
 #include "es/store.h"
-#include "support.h"
+#include "pgt_fixture.h"
 
-static pgt pg;
 static int fail_after = -1; /* -1: never; n: the n calls after this succeed, then EAGAIN */
 
 int __real_pthread_create(pthread_t *t, const pthread_attr_t *a, void *(*fn)(void *), void *arg);
@@ -106,20 +105,6 @@ static void committers(void **state)
     es_pg_pool_free(pool);
 }
 
-static int setup(void **st)
-{
-    (void)st;
-    pgt_start(&pg, "threads");
-    return 0;
-}
-
-static int teardown(void **st)
-{
-    (void)st;
-    pgt_stop(&pg);
-    return 0;
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -127,5 +112,5 @@ int main(void)
         cmocka_unit_test(consumer),
         cmocka_unit_test(committers),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return PGT_RUN_GROUP("threads", tests);
 }

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "es/clock.h"
 #include "es/status.h"
 #include "es/waiters.h"
 
@@ -28,12 +29,7 @@ typedef struct fired_log {
     int64_t at_ms[MAXLOG];
 } fired_log;
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
+static int64_t now_ms(void) { return es_mono_us() / 1000; }
 
 static void on_fire(void *data, void *item, es_wake_reason why)
 {
@@ -53,7 +49,7 @@ static fired_log *log_new(void)
 {
     fired_log *l = calloc(1, sizeof *l);
     pthread_mutex_init(&l->mu, NULL);
-    pthread_cond_init(&l->cv, NULL);
+    es_mono_cond_init(&l->cv);
     return l;
 }
 
@@ -67,9 +63,7 @@ static void log_free(fired_log *l)
 /* Waits (at most 10 s) until n items were fired; returns how many were. */
 static size_t wait_fired(fired_log *l, size_t n)
 {
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += 10;
+    struct timespec until = es_mono_deadline(10 * 1000000);
     pthread_mutex_lock(&l->mu);
     while (l->n < n && pthread_cond_timedwait(&l->cv, &l->mu, &until) == 0)
         ;

@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 
 #include "es/arena.h"
+#include "es/clock.h"
 
 static void die(const char *what, const char *detail)
 {
@@ -127,12 +128,7 @@ int pgt_migrate(es_pg_pool *pool, size_t *applied, es_error *err)
     return es_migrate(pool, &m, 1, applied, err);
 }
 
-double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
+double now_s(void) { return (double)es_mono_us() / 1e6; }
 
 /* ---- the counter aggregate ---- */
 

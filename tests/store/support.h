@@ -61,6 +61,7 @@ const ProtobufCMessage *counter_cmd_make(counter_cmd *c, const char *a0, const c
 /* The count of a state message. */
 int64_t counter_value(const ProtobufCMessage *state);
 
+/* Monotonic seconds (es_mono_us), for durations. */
 double now_s(void);
 
 #endif

@@ -9,13 +9,12 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "support.h"
+#include "pgt_fixture.h"
 
 #define THREADS 32
 #define EACH 60
 #define SHARED 4
 
-static pgt pg;
 static es_pipeline *pl;
 static pthread_barrier_t barrier;
 
@@ -191,25 +190,11 @@ static void test_pool_must_outnumber_committers(void **state)
     es_pipeline_free(p);
 }
 
-static int setup(void **state)
-{
-    (void)state;
-    pgt_start(&pg, "group-commit");
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    pgt_stop(&pg);
-    return 0;
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_group_commit_32_threads),
         cmocka_unit_test(test_pool_must_outnumber_committers),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return PGT_RUN_GROUP("group-commit", tests);
 }

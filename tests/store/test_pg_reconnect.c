@@ -9,7 +9,7 @@
 #include <time.h>
 #include <cmocka.h>
 
-#include "support.h"
+#include "pgt_fixture.h"
 
 /* Wall-time bounds hold in the plain build; under the sanitizers they are not enforced (the
  * outcome still is: every call answers). */
@@ -19,7 +19,6 @@
 #define TIMING_ENFORCED 1
 #endif
 
-static pgt pg;
 
 static int add(es_pipeline *pl, const char *id, es_error *err)
 {
@@ -138,23 +137,11 @@ static void test_pipeline_survives_restart_and_outage(void **state)
     es_pipeline_free(pl);
 }
 
-static int setup(void **state)
-{
-    pgt_start(&pg, "reconnect");
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    pgt_stop(&pg);
-    return 0;
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pool_reconnects),
         cmocka_unit_test(test_pipeline_survives_restart_and_outage),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return PGT_RUN_GROUP("reconnect", tests);
 }
