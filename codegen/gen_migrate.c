@@ -176,7 +176,7 @@ static int unmigratable(cg_ctx *ctx, const cg_message *m, const cg_message *old)
     int rebuild = p->has_rebuild && p->rebuild;
     const char *how = "or mark the projection (es.projection) = { rebuild: true } to have orderd build the table anew "
                       "beside the serving one";
-    if (strcmp(p->key, op->key) != 0) {
+    if (strcmp(p->key, op->key ? op->key : "") != 0) {
         if (rebuild)
             return 1;
         const cg_field *kf = cg_find_field(m, p->key);
