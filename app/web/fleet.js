@@ -207,7 +207,9 @@
     const section = $('#' + id);
     const svg = $('svg', section);
     const unit = section.dataset.unit || '';
-    const W = 600, H = 200, L = 44, R = 8, T = 8, B = 20;
+    // The drawing's units are the element's pixels, so text and lines are not stretched.
+    const W = Math.max(svg.clientWidth, 300), H = Math.max(svg.clientHeight, 120), L = 44, R = 8, T = 8, B = 20;
+    svg.setAttribute('viewBox', `0 0 ${W} ${H}`);
     const series = charts.get(id) || new Map();
     let max = 0;
     for (const s of series.values()) for (const [, v] of s.points) if (v !== null && v > max) max = v;
@@ -265,9 +267,9 @@
       else for (const [name, c] of d.consumers)
         if (c.partitions !== null) rows.push({ key: inst.url + ' ' + name, label: `${inst.label} · ${name}`, value: c.partitions, text: fmt(c.partitions, 0) });
     }
-    const H = Math.max(40, rows.length * 22 + 8), W = 600, L = 8, R = 40;
+    const H = Math.max(40, rows.length * 22 + 8), W = Math.max(svg.clientWidth, 300), L = 8, R = 40;
     svg.setAttribute('viewBox', `0 0 ${W} ${H}`);
-    svg.style.height = `${H * 0.6}px`;
+    svg.style.height = `${H}px`;
     svg.replaceChildren();
     const max = Math.max(1, ...rows.map(r => r.value || 0));
     rows.forEach((r, i) => {
