@@ -1,7 +1,7 @@
 """End to end: the fleet dashboard. Two orderd instances share PostgreSQL and the mock Kafka
 cluster, with authentication on; the first lists in its `fleet` key both instances, a dead URL (no
-listener), a silent instance (accepts, never answers) and an endless one (sends a body that never
-ends). Checks that /fleet/metrics needs an admin token, that it answers at once whatever the
+listener), a silent instance (accepts, never answers), an endless one (sends a body that never
+ends), a dripping one (a byte every 100 ms) and one answering in chunks. Checks that /fleet/metrics needs an admin token, that it answers at once whatever the
 instances do (each fetch bounded by fleet-timeout-ms and the size cap, see
 runtime/include/es/fleet.h), and drives /fleet in Chromium (tests/web/fleet_browser.js) while
 orders are placed on both instances: both show non-zero calls per second and the dead ones are
@@ -82,6 +82,55 @@ class Endless:
             conn.close()
 
 
+class Scripted:
+    """Answers each connection with fn(conn) on a thread of its own."""
+
+    def __init__(self, fn):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.fn = fn
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self):
+        while True:
+            conn, _ = self.sock.accept()
+            threading.Thread(target=self.run, args=(conn,), daemon=True).start()
+
+    def run(self, conn):
+        try:
+            conn.recv(4096)
+            self.fn(conn)
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+
+def drip(conn):
+    """Headers, then a byte every 100 ms: each read succeeds, the answer never completes. Only a
+    deadline over the whole fetch (not one per read) ends it."""
+    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n")
+    while True:
+        conn.sendall(b"#")
+        time.sleep(0.1)  # the fake instance's pace (a test condition waits elsewhere)
+
+
+CHUNKED_TEXT = "# TYPE es_relay_active gauge\nes_relay_active 0\n# TYPE es_requests_total counter\n" \
+               "es_requests_total{method=\"PlaceOrder\",transport=\"http\",code=\"OK\"} 7\n"
+
+
+def chunked(conn):
+    """A well-formed chunked answer in small chunks, with an extension and a trailer."""
+    body = CHUNKED_TEXT.encode()
+    out = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n"
+    for i in range(0, len(body), 17):
+        part = body[i:i + 17]
+        out += b"%x;ext=1\r\n" % len(part) + part + b"\r\n"
+    conn.sendall(out + b"0\r\nX-Trailer: t\r\n\r\n")
+
+
 def get(inst, path, token=None):
     req = urllib.request.Request(inst.base + path)
     if token:
@@ -102,7 +151,7 @@ def test_auth(a):
     assert status == 403 and json.loads(body)["code"] == 7, (status, body)
     status, headers, body, _ = get(a, "/fleet/metrics", ADMIN)
     assert status == 200 and headers["content-type"].startswith("application/json"), (status, headers)
-    assert len(json.loads(body)["instances"]) == 5, body[:500]
+    assert len(json.loads(body)["instances"]) == 7, body[:500]
     # The page itself is public (it asks for the token), held to the same policy as the timeline.
     status, headers, body, _ = get(a, "/fleet")
     assert status == 200 and headers["content-type"].startswith("text/html"), (status, headers)
@@ -125,7 +174,7 @@ def test_bounded(a, urls, endless):
         assert status == 200, status
         verdicts = {i["url"]: i for i in json.loads(body)["instances"]}
         if all(i["state"] != "pending" for i in verdicts.values()) and \
-                all(verdicts[u]["state"] == "down" for u in (urls["dead"], urls["silent"], urls["endless"])):
+                all(verdicts[u]["state"] == "down" for u in (urls["dead"], urls["silent"], urls["endless"], urls["drip"])):
             break
         time.sleep(0.2)  # polling pace of a condition, not a wait for time to pass
     show = {u: (i["state"], i["error"]) for u, i in verdicts.items()}
@@ -133,6 +182,9 @@ def test_bounded(a, urls, endless):
     assert "es_requests_total" in verdicts[urls["b"]]["metrics"] or "es_relay_active" in verdicts[urls["b"]]["metrics"], show
     assert verdicts[urls["dead"]]["state"] == "down" and "connect" in verdicts[urls["dead"]]["error"], show
     assert verdicts[urls["silent"]]["state"] == "down" and f"within {TIMEOUT_MS} ms" in verdicts[urls["silent"]]["error"], show
+    d = verdicts[urls["drip"]]
+    assert d["state"] == "down" and f"within {TIMEOUT_MS} ms" in d["error"] and d["duration_ms"] <= TIMEOUT_MS + 500, show
+    assert verdicts[urls["chunked"]]["state"] == "up" and verdicts[urls["chunked"]]["metrics"] == CHUNKED_TEXT, verdicts[urls["chunked"]]
     e = verdicts[urls["endless"]]
     assert e["state"] == "down" and ("larger than" in e["error"] or f"within {TIMEOUT_MS} ms" in e["error"]), show
     assert e["metrics"] is None
@@ -171,10 +223,11 @@ def main():
         port_a, port_b, port_dead = harness.free_port(), harness.free_port(), harness.free_port()
         urls = {"a": f"http://127.0.0.1:{port_a}", "b": f"http://127.0.0.1:{port_b}",
                 "dead": f"http://127.0.0.1:{port_dead}", "silent": f"http://127.0.0.1:{silent.port}",
-                "endless": f"http://127.0.0.1:{endless.port}/"}
+                "endless": f"http://127.0.0.1:{endless.port}/", "drip": f"http://127.0.0.1:{Scripted(drip).port}",
+                "chunked": f"http://127.0.0.1:{Scripted(chunked).port}"}
         auth = ["--auth", "required", "--auth-tokens", tokens]
         b = start_orderd_on(cluster, port_b, *auth)
-        a = start_orderd_on(cluster, port_a, *auth, "--fleet", ",".join(urls[k] for k in ("a", "b", "dead", "silent", "endless")),
+        a = start_orderd_on(cluster, port_a, *auth, "--fleet", ",".join(urls[k] for k in ("a", "b", "dead", "silent", "endless", "drip", "chunked")),
                             "--fleet-token-file", token_file, "--fleet-timeout-ms", str(TIMEOUT_MS))
         runner.run("web.fleet_needs_admin_token", test_auth, a)
         runner.run("web.fleet_bounded_fetch", test_bounded, a, urls, endless)
