@@ -166,3 +166,43 @@ def eventually(fn, timeout=30, interval=0.1, what="condition"):
             return last
         time.sleep(interval)
     raise AssertionError(f"timed out waiting for {what}; last value: {last}")
+
+
+
+def terminate_backends(psql, where, timeout=10):
+    """Terminates the PostgreSQL backends matching `where` (a condition on pg_stat_activity; the
+    caller's own session is spared) and returns once they have ended: pg_terminate_backend only
+    signals them. psql(sql) answers the text of an unaligned, tuples-only query. Returns how many."""
+    pids = psql(f"SELECT pid FROM pg_stat_activity WHERE ({where}) AND pid <> pg_backend_pid()").split()
+    if not pids:
+        return 0
+    listed = ",".join(pids)
+    psql(f"SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE pid IN ({listed})")
+    eventually(lambda: psql(f"SELECT count(*) FROM pg_stat_activity WHERE pid IN ({listed})") == "0",
+               timeout=timeout, interval=0.05, what=f"the {len(pids)} terminated backends to end")
+    return len(pids)
+
+def e2e_main(body, stubs=False):
+    """The main of an e2e test program run as `python3 test_x.py <orderd> <es-kafka-mock>`: starts a
+    Cluster's PostgreSQL and mock Kafka (and, with stubs, generates the Python gRPC stubs in a
+    temporary folder), calls body(cluster, runner, stubs_dir) (stubs_dir None without stubs), counts
+    an exception outside runner.run as a failed set-up, stops everything and exits with the
+    runner's status."""
+    cluster = Cluster(sys.argv[1], sys.argv[2])
+    runner = Runner()
+    stubs_dir = tempfile.mkdtemp(prefix="orderd-stubs-") if stubs else None
+    try:
+        if stubs_dir:
+            python_stubs(stubs_dir)
+        cluster.start_infra()
+        body(cluster, runner, stubs_dir)
+    except Exception as e:  # noqa: BLE001 - a failed set-up is a failure, reported like a test's
+        import traceback
+        traceback.print_exc()
+        runner.failed += 1
+        print(f"FAIL setup: {e}", flush=True)
+    finally:
+        cluster.stop()
+        if stubs_dir:
+            shutil.rmtree(stubs_dir, ignore_errors=True)
+    sys.exit(runner.finish())

@@ -28,12 +28,11 @@ import re
 import socket
 import struct
 import sys
-import tempfile
 import time
 import uuid
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import Cluster, Runner, eventually, python_stubs  # noqa: E402
+from harness import eventually, e2e_main  # noqa: E402
 from bad_input_grpc import GrpcSide, Unparseable  # noqa: E402
 
 ADDRESS = {"name": "Ada Lovelace", "line1": "12 St James's Sq", "city": "London", "postal_code": "SW1Y 4JH",
@@ -999,45 +998,28 @@ def test_grpc_limits(o, max_streams, max_message):
           f"(RESOURCE_EXHAUSTED)", flush=True)
 
 
-def main():
-    orderd, kafka_mock = sys.argv[1], sys.argv[2]
-    cluster = Cluster(orderd, kafka_mock)
-    stubs = tempfile.mkdtemp(prefix="orderd-stubs-")
-    runner = Runner()
-    try:
-        python_stubs(stubs)
-        cluster.start_infra()
-        # No payment flow: nothing but the test's own requests writes to the store.
-        o = cluster.start_orderd("--payments", "0")
-        ids = setup_orders(o)
-        token = issued_page_token(cluster, o)
-        cases = build_table(ids, token)
-        runner.run(f"bad-input table ({len(cases)} cases)", run_table, cluster, o, cases, runner)
-        runner.run("unparseable requests: 400 and closed, nothing written", test_unparseable_requests, cluster, o)
-        runner.run("gRPC: invalid UTF-8 in strings refused, field named, nothing stored", test_grpc_invalid_utf8, cluster, o)
-        runner.run("positive controls: every route's base body is accepted", positive_controls, cluster, o, token)
-        timeout_s = 2
-        lim = cluster.start_orderd("--payments", "0", "--projections", "0", "--relay", "0",
-                                   "--http-max-connections", "4", "--http-request-timeout-ms", str(timeout_s * 1000),
-                                   "--http-idle-timeout-ms", str(timeout_s * 1000), "--grpc-max-streams", "7",
-                                   "--grpc-max-message", "65536")
-        runner.run("connection limit: extra connections refused, open ones work, counted", test_connection_limit, lim)
-        runner.run("HTTP/1 request and keep-alive timeout", test_request_timeout, lim, timeout_s)
-        runner.run("HTTP/2 idle timeout", test_http2_idle_timeout, lim, timeout_s)
-        runner.run("gRPC max concurrent streams and max message size", test_grpc_limits, lim, 7, 65536)
-        for inst in (o, lim):
-            assert inst.proc.poll() is None, f"orderd exited with {inst.proc.returncode}"
-    except Exception as e:  # noqa: BLE001
-        import traceback
-        traceback.print_exc()
-        runner.failed += 1
-        print(f"FAIL setup: {e}")
-    finally:
-        cluster.stop()
-        import shutil
-        shutil.rmtree(stubs, ignore_errors=True)
-    sys.exit(runner.finish())
+def run(cluster, runner, stubs):
+    # No payment flow: nothing but the test's own requests writes to the store.
+    o = cluster.start_orderd("--payments", "0")
+    ids = setup_orders(o)
+    token = issued_page_token(cluster, o)
+    cases = build_table(ids, token)
+    runner.run(f"bad-input table ({len(cases)} cases)", run_table, cluster, o, cases, runner)
+    runner.run("unparseable requests: 400 and closed, nothing written", test_unparseable_requests, cluster, o)
+    runner.run("gRPC: invalid UTF-8 in strings refused, field named, nothing stored", test_grpc_invalid_utf8, cluster, o)
+    runner.run("positive controls: every route's base body is accepted", positive_controls, cluster, o, token)
+    timeout_s = 2
+    lim = cluster.start_orderd("--payments", "0", "--projections", "0", "--relay", "0",
+                               "--http-max-connections", "4", "--http-request-timeout-ms", str(timeout_s * 1000),
+                               "--http-idle-timeout-ms", str(timeout_s * 1000), "--grpc-max-streams", "7",
+                               "--grpc-max-message", "65536")
+    runner.run("connection limit: extra connections refused, open ones work, counted", test_connection_limit, lim)
+    runner.run("HTTP/1 request and keep-alive timeout", test_request_timeout, lim, timeout_s)
+    runner.run("HTTP/2 idle timeout", test_http2_idle_timeout, lim, timeout_s)
+    runner.run("gRPC max concurrent streams and max message size", test_grpc_limits, lim, 7, 65536)
+    for inst in (o, lim):
+        assert inst.proc.poll() is None, f"orderd exited with {inst.proc.returncode}"
 
 
 if __name__ == "__main__":
-    main()
+    e2e_main(run, stubs=True)

@@ -6,13 +6,12 @@ Usage: /usr/bin/python3 test_hostile.py <orderd> <es-kafka-mock>"""
 import hashlib
 import os
 import sys
-import tempfile
 import time
 import urllib.parse
 import uuid
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import Cluster, Runner, eventually, python_stubs  # noqa: E402
+from harness import eventually, e2e_main  # noqa: E402
 from test_orders import ADDRESS, order_body  # noqa: E402
 
 TOKENS = {"admin": ("admin", "root"), "alice": ("customer", "cust-alice"), "bob": ("customer", "cust-bob"),
@@ -318,33 +317,23 @@ def test_retention_and_restart(cluster, tokens, store):
     o2.stop()
 
 
-def main():
-    orderd, mock = sys.argv[1], sys.argv[2]
-    runner = Runner()
-    cluster = Cluster(orderd, mock)
-    stubs = tempfile.mkdtemp(prefix="orderd-stubs-")
-    try:
-        python_stubs(stubs)
-        cluster.start_infra()
-        tokens = os.path.join(cluster.dir, "tokens")
-        token_file(tokens)
-        # The payment flow is off: the test drives the payment commands itself.
-        o = cluster.start_orderd("--auth-tokens", tokens, "--auth", "required", "--payments", "0")
-        g = Grpc(o.grpc_port)
-        store = Store(cluster)
-        runner.run("one identity: every spelling reads the same order, and only for its owner", test_one_identity_reads,
-                   o, g, store)
-        runner.run("refused spellings: 400 naming order_id, nothing written", test_refused_spellings, o, g, store)
-        runner.run("one identity: every command, both transports, one stream", test_one_identity_commands, o, g, cluster)
-        runner.run("idempotency keys scoped to the caller and tied to the request", test_idempotency_scoped, o, g, store)
-        runner.run("page tokens cannot be forged or moved to another list", test_page_tokens, o, store)
-        runner.run("currencies are ISO 4217", test_currency, o, g, store)
-        o.stop()
-        runner.run("key retention; page tokens across a restart", test_retention_and_restart, cluster, tokens, store)
-    finally:
-        cluster.stop()
-    return runner.finish()
+def run(cluster, runner, stubs):
+    tokens = os.path.join(cluster.dir, "tokens")
+    token_file(tokens)
+    # The payment flow is off: the test drives the payment commands itself.
+    o = cluster.start_orderd("--auth-tokens", tokens, "--auth", "required", "--payments", "0")
+    g = Grpc(o.grpc_port)
+    store = Store(cluster)
+    runner.run("one identity: every spelling reads the same order, and only for its owner", test_one_identity_reads,
+               o, g, store)
+    runner.run("refused spellings: 400 naming order_id, nothing written", test_refused_spellings, o, g, store)
+    runner.run("one identity: every command, both transports, one stream", test_one_identity_commands, o, g, cluster)
+    runner.run("idempotency keys scoped to the caller and tied to the request", test_idempotency_scoped, o, g, store)
+    runner.run("page tokens cannot be forged or moved to another list", test_page_tokens, o, store)
+    runner.run("currencies are ISO 4217", test_currency, o, g, store)
+    o.stop()
+    runner.run("key retention; page tokens across a restart", test_retention_and_restart, cluster, tokens, store)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    e2e_main(run, stubs=True)

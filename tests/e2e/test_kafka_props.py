@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import Cluster, Runner, eventually, free_port  # noqa: E402
+from harness import eventually, free_port, e2e_main  # noqa: E402
 from test_orders import order_body  # noqa: E402
 
 
@@ -63,19 +63,11 @@ def test_properties_reach_the_relay(cluster):
     o.stop()
 
 
-def main():
-    orderd, mock = sys.argv[1], sys.argv[2]
-    runner = Runner()
-    cluster = Cluster(orderd, mock)
-    try:
-        cluster.start_infra()
-        runner.run("kafka.* properties refused at start, naming the key", test_refused_at_start, cluster)
-        runner.run("kafka.* from the file, the environment and flags", test_config_file_and_print, cluster)
-        runner.run("kafka.* properties reach the relay's client", test_properties_reach_the_relay, cluster)
-    finally:
-        cluster.stop()
-    return runner.finish()
+def run(cluster, runner, stubs):
+    runner.run("kafka.* properties refused at start, naming the key", test_refused_at_start, cluster)
+    runner.run("kafka.* from the file, the environment and flags", test_config_file_and_print, cluster)
+    runner.run("kafka.* properties reach the relay's client", test_properties_reach_the_relay, cluster)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    e2e_main(run)

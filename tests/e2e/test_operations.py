@@ -9,13 +9,12 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import ROOT, Cluster, Runner, eventually, python_stubs  # noqa: E402
+from harness import ROOT, eventually, e2e_main, terminate_backends  # noqa: E402
 from test_orders import order_body, place  # noqa: E402
 
 POOL_SIZE = 8
@@ -139,9 +138,7 @@ def test_pool_moves_under_load(o):
 
 def test_pool_reconnects(o, cluster):
     before = pool(scrape(o)[0])
-    cluster.psql("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                 "WHERE application_name = 'orderd' AND pid <> pg_backend_pid()")
-    time.sleep(0.3)
+    terminate_backends(cluster.psql, "application_name = 'orderd'")
     # the pool notices the dead connections at checkout and reopens them; no call fails for it
     for _ in range(5):
         status, r = o.request("GET", "/v1/orders?limit=1")
@@ -236,30 +233,15 @@ def test_unavailable_concealed(o, cluster, stubs_dir):
     assert after["connect_failures"] > before["connect_failures"], (before, after)
 
 
-def main():
-    orderd, kafka_mock = sys.argv[1], sys.argv[2]
-    cluster = Cluster(orderd, kafka_mock)
-    stubs = tempfile.mkdtemp(prefix="orderd-stubs-")
-    runner = Runner()
-    try:
-        python_stubs(stubs)
-        cluster.start_infra()
-        o = cluster.start_orderd("--pool-size", str(POOL_SIZE), "--payments", "0")
-        place(o)
-        runner.run("pool metric families", test_pool_families, o)
-        runner.run("pool use moves under concurrent reads", test_pool_moves_under_load, o)
-        runner.run("pool reconnects after backends are killed", test_pool_reconnects, o, cluster)
-        runner.run("internal errors concealed, logged with the request id", test_internal_errors_concealed, o, cluster)
-        runner.run("PostgreSQL down: generic 503 / UNAVAILABLE, logged", test_unavailable_concealed, o, cluster, stubs)
-    except Exception as e:  # noqa: BLE001
-        import traceback
-        traceback.print_exc()
-        runner.failed += 1
-        print(f"FAIL setup: {e}")
-    finally:
-        cluster.stop()
-    sys.exit(runner.finish())
+def run(cluster, runner, stubs):
+    o = cluster.start_orderd("--pool-size", str(POOL_SIZE), "--payments", "0")
+    place(o)
+    runner.run("pool metric families", test_pool_families, o)
+    runner.run("pool use moves under concurrent reads", test_pool_moves_under_load, o)
+    runner.run("pool reconnects after backends are killed", test_pool_reconnects, o, cluster)
+    runner.run("internal errors concealed, logged with the request id", test_internal_errors_concealed, o, cluster)
+    runner.run("PostgreSQL down: generic 503 / UNAVAILABLE, logged", test_unavailable_concealed, o, cluster, stubs)
 
 
 if __name__ == "__main__":
-    main()
+    e2e_main(run, stubs=True)

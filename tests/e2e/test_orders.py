@@ -10,7 +10,7 @@ import tempfile
 import uuid
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import ROOT, Cluster, Runner, eventually, python_stubs  # noqa: E402
+from harness import ROOT, eventually, e2e_main  # noqa: E402
 
 ADDRESS = {"name": "Ada Lovelace", "line1": "12 St James's Sq", "city": "London", "postal_code": "SW1Y 4JH",
            "country_code": "GB"}
@@ -327,36 +327,21 @@ def _varint(b, i):
             return v, i
 
 
-def main():
-    orderd, kafka_mock = sys.argv[1], sys.argv[2]
-    cluster = Cluster(orderd, kafka_mock)
-    stubs = tempfile.mkdtemp(prefix="orderd-stubs-")
-    runner = Runner()
-    try:
-        python_stubs(stubs)
-        cluster.start_infra()
-        o = cluster.start_orderd("--payment-delay-ms", "300")
-        runner.run("lifecycle over HTTP", test_lifecycle_http, o)
-        runner.run("cancel before payment (the seed's race)", test_cancel_before_payment, o, cluster)
-        runner.run("pay then cancel refunds", test_pay_then_cancel_refunds, o)
-        runner.run("illegal transitions refused", test_illegal_transitions, o)
-        runner.run("idempotent retry", test_idempotent_retry, o)
-        runner.run("concurrent cancel and ship", test_concurrent_cancel_and_ship, o)
-        runner.run("list pagination", test_list_pagination, o)
-        runner.run("bad input", test_bad_input, o)
-        runner.run("gRPC client", test_grpc, o, stubs)
-        runner.run("Kafka topic keyed by order id", test_kafka_topic_keyed_by_order, o, cluster)
-        runner.run("metrics and health", test_metrics_and_health, o)
-        runner.run("thread names", test_thread_names, o)
-    except Exception as e:  # noqa: BLE001
-        import traceback
-        traceback.print_exc()
-        runner.failed += 1
-        print(f"FAIL setup: {e}")
-    finally:
-        cluster.stop()
-    sys.exit(runner.finish())
+def run(cluster, runner, stubs):
+    o = cluster.start_orderd("--payment-delay-ms", "300")
+    runner.run("lifecycle over HTTP", test_lifecycle_http, o)
+    runner.run("cancel before payment (the seed's race)", test_cancel_before_payment, o, cluster)
+    runner.run("pay then cancel refunds", test_pay_then_cancel_refunds, o)
+    runner.run("illegal transitions refused", test_illegal_transitions, o)
+    runner.run("idempotent retry", test_idempotent_retry, o)
+    runner.run("concurrent cancel and ship", test_concurrent_cancel_and_ship, o)
+    runner.run("list pagination", test_list_pagination, o)
+    runner.run("bad input", test_bad_input, o)
+    runner.run("gRPC client", test_grpc, o, stubs)
+    runner.run("Kafka topic keyed by order id", test_kafka_topic_keyed_by_order, o, cluster)
+    runner.run("metrics and health", test_metrics_and_health, o)
+    runner.run("thread names", test_thread_names, o)
 
 
 if __name__ == "__main__":
-    main()
+    e2e_main(run, stubs=True)

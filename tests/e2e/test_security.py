@@ -5,12 +5,11 @@ import os
 import ssl
 import subprocess
 import sys
-import tempfile
 import urllib.request
 import uuid
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import Cluster, Runner, eventually, python_stubs  # noqa: E402
+from harness import eventually, e2e_main  # noqa: E402
 from test_orders import ADDRESS, order_body  # noqa: E402
 
 TOKENS = {"admin": ("admin", "root"), "alice": ("customer", "cust-alice"), "bob": ("customer", "cust-bob"),
@@ -148,32 +147,17 @@ def test_refuses_to_start_without_auth(orderd, cluster):
     assert r.returncode != 0 and "auth-tokens" in r.stderr, (r.returncode, r.stderr)
 
 
-def main():
-    orderd, kafka_mock = sys.argv[1], sys.argv[2]
-    cluster = Cluster(orderd, kafka_mock)
-    stubs = tempfile.mkdtemp(prefix="orderd-stubs-")
-    runner = Runner()
-    try:
-        python_stubs(stubs)
-        cluster.start_infra()
-        tokens = os.path.join(cluster.dir, "tokens")
-        token_file(tokens)
-        o = cluster.start_orderd("--auth", "required", "--auth-tokens", tokens, "--payments", "0")
-        runner.run("authentication", test_authentication, o)
-        runner.run("customers see only their own orders", test_customer_sees_only_own_orders, o)
-        runner.run("roles per operation", test_roles_per_operation, o)
-        runner.run("gRPC metadata token", test_grpc_metadata, o, stubs)
-        runner.run("TLS for HTTP and gRPC", test_tls, cluster, cluster.dir, stubs)
-        runner.run("refuses to start without auth", test_refuses_to_start_without_auth, orderd, cluster)
-    except Exception as e:  # noqa: BLE001
-        import traceback
-        traceback.print_exc()
-        runner.failed += 1
-        print(f"FAIL setup: {e}")
-    finally:
-        cluster.stop()
-    sys.exit(runner.finish())
+def run(cluster, runner, stubs):
+    tokens = os.path.join(cluster.dir, "tokens")
+    token_file(tokens)
+    o = cluster.start_orderd("--auth", "required", "--auth-tokens", tokens, "--payments", "0")
+    runner.run("authentication", test_authentication, o)
+    runner.run("customers see only their own orders", test_customer_sees_only_own_orders, o)
+    runner.run("roles per operation", test_roles_per_operation, o)
+    runner.run("gRPC metadata token", test_grpc_metadata, o, stubs)
+    runner.run("TLS for HTTP and gRPC", test_tls, cluster, cluster.dir, stubs)
+    runner.run("refuses to start without auth", test_refuses_to_start_without_auth, cluster.orderd_bin, cluster)
 
 
 if __name__ == "__main__":
-    main()
+    e2e_main(run, stubs=True)

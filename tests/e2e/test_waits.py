@@ -22,7 +22,7 @@ import time
 import uuid
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import Cluster, Runner, eventually, python_stubs  # noqa: E402
+from harness import eventually, e2e_main  # noqa: E402
 from test_orders import order_body, place  # noqa: E402
 
 FLOOD_HTTP, FLOOD_GRPC = 250, 50          # 300 waiting reads in flight at once
@@ -348,39 +348,24 @@ def flood_main(http_port, grpc_port, oid, stubs_dir, seconds, result_path):
         json.dump(tally, f)
 
 
-def main():
-    if sys.argv[1] == "flood":
-        a = sys.argv[2:]
-        flood_main(int(a[0]), int(a[1]), a[2], a[3], float(a[4]), a[5])
-        return
-    orderd, kafka_mock = sys.argv[1], sys.argv[2]
-    cluster = Cluster(orderd, kafka_mock)
-    stubs = tempfile.mkdtemp(prefix="orderd-stubs-")
-    runner = Runner()
-    try:
-        python_stubs(stubs)
-        cluster.start_infra()
-        o = cluster.start_orderd("--min-version-wait-ms", "10000")
-        c2 = cluster.start_orderd("--projections", "0", "--relay", "0", "--payments", "0",
-                                  "--max-waiting-reads", "20", "--min-version-wait-ms", "4000")
-        runner.run("a waiting read is answered when its version commits (HTTP and gRPC)", test_answered_when_version_arrives, o)
-        runner.run("at the deadline: ABORTED naming min_version (HTTP and gRPC)", test_deadline_aborted, o)
-        runner.run("beyond max-waiting-reads: 429 / RESOURCE_EXHAUSTED; the timer re-checks without a projection",
-                   test_cap_and_recheck, c2, o)
-        c2.stop()
-        o.stop()  # the flood's instance alone: its own projection, the default wait (2 s)
-        # the flood comes from one address: let its 250 HTTP connections in
-        f = cluster.start_orderd("--waiting-read-reruns", str(RERUNS), "--http-max-connections-per-client", "1000")
-        runner.run("300 waiting reads do not delay PlaceOrder", test_flood_does_not_hold_workers, f, stubs)
-    except Exception as e:  # noqa: BLE001
-        import traceback
-        traceback.print_exc()
-        runner.failed += 1
-        print(f"FAIL setup: {e}")
-    finally:
-        cluster.stop()
-    sys.exit(runner.finish())
+def run(cluster, runner, stubs):
+    o = cluster.start_orderd("--min-version-wait-ms", "10000")
+    c2 = cluster.start_orderd("--projections", "0", "--relay", "0", "--payments", "0",
+                              "--max-waiting-reads", "20", "--min-version-wait-ms", "4000")
+    runner.run("a waiting read is answered when its version commits (HTTP and gRPC)", test_answered_when_version_arrives, o)
+    runner.run("at the deadline: ABORTED naming min_version (HTTP and gRPC)", test_deadline_aborted, o)
+    runner.run("beyond max-waiting-reads: 429 / RESOURCE_EXHAUSTED; the timer re-checks without a projection",
+               test_cap_and_recheck, c2, o)
+    c2.stop()
+    o.stop()  # the flood's instance alone: its own projection, the default wait (2 s)
+    # the flood comes from one address: let its 250 HTTP connections in
+    f = cluster.start_orderd("--waiting-read-reruns", str(RERUNS), "--http-max-connections-per-client", "1000")
+    runner.run("300 waiting reads do not delay PlaceOrder", test_flood_does_not_hold_workers, f, stubs)
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1] == "flood":
+        a = sys.argv[2:]
+        flood_main(int(a[0]), int(a[1]), a[2], a[3], float(a[4]), a[5])
+    else:
+        e2e_main(run, stubs=True)
