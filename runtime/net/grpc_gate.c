@@ -50,7 +50,7 @@
  * install; the public headers declare the type and GRPC_ARG_SOCKET_MUTATOR only. grpc calls
  * mutate_fd_2 with the usage of every socket it creates or accepts when it is set; a false return
  * on an accepted socket would stop grpc's listener for good, so the gate always returns true. */
-enum { GATE_FD_SERVER_CONNECTION_USAGE = 2 };
+enum { GATE_FD_SERVER_LISTENER_USAGE = 1, GATE_FD_SERVER_CONNECTION_USAGE = 2 };
 typedef struct gate_mutate_info {
     int fd;
     int usage;
@@ -74,6 +74,13 @@ typedef struct gate_mutator {
     es__grpc_gate *_Atomic gate;
 } gate_mutator;
 
+/* The receive buffer of every gRPC socket (set on the listening socket: accepted ones inherit it
+ * and their TCP window is sized from it). A client can then have at most about this much sent and
+ * not yet read by grpc: a rapid-reset burst beyond it waits in the client's own buffers, where the
+ * cut discards it, instead of in orderd's, where grpc would go on parsing it into calls. Requests
+ * are small; a large one just takes more round trips. */
+#define GATE_RCVBUF (64 * 1024)
+
 #define TAG_LISTEN UINT64_MAX
 #define TAG_STOP (UINT64_MAX - 1)
 
@@ -85,6 +92,8 @@ typedef struct gate_conn {
     uint16_t port;              /* the peer's port: grpc names a connection it accepted by both */
     int64_t reset_second;       /* the (monotonic) second resets are being counted in */
     unsigned resets;
+    unsigned calls;             /* calls grpc handed over and not yet freed */
+    uint64_t serial;            /* tells this connection from a later one in the same slot */
     int cut;                    /* shut down by the gate (rapid resets) */
 } gate_conn;
 
@@ -97,7 +106,8 @@ typedef struct gate_ban {
 struct es__grpc_gate {
     int listen_fd, stop_fd, epfd;
     int port;
-    unsigned max_connections, max_per_client, max_resets, ban_ms;
+    unsigned max_connections, max_per_client, max_resets, ban_ms, max_calls;
+    uint64_t next_serial;
     grpc_server *server;
     grpc_server_credentials *creds;
     pthread_t thread;
@@ -145,8 +155,9 @@ static int bind_listener(const char *address, int *port_out)
         fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         if (fd < 0)
             continue;
-        int one = 1, zero = 0;
+        int one = 1, zero = 0, rcvbuf = GATE_RCVBUF;
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
         if (ai->ai_family == AF_INET6) /* "[::]" serves IPv4 clients too, as grpc's listener did */
             setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
         if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, 1024) != 0) {
@@ -173,7 +184,8 @@ static const gate_mutator_vtable mutator_vtable = {
     .mutate_fd = mutate_fd, .compare = mutator_compare, .destroy = mutator_destroy, .mutate_fd_2 = mutate_fd_2};
 
 es__grpc_gate *es__grpc_gate_new(const char *address, unsigned max_connections, unsigned max_per_client,
-                                 unsigned max_resets_per_second, unsigned reset_ban_ms, es_error *err)
+                                 unsigned max_resets_per_second, unsigned reset_ban_ms, unsigned max_calls,
+                                 es_error *err)
 {
     int port = 0, fd = -1;
     if (address && (fd = bind_listener(address, &port)) < 0) {
@@ -187,6 +199,7 @@ es__grpc_gate *es__grpc_gate_new(const char *address, unsigned max_connections, 
     g->max_per_client = max_per_client;
     g->max_resets = max_resets_per_second;
     g->ban_ms = reset_ban_ms;
+    g->max_calls = max_calls;
     g->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     g->epfd = epoll_create1(EPOLL_CLOEXEC);
     if (g->stop_fd < 0 || g->epfd < 0)
@@ -374,7 +387,7 @@ static int admit(es__grpc_gate *g, int fd, const struct sockaddr_storage *ss, in
         return 0;
     }
     size_t i = slot_take(g);
-    g->conns[i] = (gate_conn){.used = 1, .watch_fd = watch, .grpc_fd = grpc_fd, .port = port};
+    g->conns[i] = (gate_conn){.used = 1, .watch_fd = watch, .grpc_fd = grpc_fd, .port = port, .serial = ++g->next_serial};
     memcpy(g->conns[i].addr, key, 16);
     g->open++;
     struct epoll_event ev = {.events = EPOLLET, .data.u64 = i};
@@ -413,6 +426,11 @@ static void accept_all(es__grpc_gate *g)
 /* grpc's listener (TLS) calls this on every socket it accepts, before reading or writing it. */
 static bool mutate_fd_2(const gate_mutate_info *info, grpc_socket_mutator *m)
 {
+    if (info->usage == GATE_FD_SERVER_LISTENER_USAGE) {
+        int rcvbuf = GATE_RCVBUF;
+        setsockopt(info->fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+        return true;
+    }
     if (info->usage != GATE_FD_SERVER_CONNECTION_USAGE)
         return true;
     es__grpc_gate *g = atomic_load(&((gate_mutator *)m)->gate);
@@ -478,29 +496,97 @@ void es__grpc_gate_start(es__grpc_gate *g, grpc_server *server, grpc_server_cred
     g->running = 1;
 }
 
+/* Under mu: the open connection grpc names p, or NULL. */
+static gate_conn *find_conn(es__grpc_gate *g, const es__grpc_peer *p)
+{
+    if (p->serial) /* es__grpc_gate_call_start found it */
+        return p->slot < g->n_conns && g->conns[p->slot].used && g->conns[p->slot].serial == p->serial
+                   ? &g->conns[p->slot] : NULL;
+    for (size_t i = 0; i < g->n_conns; i++) {
+        gate_conn *c = &g->conns[i];
+        if (c->used && (p->fd >= 0 ? c->grpc_fd == p->fd : c->port == p->port && memcmp(c->addr, p->addr, 16) == 0))
+            return c;
+    }
+    return NULL;
+}
+
+/* Under mu, on a connection just cut: throws away what its client sent and grpc has not read
+ * yet. Linux keeps a socket's queued bytes readable after shutdown(SHUT_RD), so without this grpc
+ * would go on reading the rest of a burst from the kernel's buffer (megabytes: thousands of
+ * streams) and queue a call for each, ahead of other clients' calls. Whatever arrives after the
+ * shutdown is answered by the kernel with a reset. */
+static void drain(int fd)
+{
+    static char sink[65536]; /* only ever written: contents never read */
+    for (size_t total = 0; total < (64u << 20);) {
+        ssize_t r = recv(fd, sink, sizeof sink, MSG_DONTWAIT);
+        if (r <= 0)
+            break;
+        total += (size_t)r;
+    }
+}
+
+/* Under mu: cuts c off (rapid reset) and bans its address. */
+static void cut(es__grpc_gate *g, gate_conn *c)
+{
+    /* Both directions, then the queued bytes drained: grpc's next read sees EOF and it tears the
+     * transport down, which also ends the calls in flight; the HUP (at once, the socket being
+     * shut both ways) retires the entry. */
+    c->cut = 1;
+    shutdown(c->watch_fd, SHUT_RDWR);
+    drain(c->watch_fd);
+    g->closed_rapid_reset++;
+    /* grpc has read (and queued as calls) what it had read before the cut: a client reconnecting
+     * at once would queue another burst, so its address waits. */
+    ban(g, c->addr);
+}
+
+int es__grpc_gate_call_start(es__grpc_gate *g, es__grpc_peer *p)
+{
+    pthread_mutex_lock(&g->mu);
+    gate_conn *c = find_conn(g, p);
+    int ok = c && !c->cut;
+    if (ok) {
+        p->slot = (size_t)(c - g->conns);
+        p->serial = c->serial;
+        /* More calls held than the client may have streams open: it closed (reset) streams
+         * whose calls grpc still holds. Counted here, as grpc hands each call over, rather than
+         * when its cancellation comes back: that comes through the connection's own queue in
+         * grpc, behind the parsing of the rest of the burst. */
+        if (++c->calls > g->max_calls) {
+            cut(g, c);
+            ok = 0;
+        }
+    } else if (!c && g->stopped) {
+        ok = 1; /* the gate no longer knows; grpc's shutdown decides */
+    }
+    pthread_mutex_unlock(&g->mu);
+    return ok;
+}
+
+void es__grpc_gate_call_end(es__grpc_gate *g, const es__grpc_peer *p)
+{
+    if (!p->serial)
+        return;
+    pthread_mutex_lock(&g->mu);
+    gate_conn *c = find_conn(g, p);
+    if (c && c->calls)
+        c->calls--;
+    pthread_mutex_unlock(&g->mu);
+}
+
 void es__grpc_gate_call_reset(es__grpc_gate *g, const es__grpc_peer *p)
 {
     int64_t now = es_mono_us() / 1000000;
     pthread_mutex_lock(&g->mu);
-    for (size_t i = 0; i < g->n_conns; i++) {
-        gate_conn *c = &g->conns[i];
-        if (!c->used || (p->fd >= 0 ? c->grpc_fd != p->fd : c->port != p->port || memcmp(c->addr, p->addr, 16) != 0))
-            continue;
+    gate_conn *c = find_conn(g, p);
+    if (c) {
         if (c->reset_second != now) {
             c->reset_second = now;
             c->resets = 0;
         }
-        if (++c->resets > g->max_resets && !c->cut) {
-            /* Both directions: grpc's reads fail at once and it tears the transport down, which
-             * also ends the calls in flight; the HUP then retires the entry. */
-            c->cut = 1;
-            shutdown(c->watch_fd, SHUT_RDWR);
-            g->closed_rapid_reset++;
-            /* grpc has read (and queued as calls) whatever the client sent before the cut: a
-             * client reconnecting at once would queue another burst, so its address waits. */
-            ban(g, c->addr);
-        }
-        break;
+        if (++c->resets > g->max_resets && !c->cut)
+            cut(g, c);
     }
     pthread_mutex_unlock(&g->mu);
 }

@@ -35,6 +35,8 @@ typedef struct es__grpc_peer {
     int fd;                     /* -1: named by address and port */
     uint16_t port;
     uint8_t addr[16];           /* IPv6, or IPv4-mapped */
+    size_t slot;                /* set by es__grpc_gate_call_start: the gate's entry */
+    uint64_t serial;            /* 0: not started */
 } es__grpc_peer;
 
 /* Parses grpc's peer name into out: 0, or -1 when it names neither (out->fd is -1 then and the
@@ -44,9 +46,12 @@ int es__grpc_peer_parse(const char *peer, es__grpc_peer *out);
 /* With an address: binds and listens on it ("host:port", "[v6]:port"; port 0: any free port);
  * returns NULL with err filled (ES_UNAVAILABLE) when it cannot be bound. Without (NULL): the gate
  * of a port grpc listens on itself (TLS), reached through es__grpc_gate_server_arg. The limits
- * must be > 0. An address whose connection was cut for resets is refused for reset_ban_ms. */
+ * must be > 0. An address whose connection was cut for resets is refused for reset_ban_ms. A
+ * connection on which grpc holds more than max_calls calls at once is cut the same way: its
+ * client can have at most max_concurrent_streams streams open, so the others were reset. */
 es__grpc_gate *es__grpc_gate_new(const char *address, unsigned max_connections, unsigned max_per_client,
-                                 unsigned max_resets_per_second, unsigned reset_ban_ms, es_error *err);
+                                 unsigned max_resets_per_second, unsigned reset_ban_ms, unsigned max_calls,
+                                 es_error *err);
 
 /* The bound port. */
 int es__grpc_gate_port(const es__grpc_gate *g);
@@ -65,6 +70,15 @@ void es__grpc_gate_start(es__grpc_gate *g, grpc_server *server, grpc_server_cred
  * accepted: once grpc has cancelled a call its peer reads "unknown"). A connection over
  * max_resets_per_second in one second is shut down and its address banned. Any thread. */
 void es__grpc_gate_call_reset(es__grpc_gate *g, const es__grpc_peer *peer);
+
+/* A call grpc handed over on the connection it named peer (parsed by es__grpc_peer_parse):
+ * 1 to serve it (peer then remembers the gate's entry: call es__grpc_gate_call_end when the call
+ * is freed), 0 to drop it without a batch: its connection is over, cut, or just went over
+ * max_calls and was cut. Any thread. */
+int es__grpc_gate_call_start(es__grpc_gate *g, es__grpc_peer *peer);
+
+/* The call of a successful es__grpc_gate_call_start is freed. Any thread. */
+void es__grpc_gate_call_end(es__grpc_gate *g, const es__grpc_peer *peer);
 
 void es__grpc_gate_stats_get(const es__grpc_gate *g, es__grpc_gate_stats *out);
 

@@ -42,6 +42,12 @@
 
 enum gstate { ST_SLOT, ST_RECV, ST_FINISH, ST_STREAM };
 
+#define ES_GRPC_READ_CHUNK (64u << 10) /* the most grpc reads from one connection at a time */
+/* Calls one connection may hold at once before the gate cuts it: twice the streams it may have
+ * open, so a client whose calls outlive their streams (cancelled while the server works) has
+ * room, and a rapid-reset burst is cut after a few hundred calls, not tens of thousands. */
+#define ES_GRPC_MAX_CALLS(streams) ((streams) > UINT_MAX / 2 ? UINT_MAX : 2 * (streams))
+
 typedef struct gcall {
     es_call call;               /* first: done() gets &call and casts back */
     es_grpc_server *srv;
@@ -54,6 +60,7 @@ typedef struct gcall {
     grpc_slice status_details;
     int have_status_details;
     int cancelled;
+    int reset_counted;          /* count_reset done (at a failed read): not again at FINISH */
     int submitted;
     es__refl_stream *stream;    /* ST_STREAM only */
     es__grpc_peer peer;         /* the call's connection as grpc names it (with a gate) */
@@ -104,6 +111,8 @@ static void gcall_free(gcall *g)
 {
     int was_call = g->state != ST_SLOT;
     es_grpc_server *s = g->srv;
+    if (s->gate)
+        es__grpc_gate_call_end(s->gate, &g->peer);
     if (g->recv)
         grpc_byte_buffer_destroy(g->recv);
     if (g->send)
@@ -195,8 +204,9 @@ static void finish(gcall *g, int status, const es_error *err, const ProtobufCMes
  * streams opened and reset at once, and each one costs a call here. */
 static void count_reset(gcall *g)
 {
-    if (g->srv->gate)
+    if (g->srv->gate && !g->reset_counted)
         es__grpc_gate_call_reset(g->srv->gate, &g->peer);
+    g->reset_counted = 1;
 }
 
 /* The connection a call came on, read when it is accepted: once grpc has cancelled a call its
@@ -291,8 +301,17 @@ static void on_slot(gcall *g, int ok)
     }
     if (!atomic_load(&s->stopping))
         post_slot(s);
-    if (s->gate)
+    if (s->gate) {
         call_peer(g->gc, &g->peer);
+        /* A call grpc parsed from a connection the gate has cut (or that is over, or that holds
+         * more calls than it may have streams open) has nobody to answer: dropped here, it
+         * costs one event instead of three, and the calls of other clients queued behind a
+         * rapid-reset burst wait that much less. Unref cancels it. */
+        if (!es__grpc_gate_call_start(s->gate, &g->peer)) {
+            gcall_free(g);
+            return;
+        }
+    }
     g->state = ST_RECV;
     live_add(s, 0, 1);
 
@@ -336,6 +355,9 @@ static void on_recv(gcall *g, int ok)
     es_error err = {0};
     int rc;
     if (!ok) {
+        /* Cancelled before its message came (RST_STREAM): counted now rather than at FINISH,
+         * one round on the queue later, so a rapid-reset burst is cut that much earlier. */
+        count_reset(g);
         rc = es_error_set(&err, ES_CANCELLED, "", "the call was cancelled");
         goto fail;
     }
@@ -601,6 +623,12 @@ int es_grpc_server_start(es_grpc_server *s, es_error *err)
     /* A client's ping flood: each ping costs a PING ACK write. */
     ARG_INT(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, s->cfg.min_ping_interval_ms);
     ARG_INT(GRPC_ARG_HTTP2_MAX_PING_STRIKES, s->cfg.max_ping_strikes);
+    /* grpc parses everything one read returned before anyone can cut the connection, and by
+     * default a read grows to 4 MB: some 35,000 streams of a rapid-reset burst, each queued as a
+     * call ahead of other clients' calls. 64 KB reads bound that to a few hundred, and the memory
+     * a connection's read buffer holds with it; requests are small, and a large one just takes
+     * more reads. */
+    ARG_INT(GRPC_ARG_TCP_MAX_READ_CHUNK_SIZE, ES_GRPC_READ_CHUNK);
 #undef ARG_INT
 
     grpc_server_credentials *creds = make_credentials(s, err);
@@ -611,7 +639,7 @@ int es_grpc_server_start(es_grpc_server *s, es_error *err)
      * TLS port grpc's listener accepts and asks the gate through its socket mutator. */
     s->gate = es__grpc_gate_new(s->tls_cert_file ? NULL : s->address, s->cfg.max_connections,
                                 s->cfg.max_connections_per_client, s->cfg.max_resets_per_second,
-                                s->cfg.reset_ban_ms, err);
+                                s->cfg.reset_ban_ms, ES_GRPC_MAX_CALLS(s->cfg.max_concurrent_streams), err);
     if (!s->gate) {
         grpc_server_credentials_release(creds);
         return ES_UNAVAILABLE;

@@ -10,9 +10,11 @@ librdkafka's mock Kafka cluster:
     es_grpc_connections_closed_total{reason="rapid_reset"};
   - server reflection needs a valid bearer token of any role when auth is on (--grpc-reflection
     auth, the default), is served to everyone with "on" and refused UNIMPLEMENTED with "off";
-  - a legitimate client's PlaceOrder p99 over gRPC under a connection flood stays within 2x its
-    quiet value (reported always, enforced only when ORDERD_SANITIZED is not 1); under rapid reset
-    it is reported only (see test_p99_under_attacks).
+  - the same limits on a TLS port (grpc's own listener, the gate in its socket mutator);
+  - a legitimate client's PlaceOrder p99 over gRPC under a connection flood and under rapid reset
+    stays within 2x its quiet value, and orderd's RSS within 128 MB plus the per-connection
+    allowance (reported always, enforced only when ORDERD_SANITIZED is not 1; see
+    test_p99_under_attacks and test_connection_memory).
 Usage: /usr/bin/python3 test_grpc_limits.py <orderd> <es-kafka-mock>
 The same file is the attack's client when run as: test_grpc_limits.py attack <kind> <port> <seconds>
 (a separate process, so the measuring client does not share an interpreter with the attacker)."""
@@ -366,56 +368,134 @@ def p99(xs):
     return xs[min(len(xs) - 1, int(len(xs) * 0.99))]
 
 
-def place_timings(port, seconds, most=2000):
+def rss_mb(o, field="VmRSS"):
+    with open(f"/proc/{o.proc.pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024.0
+    return 0.0
+
+
+def place_timings(port, seconds, most=2000, o=None, rss=None):
+    """PlaceOrder latencies (ms) for `seconds`; with o, orderd's VmRSS sampled every 20 calls
+    into the list rss."""
     ch, rpc = place_stub(port)
     out, end = [], time.monotonic() + seconds
     while time.monotonic() < end and len(out) < most:
         t = time.perf_counter()
         rpc(order("legit"), timeout=30)
         out.append((time.perf_counter() - t) * 1000)
+        if o is not None and len(out) % 20 == 0:
+            rss.append(rss_mb(o))
     ch.close()
     return out
 
 
 def attack_window(o, kind):
-    """(quiet p99, loaded p99, quiet median, loaded median, calls, attacker's tally): PlaceOrder
-    timings for 4 s without, then 6 s with a `kind` attack from another process."""
+    """PlaceOrder timings for 4 s without, then 6 s with a `kind` attack from another process;
+    orderd's RSS sampled during the attack and after it. Returns a dict."""
     quiet = place_timings(o.grpc_port, 4)
     before = refused(o, "client_connection_limit") if kind == "connections" else cuts(o)
+    rss_before = rss_mb(o)
     p = subprocess.Popen([sys.executable, __file__, "attack", kind, str(o.grpc_port), "12"],
                          stdout=subprocess.PIPE, text=True)
+    rss = []
     try:
         if kind == "connections":
             eventually(lambda: refused(o, "client_connection_limit") > before, what="the flood refused")
         else:
             eventually(lambda: cuts(o) > before, timeout=60, what="the first burst cut")
-        loaded = place_timings(o.grpc_port, 6)
+        loaded = place_timings(o.grpc_port, 6, o=o, rss=rss)
     finally:
         out, _ = p.communicate(timeout=60)
     med = lambda xs: sorted(xs)[len(xs) // 2]  # noqa: E731
-    return p99(quiet), p99(loaded), med(quiet), med(loaded), (len(quiet), len(loaded)), out.strip()
+    return {"q99": p99(quiet), "l99": p99(loaded), "qmed": med(quiet), "lmed": med(loaded),
+            "n": (len(quiet), len(loaded)), "tally": out.strip(), "rss_before": rss_before,
+            "rss_during": max(rss or [0.0]), "rss_after": rss_mb(o), "hwm": rss_mb(o, "VmHWM")}
+
+
+# The benchmark's bound on orderd's RSS, and what each connection an attacker holds may add to it
+# (README "Guarantees and failure modes"), measured by test_connection_memory: an open connection
+# (28 KB measured), and a connection sending a rapid-reset burst until it is cut (the calls grpc
+# parsed before the cut: 0.5-8.5 MB measured).
+RSS_BOUND_MB = 128
+IDLE_CONN_ALLOWANCE_MB = 0.1
+BURST_CONN_ALLOWANCE_MB = 16
+# What an attacker holds at once: the flood, the per-client cap (default 64) of open connections;
+# rapid reset, one bursting connection (the ban refuses its reconnections).
+HELD = {"connections": 64 * IDLE_CONN_ALLOWANCE_MB, "reset": 1 * BURST_CONN_ALLOWANCE_MB}
+
+
+def check_rss(kind, r):
+    bound = RSS_BOUND_MB + HELD[kind]
+    print(f"  {kind} attack: orderd RSS {r['rss_before']:.1f} MB before, {r['rss_during']:.1f} MB during "
+          f"(peak ever {r['hwm']:.1f}), {r['rss_after']:.1f} MB after; bound {bound:.1f} MB", flush=True)
+    if SANITIZED:
+        print("  (ORDERD_SANITIZED=1: ASan's quarantine inflates RSS; the bound is not enforced)", flush=True)
+        return
+    assert r["hwm"] <= bound, f"orderd's peak RSS {r['hwm']:.1f} MB under the {kind} attack, above {bound:.1f} MB"
 
 
 def test_p99_under_attacks(o):
-    """The connection flood's bound is enforced (2x quiet; the window is measured again once when
-    it fails, the machine being shared). The rapid-reset figure is reported, not enforced: grpc
-    1.51 reads and queues every stream a client sent before the cut (some 20000 per burst here),
-    and the legitimate calls wait behind them while they drain."""
+    """A legitimate client's PlaceOrder p99 under each attack stays within 2x its quiet value,
+    measured in the same window just before the attack. The machine is shared (other test runs,
+    other builds): a window whose ratio is over 2x is measured again, up to 3 attempts, and the
+    best one counts; the bound itself is never loosened. Enforced outside sanitizers only (their
+    slowdown is uneven between the quiet and the loaded code paths); always printed. orderd's
+    RSS during and after each attack stays within the bound (check_rss)."""
     place_timings(o.grpc_port, 1)
     for kind in ("connections", "reset"):
-        for attempt in (1, 2):
-            q99, l99, qmed, lmed, n, tally = attack_window(o, kind)
-            print(f"  {kind} attack ({tally}): PlaceOrder p99 quiet {q99:.1f} ms -> {l99:.1f} ms "
-                  f"(ratio {l99 / q99:.2f}; median {qmed:.1f} -> {lmed:.1f} ms; {n[0]} / {n[1]} calls)", flush=True)
-            if kind != "connections" or l99 <= 2 * q99:
+        best = None
+        for attempt in (1, 2, 3):
+            r = attack_window(o, kind)
+            ratio = r["l99"] / r["q99"]
+            print(f"  {kind} attack, attempt {attempt} ({r['tally']}): PlaceOrder p99 quiet {r['q99']:.1f} ms -> "
+                  f"{r['l99']:.1f} ms (ratio {ratio:.2f}; median {r['qmed']:.1f} -> {r['lmed']:.1f} ms; "
+                  f"{r['n'][0]} / {r['n'][1]} calls)", flush=True)
+            check_rss(kind, r)
+            if best is None or ratio < best:
+                best = ratio
+            if ratio <= 2:
                 break
-        if kind == "connections":
-            if SANITIZED:
-                print("  (ORDERD_SANITIZED=1: the 2x bound is not enforced under sanitizers)", flush=True)
-            else:
-                assert l99 <= 2 * q99, f"PlaceOrder p99 {l99:.1f} ms under the connection flood, more than 2x {q99:.1f} ms"
+        if SANITIZED:
+            print("  (ORDERD_SANITIZED=1: the 2x bound is not enforced under sanitizers)", flush=True)
         else:
-            print("  (rapid reset: reported, not enforced; see the docstring)", flush=True)
+            assert best <= 2, f"PlaceOrder p99 under the {kind} attack: best of 3 windows {best:.2f}x its quiet value"
+
+
+def test_connection_memory(o):
+    """What a gRPC connection costs orderd: RSS with 60 idle connections (SETTINGS exchanged) over
+    RSS without, per connection; then the peak (VmHWM) a rapid-reset burst of 20000 streams adds,
+    on each of 5 connections from 5 addresses in turn. Printed; the allowances check_rss uses must
+    cover them (asserted outside sanitizers), and all of it stays under the benchmark's bound."""
+    base = rss_mb(o)
+    held = []
+    for i in range(60):
+        s = served(o.grpc_port, f"127.0.1.{1 + i}")
+        assert s, i
+        held.append(s)
+    with_conns = rss_mb(o)
+    for s in held:
+        s.close()
+    per_idle = (with_conns - base) / 60
+    eventually(lambda: open_conns(o) == 0, what="no open connection")
+    growth = []
+    for i in range(5):
+        hwm = rss_mb(o, "VmHWM")
+        _, s = rapid_reset(o.grpc_port, 20000, source=f"127.0.2.{1 + i}")
+        if s:
+            closed_by_server(s)
+        growth.append(max(0.0, rss_mb(o, "VmHWM") - hwm))
+    print(f"  gRPC connection memory: RSS {base:.1f} MB, with 60 idle connections {with_conns:.1f} MB "
+          f"({per_idle * 1024:.0f} KB each); peak added by each rapid-reset burst: "
+          f"{', '.join(f'{g:.1f}' for g in growth)} MB; RSS after {rss_mb(o):.1f} MB, peak {rss_mb(o, 'VmHWM'):.1f} MB",
+          flush=True)
+    if SANITIZED:
+        print("  (ORDERD_SANITIZED=1: not enforced)", flush=True)
+        return
+    assert per_idle <= IDLE_CONN_ALLOWANCE_MB, per_idle
+    assert max(growth) <= BURST_CONN_ALLOWANCE_MB, growth
+    assert rss_mb(o, "VmHWM") <= RSS_BOUND_MB + BURST_CONN_ALLOWANCE_MB, rss_mb(o, "VmHWM")
 
 
 def attack_main(kind, port, seconds):
@@ -476,7 +556,10 @@ def main():
         for x in (o_auth, o_on, o_off):
             x.stop()
         f = cluster.start_orderd()  # the default limits
-        runner.run("PlaceOrder p99 under connection flood and rapid reset", test_p99_under_attacks, f)
+        runner.run("PlaceOrder p99 and RSS under connection flood and rapid reset", test_p99_under_attacks, f)
+        f.stop()
+        f = cluster.start_orderd()  # a fresh process: its peak RSS is this test's own
+        runner.run("what a gRPC connection costs in memory", test_connection_memory, f)
     except Exception as e:  # noqa: BLE001
         import traceback
         traceback.print_exc()
