@@ -1,7 +1,9 @@
 """HTTP transport limits against one client holding resources, on orderd with real PostgreSQL and
 the mock Kafka cluster: connections per client address, HTTP/2 request-body and stalled-window
 timeouts, the cap on unsent response bytes, the stream-reset (rapid reset) rate, 415 for a body
-that is not JSON, and /metrics behind an admin token or on its own listener.
+that is not JSON, and /metrics behind an admin token or on its own listener. After each attack
+orderd's peak RSS (VmHWM) stays within the benchmark's 128 MB plus the documented allowance per
+connection the attack held (printed always, enforced outside sanitizers).
 
 HTTP/2 frames are written by hand (cleartext, prior knowledge): only the few frames needed."""
 import hashlib
@@ -159,6 +161,31 @@ def rss_mb(o, field="VmRSS"):
             if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024.0
     return 0.0
+
+
+# The benchmark's bound on orderd's RSS, and what each connection an attack holds may add to it
+# (README "Guarantees and failure modes"): its unsent response bytes up to the cap
+# (http-max-pending-bytes) and one more response, rounded up to 2 MB.
+RSS_BOUND_MB = 128
+
+
+def conn_allowance_mb(max_pending):
+    return max_pending / 2 ** 20 + 2
+
+
+def rss_checked(o, held, max_pending, fn):
+    """fn(o), then orderd's RSS now and its peak (VmHWM: the highest since it started, so the
+    peak during the attack too) printed and, outside sanitizers, held within the bound plus
+    `held` connections' allowance."""
+    def run(o):
+        fn(o)
+        bound = RSS_BOUND_MB + held * conn_allowance_mb(max_pending)
+        peak, now = rss_mb(o, "VmHWM"), rss_mb(o)
+        print(f"  {fn.__name__}: orderd RSS {now:.1f} MB after, peak {peak:.1f} MB; bound {bound:.1f} MB "
+              f"({held} connection{'s' if held > 1 else ''})", flush=True)
+        if not SANITIZED:
+            assert peak <= bound, f"orderd's peak RSS {peak:.1f} MB after {fn.__name__}, above {bound:.1f} MB"
+    return run
 
 
 # ---- tests ----
@@ -322,7 +349,7 @@ def test_zero_window_memory(o, max_pending=MAX_PENDING):
         s.close()
     if rss_mb(o, "VmHWM") > hwm:   # a new high-water mark: the true peak, between samples too
         peak = max(peak, rss_mb(o, "VmHWM"))
-    allowance = 8 * (max_pending / 2 ** 20 + 2)
+    allowance = 8 * conn_allowance_mb(max_pending)
     print(f"  RSS {base:.1f} MB before, peak {peak:.1f} MB seen, {rss_mb(o):.1f} MB after", flush=True)
     if SANITIZED:
         return
@@ -348,7 +375,7 @@ def test_over_tls(cluster):
         test_body_timeout(o)
         test_stalled_window(o)
         test_pending_bytes(o)
-        test_rapid_reset(o)
+        rss_checked(o, 1, MAX_PENDING, test_rapid_reset)(o)
     finally:
         TLS_CA = None
         o.stop()
@@ -394,14 +421,20 @@ def main():
                                  "--http-stall-timeout-ms", str(STALL_TIMEOUT_MS),
                                  "--http-max-pending-bytes", str(MAX_PENDING),
                                  "--http-max-resets-per-second", str(MAX_RESETS))
-        runner.run("connections per client address: the next refused, others served", test_per_client_limit, o)
+        runner.run("connections per client address: the next refused, others served",
+                   rss_checked(o, PER_CLIENT + 2, MAX_PENDING, test_per_client_limit), o)
         runner.run("415 for a body that is not application/json", test_415, o)
         runner.run("HTTP/2: a legitimate client with a few resets is served", test_h2_legit, o)
-        runner.run("HTTP/2: a body that never completes is timed out", test_body_timeout, o)
-        runner.run("HTTP/2: a zero window with a response pending is timed out", test_stalled_window, o)
-        runner.run("HTTP/1: a client that stops reading is timed out", test_http1_stalled, o)
-        runner.run("HTTP/2: unsent response bytes beyond the cap close the connection", test_pending_bytes, o)
-        runner.run("HTTP/2: rapid reset ends in GOAWAY(ENHANCE_YOUR_CALM)", test_rapid_reset, o)
+        runner.run("HTTP/2: a body that never completes is timed out",
+                   rss_checked(o, 1, MAX_PENDING, test_body_timeout), o)
+        runner.run("HTTP/2: a zero window with a response pending is timed out",
+                   rss_checked(o, 1, MAX_PENDING, test_stalled_window), o)
+        runner.run("HTTP/1: a client that stops reading is timed out",
+                   rss_checked(o, 1, MAX_PENDING, test_http1_stalled), o)
+        runner.run("HTTP/2: unsent response bytes beyond the cap close the connection",
+                   rss_checked(o, 1, MAX_PENDING, test_pending_bytes), o)
+        runner.run("HTTP/2: rapid reset ends in GOAWAY(ENHANCE_YOUR_CALM)",
+                   rss_checked(o, 1, MAX_PENDING, test_rapid_reset), o)
         runner.run("HTTP/2: eight zero-window clients do not grow memory", test_zero_window_memory, o)
         o.stop()
         o = cluster.start_orderd("--payments", "0")
