@@ -149,6 +149,30 @@ static void measure_lag(es_consumer *c)
     rd_kafka_topic_partition_list_t *a = NULL;
     if (rd_kafka_assignment(c->rk, &a) != RD_KAFKA_RESP_ERR_NO_ERROR)
         return;
+    if (rd_kafka_position(c->rk, a) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        rd_kafka_topic_partition_list_destroy(a);
+        return;
+    }
+    /* A partition assigned by a rebalance has no position until a message of it is consumed:
+     * where the load has stopped, none comes. Its committed offset (where the member will start)
+     * stands in; asking the coordinator for it is a round trip, so only then. */
+    rd_kafka_topic_partition_list_t *u = rd_kafka_topic_partition_list_new(a->cnt > 0 ? a->cnt : 1);
+    for (int i = 0; i < a->cnt; i++)
+        if (a->elems[i].offset < 0)
+            rd_kafka_topic_partition_list_add(u, a->elems[i].topic, a->elems[i].partition);
+    if (u->cnt > 0) {
+        if (rd_kafka_committed(c->rk, u, 1000) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+            rd_kafka_topic_partition_list_destroy(u);
+            rd_kafka_topic_partition_list_destroy(a);
+            return;
+        }
+        for (int i = 0; i < u->cnt; i++) {
+            rd_kafka_topic_partition_t *p = rd_kafka_topic_partition_list_find(a, u->elems[i].topic, u->elems[i].partition);
+            if (p && !u->elems[i].err)
+                p->offset = u->elems[i].offset; /* still < 0 when nothing was committed: from the start */
+        }
+    }
+    rd_kafka_topic_partition_list_destroy(u);
     int64_t lag = 0;
     /* A member the group gave no partition (more members than partitions) is behind on nothing;
      * before its first assignment the lag is not known. */
@@ -156,8 +180,6 @@ static void measure_lag(es_consumer *c)
     int joined = c->st.rebalances > 0;
     pthread_mutex_unlock(&c->mu);
     int known = a->cnt > 0 || joined;
-    if (rd_kafka_position(c->rk, a) != RD_KAFKA_RESP_ERR_NO_ERROR)
-        known = 0;
     for (int i = 0; known && i < a->cnt; i++) {
         int64_t lo = -1, hi = -1;
         if (rd_kafka_get_watermark_offsets(c->rk, a->elems[i].topic, a->elems[i].partition, &lo, &hi) ||
