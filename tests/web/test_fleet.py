@@ -163,6 +163,20 @@ def test_auth(a):
     assert b'href="/fleet"' in get(a, "/")[2], "the timeline page does not link the fleet page"
 
 
+def test_self_only(b, cluster):
+    """Without the fleet key the view shows this instance alone, from its own metrics; a URL that
+    is not http:// stops orderd at start naming the key."""
+    status, _, body, _ = get(b, "/fleet/metrics", ADMIN)
+    assert status == 200, status
+    only = json.loads(body)["instances"]
+    assert len(only) == 1 and only[0]["url"] == "self" and only[0]["state"] == "up", only
+    assert "es_consumer_lag_messages" in only[0]["metrics"], only[0]["metrics"][:300]
+    r = subprocess.run([cluster.orderd_bin, "--pg", cluster.pg, "--kafka-bootstrap-file", cluster.bootstrap_file,
+                        "--http-listen", "127.0.0.1:0", "--grpc-listen", "127.0.0.1:0", "--auth", "disabled",
+                        "--fleet", "http://127.0.0.1:1,https://orderd-2:8080"], capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0 and "fleet" in r.stderr and "https://orderd-2:8080" in r.stderr, (r.returncode, r.stderr[-2000:])
+
+
 def test_bounded(a, urls, endless):
     """Every answer comes at once; within a few scraping rounds each instance has its verdict."""
     verdicts = {}
@@ -230,6 +244,7 @@ def main():
         a = start_orderd_on(cluster, port_a, *auth, "--fleet", ",".join(urls[k] for k in ("a", "b", "dead", "silent", "endless", "drip", "chunked")),
                             "--fleet-token-file", token_file, "--fleet-timeout-ms", str(TIMEOUT_MS))
         runner.run("web.fleet_needs_admin_token", test_auth, a)
+        runner.run("web.fleet_self_only_and_bad_url", test_self_only, b, cluster)
         runner.run("web.fleet_bounded_fetch", test_bounded, a, urls, endless)
         runner.run("web.fleet_browser", run_browser, a, b, urls, artefacts)
     except Exception as e:  # noqa: BLE001 - a set-up failure is a test failure
