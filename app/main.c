@@ -201,7 +201,7 @@ static void livez(void *data, const es_http_request *req, es_http_response *res)
     es_buf_puts(&res->body, "{\"status\":\"ok\"}\n");
 }
 
-static const es_migration event_store_migration = {"0001_event_store", es_event_store_sql};
+static const es_migration event_store_migration = {ES_EVENT_STORE_MIGRATION, es_event_store_sql};
 static es_migration orders_migration = {"0100_orders_v1", NULL};
 
 /* The projections' generated forward steps from the released schema (es/migrate.h): after their

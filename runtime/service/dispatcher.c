@@ -11,6 +11,7 @@
 
 #include "es/log.h"
 #include "es/metrics.h"
+#include "es/store.h"
 #include "es/uuid.h"
 #include "es/waiters.h"
 #include "idempotency.h"
@@ -174,6 +175,22 @@ static int run_call(dispatcher *d, es_call *call, es_error *err)
             meta.request_hash = fingerprint;
             meta.request_hash_len = sizeof fingerprint;
             meta.retention_s = d->cfg.idempotency_retention_s > 0 ? d->cfg.idempotency_retention_s : 86400;
+            /* A retry across the upgrade from the release that recorded the key itself. */
+            es_append_result old;
+            int lrc = es_store_find_legacy_command(es_pipeline_store(d->cfg.pipeline), client_key, actor,
+                                                   meta.retention_s, &old, err);
+            const char *tid = m->command->target_id ? m->command->target_id(call->request) : NULL;
+            if (lrc == ES_OK && (!tid || !tid[0] || !strcmp(tid, old.stream_id))) {
+                es_command_result res = {.version = old.last_version, .replayed = 1, .attempts = 1};
+                snprintf(res.stream_id, sizeof res.stream_id, "%s", old.stream_id);
+                res.n_events = old.n_events < ES_DECISION_MAX ? old.n_events : ES_DECISION_MAX;
+                res.first_version = res.n_events ? old.first_version : 0;
+                for (size_t i = 0; i < res.n_events; i++)
+                    memcpy(res.event_ids[i], old.event_ids[i], sizeof res.event_ids[i]);
+                call->response = es_command_answer(m->output, m->command, &res, &call->arena);
+                return ES_OK;
+            }
+            if (lrc != ES_OK && lrc != ES_NOT_FOUND) return lrc;
         }
         es_command_result res;
         if ((rc = es_pipeline_execute(d->cfg.pipeline, m->command, call->request, &meta, &res, err)) != ES_OK)

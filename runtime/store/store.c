@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "es/arena.h"
+#include "es/clock.h"
 #include "es/uuid.h"
 #include "pgbin.h"
 #include "store_internal.h"
@@ -54,6 +55,14 @@ static const es_pg_statement statements[] = {
      "SELECT stream_id, first_version, last_version, result, request_hash FROM es_commands "
      "WHERE command_id = $1 AND (expires_at IS NULL OR expires_at > now())",
      1, text1},
+    /* Keys of the release before scoped keys (es_store_find_legacy_command): the key itself as
+     * the id, no fingerprint, no expiry; the principal from the command's first event. */
+    {ES__ST_FIND_LEGACY_COMMAND,
+     "SELECT c.stream_id, c.first_version, c.last_version, c.result FROM es_commands c "
+     "JOIN es_events e ON e.stream_id = c.stream_id AND e.version = c.first_version "
+     "WHERE c.command_id = $1 AND c.request_hash IS NULL AND c.expires_at IS NULL AND e.actor = $2 "
+     "AND c.recorded_at > now() - make_interval(secs => $3::float8)",
+     3, NULL},
     {ES__ST_REGISTER_SCHEMA,
      "INSERT INTO es_schemas (hash, package, descriptor_set) VALUES ($1, $2, $3) "
      "ON CONFLICT (hash) DO NOTHING",
@@ -265,6 +274,65 @@ int es_store_find_command(es_store *s, const char *command_id, es_append_result 
             memcpy(out->request_hash, PQgetvalue(r, 0, 4), hl);
             out->request_hash_len = hl;
         }
+        out->replayed = 1;
+    }
+    PQclear(r);
+    es_pg_pool_checkin(s->pool, c);
+    return rc;
+}
+
+/* Until when keys recorded by the release before scoped keys can still be within retention: one
+ * retention after the event store's schema last changed, on a database that holds an earlier
+ * version of it. Asked once per process: the answer only shrinks with time. */
+static int64_t legacy_until(es_store *s, int64_t retention_s, es_error *err)
+{
+    int64_t until = __atomic_load_n(&s->legacy_until_us, __ATOMIC_ACQUIRE);
+    if (until) return until;
+    es_pg_conn *c = NULL;
+    if (es_pg_pool_checkout_unprepared(s->pool, &c, err) != ES_OK) return 0;
+    const char *params[1] = {ES_EVENT_STORE_MIGRATION};
+    PGresult *r = PQexecParams(es_pg_conn_pg(c),
+                               "SELECT (extract(epoch FROM max(applied_at)) * 1000000)::bigint FROM es_migrations "
+                               "WHERE name = $1 HAVING count(*) > 1",
+                               1, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        es_pg_error(es_pg_conn_pg(c), r, "legacy keys", err);
+        until = 0;
+    } else if (PQntuples(r) == 0 || PQgetisnull(r, 0, 0)) {
+        until = -1;
+    } else {
+        until = strtoll(PQgetvalue(r, 0, 0), NULL, 10) + retention_s * 1000000;
+        if (until <= 0) until = -1;
+    }
+    PQclear(r);
+    es_pg_pool_checkin(s->pool, c);
+    if (until) __atomic_store_n(&s->legacy_until_us, until, __ATOMIC_RELEASE);
+    return until;
+}
+
+int es_store_find_legacy_command(es_store *s, const char *key, const char *actor, int64_t retention_s,
+                                 es_append_result *out, es_error *err)
+{
+    memset(out, 0, sizeof *out);
+    if (!key || !key[0] || !actor) return ES_NOT_FOUND;
+    int64_t until = legacy_until(s, retention_s, err);
+    if (until == 0) return err->code ? err->code : ES_UNAVAILABLE;
+    if (until < 0 || es_now_us() > until) return ES_NOT_FOUND;
+    es_pg_conn *c = NULL;
+    PGresult *r = NULL;
+    char secs[24];
+    snprintf(secs, sizeof secs, "%lld", (long long)retention_s);
+    const char *params[3] = {key, actor, secs};
+    int rc = query(s, ES__ST_FIND_LEGACY_COMMAND, 3, params, &c, &r, err);
+    if (rc) return rc;
+    if (PQntuples(r) == 0) {
+        rc = ES_NOT_FOUND;
+    } else {
+        snprintf(out->stream_id, sizeof out->stream_id, "%s", PQgetvalue(r, 0, 0));
+        out->first_version = es__pg_int8(r, 0, 1);
+        out->last_version = es__pg_int8(r, 0, 2);
+        if (!PQgetisnull(r, 0, 3))
+            es__result_ids(out, (const uint8_t *)PQgetvalue(r, 0, 3), (size_t)PQgetlength(r, 0, 3));
         out->replayed = 1;
     }
     PQclear(r);

@@ -13,6 +13,7 @@
 #define ES__ST_READ "es_store_read"
 #define ES__ST_LOAD "es_store_load"
 #define ES__ST_FIND_COMMAND "es_store_find_command"
+#define ES__ST_FIND_LEGACY_COMMAND "es_store_find_legacy_command"
 #define ES__ST_REGISTER_SCHEMA "es_store_register_schema"
 
 typedef struct es__append_req es__append_req;
@@ -37,6 +38,9 @@ struct es_store {
     es__committer committers[ES__MAX_COMMITTERS];
     size_t n_committers;
     es_store_stats stats;
+    /* es_store_find_legacy_command: until when (es_now_us) keys of the release before scoped
+     * keys may be found; 0 not known yet, -1 never (a database created with scoped keys). */
+    int64_t legacy_until_us;      /* __atomic */
 };
 
 /* Starts / stops the committer threads (append.c). Stop fails queued appends. */

@@ -217,6 +217,8 @@ typedef struct es_schema {
 /* The event store's own DDL (sql/event_store.sql, compiled into the store library): tables,
  * es_append and views, idempotent, applied by es_migrate before any application migration. */
 extern const char es_event_store_sql[];
+/* The name es_event_store_sql is recorded under in es_migrations. */
+#define ES_EVENT_STORE_MIGRATION "0001_event_store"
 
 const es_event_def *es_schema_find_event(const es_aggregate_def *agg, const char *type);
 

@@ -110,6 +110,14 @@ int es_store_append(es_store *s, const es_append *a, es_append_result *out, es_e
  * request fingerprint it was recorded with), ES_NOT_FOUND, or an
  * error. */
 int es_store_find_command(es_store *s, const char *command_id, es_append_result *out, es_error *err);
+/* A client's key as the release before scoped keys recorded it: the key itself as the command
+ * id, no fingerprint, no expiry. ES_OK (out filled, replayed=1) when such a row exists, was
+ * recorded within retention_s and its first event was appended by actor, so that a retry across
+ * an upgrade is answered with its first result and never with another principal's. Looks only
+ * while the event store's schema was upgraded less than retention_s ago (es_migrations holds
+ * more than one version of ES_EVENT_STORE_MIGRATION); otherwise ES_NOT_FOUND without a query. */
+int es_store_find_legacy_command(es_store *s, const char *key, const char *actor, int64_t retention_s,
+                                 es_append_result *out, es_error *err);
 /* Deletes up to limit (0: 10,000) recorded client keys past their retention; *deleted (may be
  * NULL) gets how many. A key past its retention is never answered again even before this runs:
  * this only gives the space back. */
