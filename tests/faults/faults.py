@@ -637,3 +637,28 @@ def main(tests, name):
             env.stop(keep)
     sys.exit(runner.finish())
 
+
+
+# ---- waiting on the load, not on the clock ----
+
+def acked(ledger):
+    with ledger.mu:
+        return len(ledger.acks)
+
+
+def wait_acks(ledger, more, timeout=60, what="commands acknowledged"):
+    """Waits until `more` commands beyond those acknowledged now are acknowledged: the load runs
+    (against whatever instance is up) instead of a pause that hopes it does."""
+    want = acked(ledger) + more
+    eventually(lambda: acked(ledger) >= want, timeout=timeout, interval=0.05, what=f"{what} ({more} more)")
+
+
+def wait_idle(target, timeout=30):
+    """Waits until orderd has no call in flight nor queued (es_http_inflight, es_grpc_inflight and
+    es_dispatcher_queued all 0): every command answered before has finished writing."""
+    keys = ("es_http_inflight", "es_grpc_inflight", "es_dispatcher_queued")
+
+    def idle():
+        m = metrics(target)
+        return all(m.get(k, 0) == 0 for k in keys)
+    eventually(idle, timeout=timeout, interval=0.05, what="no call in flight")

@@ -101,7 +101,7 @@ def phase(env, o, what, down, up, outage_s):
     ledger = f.Ledger()
     clients = f.Clients([t], ledger, threads=4, timeout=10, retry_for=30, pick={"cancel"}, payment_commands=False,
                         on_result=record, pause=0.02).start()
-    time.sleep(1.5)
+    f.wait_acks(ledger, 20, what=f"{what}: commands acknowledged before the outage")
     env.kafka_ctl(*down)
     t_down = time.monotonic()
     f.log(f"{what}: brokers down:", f.summary_line(ledger))
@@ -116,7 +116,7 @@ def phase(env, o, what, down, up, outage_s):
     t_up0 = time.monotonic()
     env.kafka_ctl(*up)
     f.log(f"{what}: brokers up:", f.summary_line(ledger))
-    time.sleep(1.5)
+    f.wait_acks(ledger, 20, what=f"{what}: commands acknowledged after the brokers came back")
     clients.finish(timeout=60)
     f.check_alive(o)
     during = [a for a in answers if t_down <= a[0] < t_up0]

@@ -53,7 +53,7 @@ def test_sigkill_under_load(env):
         nxt = restart(env, o)
         nxt.target = target
         o = nxt
-    time.sleep(2)
+    f.wait_acks(ledger, 20, timeout=90, what="commands acknowledged by the last instance")
     clients.finish(timeout=120)
     f.check_alive(o)
     f.log("load done:", f.summary_line(ledger))

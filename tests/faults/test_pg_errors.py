@@ -19,6 +19,7 @@ import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import faults as f  # noqa: E402
+from harness import terminate_backends  # noqa: E402 (tests/e2e, on the path through faults)
 
 MAX_ANSWER_S = 3.0
 ROLE = "orderd_app"
@@ -103,8 +104,10 @@ def refused(env, o, cause_words, what, existing, want_status):
         line = concealed(o, f"{what}: {method} {path}", st, r, rid, want_status, cause_words)
         answers[-1] = (path, st, secs, {"message": r.get("message", "") + " | log: " + line["msg"][-90:]})
         f.within(secs, MAX_ANSWER_S, f"{what}: the error")
-    # the failed commands wrote nothing, and nothing else changed meanwhile
-    time.sleep(1)
+    # the failed commands wrote nothing, and nothing else changed meanwhile: once no call is in
+    # flight and the projection holds every stored event, nothing more is coming
+    f.wait_idle(t)
+    f.wait_converged(env, timeout=30, what=f"{what}: the projection to hold every stored event")
     assert counts(env) == before, f"{what}: something was written: {before} -> {counts(env)}"
     ids = [f.command_id_for(s[3], "PlaceOrder" if s[1] == "/v1/orders" else "CancelOrder") for s in sends]
     assert env.rows("SELECT count(*) FROM es_commands WHERE command_id IN (" + ",".join(f"'{k}'" for k in ids) + ")")[0][0] == "0"
@@ -166,7 +169,7 @@ def disk_full(env, o, ledger):
         line = concealed(o, "(c) disk full", st, r, rid, 503, ("No space left", "53100"))
         msg = r.get("message", "") + " | log: " + line["msg"][-90:]
         f.within(secs, MAX_ANSWER_S, "(c) disk full: the error")
-        time.sleep(1)
+        f.wait_idle(o.target)   # every command answered so far has finished writing
         # the store holds exactly the orders placed before (the projection may still be applying them)
         want = [str(int(start[0]) + placed), str(int(start[1]) + placed)]
         assert counts(env)[:2] == want, f"(c) disk full: something was written: {want} -> {counts(env)}"
@@ -209,15 +212,15 @@ def test_write_errors(env):
     retried_ok(env, o, sends, ledger, "(a) INSERT revoked")
 
     # (b) read-only database; existing sessions are closed so that every pool reconnects
-    kick = f"SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE usename = '{ROLE}'"
+    def kick():
+        terminate_backends(env.psql, f"usename = '{ROLE}'")
     v = victim(env, o, ledger)
     env.psql("ALTER DATABASE orderd SET default_transaction_read_only = on")
-    env.psql(kick)
-    time.sleep(0.5)
+    kick()
     sends = refused(env, o, ("read-only",), "(b) read-only database", v, 503)
     env.psql("ALTER DATABASE orderd RESET default_transaction_read_only",  # from another database: this one is read-only
              conninfo=env.pg.replace("dbname=orderd", "dbname=postgres"))
-    env.psql(kick)
+    kick()
     retried_ok(env, o, sends, ledger, "(b) read-only database")
 
     # (c) disk full

@@ -75,12 +75,14 @@ def test_pg_restart_under_load(env):
 
     rt = threading.Thread(target=reader, daemon=True)
     rt.start()
-    time.sleep(3)
+    f.wait_acks(ledger, 20, what="commands acknowledged before the outage")
+    f.eventually(lambda: len(reads) >= 3 and len(healths) >= 3, timeout=30, what="reads and health checks before the outage")
     t_stop0 = time.monotonic()
     env.pg_ctl("stop")
     t_down = time.monotonic()
     f.log(f"PostgreSQL stopped ({t_down - t_stop0:.1f} s):", f.summary_line(ledger))
-    time.sleep(1.0)
+    # orderd has seen PostgreSQL go (its health check says so) before the gRPC call
+    f.eventually(lambda: f.health(t) == 503, timeout=30, interval=0.1, what="/healthz 503 once PostgreSQL stopped")
     g_code, g_secs, g_msg = grpc_place(o, timeout=10)
     time.sleep(max(0.0, OUTAGE_S - (time.monotonic() - t_down)))
     t_up0 = time.monotonic()
@@ -113,7 +115,7 @@ def test_pg_restart_under_load(env):
         raise AssertionError(f"/healthz not 200 {RECOVER_S + 20:.0f} s after PostgreSQL returned: {last_health}; "
                              f"relay: {dict((k, v) for k, v in m.items() if 'relay' in k or '_up' in k)}")
     health_recovery = time.monotonic() - t_up
-    time.sleep(2)
+    f.wait_acks(ledger, 20, what="commands acknowledged after the recovery")
     clients.finish(timeout=90)
     stop.set()
     rt.join(15)

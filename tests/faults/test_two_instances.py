@@ -66,7 +66,7 @@ def test_two_instances_and_takeover(env):
     f.eventually(lambda: f.call(other.target, "GET", f"/v1/orders/{oid}")[0] == 200, timeout=60,
                  what="a new order to reach the projection after the takeover")
     projected = time.monotonic() - t_kill
-    time.sleep(1)
+    f.wait_acks(ledger, 20, what="commands acknowledged after the takeover")
     clients.finish(timeout=90)
     f.check_alive(other)
     with ledger.mu:

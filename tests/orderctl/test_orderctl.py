@@ -144,9 +144,14 @@ def test_tail(cl, o, oids):
     assert lines[0]["position"] == first_pos and lines[0]["event_type"] == "OrderPlaced", lines
     # Live: only events committed after it started, until SIGINT.
     env = dict(os.environ, ORDERD_PG=cl.pg)
+    feeds = "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'es-feed'"
+    before = int(cl.psql(feeds))
     p = subprocess.Popen([ORDERCTL, "tail"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
-        time.sleep(1.5)
+        # tail reads the feed's head, then opens its feed session: once that is there, what is
+        # placed next is after the head
+        eventually(lambda: p.poll() is None and int(cl.psql(feeds)) > before, timeout=30, interval=0.05,
+                   what="orderctl tail's feed session")
         oid = place(o, customer="cust-tail")
         seen = []
         deadline = time.time() + 30
