@@ -202,8 +202,9 @@ def test_bounded(a, urls, endless):
     e = verdicts[urls["endless"]]
     assert e["state"] == "down" and ("larger than" in e["error"] or f"within {TIMEOUT_MS} ms" in e["error"]), show
     assert e["metrics"] is None
-    # The handler formats what the scraping threads stored: never a fetch's timeout.
-    assert slowest < TIMEOUT_MS / 1000 / 2, f"a /fleet/metrics answer took {slowest:.2f} s"
+    # The handler formats what the scraping threads stored: no answer waits for a fetch (a
+    # waiting one would take at least the silent instance's whole timeout).
+    assert slowest < TIMEOUT_MS / 1000, f"a /fleet/metrics answer took {slowest:.2f} s"
     # A silent instance's fetch takes its timeout, no longer: the scrape's own duration says so.
     assert verdicts[urls["silent"]]["duration_ms"] <= TIMEOUT_MS + 500, verdicts[urls["silent"]]
     print(f"  endless instance sent {endless.sent} bytes before being cut; slowest answer {slowest * 1000:.0f} ms", flush=True)
