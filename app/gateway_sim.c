@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "es/arena.h"
+#include "es/clock.h"
 #include "es/sha256.h"
 
 typedef struct sim {
@@ -19,13 +20,7 @@ typedef struct sim {
     uint64_t charges, refunds;
 } sim;
 
-static void pause_ms(int ms)
-{
-    if (ms <= 0)
-        return;
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
+static void pause_ms(int ms) { es_sleep_us((int64_t)ms * 1000); }
 
 static int outcome(sim *s, const char *payment_id)
 {

@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "es/clock.h"
 #include "orderctl.h"
 #include "upcasters.h"
 
@@ -143,11 +144,7 @@ static void report_fields(verify *v, int64_t *kind_count, const char *kind, cons
         say(v, kind_count, kind, key, " %s: store %s, row %s", d[i].field, d[i].expected, d[i].actual);
 }
 
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
+static void sleep_ms(int ms) { es_sleep_us((int64_t)ms * 1000); }
 
 /* Checks one stream; returns CTL_ERROR on an operational failure (already printed). */
 static int check_stream(verify *v, const char *key)

@@ -1,6 +1,8 @@
 /* The two clocks; see es/clock.h. */
 #include "es/clock.h"
 
+#include <errno.h>
+
 static int64_t read_us(clockid_t id)
 {
     struct timespec ts;
@@ -16,6 +18,15 @@ struct timespec es_mono_deadline(int64_t after_us)
 {
     int64_t t = es_mono_us() + after_us;
     return (struct timespec){.tv_sec = (time_t)(t / 1000000), .tv_nsec = (long)(t % 1000000) * 1000};
+}
+
+void es_sleep_us(int64_t us)
+{
+    if (us <= 0)
+        return;
+    struct timespec until = es_mono_deadline(us);
+    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &until, NULL) == EINTR)
+        ; /* the deadline is absolute: sleeping again loses nothing */
 }
 
 void es_mono_cond_init(pthread_cond_t *cv)

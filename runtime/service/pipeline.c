@@ -246,8 +246,7 @@ static void backoff(unsigned attempt)
     if (!seed) seed = (unsigned)(uintptr_t)&seed ^ (unsigned)es_now_us();
     unsigned cap = 100u << (attempt < 5 ? attempt : 5);  /* microseconds */
     long us = (long)(rand_r(&seed) % cap);
-    struct timespec ts = {0, us * 1000};
-    nanosleep(&ts, NULL);
+    es_sleep_us(us);
 }
 
 /* One attempt's decision, appended. Returns ES_OK (out filled), ES_ABORTED on a version

@@ -98,8 +98,7 @@ static void nap(es_relay *r, int ms)
 {
     while (ms > 0 && !atomic_load(&r->stop)) {
         int step = ms < 50 ? ms : 50;
-        struct timespec ts = {0, (long)step * 1000000L};
-        nanosleep(&ts, NULL);
+        es_sleep_us((int64_t)step * 1000);
         ms -= step;
     }
 }

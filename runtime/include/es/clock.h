@@ -21,5 +21,8 @@ struct timespec es_mono_deadline(int64_t after_us);
  * es_mono_deadline answers in: a wait then neither ends early nor hangs when the system time is
  * set. Destroy it with pthread_cond_destroy. */
 void es_mono_cond_init(pthread_cond_t *cv);
+/* Sleeps us microseconds on CLOCK_MONOTONIC (a signal does not cut it short; us <= 0 returns at
+ * once). For back-offs and pacing; a wait for a condition waits on the condition instead. */
+void es_sleep_us(int64_t us);
 
 #endif
