@@ -36,7 +36,9 @@ typedef struct es_grpc_config {
     /* Connection limits, with and without TLS. A connection is refused (closed at once, before
      * any HTTP/2 or TLS byte) beyond max_connections open ones, or beyond
      * max_connections_per_client open ones from the same IP address; one whose client resets
-     * streams faster than max_resets_per_second (counted over whole seconds) is closed. */
+     * streams faster than max_resets_per_second (counted over whole seconds), or on which grpc
+     * holds more than twice max_concurrent_streams calls at once (its client reset the others),
+     * is closed. */
     unsigned max_connections;            /* open connections of the whole server; 0: 1024 */
     unsigned max_connections_per_client; /* open connections from one IP address; 0: 64 */
     unsigned max_resets_per_second;      /* calls one connection may cancel a second; 0: 100 */
