@@ -30,12 +30,17 @@ CONSUMERS = (f.PROJECTION, "payment-flow")
 PARTITIONS = 6              # scripts/kafka-mock.sh creates orders.events with 6 partitions
 SESSION_S = 3.0             # the consumers' session.timeout.ms here (orderd's default is 10 s)
 LAG_TARGET_S = 2.0          # the oldest committed event not yet applied is younger than this
-# Measured on the shared 2-core machine (docs/SCALING.md): back under target 11-15 s after the
-# SIGKILL (the dead member's partitions wait for its session to expire), 0-3 s after the fourth
-# instance joined; the bound leaves room for a busy machine.
-LAG_BOUND_S = 8 * SESSION_S + 15.0
-MOVE_BOUND_S = 5 * SESSION_S + 10.0  # the dead member's partitions assigned to the survivors
-SETTLE_BOUND_S = 60.0
+# Measured on the shared 2-core machine (load average 7-17) with the mock cluster (docs/SCALING.md,
+# "The test"): the dead member's partitions on the survivors 7-17 s after the SIGKILL, lag back
+# under target 9-18 s after it; the fourth instance held its share 2-28 s after it was ready and
+# the lag was back under target 15-100 s after. The mock's coordinator holds each rebalance for
+# session.timeout.ms - 1 s, the members' own session timers expire meanwhile and every loss sets
+# off another rebalance: tens to hundreds in a run, with either assignment protocol (a broker
+# completes a join once the members rejoined). The bounds leave room for that and for a busy
+# machine.
+MOVE_BOUND_S = 10 * SESSION_S         # the dead member's partitions assigned to the survivors
+LAG_BOUND_S = 40 * SESSION_S          # lag back under LAG_TARGET_S after the SIGKILL, after the join
+SETTLE_BOUND_S = 120.0
 
 
 def assigned(inst):
@@ -215,7 +220,7 @@ def test_instances(env):
     moved = time.monotonic() - t_kill
     f.log(f"partitions on the two survivors {spread(survivors)} {moved:.1f} s after the SIGKILL")
 
-    f.eventually(lambda: lag_now(env) < LAG_TARGET_S, timeout=LAG_BOUND_S + 30, interval=0.3,
+    f.eventually(lambda: lag_now(env) < LAG_TARGET_S, timeout=LAG_BOUND_S + 60, interval=0.3,
                  what=f"the lag back under {LAG_TARGET_S} s after the SIGKILL")
     after_kill = time.monotonic() - t_kill
     f.log(f"lag back under {LAG_TARGET_S} s {after_kill:.1f} s after the SIGKILL")
@@ -229,7 +234,7 @@ def test_instances(env):
                  what="the fourth instance to take its share of the partitions")
     joined = time.monotonic() - t_join
     f.log(f"fourth instance :{d.http_port} holds partitions {spread(four)} {joined:.1f} s after it was ready")
-    f.eventually(lambda: lag_now(env) < LAG_TARGET_S, timeout=LAG_BOUND_S + 30, interval=0.3,
+    f.eventually(lambda: lag_now(env) < LAG_TARGET_S, timeout=LAG_BOUND_S + 60, interval=0.3,
                  what=f"the lag back under {LAG_TARGET_S} s after the fourth instance joined")
     after_join = time.monotonic() - t_join
     time.sleep(8)   # load on the new set of three
