@@ -28,6 +28,7 @@ typedef struct key {
 #define I(f) IR(f, 0, INT_MAX)
 static const key keys[] = {
     {"pg", S(pg), "host=/var/run/postgresql dbname=orderd", "PostgreSQL conninfo (event store and projections)"},
+    {"pg-read", S(pg_read), "", "PostgreSQL conninfo of a streaming replica serving GetOrder/ListOrders (empty: the primary); down, reads fall back to the primary"},
     {"http-listen", S(http_listen), "0.0.0.0:8080", "JSON HTTP address"},
     {"grpc-listen", S(grpc_listen), "0.0.0.0:8081", "gRPC address"},
     {"kafka-bootstrap", S(kafka_bootstrap), "", "Kafka bootstrap.servers (a real cluster)"},

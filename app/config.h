@@ -12,6 +12,7 @@ typedef struct orderd_config {
     const char *kafka_props[2 * ORDERD_MAX_KAFKA_PROPS + 1];
     int n_kafka_props;
     const char *pg;                 /* libpq conninfo */
+    const char *pg_read;            /* conninfo of a read replica ("": none) */
     const char *http_listen;
     const char *grpc_listen;
     const char *kafka_bootstrap;

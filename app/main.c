@@ -41,6 +41,7 @@ typedef struct app {
     orderd_config cfg;
     es_json_registry *json;
     es_pg_pool *pool;
+    es_pg_pool *read_pool;   /* pg-read: the replica serving queries, NULL without one */
     es_pipeline *pipeline;
     orders_read_model_impl rm;
     orders_query_env qenv;
@@ -181,6 +182,7 @@ static void metrics(void *data, const es_http_request *req, es_http_response *re
     es_consumer *cs[] = {a->projection_consumer, a->payment_consumer};
     es_consumer_write_metrics(cs, sizeof cs / sizeof cs[0], b);
     es_pg_pool_write_metrics(a->pool, b);
+    es_pg_pool_write_replica_metrics(a->read_pool, b);
     es_projection_shape_write_metrics(&a->shape, "order_summary", b);
 }
 
@@ -277,6 +279,14 @@ static int start(app *a)
     if (es_store_register_schema(es_pipeline_store(a->pipeline), &orders_v1_schema, &err) != ES_OK)
         goto fail;
     orders_read_model_init(&a->rm, a->pipeline);
+    if (cfg->pg_read && cfg->pg_read[0]) {
+        /* A read replica: a pool of its own, sized like the primary's (see README, "A read replica"). */
+        es_pg_pool_config rc = {.conninfo = cfg->pg_read, .size = (size_t)cfg->pool_size,
+                                .application_name = "orderd-read"};
+        if (!(a->read_pool = es_pg_pool_new(&rc, &err)))
+            goto fail;
+        orders_read_model_use_replica(&a->rm, a->read_pool);
+    }
     a->qenv.rm = &a->rm.rm;
     a->qenv.min_version_wait_ms = cfg->min_version_wait_ms;
     if (cfg->page_token_key && cfg->page_token_key[0]) {
@@ -477,6 +487,7 @@ static void stop(app *a)
     es_projector_free(a->projector);
     gateway_sim_free(a->gateway);
     es_pg_pool_free(a->pool);
+    es_pg_pool_free(a->read_pool);
     es_json_registry_free(a->json);
     orders_auth_free(a->auth);
 }

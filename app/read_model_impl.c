@@ -1,17 +1,50 @@
 /* orders_read_model over the runtime's projection reader and event store. */
 #include "read_model_impl.h"
 
+#include "es/log.h"
 #include "es/timefmt.h"
 
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
 
+/* A read the replica could not serve (it is down or unreachable) is served by the primary:
+ * the primary is never behind the replica, so an answer that satisfies min_version there is
+ * still correct, and a replica outage costs load on the primary rather than failed reads. A
+ * replica that answers but lags is never bypassed: GetOrder compares the row's version with
+ * min_version and parks the read until the replica shows it (the dispatcher's re-check timer
+ * runs it again; see docs/ARCHITECTURE.md, "The rooms", runtime/service parked reads). */
+static int replica_failed(orders_read_model_impl *impl, int rc, const es_error *err)
+{
+    if (rc != ES_UNAVAILABLE)
+        return 0;
+    es_pg_pool_note_fallback(impl->replica_pool);
+    if (!atomic_exchange(&impl->replica_down, 1))
+        es_log(ES_LOG_WARN, "read_model", NULL, "read replica unavailable (%s); reads fall back to the primary",
+               err->message[0] ? err->message : "no connection");
+    return 1;
+}
+
+static void replica_served(orders_read_model_impl *impl)
+{
+    if (atomic_exchange(&impl->replica_down, 0))
+        es_log(ES_LOG_INFO, "read_model", NULL, "read replica answers again; reads go to it");
+}
+
 static int get(void *self, const char *order_id, es_arena *a, Orders__V1__OrderSummary **out, es_error *err)
 {
     orders_read_model_impl *impl = self;
     ProtobufCMessage *row;
-    int rc = es_projection_get(impl->summary, order_id, a, &row, err);
+    int rc = ES_UNAVAILABLE;
+    if (impl->replica) {
+        rc = es_projection_get(impl->replica, order_id, a, &row, err);
+        if (replica_failed(impl, rc, err))
+            *err = (es_error){0};
+        else
+            replica_served(impl);
+    }
+    if (rc == ES_UNAVAILABLE)
+        rc = es_projection_get(impl->summary, order_id, a, &row, err);
     if (rc == ES_OK)
         *out = (Orders__V1__OrderSummary *)row;
     return rc;
@@ -34,6 +67,14 @@ static int list(void *self, const orders_list_query *q, es_arena *a, Orders__V1_
         char buf[ES_RFC3339_LEN];
         lq.after_value = es_arena_strdup(a, es_rfc3339_us(q->after_created_us, buf));
         lq.after_key = q->after_order_id;
+    }
+    if (impl->replica) {
+        int rc = es_projection_list(impl->replica, &lq, a, (ProtobufCMessage ***)rows, n, err);
+        if (!replica_failed(impl, rc, err)) {
+            replica_served(impl);
+            return rc;
+        }
+        *err = (es_error){0};
     }
     return es_projection_list(impl->summary, &lq, a, (ProtobufCMessage ***)rows, n, err);
 }
@@ -100,6 +141,9 @@ static int events(void *self, const char *order_id, es_arena *a, Orders__V1__Eve
 void orders_read_model_init(orders_read_model_impl *impl, es_pipeline *pipeline)
 {
     impl->pipeline = pipeline;
+    impl->replica_pool = NULL;
+    impl->replica = NULL;
+    atomic_init(&impl->replica_down, 0);
     impl->summary = es_projection_reader_new(es_pipeline_pool(pipeline), &orders_v1_projection_order_summary);
     impl->rm.self = impl;
     impl->rm.get = get;
@@ -107,4 +151,14 @@ void orders_read_model_init(orders_read_model_impl *impl, es_pipeline *pipeline)
     impl->rm.events = events;
 }
 
-void orders_read_model_fini(orders_read_model_impl *impl) { es_projection_reader_free(impl->summary); }
+void orders_read_model_use_replica(orders_read_model_impl *impl, es_pg_pool *replica_pool)
+{
+    impl->replica_pool = replica_pool;
+    impl->replica = es_projection_reader_new(replica_pool, &orders_v1_projection_order_summary);
+}
+
+void orders_read_model_fini(orders_read_model_impl *impl)
+{
+    es_projection_reader_free(impl->summary);
+    es_projection_reader_free(impl->replica);
+}

@@ -54,6 +54,7 @@ struct es_pg_pool {
     atomic_uint_fast64_t refused_exhausted, refused_unavailable, refused_error;
     es_histogram wait;
     atomic_int up;        /* the last checkout found or opened a live connection (es_pg_pool_up) */
+    atomic_uint_fast64_t fallbacks; /* a read replica's pool: reads served elsewhere (es_pg_pool_note_fallback) */
 };
 
 /* First line of a libpq message, without the trailing newline. */
@@ -384,4 +385,32 @@ void es_pg_pool_write_metrics(es_pg_pool *pool, es_buf *b)
     es_metrics_family(b, "es_pg_pool_checkout_wait_seconds", "histogram",
                       "Time a checkout waited for a free connection (refused ones included).");
     es_metrics_histogram(b, "es_pg_pool_checkout_wait_seconds", "", &st.wait);
+}
+
+void es_pg_pool_note_fallback(es_pg_pool *p)
+{
+    if (p)
+        atomic_fetch_add(&p->fallbacks, 1);
+}
+
+/* The read replica's own families: the primary's pool writes the es_pg_pool_* ones, and a
+ * second copy of those names would make the exposition invalid. */
+void es_pg_pool_write_replica_metrics(es_pg_pool *pool, es_buf *b)
+{
+    if (!pool)
+        return;
+    es_pg_pool_stats st;
+    es_pg_pool_get_stats(pool, &st);
+    const es_metric_row rows[] = {
+        {"es_pg_replica_up", "gauge", "1 while the read replica answers (the last checkout found or opened a live connection).",
+         es_pg_pool_up(pool)},
+        {"es_pg_replica_connections_open", "gauge", "Connections the read replica's pool holds open.", (double)st.open},
+        {"es_pg_replica_checkouts_total", "counter", "Connections to the read replica handed out (reads it served or tried).",
+         (double)st.checkouts},
+        {"es_pg_replica_connect_failures_total", "counter", "Failed connection attempts to the read replica.",
+         (double)st.connect_failures},
+        {"es_pg_replica_fallbacks_total", "counter", "Reads the primary served because the read replica was unavailable.",
+         (double)atomic_load(&pool->fallbacks)},
+    };
+    ES_METRICS_ROWS(b, rows);
 }

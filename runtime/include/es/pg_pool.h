@@ -115,4 +115,11 @@ int es_pg_pool_up(es_pg_pool *p);
  * checkouts and their refusals by reason, connects, reconnects, the checkout wait histogram). */
 void es_pg_pool_write_metrics(es_pg_pool *pool, es_buf *out);
 
+/* A pool over a read replica: es_pg_pool_note_fallback counts a read that the primary served
+ * because this pool was unavailable (any thread; accepts NULL). es_pg_pool_write_replica_metrics
+ * appends its es_pg_replica_* families (up, connections open, checkouts, connect failures,
+ * fallbacks) in place of es_pg_pool_write_metrics, whose names the primary's pool uses. */
+void es_pg_pool_note_fallback(es_pg_pool *p);
+void es_pg_pool_write_replica_metrics(es_pg_pool *pool, es_buf *out);
+
 #endif
