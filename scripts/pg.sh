@@ -6,6 +6,10 @@
 #   scripts/pg.sh url <dir>            print the conninfo of a started cluster
 #   scripts/pg.sh where <dir>          print the folder the cluster lives in (data, server.log)
 #   scripts/pg.sh destroy <dir>        stop it and remove it, wherever it lives
+#   scripts/pg.sh standby <dir> <primary-dir> [port]
+#                                      a streaming replica of a started cluster (pg_basebackup -R),
+#                                      created the first time and started; prints its conninfo.
+#                                      stop, restart, url and destroy take <dir> as for any cluster
 # initdb refuses root, so as root the cluster is owned by the 'postgres' system user. When that
 # user cannot enter <dir> (a checkout under /root or in a 0700 home), the cluster lives in
 # /var/tmp/orderd-<uid>-<hash of <dir>'s path>/ instead, <dir>/cluster links to it (and <dir>'s
@@ -37,7 +41,7 @@ locate() {
     dir=$(readlink "$handle/cluster")
     return
   fi
-  [ "$(id -u)" = 0 ] && [ "$cmd" = start ] && [ ! -f "$handle/data/PG_VERSION" ] || return 0
+  [ "$(id -u)" = 0 ] && { [ "$cmd" = start ] || [ "$cmd" = standby ]; } && [ ! -f "$handle/data/PG_VERSION" ] || return 0
   chown postgres "$handle"
   runuser -u postgres -- test -w "$handle" -a -x "$handle" && return
   local base d
@@ -131,6 +135,34 @@ CONF
   restart)
     as_owner "$bin/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null 2>&1 || true
     as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start >/dev/null
+    conninfo
+    ;;
+  standby)
+    primary=$("$0" where "${3:?usage: pg.sh standby <dir> <primary-dir> [port]}")
+    [ -f "$primary/port" ] || { echo "pg.sh: $3 is not a started cluster" >&2; exit 1; }
+    if [ ! -f "$dir/data/PG_VERSION" ]; then
+      [ "$(id -u)" = 0 ] && chown postgres "$dir"
+      as_owner mkdir -p "$dir/sock"
+      # -R writes standby.signal and primary_conninfo; -X stream carries the WAL of the copy itself.
+      as_owner "$bin/pg_basebackup" -h "$primary/sock" -p "$(cat "$primary/port")" -U postgres -D "$dir/data" \
+        -R -X stream -c fast >"$dir/initdb.log" 2>&1 || { cat "$dir/initdb.log" >&2; exit 1; }
+      port=${4:-$(free_port)}
+      echo "$port" >"$dir/port"
+      # The copied postgresql.conf names the primary's port and socket folder: later lines win.
+      as_owner tee -a "$dir/data/postgresql.conf" >/dev/null <<CONF
+port = $port
+unix_socket_directories = '$dir/sock'
+hot_standby = on
+CONF
+    fi
+    if ! as_owner "$bin/pg_ctl" -D "$dir/data" status >/dev/null 2>&1; then
+      if ! as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start >/dev/null 2>&1; then
+        echo "pg.sh: the standby did not start; $dir/server.log says:" >&2
+        tail -5 "$dir/server.log" >&2
+        exit 1
+      fi
+    fi
+    chmod 755 "$dir" "$dir/sock" 2>/dev/null || true
     conninfo
     ;;
   url) conninfo ;;
