@@ -13,7 +13,7 @@
  * still correct, and a replica outage costs load on the primary rather than failed reads. A
  * replica that answers but lags is never bypassed: GetOrder compares the row's version with
  * min_version and parks the read until the replica shows it (the dispatcher's re-check timer
- * runs it again; see docs/ARCHITECTURE.md, "The rooms", runtime/service parked reads). */
+ * runs it again). README, "A read replica", states both rules; faults.replica proves them. */
 static int replica_failed(orders_read_model_impl *impl, int rc, const es_error *err)
 {
     if (rc != ES_UNAVAILABLE)
