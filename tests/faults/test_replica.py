@@ -3,7 +3,8 @@
 writes and are served by the replica (es_pg_replica_checkouts_total, and the standby's
 pg_stat_activity shows orderd's read sessions); with the standby's replay paused a read asking
 for a version the replica does not show yet waits (parked) while the primary already has it,
-and completes once replay resumes; with the standby stopped reads fall back to the primary
+is answered 409 ABORTED at min-version-wait-ms (a second instance with a short wait), and
+completes once replay resumes; with the standby stopped reads fall back to the primary
 (200, es_pg_replica_fallbacks_total grows, one log line names the replica); with it started
 again reads return to it.
     /usr/bin/python3 test_replica.py <orderd> <es-kafka-mock>"""
@@ -17,6 +18,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import faults as f  # noqa: E402
 
 WAIT_MS = 30000        # min-version-wait-ms: longer than the paused replay below
+SHORT_WAIT_MS = 1500   # the second instance's min-version-wait-ms: its read times out while replay is paused
 PAUSED_S = 2.0         # the parked read must still be waiting after this long with replay paused
 
 
@@ -55,6 +57,8 @@ def test_replica(env):
     f.log(f"5 reads with min_version served by the replica ({sessions} session(s) there)")
 
     # ---- replay paused: min_version waits, then completes after resume ----
+    # A second instance with a short wait shows the timeout's answer (409 ABORTED, as without a replica).
+    short = env.orderd("--payments", "0", "--pg-read", replica, "--min-version-wait-ms", str(SHORT_WAIT_MS))
     env.psql("SELECT pg_wal_replay_pause()", replica)
     f.eventually(lambda: env.psql("SELECT pg_get_wal_replay_pause_state()", replica) == "paused", timeout=30,
                  what="replay paused")
@@ -76,6 +80,11 @@ def test_replica(env):
         assert th.is_alive(), f"the read was answered from a replica that is behind: {answer}"
         th.join(0.1)
     assert env.psql(f"SELECT count(*) FROM order_summary WHERE order_id = '{oid}'", replica) == "0"
+    status, r, secs = get(short.target, oid, min_version=v)
+    assert status == 409 and r.get("code") == 10, (status, r)
+    assert secs >= SHORT_WAIT_MS / 1000 - 0.1, f"answered after {secs:.2f} s, before min-version-wait-ms"
+    f.within(secs, SHORT_WAIT_MS / 1000 + 3, "the timeout's answer with replay paused")
+    f.log(f"replay paused: the short-wait instance answered 409 ABORTED after {secs:.2f} s")
     env.psql("SELECT pg_wal_replay_resume()", replica)
     t_resume = time.monotonic()
     th.join(WAIT_MS / 1000 + 15)
@@ -110,7 +119,7 @@ def test_replica(env):
             a["checkouts_total"] > b["checkouts_total"]
     f.eventually(served_by_replica, timeout=30, interval=0.2, what="reads served by the replica again")
     assert "read replica answers again" in f.tail_log(o, 200000)
-    f.check_alive(o)
+    f.check_alive(o, short)
 
 
 def start_standby(env):
