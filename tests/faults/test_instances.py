@@ -213,7 +213,7 @@ def test_instances(env):
     clients = f.Clients(targets, ledger, threads=8, timeout=10, retry_for=90, pick={"cancel"},
                         payment_commands=False).start()
     lag = LagSampler(env).start()
-    time.sleep(8)   # load on three instances: the lag sampler and clients run meanwhile
+    f.wait_acks(ledger, 1000, timeout=120, what="commands acknowledged by three instances")
     f.check_alive(*three)
     acked_before = len(ledger.acks)
 
@@ -243,7 +243,7 @@ def test_instances(env):
                  what="the fourth instance to take its share of the partitions")
     joined = time.monotonic() - t_join
     f.log(f"fourth instance :{d.http_port} holds partitions {spread(four)} {joined:.1f} s after it was ready")
-    time.sleep(8)   # load on the new set of three
+    f.wait_acks(ledger, 1000, timeout=120, what="commands acknowledged after the fourth joined")
     t_stop = time.monotonic()
     clients.finish(timeout=120)
     f.check_alive(*four)
