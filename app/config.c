@@ -54,7 +54,7 @@ static const key keys[] = {
     {"fleet", S(fleet), "", "comma-separated base URLs (http://host:port) of the instances whose /metrics the dashboard at /fleet shows, this one included; empty: this instance only"},
     {"fleet-token-file", S(fleet_token_file), "", "file holding the bearer token sent to the fleet's instances (an admin token when their /metrics is on an HTTP port with auth on)"},
     {"fleet-timeout-ms", IR(fleet_timeout_ms, 1, 60000), "2000", "longest one fetch of a fleet instance's /metrics may take (answers are cut at 4 MiB); slower instances are shown as down"},
-    {"grpc-max-streams", IR(grpc_max_streams, 1, 1000000), "100", "concurrent gRPC streams per HTTP/2 connection"},
+    {"grpc-max-streams", IR(grpc_max_streams, 1, 1000000), "100", "concurrent gRPC streams per HTTP/2 connection; a connection holding more than twice as many calls is cut and banned"},
     {"grpc-max-message", IR(grpc_max_message, 1, 1073741824), "4194304", "largest gRPC request message in bytes (larger: RESOURCE_EXHAUSTED)"},
     {"grpc-max-connections", IR(grpc_max_connections, 1, 1000000), "1024", "open gRPC connections; more are closed at accept, before any HTTP/2 or TLS byte"},
     {"grpc-max-connections-per-client", IR(grpc_max_connections_per_client, 1, 1000000), "64", "open gRPC connections from one client IP address; more are closed at accept"},
