@@ -16,6 +16,7 @@
 
 #include "auth.h"
 #include "config.h"
+#include "es/clock.h"
 #include "es/admin.h"
 #include "es/consumer.h"
 #include "es/dispatcher.h"
@@ -90,7 +91,7 @@ static void *health_loop(void *arg)
                 es_log(ES_LOG_WARN, "orderd", NULL, "expiring idempotency keys: %s", err.message);
         }
         for (int i = 0; i < 10 && !atomic_load(&a->stopping); i++)
-            usleep(100 * 1000);
+            es_sleep_us(100 * 1000);
     }
     return NULL;
 }

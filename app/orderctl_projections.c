@@ -72,7 +72,7 @@ static int rebuild_one(ctl *c, const es_projection_def *def)
         st = es_projection_rebuild(&rcfg, &res, &err);
         ctl_progress_end(&progress);
         if (st == ES_ABORTED)
-            usleep(200 * 1000);
+            es_sleep_us(200 * 1000);
     }
     if (st != ES_OK) {
         rc = ctl_fail(what, &err);

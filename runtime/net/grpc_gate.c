@@ -406,8 +406,7 @@ static void accept_all(es__grpc_gate *g)
             if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
                 /* Out of descriptors: the pending connection stays in the backlog; back off
                  * instead of spinning on a listening socket that stays readable. */
-                struct timespec ts = {0, 10 * 1000000L};
-                nanosleep(&ts, NULL);
+                es_sleep_us(10 * 1000);
             }
             return; /* EAGAIN, or a connection that died in the backlog */
         }

@@ -190,7 +190,7 @@ static void *retire_loop(void *arg)
 {
     es_shape_status *st = arg;
     while (!atomic_load(&st->stop) && es_now_us() < st->drop_at_us)
-        usleep(100 * 1000);
+        es_sleep_us(100 * 1000);
     if (atomic_load(&st->stop))
         return NULL;
     es_pg_conn *c = NULL;
@@ -514,7 +514,7 @@ static int build_beside(PGconn *pg, const es_shape_config *cfg, const char *reco
     es_rebuild_result res = {0};
     rc = ES_ABORTED;
     for (int attempt = 0; attempt < 5 && rc == ES_ABORTED; attempt++) {
-        if (attempt) usleep(200 * 1000);
+        if (attempt) es_sleep_us(200 * 1000);
         rc = es_projection_rebuild(&rcfg, &res, err);
     }
     if (rc) goto done;

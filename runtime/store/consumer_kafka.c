@@ -45,8 +45,7 @@ void es__consumer_warn(es_consumer *c, const char *fmt, ...)
 
 void es__consumer_nap_ms(int ms)
 {
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
+    es_sleep_us((int64_t)ms * 1000);
 }
 
 /* Writes "0,3,5" (the partitions of l) into out. */
