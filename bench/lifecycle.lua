@@ -1,4 +1,4 @@
--- wrk script: the mixed order lifecycle over HTTP (issue 5, item 4).
+-- wrk script: the mixed order lifecycle over HTTP, step 4 of bench/run.
 --   wrk -t2 -c32 -d15s -s lifecycle.lua http://host:port -- [run=<tag>] [token=<bearer token>] [out=<file>]
 -- Every order goes place -> initiate payment -> mark paid -> ship (in transit) -> update (in
 -- transit, new location) -> update (out for delivery) -> deliver: 7 commands. One order in ten

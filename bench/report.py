@@ -1,5 +1,5 @@
 """Renders bench/RESULTS.md from a finished bench/run (the Bench object): machine, versions, date,
-every figure, each issue-5 target met or not, CPU per phase, and the perf profiles. The analysis
+every figure, each target met or not, CPU per phase, and the perf profiles. The analysis
 of the profiles (what limits each unmet target) is hand-written in bench/NOTES.md and included."""
 import os
 import platform
