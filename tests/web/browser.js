@@ -9,11 +9,7 @@ const fs = require('fs');
 const os = require('os');
 const path = require('path');
 
-const env = name => {
-  const v = process.env[name];
-  if (!v) throw new Error(`${name} is not set`);
-  return v;
-};
+const { env, CHROMIUM, FLAGS, counts, step } = require('./chromium_steps');
 const base = env('ORDERD_BASE');
 let orderId = null; // placed by the test once the page is open
 const customer = env('CUSTOMER_ID');
@@ -21,23 +17,6 @@ const artefacts = env('ARTEFACT_DIR');
 const root = env('REPO_ROOT');
 const modules = path.join(root, 'tools', 'node_modules');
 
-const CHROMIUM = '/usr/bin/chromium';
-const FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync'];
-
-let passed = 0, failed = 0;
-async function step(name, fn) {
-  const t = Date.now();
-  try {
-    await fn();
-    passed++;
-    console.log(`  ok   ${name} (${((Date.now() - t) / 1000).toFixed(1)}s)`);
-  } catch (e) {
-    failed++;
-    console.log(`  FAIL ${name}: ${e.stack || e}`);
-    throw e;
-  }
-}
 
 async function api(method, p, body) {
   const res = await fetch(base + p, {
@@ -228,10 +207,10 @@ async function main() {
     await ctx.close();
     fs.rmSync(profile, { recursive: true, force: true });
   }
-  console.log(`browser: ${passed} passed, ${failed} failed; screenshots in ${artefacts}`);
+  console.log(`browser: ${counts.passed} passed, ${counts.failed} failed; screenshots in ${artefacts}`);
 }
 
-main().then(() => process.exit(failed ? 1 : 0), e => {
-  console.log(`browser: ${passed} passed, ${failed + (e && e.stepFailed ? 0 : 0)} failed: ${e && e.message}`);
+main().then(() => process.exit(counts.failed ? 1 : 0), e => {
+  console.log(`browser: ${counts.passed} passed, ${counts.failed} failed: ${e && e.message}`);
   process.exit(1);
 });

@@ -10,11 +10,7 @@ const fs = require('fs');
 const os = require('os');
 const path = require('path');
 
-const env = name => {
-  const v = process.env[name];
-  if (!v) throw new Error(`${name} is not set`);
-  return v;
-};
+const { env, CHROMIUM, FLAGS, counts, step } = require('./chromium_steps');
 const base = env('ORDERD_BASE');
 const baseB = env('ORDERD_BASE_B');
 const token = env('TOKEN');
@@ -22,23 +18,6 @@ const [urlA, urlB, urlDead, urlSilent] = ['URL_A', 'URL_B', 'URL_DEAD', 'URL_SIL
 const artefacts = env('ARTEFACT_DIR');
 const modules = path.join(env('REPO_ROOT'), 'tools', 'node_modules');
 
-const CHROMIUM = '/usr/bin/chromium';
-const FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync'];
-
-let passed = 0, failed = 0;
-async function step(name, fn) {
-  const t = Date.now();
-  try {
-    await fn();
-    passed++;
-    console.log(`  ok   ${name} (${((Date.now() - t) / 1000).toFixed(1)}s)`);
-  } catch (e) {
-    failed++;
-    console.log(`  FAIL ${name}: ${e.stack || e}`);
-    throw e;
-  }
-}
 
 let placed = 0;
 async function placeOrder(at) {
@@ -151,10 +130,10 @@ async function main() {
     await ctx.close();
     fs.rmSync(profile, { recursive: true, force: true });
   }
-  console.log(`fleet browser: ${passed} passed, ${failed} failed; screenshot in ${artefacts}`);
+  console.log(`fleet browser: ${counts.passed} passed, ${counts.failed} failed; screenshot in ${artefacts}`);
 }
 
-main().then(() => process.exit(failed ? 1 : 0), e => {
-  console.log(`fleet browser: ${passed} passed, ${failed} failed: ${e && e.message}`);
+main().then(() => process.exit(counts.failed ? 1 : 0), e => {
+  console.log(`fleet browser: ${counts.passed} passed, ${counts.failed} failed: ${e && e.message}`);
   process.exit(1);
 });
