@@ -253,6 +253,18 @@ done:
     return rc;
 }
 
+/* The first result of a recorded command from row 0 of a lookup whose columns start with
+ * stream_id, first_version, last_version, result. */
+static void command_row(const PGresult *r, es_append_result *out)
+{
+    snprintf(out->stream_id, sizeof out->stream_id, "%s", PQgetvalue(r, 0, 0));
+    out->first_version = es__pg_int8(r, 0, 1);
+    out->last_version = es__pg_int8(r, 0, 2);
+    if (!PQgetisnull(r, 0, 3))
+        es__result_ids(out, (const uint8_t *)PQgetvalue(r, 0, 3), (size_t)PQgetlength(r, 0, 3));
+    out->replayed = 1;
+}
+
 int es_store_find_command(es_store *s, const char *command_id, es_append_result *out, es_error *err)
 {
     memset(out, 0, sizeof *out);
@@ -264,17 +276,12 @@ int es_store_find_command(es_store *s, const char *command_id, es_append_result 
     if (PQntuples(r) == 0) {
         rc = ES_NOT_FOUND;
     } else {
-        snprintf(out->stream_id, sizeof out->stream_id, "%s", PQgetvalue(r, 0, 0));
-        out->first_version = es__pg_int8(r, 0, 1);
-        out->last_version = es__pg_int8(r, 0, 2);
-        if (!PQgetisnull(r, 0, 3))
-            es__result_ids(out, (const uint8_t *)PQgetvalue(r, 0, 3), (size_t)PQgetlength(r, 0, 3));
+        command_row(r, out);
         size_t hl = PQgetisnull(r, 0, 4) ? 0 : (size_t)PQgetlength(r, 0, 4);
         if (hl && hl <= sizeof out->request_hash) {
             memcpy(out->request_hash, PQgetvalue(r, 0, 4), hl);
             out->request_hash_len = hl;
         }
-        out->replayed = 1;
     }
     PQclear(r);
     es_pg_pool_checkin(s->pool, c);
@@ -325,16 +332,10 @@ int es_store_find_legacy_command(es_store *s, const char *key, const char *actor
     const char *params[3] = {key, actor, secs};
     int rc = query(s, ES__ST_FIND_LEGACY_COMMAND, 3, params, &c, &r, err);
     if (rc) return rc;
-    if (PQntuples(r) == 0) {
+    if (PQntuples(r) == 0)
         rc = ES_NOT_FOUND;
-    } else {
-        snprintf(out->stream_id, sizeof out->stream_id, "%s", PQgetvalue(r, 0, 0));
-        out->first_version = es__pg_int8(r, 0, 1);
-        out->last_version = es__pg_int8(r, 0, 2);
-        if (!PQgetisnull(r, 0, 3))
-            es__result_ids(out, (const uint8_t *)PQgetvalue(r, 0, 3), (size_t)PQgetlength(r, 0, 3));
-        out->replayed = 1;
-    }
+    else
+        command_row(r, out);
     PQclear(r);
     es_pg_pool_checkin(s->pool, c);
     return rc;
