@@ -25,6 +25,16 @@ static int exec_ok(PGconn *pg, const char *sql, const char *what, const char *na
 }
 
 /* One migration in one transaction: lock, check the record, apply, record. */
+/* Ends a failed migration transaction. The failure is the caller's answer; a failed rollback is
+ * only logged (the pool closes a connection left inside a transaction at checkin). */
+static void roll_back(PGconn *pg, const char *what, const char *name)
+{
+    if (PQstatus(pg) != CONNECTION_OK) return;
+    es_error rerr = {0};
+    if (exec_ok(pg, "ROLLBACK", what, name, &rerr) != ES_OK)
+        es_log(ES_LOG_WARN, "migrate", NULL, "%s", rerr.message);
+}
+
 static int apply_one(PGconn *pg, const es_migration *m, int *ran, es_error *err)
 {
     char hash[65];
@@ -69,13 +79,7 @@ static int apply_one(PGconn *pg, const es_migration *m, int *ran, es_error *err)
     return rc;
 
 rollback:
-    if (PQstatus(pg) == CONNECTION_OK) {
-        /* The failure is the caller's answer; a failed rollback is only logged (the pool closes
-         * a connection left inside a transaction at checkin). */
-        es_error rerr = {0};
-        if (exec_ok(pg, "ROLLBACK", "roll back migration", m->name, &rerr) != ES_OK)
-            es_log(ES_LOG_WARN, "migrate", NULL, "%s", rerr.message);
-    }
+    roll_back(pg, "roll back migration", m->name);
     return rc;
 }
 
@@ -160,11 +164,7 @@ static int apply_step(PGconn *pg, const char *package, const char *baseline, con
     return rc;
 
 rollback:
-    if (PQstatus(pg) == CONNECTION_OK) {
-        es_error rerr = {0};
-        if (exec_ok(pg, "ROLLBACK", "roll back migration step", s->name, &rerr) != ES_OK)
-            es_log(ES_LOG_WARN, "migrate", NULL, "%s", rerr.message);
-    }
+    roll_back(pg, "roll back migration step", s->name);
     return rc;
 }
 
