@@ -168,6 +168,15 @@ cg_message *cg_find_aggregate(const cg_model *m, const char *name);
 int cg_same_type(const cg_field *a, const cg_field *b);
 int cg_parse_assignment(cg_ctx *ctx, const cg_message *owner, const char *what, const cg_message *state,
                         const char *entry, cg_field **field_out, int *value_out);
+/* A derived (es.event) sets entry, "state_field+=1" or "state_field+=event_field". */
+typedef struct cg_increment {
+    cg_field *state_field;   /* an integer field of the state */
+    cg_field *event_field;   /* the integer event field added, or NULL for a constant step */
+    long long step;          /* the constant step when event_field is NULL */
+} cg_increment;
+/* Returns 1 when entry is not an increment (no "+="), 0 with *out filled, -1 after cg_fail. */
+int cg_parse_increment(cg_ctx *ctx, const cg_message *ev, const cg_message *state, const char *entry,
+                       cg_increment *out);
 const char *cg_sql_type(const cg_field *f);
 void cg_gen_projection_ddl(cg_ctx *ctx, const cg_message *m, cg_out *o);
 #endif

@@ -68,6 +68,61 @@ int cg_parse_assignment(cg_ctx *ctx, const cg_message *owner, const char *what, 
     return 0;
 }
 
+static int is_integer(const cg_field *f)
+{
+    return is_numeric(f) && f->fd->type != T(DOUBLE) && f->fd->type != T(FLOAT);
+}
+
+/* A derived entry of (es.event).sets: "state_field+=<integer>" (a counter each such event moves)
+ * or "state_field+=<event field>" (the sum of an integer field over the stream's events). */
+int cg_parse_increment(cg_ctx *ctx, const cg_message *ev, const cg_message *state, const char *entry,
+                       cg_increment *out)
+{
+    const char *op = strstr(entry, "+=");
+    memset(out, 0, sizeof *out);
+    if (!op)
+        return 1;
+    const char *file = ev->file->name;
+    char *target = strndup(entry, (size_t)(op - entry));
+    const char *src = op + 2;
+    cg_field *sf = cg_find_field(state, target);
+    if (!sf) {
+        int r = cg_fail(ctx, "%s: message %s: (es.event) sets \"%s\": no field %s in the state message %s", file,
+                        ev->name, entry, target, state->full);
+        free(target);
+        return r;
+    }
+    free(target);
+    if (!is_integer(sf) || sf->repeated)
+        return cg_fail(ctx, "%s: message %s: (es.event) sets \"%s\": state field %s.%s must be a single integer "
+                            "field to count or sum into",
+                       file, ev->name, entry, state->full, sf->name);
+    out->state_field = sf;
+    size_t digits = strspn(src + (src[0] == '-'), "0123456789");
+    if (digits && !src[(src[0] == '-') + digits]) {
+        if (digits > 18)
+            return cg_fail(ctx, "%s: message %s: (es.event) sets \"%s\": the step %s does not fit in 64 bits", file,
+                           ev->name, entry, src);
+        out->step = strtoll(src, NULL, 10);
+        if (!out->step)
+            return cg_fail(ctx, "%s: message %s: (es.event) sets \"%s\": a step of 0 changes nothing", file, ev->name,
+                           entry);
+        return 0;
+    }
+    cg_field *ef = cg_find_field(ev, src);
+    if (!ef)
+        return cg_fail(ctx, "%s: message %s: (es.event) sets \"%s\": %s is neither an integer step nor a field of %s",
+                       file, ev->name, entry, src, ev->full);
+    if (!is_integer(ef) || ef->repeated)
+        return cg_fail(ctx, "%s: message %s: field %s: (es.event) sets \"%s\": the field added must be a single "
+                            "integer field (not %s%s)",
+                       file, ev->name, ef->name, entry, ef->repeated ? "repeated " : "",
+                       ef->enum_type ? "an enum" : ef->msg_type ? "a message" : is_numeric(ef) ? "floating point"
+                                                                                              : "a string, bytes or bool");
+    out->event_field = ef;
+    return 0;
+}
+
 static int check_field_rules(cg_ctx *ctx, const cg_message *m, const cg_field *f)
 {
     const Es__FieldOptions *o = f->opt;
@@ -118,6 +173,33 @@ static int check_aggregate(cg_ctx *ctx, const cg_message *m)
     return 0;
 }
 
+/* A counted or summed state field is moved by one entry per event, and not copied into by the same
+ * event: two writers of one field would leave it to the order of the generated statements. */
+static int check_increment_alone(cg_ctx *ctx, const cg_message *m, size_t i, const cg_field *sf)
+{
+    const Es__EventOptions *e = m->event;
+    size_t n = strlen(sf->name);
+    for (size_t k = 0; k < e->n_sets; k++) {
+        const char *o = e->sets[k];
+        if (k != i && strncmp(o, sf->name, n) == 0 && (o[n] == '=' || strncmp(o + n, "+=", 2) == 0))
+            return cg_fail(ctx, "%s: message %s: (es.event) sets \"%s\" and \"%s\" both write state field %s",
+                           m->file->name, m->name, e->sets[k < i ? k : i], e->sets[k < i ? i : k], sf->name);
+    }
+    for (size_t k = 0; k < m->n_fields; k++) {
+        const cg_field *f = &m->fields[k];
+        if (!f->opt || !f->opt->state || !f->opt->state[0])
+            continue;
+        char *list = cg_strdup(f->opt->state), *save = NULL;
+        for (char *tok = strtok_r(list, ", ", &save); tok; tok = strtok_r(NULL, ", ", &save))
+            if (strcmp(tok, sf->name) == 0)
+                return cg_fail(ctx, "%s: message %s: field %s: (es.field) state \"%s\" copies into the field that "
+                                    "(es.event) sets \"%s\" counts or sums",
+                               m->file->name, m->name, f->name, tok, e->sets[i]);
+        free(list);
+    }
+    return 0;
+}
+
 static int check_event(cg_ctx *ctx, const cg_message *m)
 {
     const Es__EventOptions *e = m->event;
@@ -128,7 +210,13 @@ static int check_event(cg_ctx *ctx, const cg_message *m)
     for (size_t i = 0; i < e->n_sets; i++) {
         cg_field *f;
         int v;
-        if (cg_parse_assignment(ctx, m, "(es.event) sets", state, e->sets[i], &f, &v))
+        cg_increment inc;
+        int r = cg_parse_increment(ctx, m, state, e->sets[i], &inc);
+        if (r < 0)
+            return -1;
+        if (r > 0 && cg_parse_assignment(ctx, m, "(es.event) sets", state, e->sets[i], &f, &v))
+            return -1;
+        if (r == 0 && check_increment_alone(ctx, m, i, inc.state_field))
             return -1;
     }
     for (size_t i = 0; i < m->n_fields; i++) {

@@ -55,6 +55,24 @@ static void emit_copy(pkg *p, const cg_field *ef, const cg_field *sf)
     }
 }
 
+/* Counters and sums ("field+=1", "field+=event_field" in sets) are computed before the state
+ * changes: one that would overflow its state field refuses the whole event (ES_OUT_OF_RANGE),
+ * leaving the state as it was, so the command that decided it fails and appends nothing. */
+static void emit_increments(pkg *p, const cg_message *ev, const cg_message *state)
+{
+    for (size_t i = 0; i < ev->event->n_sets; i++) {
+        cg_increment inc;
+        if (cg_parse_increment(p->ctx, ev, state, ev->event->sets[i], &inc) != 0)
+            continue;
+        const char *s = inc.state_field->name;
+        char *by = inc.event_field ? cg_sprintf("ev->%s", inc.event_field->name) : cg_sprintf("%lldLL", inc.step);
+        cg_printf(p->c, "    __typeof__(st->%s) sum%zu; /* sets \"", s, i);
+        cg_c_string(p->c, ev->event->sets[i]);
+        cg_printf(p->c, "\" */\n    if (__builtin_add_overflow(st->%s, %s, &sum%zu)) return ES_OUT_OF_RANGE;\n", s, by, i);
+        free(by);
+    }
+}
+
 static void emit_event(pkg *p, const cg_message *ev, const cg_message *state)
 {
     cg_out *c = p->c;
@@ -65,6 +83,7 @@ static void emit_event(pkg *p, const cg_message *ev, const cg_message *state)
     if (ev->event->has_creates && ev->event->creates)
         cg_printf(c, "    if (st->%s && st->%s[0]) return ES_FAILED_PRECONDITION; /* creates: stream must be new */\n",
                   state->agg->id_field, state->agg->id_field);
+    emit_increments(p, ev, state);
     for (size_t i = 0; i < ev->n_fields; i++) {
         const cg_field *f = &ev->fields[i];
         if (!f->opt || !f->opt->state || !f->opt->state[0])
@@ -77,6 +96,13 @@ static void emit_event(pkg *p, const cg_message *ev, const cg_message *state)
     for (size_t i = 0; i < ev->event->n_sets; i++) {
         cg_field *sf;
         int v;
+        cg_increment inc;
+        if (cg_parse_increment(p->ctx, ev, state, ev->event->sets[i], &inc) == 0) {
+            cg_printf(c, "    st->%s = sum%zu;\n", inc.state_field->name, i);
+            if (inc.state_field->has_presence)
+                cg_printf(c, "    st->has_%s = 1;\n", inc.state_field->name);
+            continue;
+        }
         cg_parse_assignment(p->ctx, ev, "sets", state, ev->event->sets[i], &sf, &v);
         const char *vname = NULL;
         cg_enum_value(sf->enum_type, strchr(ev->event->sets[i], '=') ? strchr(ev->event->sets[i], '=') + 1

@@ -85,8 +85,17 @@ struct  Es__EventOptions
   protobuf_c_boolean has_version;
   uint32_t version;
   /*
-   * Constant assignments applied to the state, "field=ENUM_VALUE" or "VALUE" for the
-   * aggregate's status_field. ENUM_VALUE may omit the enum's prefix.
+   * What the event does to the state besides (es.field).state copies, one entry each:
+   *   "field=ENUM_VALUE", or "VALUE" for the aggregate's status_field: a constant (ENUM_VALUE may
+   *     omit the enum's prefix);
+   *   "field+=N": a counter, N (a non-zero integer, may be negative) added by every such event,
+   *     e.g. "note_count+=1";
+   *   "field+=event_field": a sum, the event's integer field added, e.g.
+   *     "refunded_minor+=amount_minor".
+   * A counted or summed field is a single integer field of the state (the added event field a
+   * single integer field too); one entry per field and event, and not also a copy target of the
+   * same event. A sum that would overflow the state field refuses the event (apply returns
+   * ES_OUT_OF_RANGE before changing anything, so the command deciding it appends nothing).
    */
   size_t n_sets;
   char **sets;

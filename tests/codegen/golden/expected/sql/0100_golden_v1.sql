@@ -10,6 +10,7 @@ CREATE TABLE IF NOT EXISTS ticket_row (
     assignee text,
     version bigint,
     note text,
+    effort_total bigint,
     es_state bytea NOT NULL,
     PRIMARY KEY (ticket_id)
 );
@@ -20,5 +21,6 @@ ALTER TABLE ticket_row ADD COLUMN IF NOT EXISTS updated_at timestamptz;
 ALTER TABLE ticket_row ADD COLUMN IF NOT EXISTS assignee text;
 ALTER TABLE ticket_row ADD COLUMN IF NOT EXISTS version bigint;
 ALTER TABLE ticket_row ADD COLUMN IF NOT EXISTS note text;
+ALTER TABLE ticket_row ADD COLUMN IF NOT EXISTS effort_total bigint;
 CREATE INDEX IF NOT EXISTS ticket_row_idx1 ON ticket_row (assignee, updated_at DESC);
 CREATE INDEX IF NOT EXISTS ticket_row_idx2 ON ticket_row (status);
