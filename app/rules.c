@@ -10,26 +10,18 @@
 #include "currency.h"
 #include "es/uuid.h"
 
-#define NEW(a, T, init) ((T *)init_msg(es_arena_alloc((a), sizeof(T)), (void (*)(void *))(init)))
-
-static void *init_msg(void *p, void (*init)(void *))
-{
-    init(p);
-    return p;
-}
-
 Google__Protobuf__Timestamp *orders_timestamp(es_arena *a, int64_t us)
 {
-    Google__Protobuf__Timestamp *t = NEW(a, Google__Protobuf__Timestamp, google__protobuf__timestamp__init);
+    Google__Protobuf__Timestamp *t = orders_v1_new_google_protobuf_Timestamp(a);
     t->seconds = us / 1000000;
     t->nanos = (int32_t)(us % 1000000) * 1000;
     return t;
 }
 
-static Orders__V1__Money *money(es_arena *a, const char *currency, int64_t amount)
+static Orders__V1__Money *money(es_arena *a, char *currency, int64_t amount)
 {
-    Orders__V1__Money *m = NEW(a, Orders__V1__Money, orders__v1__money__init);
-    m->currency_code = (char *)currency;
+    Orders__V1__Money *m = orders_v1_new_Money(a);
+    m->currency_code = currency;
     m->amount_minor = amount;
     return m;
 }
@@ -37,7 +29,7 @@ static Orders__V1__Money *money(es_arena *a, const char *currency, int64_t amoun
 /* "IN_TRANSIT" for SHIPPING_STATUS_IN_TRANSIT: the name a client sends. */
 static const char *shipping_name(Orders__V1__ShippingStatus s)
 {
-    const ProtobufCEnumValue *v = protobuf_c_enum_descriptor_get_value(&orders__v1__shipping_status__descriptor, (int)s);
+    const ProtobufCEnumValue *v = protobuf_c_enum_descriptor_get_value(&orders__v1__shipping_status__descriptor, s);
     return v ? v->name + strlen("SHIPPING_STATUS_") : "UNKNOWN";
 }
 
@@ -58,7 +50,7 @@ int orders_v1_decide_PlaceOrder(const es_decide_ctx *ctx, const Orders__V1__Orde
 {
     (void)state; /* the pipeline guarantees a new stream for a creating command */
     es_arena *a = ctx->arena;
-    const char *currency = cmd->items[0]->unit_price->currency_code;
+    char *currency = cmd->items[0]->unit_price->currency_code;
     int64_t total = 0, units = 0;
     Orders__V1__LineItem **items = es_arena_alloc(a, cmd->n_items * sizeof *items);
     for (size_t i = 0; i < cmd->n_items; i++) {
@@ -81,7 +73,7 @@ int orders_v1_decide_PlaceOrder(const es_decide_ctx *ctx, const Orders__V1__Orde
             return es_error_set(err, ES_INVALID_ARGUMENT, field, "%s: the order total does not fit in 64 bits", field);
         }
         units += in->quantity;
-        Orders__V1__LineItem *li = NEW(a, Orders__V1__LineItem, orders__v1__line_item__init);
+        Orders__V1__LineItem *li = orders_v1_new_LineItem(a);
         li->product_id = in->product_id;
         li->title = in->title;
         li->quantity = in->quantity;
@@ -91,8 +83,8 @@ int orders_v1_decide_PlaceOrder(const es_decide_ctx *ctx, const Orders__V1__Orde
     }
     if (units > INT32_MAX)
         return es_error_set(err, ES_INVALID_ARGUMENT, "items", "items: too many units in one order");
-    Orders__V1__OrderPlaced *ev = NEW(a, Orders__V1__OrderPlaced, orders__v1__order_placed__init);
-    ev->order_id = (char *)ctx->stream_id;
+    Orders__V1__OrderPlaced *ev = orders_v1_new_OrderPlaced(a);
+    ev->order_id = es_arena_strdup(ctx->arena, ctx->stream_id);
     ev->customer_id = cmd->customer_id;
     ev->vendor_id = cmd->vendor_id;
     ev->n_items = cmd->n_items;
@@ -110,9 +102,8 @@ int orders_v1_decide_InitiatePayment(const es_decide_ctx *ctx, const Orders__V1_
 {
     (void)err;
     es_arena *a = ctx->arena;
-    Orders__V1__OrderPaymentInitiated *ev =
-        NEW(a, Orders__V1__OrderPaymentInitiated, orders__v1__order_payment_initiated__init);
-    ev->order_id = (char *)ctx->stream_id;
+    Orders__V1__OrderPaymentInitiated *ev = orders_v1_new_OrderPaymentInitiated(a);
+    ev->order_id = es_arena_strdup(ctx->arena, ctx->stream_id);
     if (cmd->payment_id && cmd->payment_id[0]) {
         ev->payment_id = cmd->payment_id;
     } else {
@@ -128,9 +119,8 @@ int orders_v1_decide_AuthorisePayment(const es_decide_ctx *ctx, const Orders__V1
                                       const Orders__V1__AuthorisePaymentRequest *cmd, es_decision *out, es_error *err)
 {
     (void)err;
-    Orders__V1__OrderPaymentAuthorised *ev =
-        NEW(ctx->arena, Orders__V1__OrderPaymentAuthorised, orders__v1__order_payment_authorised__init);
-    ev->order_id = (char *)ctx->stream_id;
+    Orders__V1__OrderPaymentAuthorised *ev = orders_v1_new_OrderPaymentAuthorised(ctx->arena);
+    ev->order_id = es_arena_strdup(ctx->arena, ctx->stream_id);
     ev->payment_id = state->payment_id;
     ev->authorisation_code = cmd->authorisation_code;
     ev->authorised_at = orders_timestamp(ctx->arena, ctx->now_us);
@@ -149,8 +139,8 @@ int orders_v1_decide_MarkOrderPaid(const es_decide_ctx *ctx, const Orders__V1__O
         return es_error_set(err, ES_INVALID_ARGUMENT, "amount", "amount must equal the order total (%lld %s)",
                             state->total ? (long long)state->total->amount_minor : 0LL,
                             state->total ? state->total->currency_code : "");
-    Orders__V1__OrderPaid *ev = NEW(ctx->arena, Orders__V1__OrderPaid, orders__v1__order_paid__init);
-    ev->order_id = (char *)ctx->stream_id;
+    Orders__V1__OrderPaid *ev = orders_v1_new_OrderPaid(ctx->arena);
+    ev->order_id = es_arena_strdup(ctx->arena, ctx->stream_id);
     ev->payment_id = state->payment_id;
     ev->amount = state->total;
     ev->paid_at = orders_timestamp(ctx->arena, ctx->now_us);
@@ -161,9 +151,8 @@ int orders_v1_decide_FailPayment(const es_decide_ctx *ctx, const Orders__V1__Ord
                                  const Orders__V1__FailPaymentRequest *cmd, es_decision *out, es_error *err)
 {
     (void)err;
-    Orders__V1__OrderPaymentFailed *ev =
-        NEW(ctx->arena, Orders__V1__OrderPaymentFailed, orders__v1__order_payment_failed__init);
-    ev->order_id = (char *)ctx->stream_id;
+    Orders__V1__OrderPaymentFailed *ev = orders_v1_new_OrderPaymentFailed(ctx->arena);
+    ev->order_id = es_arena_strdup(ctx->arena, ctx->stream_id);
     ev->payment_id = state->payment_id;
     ev->reason = cmd->reason;
     ev->failed_at = orders_timestamp(ctx->arena, ctx->now_us);
@@ -175,9 +164,8 @@ int orders_v1_decide_RefundPayment(const es_decide_ctx *ctx, const Orders__V1__O
 {
     (void)err;
     /* The guard allows payment_status=PAID only: a refund happens once, after payment. */
-    Orders__V1__OrderPaymentRefunded *ev =
-        NEW(ctx->arena, Orders__V1__OrderPaymentRefunded, orders__v1__order_payment_refunded__init);
-    ev->order_id = (char *)ctx->stream_id;
+    Orders__V1__OrderPaymentRefunded *ev = orders_v1_new_OrderPaymentRefunded(ctx->arena);
+    ev->order_id = es_arena_strdup(ctx->arena, ctx->stream_id);
     ev->payment_id = state->payment_id;
     ev->amount = state->paid_amount; /* always the paid amount */
     ev->reason = cmd->reason && cmd->reason[0] ? cmd->reason
@@ -196,8 +184,8 @@ int orders_v1_decide_CancelOrder(const es_decide_ctx *ctx, const Orders__V1__Ord
         return es_error_set(err, ES_FAILED_PRECONDITION, "shipping_status",
                             "the order cannot be cancelled once shipping is %s",
                             shipping_name(state->shipping_status));
-    Orders__V1__OrderCancelled *ev = NEW(ctx->arena, Orders__V1__OrderCancelled, orders__v1__order_cancelled__init);
-    ev->order_id = (char *)ctx->stream_id;
+    Orders__V1__OrderCancelled *ev = orders_v1_new_OrderCancelled(ctx->arena);
+    ev->order_id = es_arena_strdup(ctx->arena, ctx->stream_id);
     ev->reason = cmd->reason;
     ev->cancelled_at = orders_timestamp(ctx->arena, ctx->now_us);
     ev->refund_due = state->payment_status == ORDERS__V1__PAYMENT_STATUS__PAYMENT_STATUS_PAID;
@@ -219,8 +207,8 @@ int orders_v1_decide_UpdateOrderShippingStatus(const es_decide_ctx *ctx, const O
     Google__Protobuf__Timestamp *now = orders_timestamp(ctx->arena, ctx->now_us);
     Google__Protobuf__Timestamp *occurred = cmd->occurred_at ? cmd->occurred_at : now;
     if (cmd->status == ORDERS__V1__SHIPPING_STATUS__SHIPPING_STATUS_DELIVERED) {
-        Orders__V1__OrderDelivered *ev = NEW(ctx->arena, Orders__V1__OrderDelivered, orders__v1__order_delivered__init);
-        ev->order_id = (char *)ctx->stream_id;
+        Orders__V1__OrderDelivered *ev = orders_v1_new_OrderDelivered(ctx->arena);
+        ev->order_id = es_arena_strdup(ctx->arena, ctx->stream_id);
         ev->carrier = cmd->carrier;
         ev->tracking_number = cmd->tracking_number;
         ev->location = cmd->location;
@@ -228,9 +216,8 @@ int orders_v1_decide_UpdateOrderShippingStatus(const es_decide_ctx *ctx, const O
         ev->delivered_at = now;
         return orders_v1_emit_OrderDelivered(out, ev);
     }
-    Orders__V1__OrderShippingStatusUpdated *ev =
-        NEW(ctx->arena, Orders__V1__OrderShippingStatusUpdated, orders__v1__order_shipping_status_updated__init);
-    ev->order_id = (char *)ctx->stream_id;
+    Orders__V1__OrderShippingStatusUpdated *ev = orders_v1_new_OrderShippingStatusUpdated(ctx->arena);
+    ev->order_id = es_arena_strdup(ctx->arena, ctx->stream_id);
     ev->status = cmd->status;
     ev->carrier = cmd->carrier;
     ev->tracking_number = cmd->tracking_number;

@@ -514,6 +514,7 @@ int cg_gen_package(cg_ctx *ctx, const char *package)
                     "#include \"%s/%s.es.h\"\n\n#include <string.h>\n\n#include \"es/gen.h\"\n#include \"es/uuid.h\"\n\n",
               package, p->dir, base);
 
+    cg_emit_constructors(p);
     cg_emit_regexes(p);
     cg_emit_validators(p);
     cg_emit_canonicalizers(p);

@@ -22,5 +22,8 @@ int cg_needs_canon(const pkg *p, const cg_message *m, int depth);
 void cg_emit_regexes(pkg *p);
 void cg_emit_validators(pkg *p);
 void cg_emit_canonicalizers(pkg *p);
+/* gen_ctor.c: <prefix>new_<Message>(es_arena *) for the package's messages and the messages of
+ * other packages its fields name. */
+void cg_emit_constructors(pkg *p);
 
 #endif

@@ -59,8 +59,7 @@ static int exec(world *w, const es_command_def *def, ProtobufCMessage *cmd, es_e
 
 static Orders__V1__Money *money(es_arena *a, const char *cur, int64_t amt)
 {
-    Orders__V1__Money *m = es_arena_alloc(a, sizeof *m);
-    orders__v1__money__init(m);
+    Orders__V1__Money *m = orders_v1_new_Money(a);
     m->currency_code = (char *)cur;
     m->amount_minor = amt;
     return m;
@@ -68,8 +67,7 @@ static Orders__V1__Money *money(es_arena *a, const char *cur, int64_t amt)
 
 static Orders__V1__LineItem *item(es_arena *a, const char *product, int qty, const char *cur, int64_t price)
 {
-    Orders__V1__LineItem *li = es_arena_alloc(a, sizeof *li);
-    orders__v1__line_item__init(li);
+    Orders__V1__LineItem *li = orders_v1_new_LineItem(a);
     li->product_id = (char *)product;
     li->quantity = qty;
     li->unit_price = money(a, cur, price);
@@ -78,8 +76,7 @@ static Orders__V1__LineItem *item(es_arena *a, const char *product, int qty, con
 
 static Orders__V1__PlaceOrderRequest *place_cmd(es_arena *a)
 {
-    Orders__V1__PlaceOrderRequest *c = es_arena_alloc(a, sizeof *c);
-    orders__v1__place_order_request__init(c);
+    Orders__V1__PlaceOrderRequest *c = orders_v1_new_PlaceOrderRequest(a);
     c->customer_id = "cust-1";
     c->vendor_id = "vend-1";
     c->payment_method = "card";
@@ -87,8 +84,7 @@ static Orders__V1__PlaceOrderRequest *place_cmd(es_arena *a)
     c->items = es_arena_alloc(a, 2 * sizeof *c->items);
     c->items[0] = item(a, "sku-1", 2, "EUR", 1250);
     c->items[1] = item(a, "sku-2", 1, "EUR", 500);
-    Orders__V1__Address *ad = es_arena_alloc(a, sizeof *ad);
-    orders__v1__address__init(ad);
+    Orders__V1__Address *ad = orders_v1_new_Address(a);
     ad->name = "Ada";
     ad->line1 = "1 Main St";
     ad->city = "Paris";
@@ -110,40 +106,34 @@ static int run(world *w, enum cmd_kind k, es_error *err)
     case PLACE:
         return exec(w, &orders_v1_command_PlaceOrder, &place_cmd(a)->base, err);
     case INITIATE: {
-        Orders__V1__InitiatePaymentRequest *c = es_arena_alloc(a, sizeof *c);
-        orders__v1__initiate_payment_request__init(c);
+        Orders__V1__InitiatePaymentRequest *c = orders_v1_new_InitiatePaymentRequest(a);
         c->order_id = ORDER_ID;
         return exec(w, &orders_v1_command_InitiatePayment, &c->base, err);
     }
     case AUTHORISE: {
-        Orders__V1__AuthorisePaymentRequest *c = es_arena_alloc(a, sizeof *c);
-        orders__v1__authorise_payment_request__init(c);
+        Orders__V1__AuthorisePaymentRequest *c = orders_v1_new_AuthorisePaymentRequest(a);
         c->order_id = ORDER_ID;
         c->authorisation_code = "AUTH1";
         return exec(w, &orders_v1_command_AuthorisePayment, &c->base, err);
     }
     case MARK_PAID: {
-        Orders__V1__MarkOrderPaidRequest *c = es_arena_alloc(a, sizeof *c);
-        orders__v1__mark_order_paid_request__init(c);
+        Orders__V1__MarkOrderPaidRequest *c = orders_v1_new_MarkOrderPaidRequest(a);
         c->order_id = ORDER_ID;
         return exec(w, &orders_v1_command_MarkOrderPaid, &c->base, err);
     }
     case FAIL: {
-        Orders__V1__FailPaymentRequest *c = es_arena_alloc(a, sizeof *c);
-        orders__v1__fail_payment_request__init(c);
+        Orders__V1__FailPaymentRequest *c = orders_v1_new_FailPaymentRequest(a);
         c->order_id = ORDER_ID;
         c->reason = "card declined";
         return exec(w, &orders_v1_command_FailPayment, &c->base, err);
     }
     case REFUND: {
-        Orders__V1__RefundPaymentRequest *c = es_arena_alloc(a, sizeof *c);
-        orders__v1__refund_payment_request__init(c);
+        Orders__V1__RefundPaymentRequest *c = orders_v1_new_RefundPaymentRequest(a);
         c->order_id = ORDER_ID;
         return exec(w, &orders_v1_command_RefundPayment, &c->base, err);
     }
     case CANCEL: {
-        Orders__V1__CancelOrderRequest *c = es_arena_alloc(a, sizeof *c);
-        orders__v1__cancel_order_request__init(c);
+        Orders__V1__CancelOrderRequest *c = orders_v1_new_CancelOrderRequest(a);
         c->order_id = ORDER_ID;
         c->reason = "changed my mind";
         return exec(w, &orders_v1_command_CancelOrder, &c->base, err);
@@ -154,8 +144,7 @@ static int run(world *w, enum cmd_kind k, es_error *err)
             ORDERS__V1__SHIPPING_STATUS__SHIPPING_STATUS_IN_TRANSIT,
             ORDERS__V1__SHIPPING_STATUS__SHIPPING_STATUS_OUT_FOR_DELIVERY,
             ORDERS__V1__SHIPPING_STATUS__SHIPPING_STATUS_DELIVERED};
-        Orders__V1__UpdateOrderShippingStatusRequest *c = es_arena_alloc(a, sizeof *c);
-        orders__v1__update_order_shipping_status_request__init(c);
+        Orders__V1__UpdateOrderShippingStatusRequest *c = orders_v1_new_UpdateOrderShippingStatusRequest(a);
         c->order_id = ORDER_ID;
         c->status = st[k - SHIP_WAIT];
         c->carrier = "DHL";
@@ -384,8 +373,7 @@ static void test_mark_paid_amount_must_match_total(void **unused)
     world w;
     world_init(&w, S_INITIATED);
     es_error err;
-    Orders__V1__MarkOrderPaidRequest *c = es_arena_alloc(&w.arena, sizeof *c);
-    orders__v1__mark_order_paid_request__init(c);
+    Orders__V1__MarkOrderPaidRequest *c = orders_v1_new_MarkOrderPaidRequest(&w.arena);
     c->order_id = ORDER_ID;
     c->amount = money(&w.arena, "EUR", 1);
     assert_int_equal(exec(&w, &orders_v1_command_MarkOrderPaid, &c->base, &err), ES_INVALID_ARGUMENT);

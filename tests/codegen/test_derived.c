@@ -1,6 +1,7 @@
 /* What protoc-gen-es derives from tests/codegen/derived/tally/v1/tally.proto, compiled and run:
  * counters and sums declared in (es.event) sets folded by the generated apply (and so mirrored by
- * the projection row, and by a rebuild, which folds with the same apply). */
+ * the projection row, and by a rebuild, which folds with the same apply); the constructors of the
+ * package's messages and of the imported ones its fields name. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -101,12 +102,39 @@ static void test_projection_row_mirrors_them(void **unused)
     protobuf_c_message_free_unpacked(&st->base, NULL);
 }
 
+/* Every message of the package, and google.protobuf.Timestamp that a field names, has a typed
+ * constructor: arena-allocated, initialised (its descriptor set, defaults in place). */
+static void test_constructors(void **unused)
+{
+    (void)unused;
+    es_arena a;
+    es_arena_init(&a);
+    Tally__V1__Refunded *r = tally_v1_new_Refunded(&a);
+    assert_non_null(r);
+    assert_ptr_equal(r->base.descriptor, &tally__v1__refunded__descriptor);
+    assert_int_equal(r->amount_minor, 0);
+    assert_string_equal(r->account_id, "");
+    Tally__V1__Account *st = tally_v1_new_Account(&a);
+    assert_ptr_equal(st->base.descriptor, &tally__v1__account__descriptor);
+    assert_null(st->updated_at);
+    Google__Protobuf__Timestamp *t = tally_v1_new_google_protobuf_Timestamp(&a);
+    assert_ptr_equal(t->base.descriptor, &google__protobuf__timestamp__descriptor);
+    assert_int_equal(t->seconds, 0);
+    Tally__V1__AccountOpened *o = tally_v1_new_AccountOpened(&a);
+    o->at = t;
+    assert_int_equal(protobuf_c_message_get_packed_size(&o->base), 2); /* field 2, empty Timestamp */
+    assert_ptr_equal(tally_v1_new_AccountRow(&a)->base.descriptor, &tally__v1__account_row__descriptor);
+    assert_ptr_equal(tally_v1_new_NoteAdded(&a)->base.descriptor, &tally__v1__note_added__descriptor);
+    es_arena_free(&a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_counters_and_sums_fold),
         cmocka_unit_test(test_overflow_refuses_the_event),
         cmocka_unit_test(test_projection_row_mirrors_them),
+        cmocka_unit_test(test_constructors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

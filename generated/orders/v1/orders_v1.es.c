@@ -6,6 +6,264 @@
 #include "es/gen.h"
 #include "es/uuid.h"
 
+/* ---- constructors ---- */
+
+Orders__V1__Money *orders_v1_new_Money(es_arena *a)
+{
+    Orders__V1__Money *m = es_arena_alloc(a, sizeof *m);
+    if (m)
+        orders__v1__money__init(m);
+    return m;
+}
+
+Orders__V1__Address *orders_v1_new_Address(es_arena *a)
+{
+    Orders__V1__Address *m = es_arena_alloc(a, sizeof *m);
+    if (m)
+        orders__v1__address__init(m);
+    return m;
+}
+
+Orders__V1__LineItem *orders_v1_new_LineItem(es_arena *a)
+{
+    Orders__V1__LineItem *m = es_arena_alloc(a, sizeof *m);
+    if (m)
+        orders__v1__line_item__init(m);
+    return m;
+}
+
+Orders__V1__PlaceOrderRequest *orders_v1_new_PlaceOrderRequest(es_arena *a)
+{
+    Orders__V1__PlaceOrderRequest *m = es_arena_alloc(a, sizeof *m);
+    if (m)
+        orders__v1__place_order_request__init(m);
+    return m;
+}
+
+Orders__V1__CancelOrderRequest *orders_v1_new_CancelOrderRequest(es_arena *a)
+{
+    Orders__V1__CancelOrderRequest *m = es_arena_alloc(a, sizeof *m);
+    if (m)
+        orders__v1__cancel_order_request__init(m);
+    return m;
+}
+
+Orders__V1__UpdateOrderShippingStatusRequest *orders_v1_new_UpdateOrderShippingStatusRequest(es_arena *a)
+{
+    Orders__V1__UpdateOrderShippingStatusRequest *m = es_arena_alloc(a, sizeof *m);
+    if (m)
+        orders__v1__update_order_shipping_status_request__init(m);
+    return m;
+}
+
+Orders__V1__InitiatePaymentRequest *orders_v1_new_InitiatePaymentRequest(es_arena *a)
+{
+    Orders__V1__InitiatePaymentRequest *m = es_arena_alloc(a, sizeof *m);
+    if (m)
+        orders__v1__initiate_payment_request__init(m);
+    return m;
+}
+
+Orders__V1__AuthorisePaymentRequest *orders_v1_new_AuthorisePaymentRequest(es_arena *a)
+{
+    Orders__V1__AuthorisePaymentRequest *m = es_arena_alloc(a, sizeof *m);
+    if (m)
+        orders__v1__authorise_payment_request__init(m);
+    return m;
+}
+
+Orders__V1__MarkOrderPaidRequest *orders_v1_new_MarkOrderPaidRequest(es_arena *a)
+{
+    Orders__V1__MarkOrderPaidRequest *m = es_arena_alloc(a, sizeof *m);
+    if (m)
+        orders__v1__mark_order_paid_request__init(m);
+    return m;
+}
+
+Orders__V1__FailPaymentRequest *orders_v1_new_FailPaymentRequest(es_arena *a)
+{
+    Orders__V1__FailPaymentRequest *m = es_arena_alloc(a, sizeof *m);
+    if (m)
+        orders__v1__fail_payment_request__init(m);
+    return m;
+}
+
+Orders__V1__RefundPaymentRequest *orders_v1_new_RefundPaymentRequest(es_arena *a)
+{
+    Orders__V1__RefundPaymentRequest *m = es_arena_alloc(a, sizeof *m);
+    if (m)
+        orders__v1__refund_payment_request__init(m);
+    return m;
+}
+
+Orders__V1__CommandResult *orders_v1_new_CommandResult(es_arena *a)
+{
+    Orders__V1__CommandResult *m = es_arena_alloc(a, sizeof *m);
+    if (m)
+        orders__v1__command_result__init(m);
+    return m;
+}
+
+Orders__V1__OrderPlaced *orders_v1_new_OrderPlaced(es_arena *a)
+{
+    Orders__V1__OrderPlaced *m = es_arena_alloc(a, sizeof *m);
+    if (m)
+        orders__v1__order_placed__init(m);
+    return m;
+}
+
+Orders__V1__OrderPaymentInitiated *orders_v1_new_OrderPaymentInitiated(es_arena *a)
+{
+    Orders__V1__OrderPaymentInitiated *m = es_arena_alloc(a, sizeof *m);
+    if (m)
+        orders__v1__order_payment_initiated__init(m);
+    return m;
+}
+
+Orders__V1__OrderPaymentAuthorised *orders_v1_new_OrderPaymentAuthorised(es_arena *a)
+{
+    Orders__V1__OrderPaymentAuthorised *m = es_arena_alloc(a, sizeof *m);
+    if (m)
+        orders__v1__order_payment_authorised__init(m);
+    return m;
+}
+
+Orders__V1__OrderPaid *orders_v1_new_OrderPaid(es_arena *a)
+{
+    Orders__V1__OrderPaid *m = es_arena_alloc(a, sizeof *m);
+    if (m)
+        orders__v1__order_paid__init(m);
+    return m;
+}
+
+Orders__V1__OrderPaymentFailed *orders_v1_new_OrderPaymentFailed(es_arena *a)
+{
+    Orders__V1__OrderPaymentFailed *m = es_arena_alloc(a, sizeof *m);
+    if (m)
+        orders__v1__order_payment_failed__init(m);
+    return m;
+}
+
+Orders__V1__OrderPaymentRefunded *orders_v1_new_OrderPaymentRefunded(es_arena *a)
+{
+    Orders__V1__OrderPaymentRefunded *m = es_arena_alloc(a, sizeof *m);
+    if (m)
+        orders__v1__order_payment_refunded__init(m);
+    return m;
+}
+
+Orders__V1__OrderShippingStatusUpdated *orders_v1_new_OrderShippingStatusUpdated(es_arena *a)
+{
+    Orders__V1__OrderShippingStatusUpdated *m = es_arena_alloc(a, sizeof *m);
+    if (m)
+        orders__v1__order_shipping_status_updated__init(m);
+    return m;
+}
+
+Orders__V1__OrderDelivered *orders_v1_new_OrderDelivered(es_arena *a)
+{
+    Orders__V1__OrderDelivered *m = es_arena_alloc(a, sizeof *m);
+    if (m)
+        orders__v1__order_delivered__init(m);
+    return m;
+}
+
+Orders__V1__OrderCancelled *orders_v1_new_OrderCancelled(es_arena *a)
+{
+    Orders__V1__OrderCancelled *m = es_arena_alloc(a, sizeof *m);
+    if (m)
+        orders__v1__order_cancelled__init(m);
+    return m;
+}
+
+Orders__V1__OrderSummary *orders_v1_new_OrderSummary(es_arena *a)
+{
+    Orders__V1__OrderSummary *m = es_arena_alloc(a, sizeof *m);
+    if (m)
+        orders__v1__order_summary__init(m);
+    return m;
+}
+
+Orders__V1__GetOrderRequest *orders_v1_new_GetOrderRequest(es_arena *a)
+{
+    Orders__V1__GetOrderRequest *m = es_arena_alloc(a, sizeof *m);
+    if (m)
+        orders__v1__get_order_request__init(m);
+    return m;
+}
+
+Orders__V1__ListOrdersRequest *orders_v1_new_ListOrdersRequest(es_arena *a)
+{
+    Orders__V1__ListOrdersRequest *m = es_arena_alloc(a, sizeof *m);
+    if (m)
+        orders__v1__list_orders_request__init(m);
+    return m;
+}
+
+Orders__V1__ListOrdersResponse *orders_v1_new_ListOrdersResponse(es_arena *a)
+{
+    Orders__V1__ListOrdersResponse *m = es_arena_alloc(a, sizeof *m);
+    if (m)
+        orders__v1__list_orders_response__init(m);
+    return m;
+}
+
+Orders__V1__GetOrderEventsRequest *orders_v1_new_GetOrderEventsRequest(es_arena *a)
+{
+    Orders__V1__GetOrderEventsRequest *m = es_arena_alloc(a, sizeof *m);
+    if (m)
+        orders__v1__get_order_events_request__init(m);
+    return m;
+}
+
+Orders__V1__EventRecord *orders_v1_new_EventRecord(es_arena *a)
+{
+    Orders__V1__EventRecord *m = es_arena_alloc(a, sizeof *m);
+    if (m)
+        orders__v1__event_record__init(m);
+    return m;
+}
+
+Orders__V1__GetOrderEventsResponse *orders_v1_new_GetOrderEventsResponse(es_arena *a)
+{
+    Orders__V1__GetOrderEventsResponse *m = es_arena_alloc(a, sizeof *m);
+    if (m)
+        orders__v1__get_order_events_response__init(m);
+    return m;
+}
+
+Orders__V1__OrderState *orders_v1_new_OrderState(es_arena *a)
+{
+    Orders__V1__OrderState *m = es_arena_alloc(a, sizeof *m);
+    if (m)
+        orders__v1__order_state__init(m);
+    return m;
+}
+
+Google__Protobuf__Int64Value *orders_v1_new_google_protobuf_Int64Value(es_arena *a)
+{
+    Google__Protobuf__Int64Value *m = es_arena_alloc(a, sizeof *m);
+    if (m)
+        google__protobuf__int64_value__init(m);
+    return m;
+}
+
+Google__Protobuf__Timestamp *orders_v1_new_google_protobuf_Timestamp(es_arena *a)
+{
+    Google__Protobuf__Timestamp *m = es_arena_alloc(a, sizeof *m);
+    if (m)
+        google__protobuf__timestamp__init(m);
+    return m;
+}
+
+Google__Protobuf__Any *orders_v1_new_google_protobuf_Any(es_arena *a)
+{
+    Google__Protobuf__Any *m = es_arena_alloc(a, sizeof *m);
+    if (m)
+        google__protobuf__any__init(m);
+    return m;
+}
+
 static es_gen_regex re_orders__v1__money_currency_code = ES_GEN_REGEX("^[A-Z]{3}$");
 static es_gen_regex re_orders__v1__address_country_code = ES_GEN_REGEX("^[A-Z]{2}$");
 

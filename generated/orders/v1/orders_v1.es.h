@@ -11,6 +11,41 @@
 #include "orders/v1/state.pb-c.h"
 
 extern const es_schema orders_v1_schema;
+
+/* Constructors: a message allocated in the arena and initialised to its defaults (owned by the
+ * arena: it lives until es_arena_reset/es_arena_free; NULL when the arena cannot allocate). */
+Orders__V1__Money *orders_v1_new_Money(es_arena *a);
+Orders__V1__Address *orders_v1_new_Address(es_arena *a);
+Orders__V1__LineItem *orders_v1_new_LineItem(es_arena *a);
+Orders__V1__PlaceOrderRequest *orders_v1_new_PlaceOrderRequest(es_arena *a);
+Orders__V1__CancelOrderRequest *orders_v1_new_CancelOrderRequest(es_arena *a);
+Orders__V1__UpdateOrderShippingStatusRequest *orders_v1_new_UpdateOrderShippingStatusRequest(es_arena *a);
+Orders__V1__InitiatePaymentRequest *orders_v1_new_InitiatePaymentRequest(es_arena *a);
+Orders__V1__AuthorisePaymentRequest *orders_v1_new_AuthorisePaymentRequest(es_arena *a);
+Orders__V1__MarkOrderPaidRequest *orders_v1_new_MarkOrderPaidRequest(es_arena *a);
+Orders__V1__FailPaymentRequest *orders_v1_new_FailPaymentRequest(es_arena *a);
+Orders__V1__RefundPaymentRequest *orders_v1_new_RefundPaymentRequest(es_arena *a);
+Orders__V1__CommandResult *orders_v1_new_CommandResult(es_arena *a);
+Orders__V1__OrderPlaced *orders_v1_new_OrderPlaced(es_arena *a);
+Orders__V1__OrderPaymentInitiated *orders_v1_new_OrderPaymentInitiated(es_arena *a);
+Orders__V1__OrderPaymentAuthorised *orders_v1_new_OrderPaymentAuthorised(es_arena *a);
+Orders__V1__OrderPaid *orders_v1_new_OrderPaid(es_arena *a);
+Orders__V1__OrderPaymentFailed *orders_v1_new_OrderPaymentFailed(es_arena *a);
+Orders__V1__OrderPaymentRefunded *orders_v1_new_OrderPaymentRefunded(es_arena *a);
+Orders__V1__OrderShippingStatusUpdated *orders_v1_new_OrderShippingStatusUpdated(es_arena *a);
+Orders__V1__OrderDelivered *orders_v1_new_OrderDelivered(es_arena *a);
+Orders__V1__OrderCancelled *orders_v1_new_OrderCancelled(es_arena *a);
+Orders__V1__OrderSummary *orders_v1_new_OrderSummary(es_arena *a);
+Orders__V1__GetOrderRequest *orders_v1_new_GetOrderRequest(es_arena *a);
+Orders__V1__ListOrdersRequest *orders_v1_new_ListOrdersRequest(es_arena *a);
+Orders__V1__ListOrdersResponse *orders_v1_new_ListOrdersResponse(es_arena *a);
+Orders__V1__GetOrderEventsRequest *orders_v1_new_GetOrderEventsRequest(es_arena *a);
+Orders__V1__EventRecord *orders_v1_new_EventRecord(es_arena *a);
+Orders__V1__GetOrderEventsResponse *orders_v1_new_GetOrderEventsResponse(es_arena *a);
+Orders__V1__OrderState *orders_v1_new_OrderState(es_arena *a);
+Google__Protobuf__Int64Value *orders_v1_new_google_protobuf_Int64Value(es_arena *a);
+Google__Protobuf__Timestamp *orders_v1_new_google_protobuf_Timestamp(es_arena *a);
+Google__Protobuf__Any *orders_v1_new_google_protobuf_Any(es_arena *a);
 int orders_v1_validate_Money(const ProtobufCMessage *msg, es_error *err);
 int orders_v1_validate_Address(const ProtobufCMessage *msg, es_error *err);
 int orders_v1_validate_LineItem(const ProtobufCMessage *msg, es_error *err);

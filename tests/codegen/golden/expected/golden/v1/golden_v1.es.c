@@ -6,6 +6,104 @@
 #include "es/gen.h"
 #include "es/uuid.h"
 
+/* ---- constructors ---- */
+
+Golden__V1__Ticket *golden_v1_new_Ticket(es_arena *a)
+{
+    Golden__V1__Ticket *m = es_arena_alloc(a, sizeof *m);
+    if (m)
+        golden__v1__ticket__init(m);
+    return m;
+}
+
+Golden__V1__TicketOpened *golden_v1_new_TicketOpened(es_arena *a)
+{
+    Golden__V1__TicketOpened *m = es_arena_alloc(a, sizeof *m);
+    if (m)
+        golden__v1__ticket_opened__init(m);
+    return m;
+}
+
+Golden__V1__TicketAssigned *golden_v1_new_TicketAssigned(es_arena *a)
+{
+    Golden__V1__TicketAssigned *m = es_arena_alloc(a, sizeof *m);
+    if (m)
+        golden__v1__ticket_assigned__init(m);
+    return m;
+}
+
+Golden__V1__TicketClosed *golden_v1_new_TicketClosed(es_arena *a)
+{
+    Golden__V1__TicketClosed *m = es_arena_alloc(a, sizeof *m);
+    if (m)
+        golden__v1__ticket_closed__init(m);
+    return m;
+}
+
+Golden__V1__OpenTicketRequest *golden_v1_new_OpenTicketRequest(es_arena *a)
+{
+    Golden__V1__OpenTicketRequest *m = es_arena_alloc(a, sizeof *m);
+    if (m)
+        golden__v1__open_ticket_request__init(m);
+    return m;
+}
+
+Golden__V1__AssignTicketRequest *golden_v1_new_AssignTicketRequest(es_arena *a)
+{
+    Golden__V1__AssignTicketRequest *m = es_arena_alloc(a, sizeof *m);
+    if (m)
+        golden__v1__assign_ticket_request__init(m);
+    return m;
+}
+
+Golden__V1__CloseTicketRequest *golden_v1_new_CloseTicketRequest(es_arena *a)
+{
+    Golden__V1__CloseTicketRequest *m = es_arena_alloc(a, sizeof *m);
+    if (m)
+        golden__v1__close_ticket_request__init(m);
+    return m;
+}
+
+Golden__V1__TicketRow *golden_v1_new_TicketRow(es_arena *a)
+{
+    Golden__V1__TicketRow *m = es_arena_alloc(a, sizeof *m);
+    if (m)
+        golden__v1__ticket_row__init(m);
+    return m;
+}
+
+Golden__V1__GetTicketRequest *golden_v1_new_GetTicketRequest(es_arena *a)
+{
+    Golden__V1__GetTicketRequest *m = es_arena_alloc(a, sizeof *m);
+    if (m)
+        golden__v1__get_ticket_request__init(m);
+    return m;
+}
+
+Golden__V1__TicketResult *golden_v1_new_TicketResult(es_arena *a)
+{
+    Golden__V1__TicketResult *m = es_arena_alloc(a, sizeof *m);
+    if (m)
+        golden__v1__ticket_result__init(m);
+    return m;
+}
+
+Google__Protobuf__Timestamp *golden_v1_new_google_protobuf_Timestamp(es_arena *a)
+{
+    Google__Protobuf__Timestamp *m = es_arena_alloc(a, sizeof *m);
+    if (m)
+        google__protobuf__timestamp__init(m);
+    return m;
+}
+
+Google__Protobuf__Int64Value *golden_v1_new_google_protobuf_Int64Value(es_arena *a)
+{
+    Google__Protobuf__Int64Value *m = es_arena_alloc(a, sizeof *m);
+    if (m)
+        google__protobuf__int64_value__init(m);
+    return m;
+}
+
 static es_gen_regex re_golden__v1__open_ticket_request_title = ES_GEN_REGEX("^[^<>]*$");
 
 static int v_golden__v1__ticket(const Golden__V1__Ticket *m, es_gen_path *p, es_error *err);

@@ -6,6 +6,21 @@
 #include "ticket.pb-c.h"
 
 extern const es_schema golden_v1_schema;
+
+/* Constructors: a message allocated in the arena and initialised to its defaults (owned by the
+ * arena: it lives until es_arena_reset/es_arena_free; NULL when the arena cannot allocate). */
+Golden__V1__Ticket *golden_v1_new_Ticket(es_arena *a);
+Golden__V1__TicketOpened *golden_v1_new_TicketOpened(es_arena *a);
+Golden__V1__TicketAssigned *golden_v1_new_TicketAssigned(es_arena *a);
+Golden__V1__TicketClosed *golden_v1_new_TicketClosed(es_arena *a);
+Golden__V1__OpenTicketRequest *golden_v1_new_OpenTicketRequest(es_arena *a);
+Golden__V1__AssignTicketRequest *golden_v1_new_AssignTicketRequest(es_arena *a);
+Golden__V1__CloseTicketRequest *golden_v1_new_CloseTicketRequest(es_arena *a);
+Golden__V1__TicketRow *golden_v1_new_TicketRow(es_arena *a);
+Golden__V1__GetTicketRequest *golden_v1_new_GetTicketRequest(es_arena *a);
+Golden__V1__TicketResult *golden_v1_new_TicketResult(es_arena *a);
+Google__Protobuf__Timestamp *golden_v1_new_google_protobuf_Timestamp(es_arena *a);
+Google__Protobuf__Int64Value *golden_v1_new_google_protobuf_Int64Value(es_arena *a);
 int golden_v1_validate_Ticket(const ProtobufCMessage *msg, es_error *err);
 int golden_v1_validate_OpenTicketRequest(const ProtobufCMessage *msg, es_error *err);
 int golden_v1_validate_AssignTicketRequest(const ProtobufCMessage *msg, es_error *err);
