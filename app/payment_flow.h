@@ -21,9 +21,11 @@ typedef struct payment_step {
     char command_id[ES_UUID_STRLEN + 1];
 } payment_step;
 
-/* Decides the reaction to one event given the order's current state (NULL: no stream). Calls
- * the gateway when money must move. Pure apart from the gateway. Returns ES_OK, or
- * ES_UNAVAILABLE when the gateway could not be reached (the event is retried). */
+/* Decides the reaction to one event given the order's current state (NULL: no stream), through
+ * the generated typed dispatch (orders_v1_order_dispatch: one handler per event type it reacts
+ * to, the payload decoded once). Calls the gateway when money must move. Pure apart from the
+ * gateway. Returns ES_OK, ES_UNAVAILABLE when the gateway could not be reached, or ES_DATA_LOSS
+ * when the payload does not decode as its event (the event is retried, then dead-lettered). */
 int payment_flow_step(const es_envelope_view *ev, const Orders__V1__OrderState *state, payment_gateway *g,
                       es_arena *a, payment_step *out, es_error *err);
 

@@ -25,5 +25,8 @@ void cg_emit_canonicalizers(pkg *p);
 /* gen_ctor.c: <prefix>new_<Message>(es_arena *) for the package's messages and the messages of
  * other packages its fields name. */
 void cg_emit_constructors(pkg *p);
+/* gen_reactor.c: per aggregate, <prefix><agg>_reactor (one typed handler per event) and its
+ * dispatch; after the aggregates' tables. */
+void cg_emit_reactors(pkg *p);
 
 #endif

@@ -1,7 +1,7 @@
 /* What protoc-gen-es derives from tests/codegen/derived/tally/v1/tally.proto, compiled and run:
  * counters and sums declared in (es.event) sets folded by the generated apply (and so mirrored by
  * the projection row, and by a rebuild, which folds with the same apply); the constructors of the
- * package's messages and of the imported ones its fields name. */
+ * package's messages and of the imported ones its fields name; the typed reactor dispatch. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -128,6 +128,90 @@ static void test_constructors(void **unused)
     es_arena_free(&a);
 }
 
+/* What a reactor's handlers saw. */
+typedef struct seen {
+    int refunds, notes;
+    int64_t amount;
+    const char *stream_id;
+} seen;
+
+static int on_refunded(void *ctx, const es_envelope_view *m, const Tally__V1__Refunded *ev)
+{
+    seen *s = ctx;
+    s->refunds++;
+    s->amount += ev->amount_minor;
+    s->stream_id = m->stream_id;
+    return ev->amount_minor < 0 ? ES_FAILED_PRECONDITION : ES_OK;
+}
+
+static int on_note(void *ctx, const es_envelope_view *m, const Tally__V1__NoteAdded *ev)
+{
+    (void)m;
+    seen *s = ctx;
+    s->notes += strcmp(ev->text, "hello") == 0;
+    return ES_OK;
+}
+
+static es_envelope_view envelope(const char *stream_type, const char *event_type, const uint8_t *payload, size_t len)
+{
+    return (es_envelope_view){.event_id = "e-1", .stream_id = ACCOUNT_ID, .stream_type = stream_type,
+                              .event_type = event_type, .schema = "", .schema_hash = "", .command_id = "",
+                              .correlation_id = "", .causation_id = "", .actor = "", .version = 2,
+                              .schema_version = 1, .payload = payload, .payload_len = len};
+}
+
+/* The dispatch checks the stream type, decodes the payload once into the event's own message and
+ * calls its handler; an event without a handler, or of another stream type, is ignored. */
+static void test_reactor_dispatch(void **unused)
+{
+    (void)unused;
+    es_arena a;
+    es_arena_init(&a);
+    Tally__V1__Refunded *r = tally_v1_new_Refunded(&a);
+    r->amount_minor = 425;
+    uint8_t buf[64];
+    size_t len = tally__v1__refunded__pack(r, buf);
+    Tally__V1__NoteAdded *n = tally_v1_new_NoteAdded(&a);
+    n->text = "hello";
+    uint8_t nbuf[64];
+    size_t nlen = tally__v1__note_added__pack(n, nbuf);
+    tally_v1_account_reactor rx = {.on_Refunded = on_refunded, .on_NoteAdded = on_note};
+    seen s = {0};
+    es_error err = {0};
+
+    es_envelope_view m = envelope("account", "Refunded", buf, len);
+    assert_int_equal(tally_v1_account_reactor_handles(&rx, &m), 1);
+    assert_int_equal(tally_v1_account_dispatch(&rx, &s, &m, &err), ES_OK);
+    assert_int_equal(s.refunds, 1);
+    assert_int_equal(s.amount, 425);
+    assert_string_equal(s.stream_id, ACCOUNT_ID);
+    m = envelope("account", "NoteAdded", nbuf, nlen);
+    assert_int_equal(tally_v1_account_dispatch(&rx, &s, &m, &err), ES_OK);
+    assert_int_equal(s.notes, 1);
+
+    /* No handler: ignored, nothing decoded (a payload that is not even protobuf is not read). */
+    static const uint8_t junk[] = {0xff, 0xff, 0xff};
+    m = envelope("account", "Charged", junk, sizeof junk);
+    assert_int_equal(tally_v1_account_reactor_handles(&rx, &m), 0);
+    assert_int_equal(tally_v1_account_dispatch(&rx, &s, &m, &err), ES_OK);
+    /* Another stream type with the same event type: ignored. */
+    m = envelope("ledger", "Refunded", buf, len);
+    assert_int_equal(tally_v1_account_reactor_handles(&rx, &m), 0);
+    assert_int_equal(tally_v1_account_dispatch(&rx, &s, &m, &err), ES_OK);
+    assert_int_equal(s.refunds, 1);
+    /* A payload that does not decode as its event: refused, the handler not called. */
+    m = envelope("account", "Refunded", junk, sizeof junk);
+    assert_int_equal(tally_v1_account_dispatch(&rx, &s, &m, &err), ES_DATA_LOSS);
+    assert_int_equal(s.refunds, 1);
+    /* The handler's result is the dispatch's. */
+    r->amount_minor = -1;
+    len = tally__v1__refunded__pack(r, buf);
+    m = envelope("account", "Refunded", buf, len);
+    assert_int_equal(tally_v1_account_dispatch(&rx, &s, &m, &err), ES_FAILED_PRECONDITION);
+    assert_int_equal(s.refunds, 2);
+    es_arena_free(&a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -135,6 +219,7 @@ int main(void)
         cmocka_unit_test(test_overflow_refuses_the_event),
         cmocka_unit_test(test_projection_row_mirrors_them),
         cmocka_unit_test(test_constructors),
+        cmocka_unit_test(test_reactor_dispatch),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

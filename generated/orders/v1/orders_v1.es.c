@@ -1287,6 +1287,65 @@ const es_aggregate_def orders_v1_aggregate_order = {
     .n_events = 9,
 };
 
+/* ---- reactor of aggregate "order" ---- */
+
+int orders_v1_order_reactor_handles(const orders_v1_order_reactor *r, const es_envelope_view *m)
+{
+    if (strcmp(m->stream_type, orders_v1_aggregate_order.name) != 0)
+        return 0;
+    if (r->on_OrderPlaced && strcmp(m->event_type, orders_v1_event_OrderPlaced.type) == 0)
+        return 1;
+    if (r->on_OrderPaymentInitiated && strcmp(m->event_type, orders_v1_event_OrderPaymentInitiated.type) == 0)
+        return 1;
+    if (r->on_OrderPaymentAuthorised && strcmp(m->event_type, orders_v1_event_OrderPaymentAuthorised.type) == 0)
+        return 1;
+    if (r->on_OrderPaid && strcmp(m->event_type, orders_v1_event_OrderPaid.type) == 0)
+        return 1;
+    if (r->on_OrderPaymentFailed && strcmp(m->event_type, orders_v1_event_OrderPaymentFailed.type) == 0)
+        return 1;
+    if (r->on_OrderPaymentRefunded && strcmp(m->event_type, orders_v1_event_OrderPaymentRefunded.type) == 0)
+        return 1;
+    if (r->on_OrderShippingStatusUpdated && strcmp(m->event_type, orders_v1_event_OrderShippingStatusUpdated.type) == 0)
+        return 1;
+    if (r->on_OrderDelivered && strcmp(m->event_type, orders_v1_event_OrderDelivered.type) == 0)
+        return 1;
+    if (r->on_OrderCancelled && strcmp(m->event_type, orders_v1_event_OrderCancelled.type) == 0)
+        return 1;
+    return 0;
+}
+
+int orders_v1_order_dispatch(const orders_v1_order_reactor *r, void *ctx, const es_envelope_view *m, es_error *err)
+{
+    if (!orders_v1_order_reactor_handles(r, m))
+        return ES_OK;
+    es_arena a;
+    es_arena_init(&a);
+    ProtobufCMessage *ev = NULL;
+    const es_event_def *def = es_schema_find_event(&orders_v1_aggregate_order, m->event_type);
+    int rc = es_event_decode(def, m->schema_version, m->payload, m->payload_len, r->upcasters, r->n_upcasters,
+                             &a, &ev, err);
+    if (rc == ES_OK && def == &orders_v1_event_OrderPlaced)
+        rc = r->on_OrderPlaced(ctx, m, (const Orders__V1__OrderPlaced *)ev);
+    if (rc == ES_OK && def == &orders_v1_event_OrderPaymentInitiated)
+        rc = r->on_OrderPaymentInitiated(ctx, m, (const Orders__V1__OrderPaymentInitiated *)ev);
+    if (rc == ES_OK && def == &orders_v1_event_OrderPaymentAuthorised)
+        rc = r->on_OrderPaymentAuthorised(ctx, m, (const Orders__V1__OrderPaymentAuthorised *)ev);
+    if (rc == ES_OK && def == &orders_v1_event_OrderPaid)
+        rc = r->on_OrderPaid(ctx, m, (const Orders__V1__OrderPaid *)ev);
+    if (rc == ES_OK && def == &orders_v1_event_OrderPaymentFailed)
+        rc = r->on_OrderPaymentFailed(ctx, m, (const Orders__V1__OrderPaymentFailed *)ev);
+    if (rc == ES_OK && def == &orders_v1_event_OrderPaymentRefunded)
+        rc = r->on_OrderPaymentRefunded(ctx, m, (const Orders__V1__OrderPaymentRefunded *)ev);
+    if (rc == ES_OK && def == &orders_v1_event_OrderShippingStatusUpdated)
+        rc = r->on_OrderShippingStatusUpdated(ctx, m, (const Orders__V1__OrderShippingStatusUpdated *)ev);
+    if (rc == ES_OK && def == &orders_v1_event_OrderDelivered)
+        rc = r->on_OrderDelivered(ctx, m, (const Orders__V1__OrderDelivered *)ev);
+    if (rc == ES_OK && def == &orders_v1_event_OrderCancelled)
+        rc = r->on_OrderCancelled(ctx, m, (const Orders__V1__OrderCancelled *)ev);
+    es_arena_free(&a);
+    return rc;
+}
+
 /* ---- command PlaceOrder ---- */
 
 static const char *target_PlaceOrder(const ProtobufCMessage *m)

@@ -2,7 +2,9 @@
 #ifndef ORDERS_V1_ES_H
 #define ORDERS_V1_ES_H
 
+#include "es/envelope.h"
 #include "es/schema.h"
+#include "es/upcast.h"
 #include "orders/v1/types.pb-c.h"
 #include "orders/v1/commands.pb-c.h"
 #include "orders/v1/events.pb-c.h"
@@ -136,6 +138,30 @@ static inline int orders_v1_emit_OrderCancelled(es_decision *d, Orders__V1__Orde
 {
     return es_decision_emit(d, &orders_v1_event_OrderCancelled, &ev->base);
 }
+
+/* A typed reactor of aggregate "order": one handler per event type; a NULL handler ignores its
+ * events. A handler gets the envelope (borrowed) and the decoded event (borrowed for the call,
+ * freed after it returns) and returns ES_OK or an error (the consumer retries the event). */
+typedef struct orders_v1_order_reactor {
+    int (*on_OrderPlaced)(void *ctx, const es_envelope_view *m, const Orders__V1__OrderPlaced *ev);
+    int (*on_OrderPaymentInitiated)(void *ctx, const es_envelope_view *m, const Orders__V1__OrderPaymentInitiated *ev);
+    int (*on_OrderPaymentAuthorised)(void *ctx, const es_envelope_view *m, const Orders__V1__OrderPaymentAuthorised *ev);
+    int (*on_OrderPaid)(void *ctx, const es_envelope_view *m, const Orders__V1__OrderPaid *ev);
+    int (*on_OrderPaymentFailed)(void *ctx, const es_envelope_view *m, const Orders__V1__OrderPaymentFailed *ev);
+    int (*on_OrderPaymentRefunded)(void *ctx, const es_envelope_view *m, const Orders__V1__OrderPaymentRefunded *ev);
+    int (*on_OrderShippingStatusUpdated)(void *ctx, const es_envelope_view *m, const Orders__V1__OrderShippingStatusUpdated *ev);
+    int (*on_OrderDelivered)(void *ctx, const es_envelope_view *m, const Orders__V1__OrderDelivered *ev);
+    int (*on_OrderCancelled)(void *ctx, const es_envelope_view *m, const Orders__V1__OrderCancelled *ev);
+    /* Upcasters for events stored with an older schema version (es/upcast.h); may be NULL/0. */
+    const es_upcaster *upcasters;
+    size_t n_upcasters;
+} orders_v1_order_reactor;
+/* 1 when m is an event of stream type "order" that r has a handler for, else 0 (dispatch ignores it). */
+int orders_v1_order_reactor_handles(const orders_v1_order_reactor *r, const es_envelope_view *m);
+/* Calls r's handler for m: ES_OK without a call when m's stream type is not "order" (state orders.v1.OrderState) or
+ * its type has no handler; ES_DATA_LOSS (err says why) when the payload does not decode as the
+ * event's message; an upcaster's error; else the handler's result. */
+int orders_v1_order_dispatch(const orders_v1_order_reactor *r, void *ctx, const es_envelope_view *m, es_error *err);
 
 /* command orders.v1.PlaceOrderRequest: hand-written rule, in app/ */
 extern const es_command_def orders_v1_command_PlaceOrder;

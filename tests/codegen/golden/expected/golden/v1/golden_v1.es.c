@@ -389,6 +389,41 @@ const es_aggregate_def golden_v1_aggregate_ticket = {
     .n_events = 3,
 };
 
+/* ---- reactor of aggregate "ticket" ---- */
+
+int golden_v1_ticket_reactor_handles(const golden_v1_ticket_reactor *r, const es_envelope_view *m)
+{
+    if (strcmp(m->stream_type, golden_v1_aggregate_ticket.name) != 0)
+        return 0;
+    if (r->on_TicketOpened && strcmp(m->event_type, golden_v1_event_TicketOpened.type) == 0)
+        return 1;
+    if (r->on_TicketAssigned && strcmp(m->event_type, golden_v1_event_TicketAssigned.type) == 0)
+        return 1;
+    if (r->on_TicketClosed && strcmp(m->event_type, golden_v1_event_TicketClosed.type) == 0)
+        return 1;
+    return 0;
+}
+
+int golden_v1_ticket_dispatch(const golden_v1_ticket_reactor *r, void *ctx, const es_envelope_view *m, es_error *err)
+{
+    if (!golden_v1_ticket_reactor_handles(r, m))
+        return ES_OK;
+    es_arena a;
+    es_arena_init(&a);
+    ProtobufCMessage *ev = NULL;
+    const es_event_def *def = es_schema_find_event(&golden_v1_aggregate_ticket, m->event_type);
+    int rc = es_event_decode(def, m->schema_version, m->payload, m->payload_len, r->upcasters, r->n_upcasters,
+                             &a, &ev, err);
+    if (rc == ES_OK && def == &golden_v1_event_TicketOpened)
+        rc = r->on_TicketOpened(ctx, m, (const Golden__V1__TicketOpened *)ev);
+    if (rc == ES_OK && def == &golden_v1_event_TicketAssigned)
+        rc = r->on_TicketAssigned(ctx, m, (const Golden__V1__TicketAssigned *)ev);
+    if (rc == ES_OK && def == &golden_v1_event_TicketClosed)
+        rc = r->on_TicketClosed(ctx, m, (const Golden__V1__TicketClosed *)ev);
+    es_arena_free(&a);
+    return rc;
+}
+
 /* ---- command OpenTicket ---- */
 
 static const char *target_OpenTicket(const ProtobufCMessage *m)

@@ -2,7 +2,9 @@
 #ifndef GOLDEN_V1_ES_H
 #define GOLDEN_V1_ES_H
 
+#include "es/envelope.h"
 #include "es/schema.h"
+#include "es/upcast.h"
 #include "ticket.pb-c.h"
 
 extern const es_schema golden_v1_schema;
@@ -51,6 +53,24 @@ static inline int golden_v1_emit_TicketClosed(es_decision *d, Golden__V1__Ticket
 {
     return es_decision_emit(d, &golden_v1_event_TicketClosed, &ev->base);
 }
+
+/* A typed reactor of aggregate "ticket": one handler per event type; a NULL handler ignores its
+ * events. A handler gets the envelope (borrowed) and the decoded event (borrowed for the call,
+ * freed after it returns) and returns ES_OK or an error (the consumer retries the event). */
+typedef struct golden_v1_ticket_reactor {
+    int (*on_TicketOpened)(void *ctx, const es_envelope_view *m, const Golden__V1__TicketOpened *ev);
+    int (*on_TicketAssigned)(void *ctx, const es_envelope_view *m, const Golden__V1__TicketAssigned *ev);
+    int (*on_TicketClosed)(void *ctx, const es_envelope_view *m, const Golden__V1__TicketClosed *ev);
+    /* Upcasters for events stored with an older schema version (es/upcast.h); may be NULL/0. */
+    const es_upcaster *upcasters;
+    size_t n_upcasters;
+} golden_v1_ticket_reactor;
+/* 1 when m is an event of stream type "ticket" that r has a handler for, else 0 (dispatch ignores it). */
+int golden_v1_ticket_reactor_handles(const golden_v1_ticket_reactor *r, const es_envelope_view *m);
+/* Calls r's handler for m: ES_OK without a call when m's stream type is not "ticket" (state golden.v1.Ticket) or
+ * its type has no handler; ES_DATA_LOSS (err says why) when the payload does not decode as the
+ * event's message; an upcaster's error; else the handler's result. */
+int golden_v1_ticket_dispatch(const golden_v1_ticket_reactor *r, void *ctx, const es_envelope_view *m, es_error *err);
 
 /* command golden.v1.OpenTicketRequest: hand-written rule, in app/ */
 extern const es_command_def golden_v1_command_OpenTicket;
