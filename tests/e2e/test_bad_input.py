@@ -225,12 +225,13 @@ def forged_tokens(real):
             ("issued token on another list (status filter)", real, "&status=ORDER_STATUS_PLACED")]
 
 
-def build_table(ids, page_token):
-    """Every row; ids: order ids in the states the routes need (placed, initiated, paid);
-    page_token: one the service issued for the first page of the unfiltered ListOrders."""
+def command_routes(ids):
+    """The body routes the table covers, one per command route of the generated route table
+    (checked against the served one by table_covers_served_routes): (name, method, template,
+    concrete path, base body, a string field with its max length, required fields). ids: order
+    ids in the states the routes need (placed, initiated, paid)."""
     placed, initiated, paid = ids["placed"], ids["initiated"], ids["paid"]
-    # (name, method, template, concrete path, base body, a string field with its max length, required fields)
-    routes = [
+    return [
         ("PlaceOrder", "POST", "/v1/orders", "/v1/orders", PLACE, ("customer_id", 128),
          ["customer_id", "vendor_id", "items", "payment_method", "shipping_address"]),
         ("CancelOrder", "POST", "/v1/orders/{order_id}/cancel", f"/v1/orders/{placed}/cancel",
@@ -249,6 +250,32 @@ def build_table(ids, page_token):
         ("RefundPayment", "POST", "/v1/orders/{order_id}/payment:refund", f"/v1/orders/{paid}/payment:refund",
          {"reason": "returned"}, ("reason", 1024), []),
     ]
+
+
+def table_covers_served_routes(o):
+    """Every route with a body that orderd serves (its /openapi.json, generated from the same
+    method table as its routes) has its rows in command_routes, under its method's name: a method
+    added to proto/ fails here, named, instead of going untested."""
+    status, _, raw = http_raw(o.http_port, "GET", "/openapi.json")
+    assert status == 200, f"/openapi.json answered {status}"
+    served = set()
+    for template, ops in json.loads(raw)["paths"].items():
+        for verb, op in ops.items():
+            if verb.upper() in ("POST", "PUT", "PATCH", "DELETE"):
+                served.add((op["operationId"].split("_", 1)[-1], verb.upper(), template))
+    listed = {(r[0], r[1], r[2]) for r in command_routes({"placed": "p", "initiated": "i", "paid": "q"})}
+    missing = sorted(served - listed)
+    assert not missing, "; ".join(f"method {m} ({v} {t}) has no rows: add it to command_routes in "
+                                  f"tests/e2e/test_bad_input.py" for m, v, t in missing)
+    stale = sorted(listed - served)
+    assert not stale, "; ".join(f"command_routes lists {m} ({v} {t}), which orderd does not serve" for m, v, t in stale)
+
+
+def build_table(ids, page_token):
+    """Every row; ids: order ids in the states the routes need (placed, initiated, paid);
+    page_token: one the service issued for the first page of the unfiltered ListOrders."""
+    placed, initiated, paid = ids["placed"], ids["initiated"], ids["paid"]
+    routes = command_routes(ids)
     cases = []
 
     def add(name, method, path, body, status, code, field, stage, route, headers=JSON, **kw):
@@ -1001,6 +1028,7 @@ def test_grpc_limits(o, max_streams, max_message):
 def run(cluster, runner, stubs):
     # No payment flow: nothing but the test's own requests writes to the store.
     o = cluster.start_orderd("--payments", "0")
+    runner.run("the table has rows for every body route orderd serves", table_covers_served_routes, o)
     ids = setup_orders(o)
     token = issued_page_token(cluster, o)
     cases = build_table(ids, token)

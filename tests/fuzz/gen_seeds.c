@@ -2,8 +2,9 @@
  * a valid request per OrderService method as JSON (fuzz_json) and packed protobuf (fuzz_protobuf),
  * typical request targets (fuzz_router), and packed envelopes and header sets (fuzz_envelope).
  * Every seed starts with the selector byte its target documents.
- * Usage: fuzz_seeds <dir>. Exit status 1 if a seed does not decode or a request seed does not
- * pass its method's validation (the table is out of date with proto/). */
+ * Usage: fuzz_seeds <dir>. Exit status 1 if a seed does not decode, a request seed does not
+ * pass its method's validation, or a method or route of the generated tables has no seed or
+ * target (the tables here are out of date with proto/; each such one is named). */
 #include <errno.h>
 #include <sys/stat.h>
 
@@ -113,6 +114,64 @@ static int method_index(const char *name)
         if (strcmp(svc->methods[i]->name, name) == 0)
             return (int)i;
     return -1;
+}
+
+/* A request target (query ignored) that a route template matches: segment by segment, a
+ * "{variable}" segment matching any non-empty one. */
+static int template_matches(const char *tpl, const char *target)
+{
+    size_t tl = strcspn(target, "?");
+    while (*tpl && tl) {
+        size_t a = strcspn(tpl, "/"), b = strcspn(target, "/?");
+        if (b > tl)
+            b = tl;
+        if (!(tpl[0] == '{' && b > 0) && (a != b || strncmp(tpl, target, a) != 0))
+            return 0;
+        tpl += a;
+        target += b;
+        tl -= b;
+        if ((*tpl == '/') != (tl && *target == '/'))
+            return 0;
+        if (*tpl == '/') {
+            tpl++;
+            target++;
+            tl--;
+        }
+    }
+    return !*tpl && !tl;
+}
+
+/* Every method of the generated method table has a request seed and every route of its route
+ * table a request target: a method added to proto/ without them fails here, named, instead of
+ * going unfuzzed. */
+static void check_every_method_seeded(void)
+{
+    static const char *const verbs[] = {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"};
+    const es_service_def *svc = &orders_v1_service_OrderService;
+    for (size_t i = 0; i < svc->n_methods; i++) {
+        int found = 0;
+        for (size_t k = 0; k < sizeof requests / sizeof *requests; k++)
+            found |= strcmp(requests[k].method, svc->methods[i]->name) == 0;
+        if (!found) {
+            fprintf(stderr, "method %s of %s has no request seed (tests/fuzz/gen_seeds.c, requests[])\n",
+                    svc->methods[i]->name, svc->name);
+            failures++;
+        }
+    }
+    for (size_t i = 0; i < svc->n_routes; i++) {
+        const es_route_def *r = &svc->routes[i];
+        int found = 0;
+        for (size_t k = 0; k < sizeof targets / sizeof *targets; k++) {
+            uint8_t sel = targets[k].sel;
+            found |= !(sel & 8) && (sel & 7) < 7 && strcmp(verbs[sel & 7], r->http_method) == 0 &&
+                     template_matches(r->path, targets[k].target);
+        }
+        if (!found) {
+            fprintf(stderr, "route %s %s (method %s) has no request target (tests/fuzz/gen_seeds.c, targets[])\n",
+                    r->http_method, r->path, r->method->name);
+            failures++;
+        }
+    }
 }
 
 static ProtobufCMessage *decode(const ProtobufCMessageDescriptor *d, const char *json, es_arena *a)
@@ -256,6 +315,7 @@ int main(int argc, char **argv)
     }
     es_arena a;
     es_arena_init(&a);
+    check_every_method_seeded();
     request_seeds(&a);
     wkt_seeds();
     router_seeds();
