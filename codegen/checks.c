@@ -2,6 +2,7 @@
  * time with the file, message and option named, never as a compile error in generated code. */
 #include "cg.h"
 
+#include <errno.h>
 #include <regex.h>
 #include <stdlib.h>
 #include <string.h>
@@ -100,10 +101,11 @@ int cg_parse_increment(cg_ctx *ctx, const cg_message *ev, const cg_message *stat
     out->state_field = sf;
     size_t digits = strspn(src + (src[0] == '-'), "0123456789");
     if (digits && !src[(src[0] == '-') + digits]) {
-        if (digits > 18)
+        errno = 0;
+        out->step = strtoll(src, NULL, 10);
+        if (errno == ERANGE)
             return cg_fail(ctx, "%s: message %s: (es.event) sets \"%s\": the step %s does not fit in 64 bits", file,
                            ev->name, entry, src);
-        out->step = strtoll(src, NULL, 10);
         if (!out->step)
             return cg_fail(ctx, "%s: message %s: (es.event) sets \"%s\": a step of 0 changes nothing", file, ev->name,
                            entry);
