@@ -99,41 +99,113 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t e,
         partition_text(parts, list, sizeof list);
         es__consumer_say(c, "%s partitions %s of %s (%s protocol%s); %" PRId64 " assigned now",
                          assigning ? "assigned" : lost ? "lost" : "revoked", list, c->topic,
-                         cooperative ? "cooperative" : "eager", lost ? ", the session had expired" : "", now_cnt);
+                         cooperative ? "cooperative" : "eager", lost ? ", session or generation expired" : "", now_cnt);
     }
 }
+
+static const char *kafka_prop(const es_consumer *c, const char *key);
 
 static void on_kafka_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
     es_consumer *c = rd_kafka_opaque(rk);
-    if (level <= 2 && c && !c->quiet)
-        es_log(ES_LOG_WARN, "consumer", NULL, "[%s] kafka %s: %s", c->name, fac, buf);
+    /* with kafka.debug set, librdkafka's debug lines too (they were asked for) */
+    if (c && !c->quiet && (level <= 2 || kafka_prop(c, "debug")))
+        es_log(level <= 2 ? ES_LOG_WARN : ES_LOG_INFO, "consumer", NULL, "[%s] kafka %s: %s", c->name, fac, buf);
 }
 
-/* Commits, after the database did, the offsets following the batch's last message per
- * partition, without waiting for the broker's answer: the stream versions in the database are
- * what makes processing exactly-once, so a commit lost or refused (rebalance) only means
- * redelivery, which is deduplicated. Waiting put a broker round trip between batches. */
-static void commit_offsets(es_consumer *c, rd_kafka_message_t **msgs, size_t n)
+/* Offsets are committed to Kafka after the database committed their batch, merged per partition,
+ * without waiting for the broker's answer: the stream versions in the database are what makes
+ * processing exactly-once, so a commit lost, refused or late only means redelivery, which is
+ * deduplicated.
+ *
+ * They are sent only while the member is known to be in a steady group: from the statistics
+ * callback (every STATS_MS), when the statistics say join_state "steady" and are at most
+ * STATS_FRESH_US old. A member's requests to the coordinator are answered in order, so an
+ * OffsetCommit sent after the member's JoinGroup is answered only once the join completed, with
+ * the old generation: ILLEGAL_GENERATION, on which librdkafka (2.0) drops the member's whole
+ * assignment as lost and joins again, which starts the next rebalance of the whole group.
+ * Committing after every batch kept a commit in flight nearly all the time, so nearly every
+ * rebalance was followed by another: tens to hundreds per run on the mock cluster, whose joins
+ * last session.timeout.ms - 1 s. With statistics turned off (kafka.statistics.interval.ms = 0)
+ * offsets go once a second, rebalance or not. */
+#define STATS_MS 500
+#define STATS_FRESH_US 100000
+#define COMMIT_EVERY_US 1000000
+
+typedef struct pending_offsets {
+    rd_kafka_topic_partition_list_t *l; /* per partition: the offset after its last applied message */
+    int64_t sent_us;                    /* when offsets were last sent (monotonic) */
+    int by_stats;                       /* sent from the statistics callback (else by the clock) */
+} pending_offsets;
+
+/* The consumer thread's pending offsets, for the statistics callback (which runs on that thread,
+ * inside its poll). */
+static _Thread_local pending_offsets *thread_pending;
+
+/* Records, after the database committed the batch, the offsets following its messages. */
+static void note_offsets(pending_offsets *po, rd_kafka_message_t **msgs, size_t n)
 {
-    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new((int)n);
     for (size_t i = 0; i < n; i++) {
         if (msgs[i]->err)
             continue;
         const char *t = rd_kafka_topic_name(msgs[i]->rkt);
-        rd_kafka_topic_partition_t *p = rd_kafka_topic_partition_list_find(l, t, msgs[i]->partition);
+        rd_kafka_topic_partition_t *p = rd_kafka_topic_partition_list_find(po->l, t, msgs[i]->partition);
         if (!p)
-            p = rd_kafka_topic_partition_list_add(l, t, msgs[i]->partition);
+            p = rd_kafka_topic_partition_list_add(po->l, t, msgs[i]->partition);
         if (msgs[i]->offset + 1 > p->offset)
             p->offset = msgs[i]->offset + 1;
     }
-    if (l->cnt > 0) {
-        rd_kafka_resp_err_t e = rd_kafka_commit(c->rk, l, 1);
+}
+
+/* Sends the pending offsets of the partitions this member still holds (an offset of a partition
+ * revoked meanwhile is its new owner's to commit: from here it could only move it backwards). */
+static void send_offsets(es_consumer *c, pending_offsets *po)
+{
+    po->sent_us = es_mono_us();
+    if (po->l->cnt == 0)
+        return;
+    rd_kafka_topic_partition_list_t *a = NULL, *send = rd_kafka_topic_partition_list_new(po->l->cnt);
+    if (rd_kafka_assignment(c->rk, &a) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        for (int i = 0; i < po->l->cnt; i++)
+            if (rd_kafka_topic_partition_list_find(a, po->l->elems[i].topic, po->l->elems[i].partition))
+                rd_kafka_topic_partition_list_add(send, po->l->elems[i].topic, po->l->elems[i].partition)->offset =
+                    po->l->elems[i].offset;
+        rd_kafka_topic_partition_list_destroy(a);
+    }
+    if (send->cnt > 0) {
+        rd_kafka_resp_err_t e = rd_kafka_commit(c->rk, send, 1);
         if (e)
             es__consumer_say(c, "offset commit refused (%s): those messages will be redelivered and skipped",
                              rd_kafka_err2str(e));
     }
-    rd_kafka_topic_partition_list_destroy(l);
+    rd_kafka_topic_partition_list_destroy(send);
+    rd_kafka_topic_partition_list_destroy(po->l);
+    po->l = rd_kafka_topic_partition_list_new(8);
+}
+
+/* Statistics (JSON, every STATS_MS ms): the group's join state decides whether offsets go now. */
+static int on_stats(rd_kafka_t *rk, char *json, size_t len, void *opaque)
+{
+    (void)rk, (void)len;
+    es_consumer *c = opaque;
+    pending_offsets *po = thread_pending;
+    if (po) {
+        po->by_stats = 1;
+        /* Only fresh news: statistics wait in the queue while the thread applies a batch, and the
+         * group may have started a rebalance meanwhile ("ts" is librdkafka's CLOCK_MONOTONIC). */
+        const char *ts = strstr(json, "\"ts\":");
+        int64_t at = ts ? strtoll(ts + 5, NULL, 10) : 0;
+        if (at > 0 && es_mono_us() - at < STATS_FRESH_US && strstr(json, "\"join_state\": \"steady\""))
+            send_offsets(c, po);
+    }
+    return 0; /* librdkafka frees json */
+}
+
+/* Without statistics (they were turned off), offsets go once a second, rebalance or not. */
+static void offsets_by_clock(es_consumer *c, pending_offsets *po)
+{
+    if (!po->by_stats && es_mono_us() - po->sent_us >= COMMIT_EVERY_US)
+        send_offsets(c, po);
 }
 
 /* Consumer lag: high watermark minus position over the assigned partitions (both known
@@ -247,8 +319,11 @@ static void *consumer_main(void *arg)
     pthread_setname_np(pthread_self(), "es-consumer");
     size_t cap = (size_t)c->batch_max;
     rd_kafka_message_t **msgs = es_xcalloc(cap, sizeof *msgs);
+    pending_offsets po = {.l = rd_kafka_topic_partition_list_new(8), .sent_us = es_mono_us()};
+    thread_pending = &po;
     while (!atomic_load(&c->stop)) {
         measure_lag(c);
+        offsets_by_clock(c, &po);
         int64_t seen = rebalances(c);
         size_t n = 0;
         rd_kafka_message_t *m = rd_kafka_consumer_poll(c->rk, 200);
@@ -271,13 +346,35 @@ static void *consumer_main(void *arg)
         if (n == 0)
             continue;
         if (es__consumer_process_batch(c, msgs, n) == 0)
-            commit_offsets(c, msgs, n);
+            note_offsets(&po, msgs, n);
         for (size_t i = 0; i < n; i++)
             rd_kafka_message_destroy(msgs[i]);
     }
+    send_offsets(c, &po); /* rd_kafka_consumer_close waits for it */
+    thread_pending = NULL;
+    rd_kafka_topic_partition_list_destroy(po.l);
     free(msgs);
     return NULL;
 }
+
+/* The value the application's librdkafka properties give key (the last one wins, as in
+ * rd_kafka_conf_set), or NULL. */
+static const char *kafka_prop(const es_consumer *c, const char *key)
+{
+    const char *v = NULL;
+    for (size_t i = 0; c->props[i] && c->props[i + 1]; i += 2)
+        if (!strcmp(c->props[i], key))
+            v = c->props[i + 1];
+    return v;
+}
+
+/* heartbeat.interval.ms for a session timeout: a third of it (Kafka's rule of thumb), at least
+ * 100 ms. It follows the session timeout in effect, kafka.session.timeout.ms included: a heartbeat
+ * derived from the 10 s default while a property shortened the session to 3 s came every 3.3 s,
+ * so each member's session expired between two heartbeats, over and over, and every expiry set
+ * off a rebalance of the whole group (hundreds in a run on the mock cluster, with either
+ * assignment protocol). A kafka.heartbeat.interval.ms, applied after it, still wins. */
+static int heartbeat_ms(int session_ms) { return session_ms / 3 > 100 ? session_ms / 3 : 100; }
 
 static void consumer_free(es_consumer *c)
 {
@@ -350,9 +447,13 @@ int es_consumer_start(const es_consumer_config *cfg, es_consumer **out, es_error
     if ((rc = es_pg_session_ensure(c->d, err)) != ES_OK)
         goto fail;
 
-    char errstr[512], session[16], heartbeat[16];
+    const char *prop_session = kafka_prop(c, "session.timeout.ms");
+    if (prop_session && atoi(prop_session) > 0)
+        c->session_ms = atoi(prop_session); /* a bad value: librdkafka refuses it below */
+    char errstr[512], session[16], heartbeat[16], stats[16];
+    snprintf(stats, sizeof stats, "%d", STATS_MS);
     snprintf(session, sizeof session, "%d", c->session_ms);
-    snprintf(heartbeat, sizeof heartbeat, "%d", c->session_ms / 3 > 100 ? c->session_ms / 3 : 100);
+    snprintf(heartbeat, sizeof heartbeat, "%d", heartbeat_ms(c->session_ms));
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     const char *base[] = {"bootstrap.servers", c->bootstrap, "group.id", c->group,
                           "enable.auto.commit", "false", "auto.offset.reset", "earliest",
@@ -361,7 +462,8 @@ int es_consumer_start(const es_consumer_config *cfg, es_consumer **out, es_error
                            * only the partitions that change owner (see on_rebalance). */
                           "partition.assignment.strategy", "cooperative-sticky",
                           "client.id", "es-consumer", "log.connection.close", "false",
-                          "reconnect.backoff.max.ms", "1000", "socket.nagle.disable", "true", NULL};
+                          "reconnect.backoff.max.ms", "1000", "socket.nagle.disable", "true",
+                          "statistics.interval.ms", stats /* when offsets are committed */, NULL};
     for (size_t i = 0; base[i]; i += 2)
         if (rd_kafka_conf_set(conf, base[i], base[i + 1], errstr, sizeof errstr) != RD_KAFKA_CONF_OK)
             goto bad_conf;
@@ -370,6 +472,7 @@ int es_consumer_start(const es_consumer_config *cfg, es_consumer **out, es_error
             RD_KAFKA_CONF_OK)
             goto bad_conf;
     rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
+    rd_kafka_conf_set_stats_cb(conf, on_stats);
     rd_kafka_conf_set_log_cb(conf, on_kafka_log);
     rd_kafka_conf_set_opaque(conf, c);
     c->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof errstr);
