@@ -338,6 +338,7 @@ static int start(app *a)
     if (kafka && cfg->projections) {
         a->projector = es_projector_new(&orders_v1_projection_order_summary, a->json);
         es_projector_set_upcasters(a->projector, orders_upcasters, orders_n_upcasters);
+        es_projector_set_release(a->projector, orders_v1_schema.descriptor_set_hash);
         /* Its consumer starts once the servers listen and the table has its current shape (below). */
     }
     if (kafka && cfg->payments) {

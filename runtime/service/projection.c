@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "es/hex.h"
+#include "es/projection_shape.h"
 #include "es/sha256.h"
 #include "es/timefmt.h"
 
@@ -24,6 +25,8 @@ struct es_projector {
     char *upsert_many_sql;           /* many rows from text arrays (the batch path) */
     char *delete_sql;
     char *truncate_sql;
+    char shape[65];                  /* the shape this binary writes (es_projection_shape_hash) */
+    const char *release;             /* this binary's descriptor-set hash (NULL: not given) */
 };
 
 struct es_projection_reader {
@@ -193,6 +196,7 @@ es_projector *es_projector_new(const es_projection_def *def, const es_json_regis
     es_projector *p = es_xcalloc(1, sizeof *p);
     p->def = def;
     p->json = json;
+    es_projection_shape_hash(def, p->shape);
     es_buf cols, vals, sets;
     es_buf_init(&cols);
     es_buf_init(&vals);
@@ -259,6 +263,11 @@ void es_projector_set_upcasters(es_projector *p, const es_upcaster *ups, size_t 
     p->n_ups = n;
 }
 
+void es_projector_set_release(es_projector *p, const char *descriptor_set_hash)
+{
+    p->release = descriptor_set_hash;
+}
+
 void es_projector_free(es_projector *p)
 {
     if (!p)
@@ -302,6 +311,58 @@ int es__projector_row_text(const es_projector *p, const ProtobufCMessage *state,
     return ES_OK;
 }
 
+/* A rolling deploy (README "Changing the schema") runs instances of two releases on one topic and
+ * one table. Once the newer release switched the table to its shape (es/projection_shape.h), rows
+ * an older instance wrote would lack the new columns; and an event type only the newer release
+ * knows cannot be folded by the older one. Both are left to the instances that can: the batch is
+ * retried later (ES_UNAVAILABLE: the consumer waits, nothing is dead-lettered) and its partitions
+ * move to them when this instance stops. Run after the consumer's first statement on
+ * es_consumer_streams, whose lock the switch waits for, so a switch is seen or has not begun. */
+static int writes_current_shape(const es_projector *p, es_consumer_tx *tx, es_error *err)
+{
+    es_sql_rows *rows = NULL;
+    const char *name = p->def->name;
+    int rc = es_consumer_tx_query(tx, "SELECT shape_hash FROM es_projection_shapes WHERE name = $1", 1, &name,
+                                  &rows, err);
+    if (rc == ES_OK && es_sql_rows_count(rows) > 0 && strcmp(es_sql_rows_value(rows, 0, 0), p->shape) != 0)
+        rc = es_error_set(err, ES_UNAVAILABLE, "shape",
+                          "projection %s: the table serves shape %.12s, this binary writes %.12s; its events "
+                          "wait for an instance of that shape (a rolling deploy)",
+                          p->def->name, es_sql_rows_value(rows, 0, 0), p->shape);
+    es_sql_rows_free(rows);
+    return rc;
+}
+
+/* An event type this binary does not know: when a newer release of the package writes on this
+ * database (es_schemas holds its descriptor set, first seen after this binary's, and that set
+ * names the event's message) it is that release's event and waits for an instance that knows it,
+ * as above; anything else is refused (the consumer dead-letters it). */
+static int unknown_event(const es_projector *p, es_consumer_tx *tx, const es_envelope_view *ev, es_error *err)
+{
+    int newer = 0;
+    if (p->release) {
+        const char *schema = ev->schema && ev->schema[0] ? ev->schema : ev->event_type;
+        const char *dot = strrchr(schema, '.');
+        const char *params[2] = {p->release, dot ? dot + 1 : schema};
+        es_sql_rows *rows = NULL;
+        int rc = es_consumer_tx_query(tx, "SELECT 1 FROM es_schemas n JOIN es_schemas me ON me.hash = $1 "
+                                      "WHERE n.package = me.package AND n.first_seen > me.first_seen "
+                                      "AND position(convert_to($2, 'UTF8') IN n.descriptor_set) > 0 LIMIT 1",
+                                      2, params, &rows, err);
+        newer = rc == ES_OK && es_sql_rows_count(rows) > 0;
+        es_sql_rows_free(rows);
+        if (rc != ES_OK)
+            return rc;
+    }
+    if (newer)
+        return es_error_set(err, ES_UNAVAILABLE, "event_type",
+                            "projection %s: %s event type %s is a newer release's; it waits for an instance "
+                            "that knows it (a rolling deploy)",
+                            p->def->name, p->def->aggregate->name, ev->event_type);
+    return es_error_set(err, ES_INVALID_ARGUMENT, "event_type", "projection %s: unknown %s event type %s",
+                        p->def->name, p->def->aggregate->name, ev->event_type);
+}
+
 int es_projector_handle(void *data, es_consumer_tx *tx, const es_envelope_view *ev, es_error *err)
 {
     es_projector *p = data;
@@ -310,13 +371,14 @@ int es_projector_handle(void *data, es_consumer_tx *tx, const es_envelope_view *
         return ES_OK;
     const es_event_def *edef = es_schema_find_event(agg, ev->event_type);
     if (!edef)
-        return es_error_set(err, ES_INVALID_ARGUMENT, "event_type", "projection %s: unknown %s event type %s",
-                            p->def->name, agg->name, ev->event_type);
+        return unknown_event(p, tx, ev, err);
+    int rc = writes_current_shape(p, tx, err);
+    if (rc != ES_OK)
+        return rc;
     es_arena a;
     es_arena_init(&a);
     ProtobufCMessage *state = NULL, *event = NULL;
     es_sql_rows *rows = NULL;
-    int rc;
     const char *key = ev->stream_id;
     if ((rc = es_consumer_tx_query(tx, p->select_sql, 1, &key, &rows, err)) != ES_OK)
         goto out;
@@ -385,7 +447,7 @@ int es_projector_handle_batch(void *data, es_consumer_tx *tx, const es_envelope_
         f[nf++] = (folding){evs[i].stream_id, NULL, 0};
         es_pg_array_elem(&keys, evs[i].stream_id);
     }
-    if (!nf)
+    if (!nf || (rc = writes_current_shape(p, tx, err)) != ES_OK)
         goto out;
     const char *k = es_pg_array_end(&keys);
     if ((rc = es_consumer_tx_query(tx, p->select_many_sql, 1, &k, &rows, err)) != ES_OK)
@@ -420,8 +482,7 @@ int es_projector_handle_batch(void *data, es_consumer_tx *tx, const es_envelope_
             cur++;
         const es_event_def *edef = es_schema_find_event(agg, ev->event_type);
         if (!edef) {
-            rc = es_error_set(err, ES_INVALID_ARGUMENT, "event_type", "projection %s: unknown %s event type %s",
-                              p->def->name, agg->name, ev->event_type);
+            rc = unknown_event(p, tx, ev, err);
             goto out;
         }
         ProtobufCMessage *event = NULL;

@@ -24,8 +24,17 @@ void es_projector_free(es_projector *p);
 /* Events stored with an older schema version are upcast with ups (n entries, borrowed) before
  * they are applied, as the command pipeline does. Default: none. */
 void es_projector_set_upcasters(es_projector *p, const es_upcaster *ups, size_t n);
+/* The descriptor-set hash (es_schema.descriptor_set_hash, borrowed) of the binary the projector
+ * runs in. With it, an event type the projector does not know waits (the consumer retries, no
+ * dead letter) while es_schemas holds a descriptor set of the same package, first seen after this
+ * one, that names the event's message: a newer release writes on this database (a rolling
+ * deploy, README "Changing the schema").
+ * Without it, or with no newer release, such an event is refused (dead-lettered). */
+void es_projector_set_release(es_projector *p, const char *descriptor_set_hash);
 /* es_consumer_handle_fn: applies one event (events of other aggregates are ignored). data is
- * the es_projector. */
+ * the es_projector. While es_projection_shapes records another shape for the table than this
+ * binary's (a newer release switched it, es/projection_shape.h), it writes nothing and answers
+ * ES_UNAVAILABLE: the consumer retries, and the events are applied by an instance of that shape. */
 int es_projector_handle(void *data, es_consumer_tx *tx, const es_envelope_view *ev, es_error *err);
 /* es_consumer_batch_fn: the same for a batch, set-wise: one query reads the rows of every stream
  * of the batch, the events are folded in memory, one statement writes every row. */
