@@ -66,15 +66,16 @@ static const es_pg_statement INTERNAL[] = {
 
 es_pg_session *es__consumer_session(const char *conninfo, es_error *err)
 {
-    /* Custom plans only: the consumer's tables grow from empty while it runs (a first start, a
-     * drain after an outage), and a generic plan cached when es_consumer_streams or the
-     * projection held a few rows (sequential scans, nested loops over them) stays cached until
-     * an ANALYZE invalidates it: per batch the cost then grew with the table (~500 events/s on a
-     * fresh database before autovacuum's first ANALYZE). A custom plan sees the table's current
-     * size every time; planning these statements costs far less than one batch's writes
-     * (docs/ARCHITECTURE.md, invariant 6: the statements' meaning is unchanged). */
+    /* Every statement of this session looks rows up by key (the batch path's LATERAL ... OFFSET 0
+     * probes and updates by tuple id, the projector's lookups and upserts, the feed's and a
+     * stream's ranges): with sequential scans off their plans are index probes whatever the
+     * tables' size and statistics, so PostgreSQL's default plan caching is safe. Without it a
+     * generic plan made while es_consumer_streams was small and analysed (a seq scan per key,
+     * a hash join) stayed cached while the table grew, until autovacuum analysed it again; the
+     * earlier cure, a custom plan for every batch statement, cost ~15% of the consumer's
+     * PostgreSQL CPU per event (bench/NOTES.md, "Live drain"). */
     es_pg_session_config cfg = {.conninfo = conninfo, .application_name = "es-consumer",
-                                .settings = "SET plan_cache_mode = force_custom_plan",
+                                .settings = "SET enable_seqscan = off",
                                 .statements = INTERNAL, .n_statements = sizeof INTERNAL / sizeof INTERNAL[0]};
     return es_pg_session_new(&cfg, err);
 }

@@ -336,6 +336,71 @@ static void batch_path_alone_gives_the_same_projection(void **state)
     PQfinish(c);
 }
 
+/* A counter of es_consumer_streams in pg_stat_user_tables. */
+static int64_t streams_stat(PGconn *c, const char *counter)
+{
+    char sql[160];
+    snprintf(sql, sizeof sql, "SELECT coalesce(%s, 0)::text FROM pg_stat_user_tables WHERE relname = 'es_consumer_streams'",
+             counter);
+    return strtoll(query_text(c, sql, NULL), NULL, 10);
+}
+
+/* The set-wise path's lookups stay key probes whatever es_consumer_streams' size and statistics
+ * (docs/ARCHITECTURE.md invariant 6 at a cost that does not grow with the table): analysed while
+ * it held a few rows, where a plan made then scans it once per key, it grows by thousands of
+ * streams over more batches than PostgreSQL takes to cache a generic plan, and is never read
+ * sequentially. Runs first: the other tests' sessions read the table as they please. */
+#define GROW_STREAMS 3000
+static void batch_path_probes_by_key_as_the_table_grows(void **state)
+{
+    (void)state;
+    PGconn *c = dh_connect(&env);
+    dh_exec(c, "INSERT INTO es_consumer_streams (consumer, stream_id, version)"
+               " SELECT 'cons-grow', 'seed-' || g, 1 FROM generate_series(1, 20) g");
+    dh_exec(c, "ANALYZE es_consumer_streams");
+    int64_t seq0 = streams_stat(c, "seq_scan"), idx0 = streams_stat(c, "idx_scan");
+    TOPIC = "cons_grow";
+    rd_kafka_t *rk = producer();
+    es_buf value;
+    es_buf_init(&value);
+    for (int i = 0; i < GROW_STREAMS; i++) {
+        char id[32];
+        snprintf(id, sizeof id, "grow-%d", i);
+        es_envelope_view ev = *find("in-order", 1);
+        ev.stream_id = id;
+        es_buf_reset(&value);
+        es_envelope_pack(&ev, &value);
+        es_envelope_headers h;
+        es_envelope_headers_of(&ev, &h);
+        rd_kafka_headers_t *hdrs = rd_kafka_headers_new(h.n);
+        for (size_t k = 0; k < h.n; k++)
+            rd_kafka_header_add(hdrs, h.h[k].name, -1, h.h[k].value, (ssize_t)h.h[k].len);
+        produce_raw(rk, id, value.data, value.len, hdrs);
+    }
+    es_buf_free(&value);
+    assert_int_equal(rd_kafka_flush(rk, 10000), RD_KAFKA_RESP_ERR_NO_ERROR);
+    rd_kafka_destroy(rk);
+    es_consumer *cons = start_consumer_as("cons-grow", "cons_grow", project_batch);
+    es_consumer_stats st = wait_messages(cons, GROW_STREAMS);
+    es_consumer_stop(cons);
+    TOPIC = "cons";
+    fprintf(stderr, "growing table: %lld messages in %lld batches\n", (long long)st.messages, (long long)st.batches);
+    assert_int_equal(st.applied, GROW_STREAMS);
+    assert_true(st.batches > 6); /* PostgreSQL weighs a generic plan from the sixth execution on */
+    /* The consumer's backend reports its counters when it exits: wait for its probes (one per
+     * stream at least, from the version read) to show, then look at the scans. */
+    int64_t idx = 0;
+    for (int64_t deadline = dh_now_ms() + 10000; dh_now_ms() < deadline; dh_sleep_ms(100))
+        if ((idx = streams_stat(c, "idx_scan") - idx0) >= GROW_STREAMS)
+            break;
+    fprintf(stderr, "es_consumer_streams: %lld index scans, %lld sequential\n", (long long)idx,
+            (long long)(streams_stat(c, "seq_scan") - seq0));
+    assert_true(idx >= GROW_STREAMS);
+    assert_int_equal(streams_stat(c, "seq_scan") - seq0, 0);
+    assert_string_equal(query_text(c, "SELECT count(*)::text FROM cons_grow", NULL), "3000");
+    PQfinish(c);
+}
+
 /* A second consumer of the same name applies the first batch and commits while the set-wise
  * path is between its unlocked read and its write: the write finds the versions moved, rolls
  * back, reads again and skips what the other applied; nothing is applied twice. */
@@ -478,7 +543,7 @@ static int setup(void **state)
 {
     (void)state;
     dh_pg_start(&env, "consumer");
-    const char *topics[] = {"cons:3", "cons2:3", "cons_slow:1", NULL};
+    const char *topics[] = {"cons:3", "cons2:3", "cons_slow:1", "cons_grow:1", NULL};
     dh_mock_start(&env, topics);
     PGconn *c = dh_connect(&env);
     dh_exec(c, "CREATE TABLE cons_proj (stream_id text PRIMARY KEY, log text, n int)");
@@ -487,6 +552,7 @@ static int setup(void **state)
     dh_exec(c, "CREATE TABLE cons_race (stream_id text PRIMARY KEY, log text, n int)");
     dh_exec(c, "CREATE TABLE cons_rebuild (stream_id text PRIMARY KEY, log text, n int)");
     dh_exec(c, "CREATE TABLE cons_slow (stream_id text PRIMARY KEY, log text, n int)");
+    dh_exec(c, "CREATE TABLE cons_grow (stream_id text PRIMARY KEY, log text, n int)");
     for (size_t i = 0; i < 4; i++)
         assert_int_equal(dh_append(c, GOOD[i], 1, 6), 0);
     assert_int_equal(dh_append(c, "bad", 1, 3), 0);
@@ -508,6 +574,7 @@ static int teardown(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(batch_path_probes_by_key_as_the_table_grows),
         cmocka_unit_test(duplicates_and_disorder_give_the_in_order_projection),
         cmocka_unit_test(restart_resumes_from_committed_offsets),
         cmocka_unit_test(batch_path_gives_the_same_projection),
