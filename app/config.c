@@ -81,6 +81,7 @@ static const key keys[] = {
     {"page-token-key", S(page_token_key), "", "secret that signs ListOrders page tokens (HMAC-SHA-256); give every instance the same one. Empty: a random key per process (tokens do not survive a restart or cross instances)"},
     {"ready-max-dead-letters", IR(ready_max_dead_letters, -1, INT_MAX), "-1", "open dead letters above which /readyz answers 503 (-1: never; /readyz always reports the count and the parked streams)"},
     {"projection-old-grace-s", IR(projection_old_grace_s, 0, 31536000), "3600", "after a projection switched to a new shape (built beside it), its old version is dropped this long after (0: at once)"},
+    {"event-partition-size", IR(event_partition_size, 1000, 1000000000), "10000000", "positions per partition of es_events; orderd keeps the next partition made ahead of need (at start and once a minute)"},
     {"idempotency-retention-s", IR(idempotency_retention_s, 1, 31536000), "86400", "how long a client's Idempotency-Key / request_id is kept: within it a repeat returns the first result (or 409 with another body); after it the key may be used again"},
     {"auth", S(auth), "required", "required: every call needs a bearer token from --auth-tokens; disabled: no authentication (development only)"},
     {"auth-tokens", S(auth_tokens), "", "token file: \"<sha256 hex of token> <customer|vendor|payments|admin> <principal>\" per line"},

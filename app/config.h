@@ -63,6 +63,7 @@ typedef struct orderd_config {
     int waiting_read_recheck_ms;
     int waiting_read_reruns;
     int idempotency_retention_s;
+    int event_partition_size;       /* positions per es_events partition (es/partitions.h) */
     int projection_old_grace_s;
     int ready_max_dead_letters;
     const char *page_token_key;

@@ -27,6 +27,7 @@
 #include "es/kafka_props.h"
 #include "es/log.h"
 #include "es/migrate.h"
+#include "es/partitions.h"
 #include "es/pipeline.h"
 #include "es/projection.h"
 #include "es/projection_shape.h"
@@ -58,6 +59,7 @@ typedef struct app {
     payment_flow flow;
     es_consumer *payment_consumer;
     es_fleet *fleet;                    /* the dashboard's view of the fleet's /metrics (/fleet) */
+    es_partitions *partitions;          /* es_events' partitions made ahead of need */
     atomic_int migrated, stopping;
     es_shape_status shape;              /* order_summary's shape check (built beside the serving table) */
     _Atomic int64_t dead_open, dead_parked; /* open dead letters and parked streams (-1: unknown) */
@@ -89,6 +91,11 @@ static void *health_loop(void *arg)
             size_t gone = 0;
             if (es_store_expire_commands(es_pipeline_store(a->pipeline), 0, &gone, &err) != ES_OK)
                 es_log(ES_LOG_WARN, "orderd", NULL, "expiring idempotency keys: %s", err.message);
+        }
+        /* es_events' next partition made ahead of need, once a minute (es/partitions.h). */
+        if (ok && a->partitions && ticks % 60 == 30) {
+            es_error perr = {0};
+            (void)es_partitions_run(a->partitions, &perr);
         }
         for (int i = 0; i < 10 && !atomic_load(&a->stopping); i++)
             es_sleep_us(100 * 1000);
@@ -184,6 +191,7 @@ static void metrics(void *data, const es_http_request *req, es_http_response *re
     es_consumer_write_metrics(cs, sizeof cs / sizeof cs[0], b);
     es_pg_pool_write_metrics(a->pool, b);
     es_pg_pool_write_replica_metrics(a->read_pool, b);
+    es_partitions_write_metrics(a->partitions, b);
     es_projection_shape_write_metrics(&a->shape, "order_summary", b);
 }
 
@@ -270,6 +278,9 @@ static int start(app *a)
         goto fail;
     int held = 0;
     if (migrate_with_retry(a, &held, &err) != ES_OK)
+        goto fail;
+    a->partitions = es_partitions_new(a->pool, cfg->event_partition_size);
+    if (es_partitions_run(a->partitions, &err) != ES_OK)
         goto fail;
     atomic_store(&a->migrated, 1);
     es_pipeline_config pl = {.pool = a->pool, .snapshot_every = cfg->snapshot_every, .json = a->json,
@@ -488,6 +499,7 @@ static void stop(app *a)
     es_pipeline_free(a->pipeline);
     es_projector_free(a->projector);
     gateway_sim_free(a->gateway);
+    es_partitions_free(a->partitions);
     es_pg_pool_free(a->pool);
     es_pg_pool_free(a->read_pool);
     es_json_registry_free(a->json);

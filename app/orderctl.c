@@ -29,6 +29,7 @@ static void usage(FILE *f)
           "                                   mark it resolved\n"
           "  schema check                     is this binary's descriptor set registered; which others are;\n"
           "                                   can this binary decode every stored event type\n"
+          "  events partitions [--json]       es_events' partitions: ranges of positions, row estimates, sizes\n"
           "\n"
           "global options:\n"
           "  --pg CONNINFO                    PostgreSQL (default: $ORDERD_PG, else orderd's default)\n"
@@ -80,7 +81,7 @@ static const struct {
 } COMMANDS[] = {
     {"migrate", ctl_migrate},   {"history", ctl_history},         {"tail", ctl_tail},
     {"projections", ctl_projections}, {"verify", ctl_verify}, {"dead-letters", ctl_dead_letters},
-    {"schema", ctl_schema},
+    {"schema", ctl_schema},     {"events", ctl_events},
 };
 
 static const char *env_or(const char *name, const char *def)

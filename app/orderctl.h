@@ -51,6 +51,7 @@ int ctl_projections(ctl *c, int argc, char **argv);
 int ctl_verify(ctl *c, int argc, char **argv);
 int ctl_dead_letters(ctl *c, int argc, char **argv);
 int ctl_schema(ctl *c, int argc, char **argv);
+int ctl_events(ctl *c, int argc, char **argv);
 
 /* ---- orderctl_json.c: output lines ---- */
 
