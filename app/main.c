@@ -279,9 +279,13 @@ static int start(app *a)
     int held = 0;
     if (migrate_with_retry(a, &held, &err) != ES_OK)
         goto fail;
+    /* es_events' partitions ahead of need; a failure (logged) is not fatal: the default
+     * partition takes the events, and the health loop tries again (es/partitions.h). */
     a->partitions = es_partitions_new(a->pool, cfg->event_partition_size);
-    if (es_partitions_run(a->partitions, &err) != ES_OK)
-        goto fail;
+    {
+        es_error perr = {0};
+        (void)es_partitions_run(a->partitions, &perr);
+    }
     atomic_store(&a->migrated, 1);
     es_pipeline_config pl = {.pool = a->pool, .snapshot_every = cfg->snapshot_every, .json = a->json,
                              .committers = (size_t)cfg->committers, .upcasters = orders_upcasters,
