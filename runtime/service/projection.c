@@ -383,7 +383,7 @@ int es_projector_handle(void *data, es_consumer_tx *tx, const es_envelope_view *
     if ((rc = es_consumer_tx_query(tx, p->select_sql, 1, &key, &rows, err)) != ES_OK)
         goto out;
     if (es_sql_rows_count(rows) > 0) {
-        uint8_t *bytes;
+        uint8_t *bytes = NULL;
         long n = bytea_unhex(es_sql_rows_value(rows, 0, 0), &bytes, &a);
         state = n >= 0 ? protobuf_c_message_unpack(agg->state_descriptor, NULL, (size_t)n, bytes) : NULL;
         if (!state) {
@@ -454,7 +454,7 @@ int es_projector_handle_batch(void *data, es_consumer_tx *tx, const es_envelope_
         goto out;
     for (int r = 0; r < es_sql_rows_count(rows); r++) {
         long i = strtol(es_sql_rows_value(rows, r, 0), NULL, 10) - 1;
-        uint8_t *bytes;
+        uint8_t *bytes = NULL;
         long len = bytea_unhex(es_sql_rows_value(rows, r, 1), &bytes, &a);
         if (i < 0 || (size_t)i >= nf || f[i].state)
             continue;
