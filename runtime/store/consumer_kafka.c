@@ -436,7 +436,7 @@ int es_consumer_start(const es_consumer_config *cfg, es_consumer **out, es_error
     c->committed_data = cfg->committed_data;
     c->st.lag_messages = -1;
     c->max_retries = cfg->max_retries > 0 ? cfg->max_retries : 3;
-    c->batch_max = cfg->batch_max > 0 ? cfg->batch_max : 200;
+    c->batch_max = cfg->batch_max > 0 ? cfg->batch_max : 1000;
     c->session_ms = cfg->session_timeout_ms > 0 ? cfg->session_timeout_ms : 10000;
     c->quiet = cfg->quiet;
     int rc;

@@ -74,7 +74,8 @@ typedef struct es_consumer_config {
     void *data;                      /* passed to handle */
     es_consumer_batch_fn handle_batch;  /* optional: the set-wise path (see above) */
     int max_retries;                 /* handler attempts before dead-lettering; default 3 */
-    int batch_max;                   /* messages per PostgreSQL transaction; default 200 */
+    int batch_max;                   /* messages per PostgreSQL transaction; default 1000 (a batch
+                                      * takes only messages already fetched: small at a steady rate) */
     int session_timeout_ms;          /* Kafka session.timeout.ms; default 10000 (tests: less) */
     const char *const *kafka_props;  /* extra librdkafka settings: "key", "value", ..., NULL */
     int quiet;                       /* 1: no log lines on stderr */
