@@ -393,9 +393,12 @@ int es_projection_rebuild(const es_rebuild_config *cfg, es_rebuild_result *out, 
     if ((rc = run(rb.r, sql.data, PGRES_COMMAND_OK, "rebuild: snapshot", NULL, err)) != ES_OK)
         goto done;
     if (cfg->progress) {
-        /* PostgreSQL's row estimate of es_events (a count would cost a scan before the work
-         * starts); the last call reports the real total. */
-        if ((rc = run(rb.r, "SELECT greatest(reltuples, 0)::int8 FROM pg_class WHERE oid = 'es_events'::regclass",
+        /* PostgreSQL's row estimate of es_events, summed over its partitions (a partitioned
+         * parent's own estimate is -1; a count would cost a scan before the work starts); the
+         * last call reports the real total. */
+        if ((rc = run(rb.r, "SELECT coalesce(sum(greatest(c.reltuples, 0)), 0)::int8 FROM pg_class c"
+                            " WHERE c.oid = 'es_events'::regclass OR c.oid IN (SELECT inhrelid FROM pg_inherits"
+                            " WHERE inhparent = 'es_events'::regclass)",
                       PGRES_TUPLES_OK, "rebuild: estimate events", &res, err)) != ES_OK)
             goto done;
         rb.total = PQntuples(res) ? strtoll(PQgetvalue(res, 0, 0), NULL, 10) : 0;
