@@ -169,6 +169,17 @@ def eventually(fn, timeout=30, interval=0.1, what="condition"):
 
 
 
+def readyz(o):
+    """An instance's /readyz as (HTTP status, JSON body); (None, None) while it does not answer."""
+    try:
+        with urllib.request.urlopen(f"{o.base}/readyz", timeout=5) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+    except OSError:
+        return None, None
+
+
 def terminate_backends(psql, where, timeout=10):
     """Terminates the PostgreSQL backends matching `where` (a condition on pg_stat_activity; the
     caller's own session is spared) and returns once they have ended: pg_terminate_backend only

@@ -19,21 +19,11 @@ import time
 import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "e2e"))
-from harness import Cluster, Runner, eventually  # noqa: E402
+from harness import Cluster, Runner, eventually, readyz  # noqa: E402
 from test_orders import order_body  # noqa: E402
 
 N_BEFORE = 30
 GRACE_S = 3
-
-
-def readyz(o):
-    try:
-        with urllib.request.urlopen(f"{o.base}/readyz", timeout=5) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read())
-    except OSError:
-        return None, None
 
 
 def metrics(o):

@@ -5,28 +5,16 @@ before its consumer runs, so the rows written before carry the new column's valu
 ready (the old version serves; tests/evolution/test_shape_switch.py holds the build to read it);
 orders placed during and after are read; nothing is dead-lettered; orderctl verify is clean; a
 second restart does not rebuild again. Usage: /usr/bin/python3 test_upgrade.py <orderd> <es-kafka-mock> <orderctl>"""
-import json
 import os
 import subprocess
 import sys
 import threading
-import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "e2e"))
-from harness import Cluster, Runner, eventually  # noqa: E402
+from harness import Cluster, Runner, eventually, readyz  # noqa: E402
 from test_orders import order_body  # noqa: E402
 
 N_BEFORE = 40
-
-
-def readyz(o):
-    try:
-        with urllib.request.urlopen(f"{o.base}/readyz", timeout=5) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read())
-    except OSError:
-        return None, None
 
 
 def place(o, customer):

@@ -18,7 +18,6 @@ tree, regenerated and built there, and started beside the running release 1 on t
 
 Usage: /usr/bin/python3 test_v2_upgrade.py <orderd> <es-kafka-mock> <orderctl> <CMAKE_BUILD_TYPE> <ORDERD_SANITIZE>"""
 import hashlib
-import json
 import os
 import shutil
 import subprocess
@@ -26,12 +25,11 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "e2e"))
 sys.path.insert(0, os.path.join(HERE, "v2"))
-from harness import GOOGLEAPIS, ROOT, Cluster, Runner, eventually  # noqa: E402
+from harness import GOOGLEAPIS, ROOT, Cluster, Runner, eventually, readyz  # noqa: E402
 from test_orders import order_body  # noqa: E402
 import apply_v2  # noqa: E402
 
@@ -133,16 +131,6 @@ def start(cluster, binary, tokens, *extra):
     cluster.orderd_bin = binary
     return cluster.start_orderd("--auth", "required", "--auth-tokens", tokens, "--payment-delay-ms", "0", *extra,
                                 ready=False)
-
-
-def readyz(o):
-    try:
-        with urllib.request.urlopen(f"{o.base}/readyz", timeout=5) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read())
-    except OSError:
-        return None, None
 
 
 class ReadySampler(threading.Thread):
