@@ -9,12 +9,21 @@ target_include_directories(es_pb PUBLIC ${GEN})
 target_link_libraries(es_pb PUBLIC PkgConfig::PROTOBUF_C)
 set_target_properties(es_pb PROPERTIES POSITION_INDEPENDENT_CODE ON)
 
-file(GLOB ORDERS_GEN_SRCS CONFIGURE_DEPENDS ${GEN}/orders/v1/*.c)
-if(ORDERS_GEN_SRCS)
-  add_library(orders_v1_gen STATIC ${ORDERS_GEN_SRCS})
-  target_include_directories(orders_v1_gen PUBLIC ${GEN})
-  target_link_libraries(orders_v1_gen PUBLIC es_pb es_runtime_core)
-endif()
+# One library per generated package, found by its <base>.es.c (the plugin writes one for every
+# annotated package under proto/, so a new package needs no edit here): generated/orders/v1/
+# becomes orders_v1_gen. ES_GEN_PACKAGES lists the bases ("orders_v1"). The hand-written rules a
+# package's tables call (decide, queries) link to it where they are defined (app/CMakeLists.txt).
+set(ES_GEN_PACKAGES "")
+file(GLOB_RECURSE ES_GEN_TABLES CONFIGURE_DEPENDS ${GEN}/*.es.c)
+foreach(tables ${ES_GEN_TABLES})
+  get_filename_component(dir ${tables} DIRECTORY)
+  get_filename_component(base ${tables} NAME_WE)
+  file(GLOB srcs CONFIGURE_DEPENDS ${dir}/*.c)
+  add_library(${base}_gen STATIC ${srcs})
+  target_include_directories(${base}_gen PUBLIC ${GEN})
+  target_link_libraries(${base}_gen PUBLIC es_pb es_runtime_core)
+  list(APPEND ES_GEN_PACKAGES ${base})
+endforeach()
 
 add_custom_target(generate
   COMMAND ${CMAKE_COMMAND} -E env GOOGLEAPIS_DIR=${GOOGLEAPIS_DIR} PROTO_SYSTEM_DIR=${PROTO_SYSTEM_DIR}
