@@ -149,7 +149,8 @@ char *cg_json_name(const char *s);
 /* gen_c.c, gen_sql.c, gen_descriptor.c */
 int cg_gen_package(cg_ctx *ctx, const char *package);
 int cg_gen_sql(cg_ctx *ctx, const char *package, cg_out *o);
-int cg_gen_descriptor_set(cg_ctx *ctx, cg_out *o, const char *symbol, char hash_hex[17]);
+/* gen_descriptor.c: the package's files and their imports only (so packages hash apart). */
+int cg_gen_descriptor_set(cg_ctx *ctx, const char *package, cg_out *o, const char *symbol, char hash_hex[17]);
 /* gen_migrate.c: the forward steps of the package's projection tables from the released schema
  * (plugin parameter baseline=<descriptor set>): writes sql/<base>_migrations.sql and, when there
  * are steps, a static migration_steps[] table into c; *n_steps and the baseline's name (fnv1a64

@@ -536,7 +536,7 @@ int cg_gen_package(cg_ctx *ctx, const char *package)
     /* Descriptor set and the package's schema record. */
     char hash[17];
     char *sym = cg_sprintf("descriptor_set");
-    cg_gen_descriptor_set(ctx, p->c, sym, hash);
+    cg_gen_descriptor_set(ctx, package, p->c, sym, hash);
     cg_out *sql = cg_open(ctx, "sql/0100_%s.sql", base);
     cg_gen_sql(ctx, package, sql);
     int n_steps;

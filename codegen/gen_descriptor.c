@@ -1,22 +1,53 @@
-/* Emits the embedded FileDescriptorSet: every file of the request (imports included), without
- * source info, as a C byte array, and its FNV-1a 64-bit hash that names the schema version. */
+/* Emits a package's embedded FileDescriptorSet: the package's files and every file they import,
+ * transitively (in the request's order, dependencies first), without source info, as a C byte
+ * array, and its FNV-1a 64-bit hash that names the package's schema version. Another package in
+ * the same request is not in the set, so adding one changes no other package's hash. */
 #include "cg.h"
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
-int cg_gen_descriptor_set(cg_ctx *ctx, cg_out *o, const char *symbol, char hash_hex[17])
+static size_t file_index(const cg_model *m, const char *name)
+{
+    for (size_t i = 0; i < m->n_files; i++)
+        if (strcmp(m->files[i].name, name) == 0)
+            return i;
+    return m->n_files;
+}
+
+/* Marks file i and, recursively, every file it imports. */
+static void mark(const cg_model *m, size_t i, char *in)
+{
+    if (i >= m->n_files || in[i])
+        return;
+    in[i] = 1;
+    const cg_file_proto *fd = m->files[i].fd;
+    for (size_t k = 0; k < fd->n_dependency; k++)
+        mark(m, file_index(m, fd->dependency[k]), in);
+}
+
+int cg_gen_descriptor_set(cg_ctx *ctx, const char *package, cg_out *o, const char *symbol, char hash_hex[17])
 {
     const cg_model *m = &ctx->model;
+    size_t cap = m->n_files ? m->n_files : 1;
+    char *in = calloc(cap, 1);
+    for (size_t i = 0; i < m->n_files; i++)
+        if (strcmp(m->files[i].package, package) == 0)
+            mark(m, i, in);
     Google__Protobuf__FileDescriptorSet set = GOOGLE__PROTOBUF__FILE_DESCRIPTOR_SET__INIT;
-    Google__Protobuf__FileDescriptorProto *copies = calloc(m->n_files ? m->n_files : 1, sizeof *copies);
-    Google__Protobuf__FileDescriptorProto **ptrs = calloc(m->n_files ? m->n_files : 1, sizeof *ptrs);
+    Google__Protobuf__FileDescriptorProto *copies = calloc(cap, sizeof *copies);
+    Google__Protobuf__FileDescriptorProto **ptrs = calloc(cap, sizeof *ptrs);
+    size_t n_set = 0;
     for (size_t i = 0; i < m->n_files; i++) {
-        copies[i] = *m->files[i].fd;
-        copies[i].source_code_info = NULL;
-        ptrs[i] = &copies[i];
+        if (!in[i])
+            continue;
+        copies[n_set] = *m->files[i].fd;
+        copies[n_set].source_code_info = NULL;
+        ptrs[n_set] = &copies[n_set];
+        n_set++;
     }
-    set.n_file = m->n_files;
+    set.n_file = n_set;
     set.file = ptrs;
     size_t n = google__protobuf__file_descriptor_set__get_packed_size(&set);
     uint8_t *buf = malloc(n ? n : 1);
@@ -35,5 +66,6 @@ int cg_gen_descriptor_set(cg_ctx *ctx, cg_out *o, const char *symbol, char hash_
     free(buf);
     free(ptrs);
     free(copies);
+    free(in);
     return 0;
 }

@@ -717,7 +717,7 @@ int cg_gen_openapi(cg_ctx *ctx, const char *package)
     j_put(info, "title", j_str(package));
     char hash[17];
     cg_out *scratch = cg_scratch();
-    cg_gen_descriptor_set(ctx, scratch, "unused", hash);
+    cg_gen_descriptor_set(ctx, package, scratch, "unused", hash);
     char *ver = cg_sprintf("schema %s", hash);
     j_put(info, "version", j_str(ver));
     free(ver);
