@@ -1,6 +1,8 @@
-/* orderd: the order service. Wires the generated orders.v1 tables and the hand-written rules
- * into the runtime: migrations, the command pipeline, HTTP and gRPC transports, the outbox relay,
- * the order_summary projection and the payment flow. See README "Command path". */
+/* orderd: the order service. Walks the generated packages the build linked (es/packages.h:
+ * orders.v1 for orderd) into the runtime: migrations, the command pipeline, HTTP and gRPC
+ * transports, the outbox relay, one projector and consumer per projection; and wires the
+ * hand-written rules of orders: queries, authorization, the payment flow. See README "Command
+ * path" and docs/ARCHITECTURE.md "The start-up walk". */
 #define _GNU_SOURCE /* pthread_setname_np */
 #include <pthread.h>
 #include <stdarg.h>
@@ -27,6 +29,7 @@
 #include "es/kafka_props.h"
 #include "es/log.h"
 #include "es/migrate.h"
+#include "es/packages.h"
 #include "es/partitions.h"
 #include "es/pipeline.h"
 #include "es/projection.h"
@@ -38,6 +41,21 @@
 #include "read_model_impl.h"
 #include "upcasters.h"
 #include "web.h"
+
+/* The projections of the linked packages that one orderd serves. */
+#define ORDERD_MAX_PROJECTIONS 16
+#define ORDERD_MAX_PACKAGES 16
+#define ORDERD_MAX_SERVICES 32
+
+/* One projection served: its projector, its consumer ("projection.<table>") and its shape. */
+typedef struct served_projection {
+    const es_projection_def *def;
+    size_t package;                     /* index in es_linked_packages */
+    char name[96];                      /* "projection.<table>": the consumer's name */
+    es_projector *projector;
+    es_consumer *consumer;
+    es_shape_status shape;              /* its shape check (built beside the serving table) */
+} served_projection;
 
 typedef struct app {
     orderd_config cfg;
@@ -52,8 +70,9 @@ typedef struct app {
     es_http_server *metrics_http;   /* --metrics-listen: /metrics alone, without a token */
     es_grpc_server *grpc;
     es_relay *relay;
-    es_projector *projector;
-    es_consumer *projection_consumer;
+    served_projection proj[ORDERD_MAX_PROJECTIONS];
+    size_t n_proj;
+    int held[ORDERD_MAX_PACKAGES];      /* a package's migration waits for its tables' shape */
     payment_gateway *gateway;
     orders_auth *auth;
     payment_flow flow;
@@ -61,7 +80,6 @@ typedef struct app {
     es_fleet *fleet;                    /* the dashboard's view of the fleet's /metrics (/fleet) */
     es_partitions *partitions;          /* es_events' partitions made ahead of need */
     atomic_int migrated, stopping;
-    es_shape_status shape;              /* order_summary's shape check (built beside the serving table) */
     _Atomic int64_t dead_open, dead_parked; /* open dead letters and parked streams (-1: unknown) */
     pthread_t health_thread;
 } app;
@@ -113,7 +131,10 @@ static void health(void *data, const es_http_request *req, es_http_response *res
     app *a = data;
     int pg = es_pg_pool_up(a->pool), mig = atomic_load(&a->migrated), kafka = es_relay_kafka_up(a->relay);
     /* Only a first build makes orderd unready: a rebuild beside a serving table keeps serving it. */
-    int shaping = es_projection_shape_unready(&a->shape);
+    const served_projection *shaping = NULL;
+    for (size_t i = 0; i < a->n_proj && !shaping; i++)
+        if (es_projection_shape_unready(&a->proj[i].shape))
+            shaping = &a->proj[i];
     int64_t dead = atomic_load(&a->dead_open), parked = atomic_load(&a->dead_parked);
     /* Dead letters gate readiness only above a configured threshold (see ready-max-dead-letters). */
     int dead_ok = a->cfg.ready_max_dead_letters < 0 || dead <= a->cfg.ready_max_dead_letters;
@@ -125,10 +146,10 @@ static void health(void *data, const es_http_request *req, es_http_response *res
                   shaping ? "false" : "true");
     es_buf_printf(&res->body, ",\"dead_letters\":%lld,\"parked_streams\":%lld", (long long)dead, (long long)parked);
     if (shaping)
-        es_buf_printf(&res->body, ",\"reason\":\"projection order_summary is being built for the first time "
+        es_buf_printf(&res->body, ",\"reason\":\"projection %s is being built for the first time "
                                   "(%s: %lld of about %lld events)\"",
-                      es_projection_shape_state_name(atomic_load(&a->shape.state)),
-                      (long long)atomic_load(&a->shape.done), (long long)atomic_load(&a->shape.total));
+                      shaping->def->name, es_projection_shape_state_name(atomic_load(&shaping->shape.state)),
+                      (long long)atomic_load(&shaping->shape.done), (long long)atomic_load(&shaping->shape.total));
     else if (!dead_ok && req_is_readyz(req))
         es_buf_printf(&res->body, ",\"reason\":\"%lld open dead letters (more than ready-max-dead-letters %d; "
                                   "see orderctl dead-letters list)\"", (long long)dead, a->cfg.ready_max_dead_letters);
@@ -187,12 +208,15 @@ static void metrics(void *data, const es_http_request *req, es_http_response *re
     es_grpc_server_metrics(a->grpc, b);
     es_pipeline_write_metrics(a->pipeline, b);
     es_relay_write_metrics(a->relay, b);
-    es_consumer *cs[] = {a->projection_consumer, a->payment_consumer};
-    es_consumer_write_metrics(cs, sizeof cs / sizeof cs[0], b);
+    es_consumer *cs[ORDERD_MAX_PROJECTIONS + 1] = {a->payment_consumer};
+    for (size_t i = 0; i < a->n_proj; i++)
+        cs[1 + i] = a->proj[i].consumer;
+    es_consumer_write_metrics(cs, 1 + a->n_proj, b);
     es_pg_pool_write_metrics(a->pool, b);
     es_pg_pool_write_replica_metrics(a->read_pool, b);
     es_partitions_write_metrics(a->partitions, b);
-    es_projection_shape_write_metrics(&a->shape, "order_summary", b);
+    for (size_t i = 0; i < a->n_proj; i++)
+        es_projection_shape_write_metrics(&a->proj[i].shape, a->proj[i].def->name, b);
 }
 
 /* This instance's metrics for the fleet view when the fleet key lists no URL. */
@@ -212,31 +236,13 @@ static void livez(void *data, const es_http_request *req, es_http_response *res)
     es_buf_puts(&res->body, "{\"status\":\"ok\"}\n");
 }
 
-static const es_migration event_store_migration = {ES_EVENT_STORE_MIGRATION, es_event_store_sql};
-static es_migration orders_migration = {"0100_orders_v1", NULL};
-
-/* The projections' generated forward steps from the released schema (es/migrate.h): after their
- * DDL, and held back with it while a new shape is built beside the serving table. */
-static int migrate_steps(app *a, es_error *err)
+/* The event store's migration, then each package's projections and their generated forward
+ * steps: a package waits for its shape check when a serving table has another shape (held[i];
+ * see es/projection_shape.h and es/packages.h). */
+static int migrate_with_retry(app *a, es_error *err)
 {
-    return es_migrate_steps(a->pool, orders_v1_schema.package, orders_v1_schema.migrations_baseline,
-                            orders_v1_schema.descriptor_set_hash, orders_v1_schema.migration_steps,
-                            orders_v1_schema.n_migration_steps, NULL, err);
-}
-
-/* The event store's migration, then the projections': those wait for the shape check when the
- * serving table has another shape (*held = 1; see es/projection_shape.h). */
-static int migrate_with_retry(app *a, int *held, es_error *err)
-{
-    orders_migration.sql = orders_v1_schema.migrations_sql;
     for (int attempt = 0;; attempt++) {
-        int rc = es_migrate(a->pool, &event_store_migration, 1, NULL, err);
-        if (rc == ES_OK)
-            rc = es_projection_shape_prepare(a->pool, &orders_v1_projection_order_summary, held, err);
-        if (rc == ES_OK && !*held)
-            rc = es_migrate(a->pool, &orders_migration, 1, NULL, err);
-        if (rc == ES_OK && !*held)
-            rc = migrate_steps(a, err);
+        int rc = es_packages_migrate(a->pool, &es_linked_packages, a->held, err);
         if (rc != ES_UNAVAILABLE || attempt >= 60)
             return rc;
         if (attempt == 0)
@@ -249,6 +255,61 @@ static int migrate_with_retry(app *a, int *held, es_error *err)
 static void wake_reads(void *dispatcher, const char *const *stream_ids, size_t n)
 {
     es_dispatcher_wake(dispatcher, stream_ids, n);
+}
+
+/* One projector per projection of the linked packages; each consumer starts once the servers
+ * listen and its table has its current shape (start_projection). ES_INVALID_ARGUMENT when there
+ * are more than orderd serves. */
+static int new_projectors(app *a)
+{
+    for (size_t p = 0; p < es_linked_packages.n; p++) {
+        const es_schema *s = es_linked_packages.schemas[p];
+        for (size_t k = 0; k < s->n_projections; k++) {
+            if (a->n_proj == ORDERD_MAX_PROJECTIONS)
+                return ES_INVALID_ARGUMENT;
+            served_projection *sp = &a->proj[a->n_proj++];
+            sp->def = s->projections[k];
+            sp->package = p;
+            snprintf(sp->name, sizeof sp->name, "projection.%s", sp->def->name);
+            sp->projector = es_projector_new(sp->def, a->json);
+            /* The application's upcasters, keyed by event type: each projector finds its own. */
+            es_projector_set_upcasters(sp->projector, orders_upcasters, orders_n_upcasters);
+            /* Its package's release: events a newer release of it registered wait (es/projection.h). */
+            es_projector_set_release(sp->projector, s->descriptor_set_hash);
+        }
+    }
+    return ES_OK;
+}
+
+/* A table written by an earlier shape gets its new version built beside it from the event store
+ * while the servers take commands and the old version serves reads; the consumer runs on the new
+ * version once it switched (see es/projection_shape.h). A package held back at migration is
+ * migrated once its table has its shape. */
+static int start_projection(app *a, served_projection *sp, const char *const *consumer_props, es_error *err)
+{
+    const orderd_config *cfg = &a->cfg;
+    const es_schema *s = es_linked_packages.schemas[sp->package];
+    int held = a->held[sp->package];
+    char mname[128];
+    es_migration after;
+    es_package_migration(s, mname, sizeof mname, &after);
+    es_shape_config sc = {.pool = a->pool, .conninfo = cfg->pg, .name = sp->name,
+                          .projector = sp->projector, .def = sp->def,
+                          .json = a->json, .old_grace_s = cfg->projection_old_grace_s,
+                          .after = held ? &after : NULL, .n_after = held ? 1 : 0,
+                          .status = &sp->shape};
+    es_shape_result sr;
+    if (es_projection_ensure_shape(&sc, &sr, err) != ES_OK || (held && es_package_migrate(a->pool, s, err) != ES_OK))
+        return err->code;
+    const char *bootstrap = cfg->kafka_bootstrap[0] ? cfg->kafka_bootstrap : NULL;
+    const char *bootstrap_file = cfg->kafka_bootstrap_file[0] ? cfg->kafka_bootstrap_file : NULL;
+    es_consumer_config cc = {.name = sp->name, .conninfo = cfg->pg, .bootstrap_servers = bootstrap,
+                             .bootstrap_file = bootstrap_file, .topic = cfg->topic, .kafka_props = consumer_props,
+                             .handle = es_projector_handle,
+                             .handle_batch = es_projector_handle_batch,
+                             .data = sp->projector,
+                             .committed = wake_reads, .committed_data = a->dispatcher};
+    return es_consumer_start(&cc, &sp->consumer, err);
 }
 
 static int start(app *a)
@@ -271,13 +332,17 @@ static int start(app *a)
     }
     if (!cfg->auth_tokens[0])
         es_log(ES_LOG_WARN, "orderd", NULL, "authentication is disabled: every caller may call every method");
+    if (es_linked_packages.n > ORDERD_MAX_PACKAGES) {
+        es_error_set(&err, ES_INVALID_ARGUMENT, "packages", "%zu packages linked; orderd serves at most %d",
+                     es_linked_packages.n, ORDERD_MAX_PACKAGES);
+        goto fail;
+    }
     a->json = es_json_registry_new();
-    es_json_registry_add_schema(a->json, &orders_v1_schema);
+    es_packages_add_json(a->json, &es_linked_packages);
     es_pg_pool_config pc = {.conninfo = cfg->pg, .size = (size_t)cfg->pool_size, .application_name = "orderd"};
     if (!(a->pool = es_pg_pool_new(&pc, &err)))
         goto fail;
-    int held = 0;
-    if (migrate_with_retry(a, &held, &err) != ES_OK)
+    if (migrate_with_retry(a, &err) != ES_OK)
         goto fail;
     /* es_events' partitions ahead of need; a failure (logged) is not fatal: the default
      * partition takes the events, and the health loop tries again (es/partitions.h). */
@@ -292,7 +357,7 @@ static int start(app *a)
                              .n_upcasters = orders_n_upcasters};
     if (!(a->pipeline = es_pipeline_new(&pl, &err)))
         goto fail;
-    if (es_store_register_schema(es_pipeline_store(a->pipeline), &orders_v1_schema, &err) != ES_OK)
+    if (es_packages_register_schemas(es_pipeline_store(a->pipeline), &es_linked_packages, &err) != ES_OK)
         goto fail;
     orders_read_model_init(&a->rm, a->pipeline);
     if (cfg->pg_read && cfg->pg_read[0]) {
@@ -314,9 +379,15 @@ static int start(app *a)
         es_error_set(&err, ES_UNAVAILABLE, "page-token-key", "no random bytes for the page-token key");
         goto fail;
     }
-    static const es_service_def *const services[] = {&orders_v1_service_OrderService};
+    static const es_service_def *services[ORDERD_MAX_SERVICES];
+    size_t n_services = es_packages_services(&es_linked_packages, services, ORDERD_MAX_SERVICES);
+    if (n_services > ORDERD_MAX_SERVICES) {
+        es_error_set(&err, ES_INVALID_ARGUMENT, "packages", "%zu services linked; orderd serves at most %d",
+                     n_services, ORDERD_MAX_SERVICES);
+        goto fail;
+    }
     es_dispatcher_config dc = {.pipeline = a->pipeline, .json = a->json, .query_app = &a->qenv,
-                               .workers = (size_t)cfg->workers, .services = services, .n_services = 1,
+                               .workers = (size_t)cfg->workers, .services = services, .n_services = n_services,
                                .idempotency_retention_s = cfg->idempotency_retention_s,
                                .max_waiting = (size_t)cfg->max_waiting_reads, .recheck_ms = cfg->waiting_read_recheck_ms,
                                .max_reruns = (size_t)cfg->waiting_read_reruns};
@@ -350,11 +421,10 @@ static int start(app *a)
         if (es_relay_start(&rc, &a->relay, &err) != ES_OK)
             goto fail;
     }
-    if (kafka && cfg->projections) {
-        a->projector = es_projector_new(&orders_v1_projection_order_summary, a->json);
-        es_projector_set_upcasters(a->projector, orders_upcasters, orders_n_upcasters);
-        es_projector_set_release(a->projector, orders_v1_schema.descriptor_set_hash);
-        /* Its consumer starts once the servers listen and the table has its current shape (below). */
+    if (kafka && cfg->projections && new_projectors(a) != ES_OK) {
+        es_error_set(&err, ES_INVALID_ARGUMENT, "packages", "%zu projections linked; orderd serves at most %d",
+                     a->n_proj, ORDERD_MAX_PROJECTIONS);
+        goto fail;
     }
     if (kafka && cfg->payments) {
         char gerr[256];
@@ -401,8 +471,7 @@ static int start(app *a)
         goto fail;
     }
     if (!(a->grpc = es_grpc_server_new(&gc, a->dispatcher, &err)) ||
-        es_grpc_server_add_service(a->grpc, &orders_v1_service_OrderService, &err) != ES_OK ||
-        es_grpc_server_add_descriptor_set(a->grpc, orders_v1_schema.descriptor_set, orders_v1_schema.descriptor_set_len, &err) != ES_OK ||
+        es_packages_serve(&es_linked_packages, a->grpc, NULL, &err) != ES_OK ||
         es_grpc_server_start(a->grpc, &err) != ES_OK)
         goto fail;
     es_http_config hc = {.server_name = "orderd", .address = cfg->http_listen, .threads = (unsigned)cfg->http_threads,
@@ -416,7 +485,7 @@ static int start(app *a)
                          .max_pending_bytes = (size_t)cfg->http_max_pending_bytes,
                          .max_resets_per_second = (unsigned)cfg->http_max_resets_per_second};
     if (!(a->http = es_http_server_new(&hc, a->dispatcher, &err)) ||
-        es_http_server_add_service(a->http, &orders_v1_service_OrderService, &err) != ES_OK)
+        es_packages_serve(&es_linked_packages, NULL, a->http, &err) != ES_OK)
         goto fail;
     es_http_server_add_handler(a->http, "GET", "/healthz", ES_HTTP_EXACT, health, a);
     es_http_server_add_handler(a->http, "GET", "/readyz", ES_HTTP_EXACT, health, a);
@@ -443,27 +512,9 @@ static int start(app *a)
     es_http_server_add_handler(a->http, "GET", "/fleet/metrics", ES_HTTP_EXACT, fleet_metrics, a);
     if (es_http_server_start(a->http, &err) != ES_OK)
         goto fail;
-    if (a->projector) {
-        /* A table written by an earlier shape gets its new version built beside it from the event
-         * store while the servers take commands and the old version serves reads; the consumer
-         * runs on the new version once it switched (see es/projection_shape.h). */
-        es_shape_config sc = {.pool = a->pool, .conninfo = cfg->pg, .name = "projection.order_summary",
-                              .projector = a->projector, .def = &orders_v1_projection_order_summary,
-                              .json = a->json, .old_grace_s = cfg->projection_old_grace_s,
-                              .after = held ? &orders_migration : NULL, .n_after = held ? 1 : 0,
-                              .status = &a->shape};
-        es_shape_result sr;
-        if (es_projection_ensure_shape(&sc, &sr, &err) != ES_OK || (held && migrate_steps(a, &err) != ES_OK))
+    for (size_t i = 0; i < a->n_proj; i++)
+        if (start_projection(a, &a->proj[i], consumer_props, &err) != ES_OK)
             goto fail;
-        es_consumer_config cc = {.name = "projection.order_summary", .conninfo = cfg->pg, .bootstrap_servers = bootstrap,
-                                 .bootstrap_file = bootstrap_file, .topic = cfg->topic, .kafka_props = consumer_props,
-                                 .handle = es_projector_handle,
-                                 .handle_batch = es_projector_handle_batch,
-                                 .data = a->projector,
-                                 .committed = wake_reads, .committed_data = a->dispatcher};
-        if (es_consumer_start(&cc, &a->projection_consumer, &err) != ES_OK)
-            goto fail;
-    }
     if (cfg->metrics_listen[0]) {
         es_http_config mc = {.server_name = "orderd", .address = cfg->metrics_listen, .threads = 1,
                              .tls_cert_file = cert, .tls_key_file = key};
@@ -492,16 +543,19 @@ static void stop(app *a)
     es_fleet_free(a->fleet);
     es_grpc_server_free(a->grpc);
     es_consumer_stop(a->payment_consumer);
-    es_consumer_stop(a->projection_consumer);
+    for (size_t i = 0; i < a->n_proj; i++)
+        es_consumer_stop(a->proj[i].consumer);
     es_relay_stop(a->relay);
     if (a->health_thread)
         pthread_join(a->health_thread, NULL);
-    es_projection_shape_status_fini(&a->shape);
+    for (size_t i = 0; i < a->n_proj; i++)
+        es_projection_shape_status_fini(&a->proj[i].shape);
     es_dispatcher_free(a->dispatcher);
     if (a->pipeline)
         orders_read_model_fini(&a->rm);
     es_pipeline_free(a->pipeline);
-    es_projector_free(a->projector);
+    for (size_t i = 0; i < a->n_proj; i++)
+        es_projector_free(a->proj[i].projector);
     gateway_sim_free(a->gateway);
     es_partitions_free(a->partitions);
     es_pg_pool_free(a->pool);

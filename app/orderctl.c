@@ -53,6 +53,23 @@ int ctl_fail(const char *what, const es_error *err)
     return CTL_ERROR;
 }
 
+const es_event_def *ctl_event_def(const ctl *c, const char *stream_type, const char *type)
+{
+    /* The package whose aggregate is named stream_type first; any package's type after. */
+    for (size_t i = 0; i < c->packages->n; i++) {
+        const es_schema *s = c->packages->schemas[i];
+        for (size_t k = 0; stream_type && k < s->n_aggregates; k++)
+            if (strcmp(s->aggregates[k]->name, stream_type) == 0)
+                return es_schema_find_event(s->aggregates[k], type);
+    }
+    for (size_t i = 0; i < c->packages->n; i++) {
+        const es_event_def *def = es_schema_event_by_type(c->packages->schemas[i], NULL, type);
+        if (def)
+            return def;
+    }
+    return NULL;
+}
+
 int ctl_connect(ctl *c)
 {
     es_error err = {0};
@@ -97,7 +114,13 @@ int main(int argc, char **argv)
     c.payment_gateway = env_or("ORDERD_PAYMENT_GATEWAY", "succeed");
     c.payment_delay_ms = atoi(env_or("ORDERD_PAYMENT_DELAY_MS", "0"));
     c.progress = isatty(2);
-    c.schema = &orders_v1_schema;
+    c.packages = &es_linked_packages;
+    c.n_projections = es_packages_projections(c.packages, c.projections, NULL, CTL_MAX_PROJECTIONS);
+    if (c.n_projections > CTL_MAX_PROJECTIONS) {
+        fprintf(stderr, "orderctl: %zu projections linked; orderctl knows at most %d\n", c.n_projections,
+                CTL_MAX_PROJECTIONS);
+        return CTL_ERROR;
+    }
 
     /* Global options may stand anywhere; the rest, in order, is the command line. */
     char **rest = es_xcalloc((size_t)argc + 1, sizeof *rest);
@@ -137,7 +160,7 @@ int main(int argc, char **argv)
         if (strcmp(rest[0], COMMANDS[k].name) != 0)
             continue;
         c.json = es_json_registry_new();
-        es_json_registry_add_schema(c.json, c.schema);
+        es_packages_add_json(c.json, c.packages);
         rc = ctl_connect(&c);
         if (rc == CTL_OK)
             rc = COMMANDS[k].run(&c, n, rest);

@@ -13,6 +13,7 @@
 #include "es/buf.h"
 #include "es/consumer.h"
 #include "es/envelope.h"
+#include "es/packages.h"
 #include "es/json.h"
 #include "es/pg_pool.h"
 #include "es/pipeline.h"
@@ -23,12 +24,16 @@
 #define CTL_FOUND 1
 #define CTL_ERROR 2
 
+#define CTL_MAX_PROJECTIONS 32
+
 typedef struct ctl {
     const char *pg;                 /* libpq conninfo */
     const char *payment_gateway;    /* for re-applying payment-flow dead letters */
     int payment_delay_ms;
     int progress;                   /* 1: progress lines on stderr (a terminal) */
-    const es_schema *schema;        /* orders_v1_schema */
+    const es_package_list *packages; /* the generated packages linked into orderctl (es/packages.h) */
+    const es_projection_def *projections[CTL_MAX_PROJECTIONS]; /* theirs, in list order */
+    size_t n_projections;
     es_json_registry *json;
     es_pg_pool *pool;               /* opened by ctl_connect */
     es_pipeline *pipeline;          /* made on first use by ctl_pipeline */
@@ -39,6 +44,9 @@ int ctl_connect(ctl *c);
 /* The pipeline over c's pool (payment flow, store reads), made on first call; NULL after printing
  * why. Freed at exit by main. */
 es_pipeline *ctl_pipeline(ctl *c);
+
+/* The definition of a stored event in any linked package (es_schema_event_by_type), or NULL. */
+const es_event_def *ctl_event_def(const ctl *c, const char *stream_type, const char *type);
 
 /* Prints "orderctl: <what>: <status>: <message>" on stderr and returns CTL_ERROR. */
 int ctl_fail(const char *what, const es_error *err);

@@ -19,8 +19,8 @@ void ctl_projection_consumer_name(const es_projection_def *def, char *out, size_
 int ctl_consumer_get(ctl *c, const char *name, ctl_consumer *out)
 {
     memset(out, 0, sizeof *out);
-    for (size_t i = 0; i < c->schema->n_projections; i++) {
-        const es_projection_def *def = c->schema->projections[i];
+    for (size_t i = 0; i < c->n_projections; i++) {
+        const es_projection_def *def = c->projections[i];
         char want[160];
         ctl_projection_consumer_name(def, want, sizeof want);
         if (strcmp(want, name) != 0)
@@ -52,8 +52,8 @@ int ctl_consumer_get(ctl *c, const char *name, ctl_consumer *out)
         return CTL_OK;
     }
     fprintf(stderr, "orderctl: no consumer named %s in this binary (known: %s", name, PAYMENT_FLOW);
-    for (size_t i = 0; i < c->schema->n_projections; i++)
-        fprintf(stderr, ", projection.%s", c->schema->projections[i]->name);
+    for (size_t i = 0; i < c->n_projections; i++)
+        fprintf(stderr, ", projection.%s", c->projections[i]->name);
     fprintf(stderr, ")\n");
     return CTL_ERROR;
 }

@@ -15,7 +15,7 @@
  * When the upcaster refuses, says so on stderr and leaves the stored payload. Returns 0 or -1. */
 static int upcast_view(const ctl *c, es_envelope_view *v, es_arena *arena, const char *what)
 {
-    const es_event_def *def = es_schema_event_by_type(c->schema, v->stream_type, v->event_type);
+    const es_event_def *def = ctl_event_def(c, v->stream_type, v->event_type);
     const uint8_t *bytes;
     size_t len;
     int up = 0;

@@ -130,14 +130,14 @@ static int status_one(ctl *c, const es_projection_def *def)
 int ctl_projections(ctl *c, int argc, char **argv)
 {
     if (argc == 2 && !strcmp(argv[1], "status")) {
-        for (size_t i = 0; i < c->schema->n_projections; i++)
-            if (status_one(c, c->schema->projections[i]) != CTL_OK)
+        for (size_t i = 0; i < c->n_projections; i++)
+            if (status_one(c, c->projections[i]) != CTL_OK)
                 return CTL_ERROR;
         return CTL_OK;
     }
     if (argc >= 2 && !strcmp(argv[1], "list") && argc == 2) {
-        for (size_t i = 0; i < c->schema->n_projections; i++) {
-            const es_projection_def *def = c->schema->projections[i];
+        for (size_t i = 0; i < c->n_projections; i++) {
+            const es_projection_def *def = c->projections[i];
             es_error err = {0};
             int64_t rows = 0;
             if (es_admin_projection_count(c->pool, def, &rows, &err) != ES_OK)
@@ -153,8 +153,8 @@ int ctl_projections(ctl *c, int argc, char **argv)
     }
     const char *name = argc == 3 ? argv[2] : NULL;
     int found = 0;
-    for (size_t i = 0; i < c->schema->n_projections; i++) {
-        const es_projection_def *def = c->schema->projections[i];
+    for (size_t i = 0; i < c->n_projections; i++) {
+        const es_projection_def *def = c->projections[i];
         if (name && strcmp(name, def->name) != 0)
             continue;
         found = 1;

@@ -327,8 +327,8 @@ int ctl_verify(ctl *c, int argc, char **argv)
         return CTL_ERROR;
     int64_t diffs = 0, found = 0;
     int64_t counts[7] = {0};
-    for (size_t i = 0; i < c->schema->n_projections; i++) {
-        const es_projection_def *def = c->schema->projections[i];
+    for (size_t i = 0; i < c->n_projections; i++) {
+        const es_projection_def *def = c->projections[i];
         if (name && strcmp(name, def->name) != 0)
             continue;
         found++;

@@ -23,7 +23,40 @@ foreach(tables ${ES_GEN_TABLES})
   target_include_directories(${base}_gen PUBLIC ${GEN})
   target_link_libraries(${base}_gen PUBLIC es_pb es_runtime_core)
   list(APPEND ES_GEN_PACKAGES ${base})
+  file(RELATIVE_PATH rel ${GEN} ${dir})
+  set_property(GLOBAL PROPERTY ES_PACKAGE_HEADER_${base} "${rel}/${base}.es.h")
 endforeach()
+
+# es_packages_library(<target> <base>...): a library whose packages.c defines es_linked_packages
+# (es/packages.h), the list of generated packages a binary linking <target> serves, in the order
+# given; each <base>_gen is linked. A package generated outside generated/ (a test fixture) sets
+# the global property ES_PACKAGE_HEADER_<base> to its header before the call.
+function(es_packages_library target)
+  set(includes "")
+  set(entries "")
+  foreach(base ${ARGN})
+    get_property(header GLOBAL PROPERTY ES_PACKAGE_HEADER_${base})
+    if(NOT header)
+      message(FATAL_ERROR "es_packages_library(${target}): no generated package ${base}")
+    endif()
+    string(APPEND includes "#include \"${header}\"\n")
+    string(APPEND entries "    &${base}_schema,\n")
+  endforeach()
+  list(LENGTH ARGN n)
+  set(out ${CMAKE_CURRENT_BINARY_DIR}/${target}_packages.c)
+  file(CONFIGURE OUTPUT ${out} @ONLY CONTENT
+"/* Written by cmake (es_packages_library ${target}): the generated packages this binary serves. */
+#include \"es/packages.h\"
+${includes}
+static const es_schema *const schemas[] = {
+${entries}};
+
+const es_package_list es_linked_packages = {.schemas = schemas, .n = ${n}};
+")
+  add_library(${target} STATIC ${out})
+  list(TRANSFORM ARGN APPEND _gen OUTPUT_VARIABLE libs)
+  target_link_libraries(${target} PUBLIC ${libs} es_runtime_service)
+endfunction()
 
 add_custom_target(generate
   COMMAND ${CMAKE_COMMAND} -E env GOOGLEAPIS_DIR=${GOOGLEAPIS_DIR} PROTO_SYSTEM_DIR=${PROTO_SYSTEM_DIR}
