@@ -492,7 +492,7 @@ static int start(app *a)
     es_http_server_add_handler(a->http, "GET", "/livez", ES_HTTP_EXACT, livez, a);
     if (!cfg->metrics_listen[0])
         es_http_server_add_handler(a->http, "GET", "/metrics", ES_HTTP_EXACT, metrics_guarded, a);
-    orders_web_register(a->http); /* the timeline page at /, the fleet's at /fleet, /openapi.json (app/web.c) */
+    orders_web_register(a->http, &es_linked_packages); /* the timeline page at /, the fleet's at /fleet, /openapi.json (app/web.c) */
     char fleet_token[512] = "";
     if (cfg->fleet_token_file[0]) {
         FILE *tf = fopen(cfg->fleet_token_file, "r");

@@ -5,6 +5,7 @@
 
 #include "es/gen.h"
 #include "es/uuid.h"
+#include "orders/v1/orders_v1.openapi.h"
 
 /* ---- constructors ---- */
 
@@ -3804,4 +3805,5 @@ const es_schema orders_v1_schema = {
     .migration_steps = NULL,
     .n_migration_steps = 0,
     .migrations_baseline = "46a4f67208caa50c",
+    .openapi_json = orders_v1_openapi_json,
 };

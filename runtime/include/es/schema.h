@@ -212,6 +212,8 @@ typedef struct es_schema {
      * projection DDL, "" when generated without one). */
     const es_migration_step *migration_steps; size_t n_migration_steps;
     const char *migrations_baseline;
+    /* The OpenAPI 3 document of the package's HTTP routes, NUL-terminated (NULL without a service). */
+    const char *openapi_json;
 } es_schema;
 
 /* The event store's own DDL (sql/event_store.sql, compiled into the store library): tables,

@@ -5,6 +5,7 @@
 
 #include "es/gen.h"
 #include "es/uuid.h"
+#include "golden/v1/golden_v1.openapi.h"
 
 /* ---- constructors ---- */
 
@@ -1749,4 +1750,5 @@ const es_schema golden_v1_schema = {
     .migration_steps = NULL,
     .n_migration_steps = 0,
     .migrations_baseline = "",
+    .openapi_json = golden_v1_openapi_json,
 };
