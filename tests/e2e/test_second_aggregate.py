@@ -1,0 +1,149 @@
+"""A second aggregate beside orders: orderd_tickets serves orders.v1 and the tickets.v1 fixture
+package (tests/fixtures/proto/tickets/v1) through the same start-up walk (es/packages.h), with no
+line of runtime/, codegen/ or app/main.c naming tickets. Usage:
+    /usr/bin/python3 test_second_aggregate.py <orderd_tickets> <es-kafka-mock> <orderctl_tickets>"""
+import hashlib
+import json
+import os
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(__file__))
+from harness import ROOT, eventually, e2e_main  # noqa: E402
+from test_orders import order_body  # noqa: E402
+
+ORDERCTL = sys.argv[3] if len(sys.argv) > 3 else None
+FIXTURE_PROTOS = os.path.join(ROOT, "tests", "fixtures", "proto")
+TOKENS = {"admin": ("admin", "root"), "alice": ("customer", "cust-alice"), "bob": ("customer", "cust-bob")}
+
+
+def bearer(name):
+    return {"Authorization": f"Bearer tok-{name}-secret"}
+
+
+def token_file(path):
+    with open(path, "w") as f:
+        for name, (role, principal) in TOKENS.items():
+            f.write(f"{hashlib.sha256(f'tok-{name}-secret'.encode()).hexdigest()} {role} {principal}\n")
+
+
+def grpc_call(o, who, method, request):
+    """scripts/grpc_call.py with the fixture's protos: (exit code, answer as JSON)."""
+    p = subprocess.run(["/usr/bin/python3", f"{ROOT}/scripts/grpc_call.py", "--addr", f"127.0.0.1:{o.grpc_port}",
+                        "--token", f"tok-{who}-secret", "-I", FIXTURE_PROTOS, method, json.dumps(request)],
+                       capture_output=True, text=True, timeout=60)
+    assert p.stdout.strip(), (p.returncode, p.stderr)
+    return p.returncode, json.loads(p.stdout)
+
+
+def ctl(cluster, *args):
+    p = subprocess.run([ORDERCTL] + list(args), capture_output=True, text=True, timeout=120,
+                       env=dict(os.environ, ORDERD_PG=cluster.pg))
+    return p.returncode, p.stdout, p.stderr
+
+
+def ticket_row(cluster, tid):
+    return cluster.psql(f"SELECT status, owner_id, last_note, version FROM ticket_summary WHERE ticket_id = '{tid}'")
+
+
+def test_ticket_over_http_and_grpc(o, cluster, state):
+    status, r = o.request("POST", "/v1/tickets", {"owner_id": "cust-alice", "subject": "printer on fire"},
+                          headers=bearer("alice"))
+    assert status == 200 and r["version"] == "1", (status, r)
+    tid = state["ticket"] = r["ticket_id"]
+    rc, r = grpc_call(o, "alice", "UpdateTicket", {"ticket_id": tid, "note": "still burning"})
+    assert rc == 0 and r["version"] == "2", (rc, r)
+    status, r = o.request("POST", f"/v1/tickets/{tid}/close", {}, headers=bearer("alice"))
+    assert status == 200 and r["version"] == "3", (status, r)
+    rc, r = grpc_call(o, "alice", "tickets.v1.TicketService/UpdateTicket", {"ticket_id": tid, "note": "late"})
+    assert rc == 1 and r["code"] == "FAILED_PRECONDITION", r
+
+
+def test_ticket_access_rules(o, state):
+    tid = state["ticket"]
+    # customer:self=owner_id: bob may not open a ticket in alice's name.
+    status, r = o.request("POST", "/v1/tickets", {"owner_id": "cust-alice", "subject": "x"}, headers=bearer("bob"))
+    assert status == 403 and r["code"] == 7, (status, r)
+    # customer:owner, through the ticket's own owner_id: bob may not touch alice's ticket.
+    status, r = o.request("POST", f"/v1/tickets/{tid}/notes", {"note": "mine now"}, headers=bearer("bob"))
+    assert status == 403 and r["code"] == 7, (status, r)
+    rc, r = grpc_call(o, "bob", "CloseTicket", {"ticket_id": tid})
+    assert rc == 1 and r["code"] == "PERMISSION_DENIED", r
+    status, r = o.request("POST", "/v1/tickets", {"owner_id": "cust-bob", "subject": "mine"}, headers=bearer("bob"))
+    assert status == 200, (status, r)
+    status, r = o.request("POST", f"/v1/tickets/{r['ticket_id']}/notes", {"note": "admin was here"},
+                          headers=bearer("admin"))
+    assert status == 200, (status, r)
+
+
+def test_ticket_projection(cluster, state):
+    tid = state["ticket"]
+    eventually(lambda: ticket_row(cluster, tid) == "TICKET_STATUS_CLOSED|cust-alice|still burning|3", timeout=60,
+               what="the ticket's ticket_summary row")
+
+
+def test_ticket_events_in_kafka(o, cluster, state):
+    tid = state["ticket"]
+    bootstrap = open(cluster.bootstrap_file).read().strip()
+    def keys():
+        out = subprocess.run(["kcat", "-C", "-b", bootstrap, "-t", "orders.events", "-e", "-q", "-f", "%k\\n"],
+                             capture_output=True, text=True, timeout=60).stdout
+        return [k for k in out.splitlines() if k == tid]
+    eventually(lambda: len(keys()) == 3, timeout=60, what="the ticket's three events in Kafka")
+
+
+def test_orders_beside_tickets(o, cluster):
+    status, r = o.request("POST", "/v1/orders", order_body(customer="cust-alice"), headers=bearer("alice"))
+    assert status == 200, (status, r)
+    oid = r["order_id"]
+    eventually(lambda: cluster.psql(f"SELECT count(*) FROM order_summary WHERE order_id = '{oid}'") == "1",
+               timeout=60, what="the order's order_summary row")
+    status, r = o.request("GET", f"/v1/orders/{oid}", headers=bearer("alice"))
+    assert status == 200 and r["customer_id"] == "cust-alice", (status, r)
+
+
+def test_schema_rows_per_package(cluster):
+    rows = cluster.psql("SELECT package FROM es_schemas ORDER BY package").split()
+    assert rows == ["orders.v1", "tickets.v1"], rows
+
+
+def test_openapi_lists_both(o):
+    status, doc = o.request("GET", "/openapi.json")
+    assert status == 200, status
+    assert "/v1/tickets" in doc["paths"] and "/v1/orders" in doc["paths"], sorted(doc["paths"])
+    tags = {t["name"] for t in doc["tags"]}
+    assert {"OrderService", "TicketService"} <= tags, tags
+    assert "tickets.v1.OpenTicketRequest" in json.dumps(doc["components"]), sorted(doc["components"]["schemas"])[:5]
+
+
+def test_orderctl(cluster, state):
+    rc, out, err = ctl(cluster, "schema", "check")
+    assert rc == 0 and "schema check: ok" in out and "tickets.v1" in out and "orders.v1" in out, (rc, out, err)
+    assert "UNKNOWN" not in out, out
+    rc, out, err = ctl(cluster, "projections", "rebuild", "ticket_summary")
+    assert rc == 0, (rc, out, err)
+    assert ticket_row(cluster, state["ticket"]) == "TICKET_STATUS_CLOSED|cust-alice|still burning|3"
+    rc, out, err = ctl(cluster, "projections", "list")
+    assert rc == 0 and "ticket_summary" in out and "order_summary" in out, (rc, out, err)
+
+
+def run(cluster, runner, _stubs):
+    assert ORDERCTL, "usage: test_second_aggregate.py <orderd_tickets> <es-kafka-mock> <orderctl_tickets>"
+    tokens = os.path.join(cluster.dir, "tokens")
+    token_file(tokens)
+    o = cluster.start_orderd("--auth", "required", "--auth-tokens", tokens, "--payments", "0")
+    state = {}
+    runner.run("ticket over HTTP and gRPC", test_ticket_over_http_and_grpc, o, cluster, state)
+    if "ticket" not in state:
+        return
+    runner.run("ticket access rules (own owner field)", test_ticket_access_rules, o, state)
+    runner.run("ticket_summary row", test_ticket_projection, cluster, state)
+    runner.run("ticket events in Kafka", test_ticket_events_in_kafka, o, cluster, state)
+    runner.run("orders beside tickets", test_orders_beside_tickets, o, cluster)
+    runner.run("es_schemas row per package", test_schema_rows_per_package, cluster)
+    runner.run("/openapi.json lists both services", test_openapi_lists_both, o)
+    runner.run("orderctl schema check and rebuild ticket_summary", test_orderctl, cluster, state)
+
+
+if __name__ == "__main__":
+    e2e_main(run)
