@@ -46,6 +46,7 @@
 #define ORDERD_MAX_PROJECTIONS 16
 #define ORDERD_MAX_PACKAGES 16
 #define ORDERD_MAX_SERVICES 32
+#define ORDERD_MAX_AGGREGATES 32
 
 /* One projection served: its projector, its consumer ("projection.<table>") and its shape. */
 typedef struct served_projection {
@@ -304,8 +305,8 @@ static int start_projection(app *a, served_projection *sp, const char *const *co
     const char *bootstrap = cfg->kafka_bootstrap[0] ? cfg->kafka_bootstrap : NULL;
     const char *bootstrap_file = cfg->kafka_bootstrap_file[0] ? cfg->kafka_bootstrap_file : NULL;
     es_consumer_config cc = {.name = sp->name, .conninfo = cfg->pg, .bootstrap_servers = bootstrap,
-                             .bootstrap_file = bootstrap_file, .topic = cfg->topic, .kafka_props = consumer_props,
-                             .handle = es_projector_handle,
+                             .bootstrap_file = bootstrap_file, .topic = sp->def->aggregate->topic,
+                             .kafka_props = consumer_props, .handle = es_projector_handle,
                              .handle_batch = es_projector_handle_batch,
                              .data = sp->projector,
                              .committed = wake_reads, .committed_data = a->dispatcher};
@@ -416,8 +417,18 @@ static int start(app *a)
     if (!kafka)
         es_log(ES_LOG_WARN, "orderd", NULL, "no Kafka configured (--kafka-bootstrap or --kafka-bootstrap-file): events are stored but not published");
     if (kafka && cfg->relay) {
+        /* Each event to its aggregate's topic ((es.aggregate).topic); the topic key names the one
+         * of stream types no linked package declares. */
+        static es_relay_route routes[ORDERD_MAX_AGGREGATES];
+        size_t n_routes = 0;
+        for (size_t p = 0; p < es_linked_packages.n; p++)
+            for (size_t k = 0; k < es_linked_packages.schemas[p]->n_aggregates && n_routes < ORDERD_MAX_AGGREGATES; k++) {
+                const es_aggregate_def *agg = es_linked_packages.schemas[p]->aggregates[k];
+                routes[n_routes++] = (es_relay_route){.stream_type = agg->name, .topic = agg->topic};
+            }
         es_relay_config rc = {.conninfo = cfg->pg, .bootstrap_servers = bootstrap, .bootstrap_file = bootstrap_file,
-                              .topic = cfg->topic, .partitions = cfg->partitions, .kafka_props = cfg->kafka_props};
+                              .topic = cfg->topic, .routes = routes, .n_routes = n_routes,
+                              .partitions = cfg->partitions, .kafka_props = cfg->kafka_props};
         if (es_relay_start(&rc, &a->relay, &err) != ES_OK)
             goto fail;
     }
@@ -435,8 +446,8 @@ static int start(app *a)
         a->flow.pipeline = a->pipeline;
         a->flow.gateway = a->gateway;
         es_consumer_config cc = {.name = "payment-flow", .conninfo = cfg->pg, .bootstrap_servers = bootstrap,
-                                 .bootstrap_file = bootstrap_file, .topic = cfg->topic, .kafka_props = consumer_props,
-                                 .handle = payment_flow_handle,
+                                 .bootstrap_file = bootstrap_file, .topic = orders_v1_aggregate_order.topic,
+                                 .kafka_props = consumer_props, .handle = payment_flow_handle,
                                  .data = &a->flow};
         if (es_consumer_start(&cc, &a->payment_consumer, &err) != ES_OK)
             goto fail;

@@ -166,6 +166,12 @@ static int check_aggregate(cg_ctx *ctx, const cg_message *m)
     if (!id || !is_string(id) || id->repeated)
         return cg_fail(ctx, "%s: message %s: (es.aggregate) id_field \"%s\" must name a string field", m->file->name,
                        m->name, a->id_field ? a->id_field : "");
+    /* Kafka's own rule for topic names: 1..249 of [a-zA-Z0-9._-]. */
+    if (a->topic && (!a->topic[0] || strlen(a->topic) > 249 ||
+                     strspn(a->topic, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") !=
+                         strlen(a->topic)))
+        return cg_fail(ctx, "%s: message %s: (es.aggregate) topic \"%s\" must be 1 to 249 of a-z, A-Z, 0-9, '.', '_', '-'",
+                       m->file->name, m->name, a->topic);
     if (a->status_field && a->status_field[0]) {
         cg_field *st = cg_find_field(m, a->status_field);
         if (!st || !st->enum_type || st->repeated)

@@ -144,9 +144,11 @@ static void emit_aggregates(pkg *p)
             if (p->msgs[k]->event && strcmp(p->msgs[k]->event->aggregate, agg) == 0)
                 cg_printf(p->c, "    &%sevent_%s,\n", p->prefix, p->msgs[k]->name);
         cg_printf(p->c, "};\n\nconst es_aggregate_def %saggregate_%s = {\n    .name = \"%s\",\n    .state_descriptor = &%s__descriptor,\n"
-                        "    .id_field = \"%s\",\n    .snapshot_every = %u,\n    .events = events_%s,\n    .n_events = %zu,\n};\n\n",
+                        "    .id_field = \"%s\",\n    .snapshot_every = %u,\n    .events = events_%s,\n    .n_events = %zu,\n"
+                        "    .topic = \"%s\",\n};\n\n",
                   p->prefix, agg, agg, st->c_lower, st->agg->id_field,
-                  st->agg->has_snapshot_every ? st->agg->snapshot_every : 0, agg, n);
+                  st->agg->has_snapshot_every ? st->agg->snapshot_every : 0, agg, n,
+                  st->agg->topic && st->agg->topic[0] ? st->agg->topic : cg_sprintf("%s.events", agg));
     }
 }
 

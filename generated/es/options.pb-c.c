@@ -277,7 +277,7 @@ void   es__access_options__free_unpacked
   assert(message->base.descriptor == &es__access_options__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
-static const ProtobufCFieldDescriptor es__aggregate_options__field_descriptors[5] =
+static const ProtobufCFieldDescriptor es__aggregate_options__field_descriptors[6] =
 {
   {
     "name",
@@ -339,6 +339,18 @@ static const ProtobufCFieldDescriptor es__aggregate_options__field_descriptors[5
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "topic",
+    6,
+    PROTOBUF_C_LABEL_OPTIONAL,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Es__AggregateOptions, topic),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned es__aggregate_options__field_indices_by_name[] = {
   1,   /* field[1] = id_field */
@@ -346,11 +358,12 @@ static const unsigned es__aggregate_options__field_indices_by_name[] = {
   4,   /* field[4] = owners */
   3,   /* field[3] = snapshot_every */
   2,   /* field[2] = status_field */
+  5,   /* field[5] = topic */
 };
 static const ProtobufCIntRange es__aggregate_options__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 5 }
+  { 0, 6 }
 };
 const ProtobufCMessageDescriptor es__aggregate_options__descriptor =
 {
@@ -360,7 +373,7 @@ const ProtobufCMessageDescriptor es__aggregate_options__descriptor =
   "Es__AggregateOptions",
   "es",
   sizeof(Es__AggregateOptions),
-  5,
+  6,
   es__aggregate_options__field_descriptors,
   es__aggregate_options__field_indices_by_name,
   1,  es__aggregate_options__number_ranges,

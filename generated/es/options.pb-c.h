@@ -58,10 +58,15 @@ struct  Es__AggregateOptions
    */
   size_t n_owners;
   char **owners;
+  /*
+   * The Kafka topic the relay publishes this aggregate's events to, and its projections'
+   * consumers read (default "<name>.events").
+   */
+  char *topic;
 };
 #define ES__AGGREGATE_OPTIONS__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&es__aggregate_options__descriptor) \
-    , NULL, NULL, NULL, 0, 0, 0,NULL }
+    , NULL, NULL, NULL, 0, 0, 0,NULL, NULL }
 
 
 /*

@@ -24,6 +24,11 @@
 struct es_relay {
     /* configuration (owned copies) */
     char *conninfo, *bootstrap, *bootstrap_file, *topic, *name, *lock_name;
+    /* The topics published to: topics[0] is the default (es_relay_config.topic), then each
+     * route's, once; route_topic[i] is where stream type route_type[i] goes. */
+    char **topics, **route_type;
+    const char **route_topic;
+    size_t n_topics, n_routes;
     char **props;
     int partitions, replication, poll_ms, lock_retry_ms, msg_timeout_ms, stats_ms, quiet;
     size_t batch;
@@ -270,7 +275,7 @@ static void producer_close(es_relay *r)
 /* Creates the topic unless the cluster lists it already. A cluster that refuses CreateTopics
  * (auto-creating on first produce instead) is logged, not fatal. Returns the partition count
  * seen in metadata afterwards, or -1 when metadata failed. */
-static int ensure_topic(es_relay *r)
+static int ensure_topic(es_relay *r, const char *topic)
 {
     const struct rd_kafka_metadata *md = NULL;
     int parts = -1;
@@ -278,17 +283,17 @@ static int ensure_topic(es_relay *r)
     if (rd_kafka_metadata(r->rk, 1, NULL, &md, 5000) != RD_KAFKA_RESP_ERR_NO_ERROR)
         return -1;
     for (int i = 0; i < md->topic_cnt; i++)
-        if (strcmp(md->topics[i].topic, r->topic) == 0 && !md->topics[i].err)
+        if (strcmp(md->topics[i].topic, topic) == 0 && !md->topics[i].err)
             parts = md->topics[i].partition_cnt;
     rd_kafka_metadata_destroy(md);
     if (parts > 0)
         return parts;
 
     char errstr[256];
-    rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(r->topic, r->partitions, r->replication,
+    rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(topic, r->partitions, r->replication,
                                                     errstr, sizeof errstr);
     if (!nt) {
-        set_error(r, "topic %s: %s", r->topic, errstr);
+        set_error(r, "topic %s: %s", topic, errstr);
         return -1;
     }
     rd_kafka_queue_t *q = rd_kafka_queue_new(r->rk);
@@ -310,14 +315,41 @@ static int ensure_topic(es_relay *r)
     rd_kafka_NewTopic_destroy(nt);
     rd_kafka_queue_destroy(q);
     if (e && e != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS)
-        say(r, "create topic %s (%d partitions): %s; relying on auto-creation", r->topic,
+        say(r, "create topic %s (%d partitions): %s; relying on auto-creation", topic,
             r->partitions, rd_kafka_err2str(e));
     else if (!e)
-        say(r, "created topic %s with %d partitions", r->topic, r->partitions);
+        say(r, "created topic %s with %d partitions", topic, r->partitions);
     return 0;
 }
 
-/* Sum of the topic's high watermarks, or -1 when unknown. 0 means nothing was ever written. */
+/* ensure_topic for every topic the relay publishes to: -1 when metadata failed for one. */
+static int ensure_topics(es_relay *r)
+{
+    for (size_t i = 0; i < r->n_topics; i++)
+        if (ensure_topic(r, r->topics[i]) < 0)
+            return -1;
+    return 0;
+}
+
+static int publishes_to(const es_relay *r, const char *topic)
+{
+    for (size_t i = 0; i < r->n_topics; i++)
+        if (strcmp(r->topics[i], topic) == 0)
+            return 1;
+    return 0;
+}
+
+/* The topic of a stream type: its route's, else the default. */
+static const char *topic_of(const es_relay *r, const char *stream_type)
+{
+    for (size_t i = 0; stream_type && i < r->n_routes; i++)
+        if (strcmp(r->route_type[i], stream_type) == 0)
+            return r->route_topic[i];
+    return r->topic;
+}
+
+/* Sum of the high watermarks of every topic the relay publishes to, or -1 when unknown. 0 means
+ * nothing was ever written. */
 static int64_t topic_messages(es_relay *r)
 {
     const struct rd_kafka_metadata *md = NULL;
@@ -329,18 +361,17 @@ static int64_t topic_messages(es_relay *r)
         return -1;
     for (int i = 0; i < md->topic_cnt; i++) {
         const struct rd_kafka_metadata_topic *t = &md->topics[i];
-        if (strcmp(t->topic, r->topic) != 0)
+        if (!publishes_to(r, t->topic))
             continue;
         if (t->err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART)
-            break;
+            continue;
         if (t->err) {
             sum = -1; /* e.g. no leader yet: unknown, not empty */
             break;
         }
-        sum = 0;
         for (int p = 0; p < t->partition_cnt; p++) {
             int64_t lo = 0, hi = 0;
-            if (rd_kafka_query_watermark_offsets(r->rk, r->topic, t->partitions[p].id, &lo, &hi,
+            if (rd_kafka_query_watermark_offsets(r->rk, t->topic, t->partitions[p].id, &lo, &hi,
                                                  5000) != RD_KAFKA_RESP_ERR_NO_ERROR) {
                 sum = -1;
                 break;
@@ -398,7 +429,7 @@ static int producer_open(es_relay *r, const char *stored_cluster)
     }
     snprintf(r->cluster_id, sizeof r->cluster_id, "%s", cid);
     rd_kafka_mem_free(r->rk, cid);
-    if (ensure_topic(r) < 0) {
+    if (ensure_topics(r) < 0) {
         set_error(r, "Kafka metadata failed at %s", bootstrap);
         producer_close(r);
         return -1;
@@ -411,8 +442,9 @@ static int producer_open(es_relay *r, const char *stored_cluster)
     } else if (r->cursor.position > 0) {
         int64_t n = topic_messages(r);
         if (n == 0) {
-            say(r, "topic %s is empty but the checkpoint is at %" PRId64
+            say(r, "topic %s%s is empty but the checkpoint is at %" PRId64
                    ": new cluster, republishing from the start of the feed", r->topic,
+                r->n_topics > 1 ? " (and every other topic of the relay)" : "",
                 r->cursor.position);
             fresh = 1;
         }
@@ -508,7 +540,7 @@ static int publish(es_relay *r, const es_feed_batch *b)
             rd_kafka_header_add(hdrs, h.h[k].name, -1, h.h[k].value, (ssize_t)h.h[k].len);
         for (;;) {
             rd_kafka_resp_err_t e = rd_kafka_producev(
-                r->rk, RD_KAFKA_V_TOPIC(r->topic),
+                r->rk, RD_KAFKA_V_TOPIC(topic_of(r, ev->stream_type)),
                 RD_KAFKA_V_KEY(ev->stream_id, strlen(ev->stream_id)),
                 RD_KAFKA_V_VALUE(value.data, value.len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
                 RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_OPAQUE(&rd), RD_KAFKA_V_END);
@@ -660,6 +692,13 @@ static void relay_free(es_relay *r)
     free(r->conninfo);
     free(r->bootstrap);
     free(r->bootstrap_file);
+    for (size_t i = 1; i < r->n_topics; i++)
+        free(r->topics[i]);
+    free(r->topics);
+    for (size_t i = 0; i < r->n_routes; i++)
+        free(r->route_type[i]);
+    free(r->route_type);
+    free(r->route_topic);
     free(r->topic);
     free(r->name);
     free(r->lock_name);
@@ -683,6 +722,20 @@ int es_relay_start(const es_relay_config *cfg, es_relay **out, es_error *err)
     r->bootstrap = dup_or_null(cfg->bootstrap_servers);
     r->bootstrap_file = dup_or_null(cfg->bootstrap_file);
     r->topic = es_xstrdup(cfg->topic);
+    r->topics = es_xcalloc(cfg->n_routes + 1, sizeof *r->topics);
+    r->topics[r->n_topics++] = r->topic;
+    r->route_type = es_xcalloc(cfg->n_routes + 1, sizeof *r->route_type);
+    r->route_topic = es_xcalloc(cfg->n_routes + 1, sizeof *r->route_topic);
+    for (size_t i = 0; i < cfg->n_routes; i++) {
+        const char *t = cfg->routes[i].topic && cfg->routes[i].topic[0] ? cfg->routes[i].topic : cfg->topic;
+        size_t k = 0;
+        while (k < r->n_topics && strcmp(r->topics[k], t) != 0)
+            k++;
+        if (k == r->n_topics)
+            r->topics[r->n_topics++] = es_xstrdup(t);
+        r->route_type[r->n_routes] = es_xstrdup(cfg->routes[i].stream_type ? cfg->routes[i].stream_type : "");
+        r->route_topic[r->n_routes++] = r->topics[k];
+    }
     r->name = es_xstrdup(cfg->name && cfg->name[0] ? cfg->name : "default");
     size_t ln = strlen(r->name) + 16;
     r->lock_name = es_xmalloc(ln);

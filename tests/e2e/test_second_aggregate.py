@@ -82,14 +82,22 @@ def test_ticket_projection(cluster, state):
                what="the ticket's ticket_summary row")
 
 
-def test_ticket_events_in_kafka(o, cluster, state):
-    tid = state["ticket"]
+def topic_keys(cluster, topic, key):
     bootstrap = open(cluster.bootstrap_file).read().strip()
-    def keys():
-        out = subprocess.run(["kcat", "-C", "-b", bootstrap, "-t", "orders.events", "-e", "-q", "-f", "%k\\n"],
-                             capture_output=True, text=True, timeout=60).stdout
-        return [k for k in out.splitlines() if k == tid]
-    eventually(lambda: len(keys()) == 3, timeout=60, what="the ticket's three events in Kafka")
+    out = subprocess.run(["kcat", "-C", "-b", bootstrap, "-t", topic, "-e", "-q", "-f", "%k\\n"],
+                         capture_output=True, text=True, timeout=60).stdout
+    return [k for k in out.splitlines() if k == key]
+
+
+def test_ticket_events_in_kafka(o, cluster, state):
+    """A topic per aggregate: the ticket's events in ticket.events (the default of (es.aggregate).topic),
+    none in orders.events, and the orders' projection consumer never saw the ticket's stream."""
+    tid = state["ticket"]
+    eventually(lambda: len(topic_keys(cluster, "ticket.events", tid)) == 3, timeout=60,
+               what="the ticket's three events in ticket.events")
+    assert topic_keys(cluster, "orders.events", tid) == []
+    seen = cluster.psql(f"SELECT consumer FROM es_consumer_streams WHERE stream_id = '{tid}' ORDER BY consumer")
+    assert seen.split() == ["projection.ticket_summary"], seen
 
 
 def test_orders_beside_tickets(o, cluster):
@@ -98,6 +106,8 @@ def test_orders_beside_tickets(o, cluster):
     oid = r["order_id"]
     eventually(lambda: cluster.psql(f"SELECT count(*) FROM order_summary WHERE order_id = '{oid}'") == "1",
                timeout=60, what="the order's order_summary row")
+    eventually(lambda: len(topic_keys(cluster, "orders.events", oid)) >= 1, timeout=60,
+               what="the order's events in orders.events")
     status, r = o.request("GET", f"/v1/orders/{oid}", headers=bearer("alice"))
     assert status == 200 and r["customer_id"] == "cust-alice", (status, r)
 

@@ -159,7 +159,7 @@ const es_event_def counter_added = {
 };
 static const es_event_def *const counter_events[] = {&counter_created, &counter_added};
 const es_aggregate_def counter_aggregate = {
-    "counter", &google__protobuf__int64_value__descriptor, "id", 0, counter_events, 2,
+    "counter", &google__protobuf__int64_value__descriptor, "id", 0, counter_events, 2, "counter.events",
 };
 
 static const Google__Protobuf__FieldMask *fm(const ProtobufCMessage *m)

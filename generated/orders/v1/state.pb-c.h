@@ -26,6 +26,10 @@ typedef struct Orders__V1__OrderState Orders__V1__OrderState;
 
 /* --- messages --- */
 
+/*
+ * topic: the one every orderd published orders to before topics were per aggregate (the default
+ * would be "order.events"), so existing deployments and their consumers keep reading it.
+ */
 struct  Orders__V1__OrderState
 {
   ProtobufCMessage base;

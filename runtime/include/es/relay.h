@@ -29,14 +29,24 @@
 
 typedef struct es_relay es_relay;
 
+/* Where the events of one stream type go (a topic per aggregate: the application passes each
+ * aggregate's (es.aggregate).topic; see README "Kafka topics"). */
+typedef struct es_relay_route {
+    const char *stream_type;         /* the aggregate name, "order" */
+    const char *topic;               /* "orders.events" */
+} es_relay_route;
+
 typedef struct es_relay_config {
     const char *conninfo;            /* PostgreSQL (libpq conninfo); required */
     const char *bootstrap_servers;   /* Kafka bootstrap.servers; or NULL and bootstrap_file */
     const char *bootstrap_file;      /* file holding bootstrap.servers; re-read while running so
                                         a restarted mock cluster (new ports) is followed */
-    const char *topic;               /* required: the application names its topics */
-    int partitions;                  /* when the relay creates the topic; default 6 */
-    int replication_factor;          /* when the relay creates the topic; default 3 */
+    const char *topic;               /* required: the topic of stream types no route names (the
+                                        application names its topics) */
+    const es_relay_route *routes;    /* each event goes to its stream type's topic (may be NULL) */
+    size_t n_routes;
+    int partitions;                  /* when the relay creates a topic; default 6 */
+    int replication_factor;          /* when the relay creates a topic; default 3 */
     const char *name;                /* checkpoint row and lock name; default "default" */
     size_t batch_size;               /* events per produce/checkpoint round; default 1000 */
     int poll_interval_ms;            /* feed poll when no notification arrives; default 500 */

@@ -68,6 +68,7 @@ struct es_aggregate_def {
     unsigned snapshot_every;
     const es_event_def *const *events;
     size_t n_events;
+    const char *topic;                               /* Kafka topic of its events, "orders.events" */
 };
 
 struct es_command_def {
