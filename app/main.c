@@ -216,8 +216,13 @@ static void metrics(void *data, const es_http_request *req, es_http_response *re
     es_pg_pool_write_metrics(a->pool, b);
     es_pg_pool_write_replica_metrics(a->read_pool, b);
     es_partitions_write_metrics(a->partitions, b);
-    for (size_t i = 0; i < a->n_proj; i++)
-        es_projection_shape_write_metrics(&a->proj[i].shape, a->proj[i].def->name, b);
+    const es_shape_status *shapes[ORDERD_MAX_PROJECTIONS];
+    const char *names[ORDERD_MAX_PROJECTIONS];
+    for (size_t i = 0; i < a->n_proj; i++) {
+        shapes[i] = &a->proj[i].shape;
+        names[i] = a->proj[i].def->name;
+    }
+    es_projection_shape_write_metrics(shapes, names, a->n_proj, b);
 }
 
 /* This instance's metrics for the fleet view when the fleet key lists no URL. */

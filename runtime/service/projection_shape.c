@@ -740,30 +740,37 @@ const char *es_projection_shape_state_name(int state)
     return state >= 0 && state <= ES_SHAPE_FAILED ? names[state] : "unknown";
 }
 
-void es_projection_shape_write_metrics(const es_shape_status *st, const char *projection, es_buf *out)
+void es_projection_shape_write_metrics(const es_shape_status *const *st, const char *const *projection, size_t n,
+                                       es_buf *out)
 {
-    if (!st)
-        return;
-    int s = atomic_load(&st->state);
     char labels[160];
     es_metrics_family(out, "es_projection_rebuilding", "gauge",
                       "1 while a projection's new shape is built beside the serving table (reads stay on the old "
                       "version; not ready only for a first build).");
-    snprintf(labels, sizeof labels, "projection=\"%s\"", projection);
-    es_metrics_sample(out, "es_projection_rebuilding", labels,
-                      s == ES_SHAPE_BUILDING || s == ES_SHAPE_CATCHING_UP || s == ES_SHAPE_SWITCHING);
+    for (size_t k = 0; k < n; k++) {
+        int s = atomic_load(&st[k]->state);
+        snprintf(labels, sizeof labels, "projection=\"%s\"", projection[k]);
+        es_metrics_sample(out, "es_projection_rebuilding", labels,
+                          s == ES_SHAPE_BUILDING || s == ES_SHAPE_CATCHING_UP || s == ES_SHAPE_SWITCHING);
+    }
     es_metrics_family(out, "es_projection_rebuild_events", "gauge",
                       "Events folded by the running (or last) shape build, and the events expected.");
-    snprintf(labels, sizeof labels, "projection=\"%s\",state=\"done\"", projection);
-    es_metrics_sample(out, "es_projection_rebuild_events", labels, (double)atomic_load(&st->done));
-    snprintf(labels, sizeof labels, "projection=\"%s\",state=\"expected\"", projection);
-    es_metrics_sample(out, "es_projection_rebuild_events", labels, (double)atomic_load(&st->total));
+    for (size_t k = 0; k < n; k++) {
+        snprintf(labels, sizeof labels, "projection=\"%s\",state=\"done\"", projection[k]);
+        es_metrics_sample(out, "es_projection_rebuild_events", labels, (double)atomic_load(&st[k]->done));
+        snprintf(labels, sizeof labels, "projection=\"%s\",state=\"expected\"", projection[k]);
+        es_metrics_sample(out, "es_projection_rebuild_events", labels, (double)atomic_load(&st[k]->total));
+    }
     es_metrics_family(out, "es_projection_shape_state", "gauge",
                       "1 for the state of the projection's shape check: starting, waiting, building, catching_up, "
                       "switching, current, failed.");
-    for (int i = 0; i <= ES_SHAPE_FAILED; i++) {
-        snprintf(labels, sizeof labels, "projection=\"%s\",state=\"%s\"", projection, es_projection_shape_state_name(i));
-        es_metrics_sample(out, "es_projection_shape_state", labels, i == s);
+    for (size_t k = 0; k < n; k++) {
+        int s = atomic_load(&st[k]->state);
+        for (int i = 0; i <= ES_SHAPE_FAILED; i++) {
+            snprintf(labels, sizeof labels, "projection=\"%s\",state=\"%s\"", projection[k],
+                     es_projection_shape_state_name(i));
+            es_metrics_sample(out, "es_projection_shape_state", labels, i == s);
+        }
     }
 }
 

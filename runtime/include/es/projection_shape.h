@@ -110,8 +110,10 @@ int es_projection_shape_unready(const es_shape_status *st);
  * "failed". */
 const char *es_projection_shape_state_name(int state);
 /* Appends es_projection_rebuilding, es_projection_rebuild_events and es_projection_shape_state
- * for st, labelled projection="<projection>". */
-void es_projection_shape_write_metrics(const es_shape_status *st, const char *projection, es_buf *out);
+ * for each of the n statuses st[i], labelled projection="<projection[i]>" (each family's header
+ * once, so several projections make one valid exposition). */
+void es_projection_shape_write_metrics(const es_shape_status *const *st, const char *const *projection, size_t n,
+                                       es_buf *out);
 /* Stops and joins the retirement thread (the old version stays until the next start). */
 void es_projection_shape_status_fini(es_shape_status *st);
 
