@@ -392,7 +392,13 @@ static int start(app *a)
                      n_services, ORDERD_MAX_SERVICES);
         goto fail;
     }
+    /* A package's queries get its own context (QUERY_APP in its es_packages_library), orders'
+     * the read model above. */
+    static void *query_apps[ORDERD_MAX_SERVICES];
+    es_package_host host = {.pipeline = a->pipeline, .pool = a->pool, .read_pool = a->read_pool};
+    es_packages_query_apps(&es_linked_packages, &host, &a->qenv, query_apps, ORDERD_MAX_SERVICES);
     es_dispatcher_config dc = {.pipeline = a->pipeline, .json = a->json, .query_app = &a->qenv,
+                               .query_apps = query_apps,
                                .workers = (size_t)cfg->workers, .services = services, .n_services = n_services,
                                .idempotency_retention_s = cfg->idempotency_retention_s,
                                .max_waiting = (size_t)cfg->max_waiting_reads, .recheck_ms = cfg->waiting_read_recheck_ms,

@@ -27,14 +27,27 @@ foreach(tables ${ES_GEN_TABLES})
   set_property(GLOBAL PROPERTY ES_PACKAGE_HEADER_${base} "${rel}/${base}.es.h")
 endforeach()
 
-# es_packages_library(<target> <base>...): a library whose packages.c defines es_linked_packages
-# (es/packages.h), the list of generated packages a binary linking <target> serves, in the order
-# given; each <base>_gen is linked. A package generated outside generated/ (a test fixture) sets
-# the global property ES_PACKAGE_HEADER_<base> to its header before the call.
+# es_packages_library(<target> <base>... [QUERY_APP <base>=<function>...]): a library whose
+# packages.c defines es_linked_packages (es/packages.h), the list of generated packages a binary
+# linking <target> serves, in the order given; each <base>_gen is linked. QUERY_APP names the
+# function making a package's query context (es_query_app_fn, in its rules library). A package
+# generated outside generated/ (a test fixture) sets the global property ES_PACKAGE_HEADER_<base>
+# to its header before the call.
 function(es_packages_library target)
+  cmake_parse_arguments(PARSE_ARGV 1 ARG "" "" "QUERY_APP")
   set(includes "")
   set(entries "")
-  foreach(base ${ARGN})
+  set(apps "")
+  set(app_decls "")
+  foreach(base ${ARG_UNPARSED_ARGUMENTS})
+    set(fn "NULL")
+    foreach(pair ${ARG_QUERY_APP})
+      if(pair MATCHES "^${base}=(.+)$")
+        set(fn ${CMAKE_MATCH_1})
+        string(APPEND app_decls "void *${fn}(const es_package_host *host);\n")
+      endif()
+    endforeach()
+    string(APPEND apps "    ${fn},\n")
     get_property(header GLOBAL PROPERTY ES_PACKAGE_HEADER_${base})
     if(NOT header)
       message(FATAL_ERROR "es_packages_library(${target}): no generated package ${base}")
@@ -42,19 +55,24 @@ function(es_packages_library target)
     string(APPEND includes "#include \"${header}\"\n")
     string(APPEND entries "    &${base}_schema,\n")
   endforeach()
-  list(LENGTH ARGN n)
+  list(LENGTH ARG_UNPARSED_ARGUMENTS n)
   set(out ${CMAKE_CURRENT_BINARY_DIR}/${target}_packages.c)
   file(CONFIGURE OUTPUT ${out} @ONLY CONTENT
 "/* Written by cmake (es_packages_library ${target}): the generated packages this binary serves. */
 #include \"es/packages.h\"
 ${includes}
+${app_decls}
 static const es_schema *const schemas[] = {
 ${entries}};
 
-const es_package_list es_linked_packages = {.schemas = schemas, .n = ${n}};
+/* Each package's query context (QUERY_APP), NULL for the application's default. */
+static const es_query_app_fn query_apps[] = {
+${apps}};
+
+const es_package_list es_linked_packages = {.schemas = schemas, .query_apps = query_apps, .n = ${n}};
 ")
   add_library(${target} STATIC ${out})
-  list(TRANSFORM ARGN APPEND _gen OUTPUT_VARIABLE libs)
+  list(TRANSFORM ARG_UNPARSED_ARGUMENTS APPEND _gen OUTPUT_VARIABLE libs)
   target_link_libraries(${target} PUBLIC ${libs} es_runtime_service)
 endfunction()
 

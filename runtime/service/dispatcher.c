@@ -23,6 +23,7 @@
 /* Per method and transport (0 http, 1 grpc, 2 other): answers by code and latency. */
 typedef struct method_stats {
     const es_method_def *m;
+    void *query_app;                 /* es_query_ctx.app of its queries */
     atomic_uint_fast64_t by_code[3][17];
     es_histogram latency;
 } method_stats;
@@ -100,7 +101,9 @@ static int run_query(dispatcher *d, es_call *call, es_error *err)
 {
     const es_method_def *m = call->method;
     int64_t now = es_mono_us() / 1000;
-    es_query_ctx q = {.arena = &call->arena, .actor = call->dispatch.actor, .app = d->cfg.query_app,
+    const method_stats *ms = stats_of(d, m);
+    es_query_ctx q = {.arena = &call->arena, .actor = call->dispatch.actor,
+                      .app = ms ? ms->query_app : d->cfg.query_app,
                       .first_run_ms = call->dispatch.first_us / 1000, .now_ms = now,
                       .can_wait = !__atomic_load_n(&d->closing_waits, __ATOMIC_RELAXED)};
     /* Taken before the handler reads: a commit landing between its read and the park below
@@ -377,8 +380,11 @@ es_dispatcher *es_dispatcher_new(const es_dispatcher_config *cfg, es_error *err)
     d->cap = cfg->queue ? cfg->queue : 4096;
     d->methods = es_xcalloc(MAX_METHODS, sizeof *d->methods);
     for (size_t i = 0; i < cfg->n_services; i++)
-        for (size_t k = 0; k < cfg->services[i]->n_methods && d->n_methods < MAX_METHODS; k++)
-            d->methods[d->n_methods++].m = cfg->services[i]->methods[k];
+        for (size_t k = 0; k < cfg->services[i]->n_methods && d->n_methods < MAX_METHODS; k++) {
+            d->methods[d->n_methods].m = cfg->services[i]->methods[k];
+            d->methods[d->n_methods++].query_app =
+                cfg->query_apps && cfg->query_apps[i] ? cfg->query_apps[i] : cfg->query_app;
+        }
     d->ring = es_xcalloc(d->cap, sizeof *d->ring);
     d->reruns_max = cfg->max_reruns ? cfg->max_reruns : 4;
     es_waiters_config wc = {.max = cfg->max_waiting, .fire = refire, .data = d};

@@ -69,6 +69,22 @@ size_t es_packages_services(const es_package_list *l, const es_service_def **out
     return n;
 }
 
+size_t es_packages_query_apps(const es_package_list *l, const es_package_host *host, void *fallback, void **out,
+                              size_t cap)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < l->n; i++) {
+        const es_schema *s = l->schemas[i];
+        void *app = fallback;
+        if (s->n_services && l->query_apps && l->query_apps[i])
+            app = l->query_apps[i](host);
+        for (size_t k = 0; k < s->n_services; k++, n++)
+            if (n < cap)
+                out[n] = app;
+    }
+    return n;
+}
+
 size_t es_packages_projections(const es_package_list *l, const es_projection_def **out, const es_schema **owner,
                                size_t cap)
 {

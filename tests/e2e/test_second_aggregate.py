@@ -57,6 +57,12 @@ def test_ticket_over_http_and_grpc(o, cluster, state):
     assert status == 200 and r["version"] == "3", (status, r)
     rc, r = grpc_call(o, "alice", "tickets.v1.TicketService/UpdateTicket", {"ticket_id": tid, "note": "late"})
     assert rc == 1 and r["code"] == "FAILED_PRECONDITION", r
+    # GetTicket runs in the package's own query context (QUERY_APP), not orders' read model.
+    status, r = o.request("GET", f"/v1/tickets/{tid}", headers=bearer("alice"))
+    assert status == 200 and r["status"] == "TICKET_STATUS_CLOSED" and r["version"] == "3", (status, r)
+    assert r["last_note"] == "still burning" and r["owner_id"] == "cust-alice", r
+    rc, r = grpc_call(o, "alice", "GetTicket", {"ticket_id": tid.upper()})
+    assert rc == 0 and r["ticket_id"] == tid and r["version"] == "3", (rc, r)
 
 
 def test_ticket_access_rules(o, state):
@@ -69,6 +75,8 @@ def test_ticket_access_rules(o, state):
     assert status == 403 and r["code"] == 7, (status, r)
     rc, r = grpc_call(o, "bob", "CloseTicket", {"ticket_id": tid})
     assert rc == 1 and r["code"] == "PERMISSION_DENIED", r
+    status, r = o.request("GET", f"/v1/tickets/{tid}", headers=bearer("bob"))
+    assert status == 403 and r["code"] == 7, (status, r)
     status, r = o.request("POST", "/v1/tickets", {"owner_id": "cust-bob", "subject": "mine"}, headers=bearer("bob"))
     assert status == 200, (status, r)
     status, r = o.request("POST", f"/v1/tickets/{r['ticket_id']}/notes", {"note": "admin was here"},
@@ -117,13 +125,32 @@ def test_schema_rows_per_package(cluster):
     assert rows == ["orders.v1", "tickets.v1"], rows
 
 
-def test_openapi_lists_both(o):
+def test_openapi_lists_both(o, cluster):
     status, doc = o.request("GET", "/openapi.json")
     assert status == 200, status
     assert "/v1/tickets" in doc["paths"] and "/v1/orders" in doc["paths"], sorted(doc["paths"])
     tags = {t["name"] for t in doc["tags"]}
     assert {"OrderService", "TicketService"} <= tags, tags
     assert "tickets.v1.OpenTicketRequest" in json.dumps(doc["components"]), sorted(doc["components"]["schemas"])[:5]
+    # The merged document is valid OpenAPI 3 (tools/node_modules' swagger-parser, as web.openapi_valid).
+    path = os.path.join(cluster.dir, "openapi.json")
+    with open(path, "w") as f:
+        json.dump(doc, f)
+    parser = os.path.join(ROOT, "tools", "node_modules", "@apidevtools", "swagger-parser")
+    p = subprocess.run(["node", "-e", f"require({json.dumps(parser)}).validate({json.dumps(path)})"
+                        ".then(() => process.exit(0), e => { console.error(String(e)); process.exit(1); })"],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+
+
+def test_metrics_per_projection(o):
+    """One exposition: each projection's consumer and shape, every family's header once."""
+    status, text = o.request("GET", "/metrics", headers=bearer("admin"))
+    assert status == 200, status
+    for table in ("order_summary", "ticket_summary"):
+        assert f'es_projection_shape_state{{projection="{table}",state="current"}} 1' in text, table
+    types = [line for line in text.splitlines() if line.startswith("# TYPE ")]
+    assert len(types) == len(set(types)), sorted(t for t in types if types.count(t) > 1)
 
 
 def test_orderctl(cluster, state):
@@ -151,7 +178,8 @@ def run(cluster, runner, _stubs):
     runner.run("ticket events in Kafka", test_ticket_events_in_kafka, o, cluster, state)
     runner.run("orders beside tickets", test_orders_beside_tickets, o, cluster)
     runner.run("es_schemas row per package", test_schema_rows_per_package, cluster)
-    runner.run("/openapi.json lists both services", test_openapi_lists_both, o)
+    runner.run("/openapi.json lists both services", test_openapi_lists_both, o, cluster)
+    runner.run("/metrics per projection", test_metrics_per_projection, o)
     runner.run("orderctl schema check and rebuild ticket_summary", test_orderctl, cluster, state)
 
 

@@ -27,6 +27,9 @@ typedef struct es_dispatcher_config {
     int64_t idempotency_retention_s; /* how long a client's idempotency key is kept (0: 86400) */
     const es_service_def *const *services; /* methods counted per name in the metrics */
     size_t n_services;
+    /* es_query_ctx.app per service (parallel to services; the array or an entry may be NULL:
+     * query_app), so each package's queries get their own context (es/packages.h). */
+    void *const *query_apps;
     /* Queries that ask to wait (es_query_ctx.wait) are parked without a thread: */
     size_t max_waiting;              /* parked at once (0: 1024); beyond: RESOURCE_EXHAUSTED naming the field */
     int recheck_ms;                  /* first safety-net re-run of a parked query (0: 50), doubling to 8x */

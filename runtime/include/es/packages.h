@@ -13,11 +13,25 @@
 #include "es/json.h"
 #include "es/migrate.h"
 #include "es/pg_pool.h"
+#include "es/pipeline.h"
 #include "es/schema.h"
 #include "es/store.h"
 
+/* What a package's query context may be made from, at start. */
+typedef struct es_package_host {
+    es_pipeline *pipeline;           /* commands, stream loads and reads (borrowed) */
+    es_pg_pool *pool;                /* the primary (borrowed) */
+    es_pg_pool *read_pool;           /* a replica serving queries, or NULL (borrowed) */
+} es_package_host;
+
+/* Makes a package's query context (es_query_ctx.app of its services' queries), called once at
+ * start; it lives as long as the process. The package's hand-written rules define it and the
+ * build names it (es_packages_library(... QUERY_APP <base>=<function>)). */
+typedef void *(*es_query_app_fn)(const es_package_host *host);
+
 typedef struct es_package_list {
     const es_schema *const *schemas;
+    const es_query_app_fn *query_apps;   /* parallel to schemas; NULL entries: the application's default */
     size_t n;
 } es_package_list;
 
@@ -47,6 +61,12 @@ int es_packages_register_schemas(es_store *store, const es_package_list *l, es_e
 
 /* Every package's services, in list order, into out (at most cap); returns how many exist. */
 size_t es_packages_services(const es_package_list *l, const es_service_def **out, size_t cap);
+
+/* The query context of each service es_packages_services lists, in the same order, into out (at
+ * most cap): its package's (query_apps entry, called once per package) or fallback. Returns how
+ * many services exist. */
+size_t es_packages_query_apps(const es_package_list *l, const es_package_host *host, void *fallback, void **out,
+                              size_t cap);
 
 /* Every package's projections, in list order, into out (at most cap); returns how many exist.
  * owner (may be NULL) receives each projection's package. */
