@@ -33,7 +33,7 @@ static const key keys[] = {
     {"grpc-listen", S(grpc_listen), "0.0.0.0:8081", "gRPC address"},
     {"kafka-bootstrap", S(kafka_bootstrap), "", "Kafka bootstrap.servers (a real cluster)"},
     {"kafka-bootstrap-file", S(kafka_bootstrap_file), "", "file holding bootstrap.servers (the mock cluster writes one)"},
-    {"topic", S(topic), "orders.events", "Kafka topic of events whose stream type no linked package declares (each aggregate's own: (es.aggregate).topic)"},
+    {"topic", S(topic), ORDERD_TOPIC_DEFAULT, "Kafka topic of events whose stream type no linked package declares (each aggregate's own: (es.aggregate).topic); set to anything else, the one topic of every aggregate (a deployment that chose its topic keeps it)"},
     {"consumer-fetch-wait-ms", IR(consumer_fetch_wait_ms, 1, 300000), "10", "longest a consumer's Kafka fetch waits for new events (fetch.wait.max.ms; bounds projection lag)"},
     {"partitions", IR(partitions, 1, 100000), "6", "partitions when the relay creates the topic"},
     {"pool-size", IR(pool_size, 2, 1000), "16", "PostgreSQL connections of the command and query path (more than committers: each committer keeps one)"},

@@ -3,6 +3,9 @@
 #ifndef ORDERS_CONFIG_H
 #define ORDERS_CONFIG_H
 
+/* The topic key's default; set to anything else, it is every aggregate's one topic. */
+#define ORDERD_TOPIC_DEFAULT "orders.events"
+
 #define ORDERD_MAX_KAFKA_PROPS 64
 
 typedef struct orderd_config {
@@ -17,7 +20,7 @@ typedef struct orderd_config {
     const char *grpc_listen;
     const char *kafka_bootstrap;
     const char *kafka_bootstrap_file;
-    const char *topic;
+    const char *topic;  /* see orderd_topic_of (app/main.c) */
     int partitions;
     int pool_size;
     int workers;

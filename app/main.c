@@ -291,6 +291,14 @@ static int new_projectors(app *a)
  * while the servers take commands and the old version serves reads; the consumer runs on the new
  * version once it switched (see es/projection_shape.h). A package held back at migration is
  * migrated once its table has its shape. */
+/* An aggregate's Kafka topic: its own ((es.aggregate).topic), unless the topic key was set to
+ * something else than its default, which a deployment of a release before topics per aggregate
+ * chose as the one topic of every event: then that topic, for every aggregate, as before. */
+static const char *topic_of(const orderd_config *cfg, const es_aggregate_def *agg)
+{
+    return strcmp(cfg->topic, ORDERD_TOPIC_DEFAULT) != 0 ? cfg->topic : agg->topic;
+}
+
 static int start_projection(app *a, served_projection *sp, const char *const *consumer_props, es_error *err)
 {
     const orderd_config *cfg = &a->cfg;
@@ -310,7 +318,7 @@ static int start_projection(app *a, served_projection *sp, const char *const *co
     const char *bootstrap = cfg->kafka_bootstrap[0] ? cfg->kafka_bootstrap : NULL;
     const char *bootstrap_file = cfg->kafka_bootstrap_file[0] ? cfg->kafka_bootstrap_file : NULL;
     es_consumer_config cc = {.name = sp->name, .conninfo = cfg->pg, .bootstrap_servers = bootstrap,
-                             .bootstrap_file = bootstrap_file, .topic = sp->def->aggregate->topic,
+                             .bootstrap_file = bootstrap_file, .topic = topic_of(cfg, sp->def->aggregate),
                              .kafka_props = consumer_props, .handle = es_projector_handle,
                              .handle_batch = es_projector_handle_batch,
                              .data = sp->projector,
@@ -428,14 +436,14 @@ static int start(app *a)
     if (!kafka)
         es_log(ES_LOG_WARN, "orderd", NULL, "no Kafka configured (--kafka-bootstrap or --kafka-bootstrap-file): events are stored but not published");
     if (kafka && cfg->relay) {
-        /* Each event to its aggregate's topic ((es.aggregate).topic); the topic key names the one
-         * of stream types no linked package declares. */
+        /* Each event to its aggregate's topic (topic_of); the topic key names the one of stream
+         * types no linked package declares. */
         static es_relay_route routes[ORDERD_MAX_AGGREGATES];
         size_t n_routes = 0;
         for (size_t p = 0; p < es_linked_packages.n; p++)
             for (size_t k = 0; k < es_linked_packages.schemas[p]->n_aggregates && n_routes < ORDERD_MAX_AGGREGATES; k++) {
                 const es_aggregate_def *agg = es_linked_packages.schemas[p]->aggregates[k];
-                routes[n_routes++] = (es_relay_route){.stream_type = agg->name, .topic = agg->topic};
+                routes[n_routes++] = (es_relay_route){.stream_type = agg->name, .topic = topic_of(cfg, agg)};
             }
         es_relay_config rc = {.conninfo = cfg->pg, .bootstrap_servers = bootstrap, .bootstrap_file = bootstrap_file,
                               .topic = cfg->topic, .routes = routes, .n_routes = n_routes,
@@ -457,7 +465,7 @@ static int start(app *a)
         a->flow.pipeline = a->pipeline;
         a->flow.gateway = a->gateway;
         es_consumer_config cc = {.name = "payment-flow", .conninfo = cfg->pg, .bootstrap_servers = bootstrap,
-                                 .bootstrap_file = bootstrap_file, .topic = orders_v1_aggregate_order.topic,
+                                 .bootstrap_file = bootstrap_file, .topic = topic_of(cfg, &orders_v1_aggregate_order),
                                  .kafka_props = consumer_props, .handle = payment_flow_handle,
                                  .data = &a->flow};
         if (es_consumer_start(&cc, &a->payment_consumer, &err) != ES_OK)

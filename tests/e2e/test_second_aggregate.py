@@ -164,6 +164,26 @@ def test_orderctl(cluster, state):
     assert rc == 0 and "ticket_summary" in out and "order_summary" in out, (rc, out, err)
 
 
+def test_topic_key_set_keeps_one_topic(cluster, tokens):
+    """A deployment that set the topic key (a release before topics per aggregate published every
+    event there) keeps it: every aggregate's events go to that one topic."""
+    o = cluster.start_orderd("--auth", "required", "--auth-tokens", tokens, "--payments", "0",
+                             "--topic", "shared.events", "--projections", "0")
+    try:
+        status, r = o.request("POST", "/v1/tickets", {"owner_id": "cust-alice", "subject": "shared"},
+                              headers=bearer("alice"))
+        assert status == 200, (status, r)
+        tid = r["ticket_id"]
+        status, r = o.request("POST", "/v1/orders", order_body(customer="cust-alice"), headers=bearer("alice"))
+        assert status == 200, (status, r)
+        oid = r["order_id"]
+        eventually(lambda: topic_keys(cluster, "shared.events", tid) and topic_keys(cluster, "shared.events", oid),
+                   timeout=60, what="the ticket's and the order's events in shared.events")
+        assert topic_keys(cluster, "ticket.events", tid) == [] and topic_keys(cluster, "orders.events", oid) == []
+    finally:
+        o.stop()
+
+
 def run(cluster, runner, _stubs):
     assert ORDERCTL, "usage: test_second_aggregate.py <orderd_tickets> <es-kafka-mock> <orderctl_tickets>"
     tokens = os.path.join(cluster.dir, "tokens")
@@ -181,6 +201,9 @@ def run(cluster, runner, _stubs):
     runner.run("/openapi.json lists both services", test_openapi_lists_both, o, cluster)
     runner.run("/metrics per projection", test_metrics_per_projection, o)
     runner.run("orderctl schema check and rebuild ticket_summary", test_orderctl, cluster, state)
+    o.stop()
+    runner.run("the topic key, when set, is every aggregate's one topic", test_topic_key_set_keeps_one_topic,
+               cluster, tokens)
 
 
 if __name__ == "__main__":
