@@ -86,7 +86,23 @@ def step_counts(b):
            "http_cmd": (d.get("http_cmd") or {}).get("requests"), "grpc_cmd": (d.get("grpc_cmd") or {}).get("requests")}
     for step in PEER_STEPS:
         out[step] = (d.get(step) or {}).get("requests")
+    rb = d.get("rebuild") or {}
+    if rb.get("cpu"):   # the timed rebuild alone (older runs' row covered the whole phase: no count)
+        out["rebuild"] = rb.get("applied")
     return out
+
+
+STEP_NAMES = {"http": "HTTP", "grpc": "gRPC", "http_cmd": "HTTP", "grpc_cmd": "gRPC", "pgbench": "pgbench"}
+
+
+def first_step(b, side, k):
+    """Which of HTTP and gRPC ran first (right after the yardstick) in round k of side
+    ("all_in_one" or "command_side"); None when the run did not record it."""
+    order = (getattr(b, "round_order", None) or {}).get(side) or []
+    if k >= len(order):
+        return None
+    steps = [s for s in order[k] if s.split("_")[0] in ("http", "grpc")]
+    return STEP_NAMES.get(steps[0]) if steps else None
 
 
 MEASURED = ("orderd", "postgres", "loadgen", "kafka", "peer")
@@ -199,7 +215,11 @@ def targets(b):
             add(name, f"{fmt(v, 0)} events/s ({fmt(x.get('events'))} events in {fmt(x.get('seconds'), 1)} s)"
                 if v is not None else "–", (v >= 30000) if v is not None else None)
     rb = r.get("rebuild_events_per_s")
-    add("rebuild >= 250,000 events/s", f"{fmt(rb, 0)} events/s" if rb is not None else "–",
+    rc = (b.detail.get("rebuild") or {}).get("cpu") or {}
+    cpu = (f"; CPU per 1,000 events of the timed rebuild: bench_store {rc['bench_store_ms_per_1000_events']:.1f} ms,"
+           f" PostgreSQL {rc['postgres_ms_per_1000_events']:.1f} ms (other jobs {rc['other_jobs_pct']:.0f}%"
+           " of the machine meanwhile)") if rc else ""
+    add("rebuild >= 250,000 events/s", f"{fmt(rb, 0)} events/s{cpu}" if rb is not None else "–",
         (rb >= 250000) if rb is not None else None)
     rs = r.get("rehydrate_1000_snapshot_ms")
     add("rehydrate 1,000 events with snapshots <= 1 ms",
@@ -274,7 +294,17 @@ def render(b):
           "same 2 cores. Steps 2b and 3b repeat steps 2 and 3 on a second orderd started with `--projections 0` "
           "(a command-side instance: the relay publishes to Kafka, no consumer runs), so that the command path "
           "is measured beside the yardstick without the projection's own inserts on the same two cores. "
-          "Steps 1-3 and 2b-3b run in rounds (pgbench, then the steps, again), each figure the median round. "
+          "Steps 1-3 and 2b-3b run in rounds (pgbench, then the steps, again), each figure the median round; "
+          "HTTP and gRPC swap places from one round to the next (round 1 HTTP first, round 2 gRPC first, ...; the "
+          "rounds table says which came first, results.json's `round_order` lists every round's steps). Before every "
+          "timed step of 1-5, the yardstick's included, PostgreSQL is brought to rest outside the step's time and "
+          "CPU: the benchmark waits until no autovacuum worker runs, runs VACUUM (ANALYZE) in every database (which "
+          "also pays the autovacuum that the last step's rows would start, at its next look, in the middle of this "
+          "one) and a CHECKPOINT, so that no step inherits the vacuum and checkpoint work of the one before it; "
+          "each step then pays for its own writes, including the full-page images of its first changes after the "
+          "checkpoint. Before the all-in-one HTTP step the projection also catches up with the step's warm-up. "
+          "The rebuild's CPU (step 6) is that of the timed rebuild alone (bench_store, which runs "
+          "orderctl's rebuild, and PostgreSQL), not of generating its events or of the second, profiled rebuild. "
           f"A ratio target is judged only on the rounds where other jobs took less than {QUIET_OTHERS_PCT:.0f}% of the "
           "machine while the yardstick ran and while the step ran (the share is in the rounds table); when no round "
           "was that quiet it is not judged.", "", "## Targets", "", "| target | figures | |", "|---|---|---|"]
@@ -320,8 +350,12 @@ def render(b):
     x = d.get("rebuild")
     if x:
         how = "all of them" if x["complete"] else f"cut off after {x['rebuild_s']:.0f} s: {x['applied']:,} applied"
+        c = x.get("cpu")
+        cpu = (f"; CPU of the timed rebuild alone ({c['seconds']:.1f} s, other jobs {c['other_jobs_pct']:.0f}% of "
+               f"the machine): bench_store {c['bench_store_s']:.1f} s, PostgreSQL {c['postgres_s']:.1f} s, per 1,000 "
+               f"events {c['bench_store_ms_per_1000_events']:.1f} + {c['postgres_ms_per_1000_events']:.1f} ms") if c else ""
         L.append(f"| 6. rebuild order_summary from {x['events']:,} stored events ({x['orders']:,} orders; "
-                 f"written by COPY in {x['generate_s']:.0f} s) | {fmt(x['events_per_s'], 0)} events/s ({how}) |")
+                 f"written by COPY in {x['generate_s']:.0f} s) | {fmt(x['events_per_s'], 0)} events/s ({how}){cpu} |")
     x = d.get("rehydrate")
     if x:
         L.append(f"| 7. es_pipeline_load of a 1,000-event order, median of {x['iterations']} | no snapshot "
@@ -343,11 +377,13 @@ def render(b):
             o = x.get("other_jobs_pct")
             return f"; others {o:.0f}%" if o is not None else ""
         L += ["", "### Rounds of steps 1-3 and 2b-3b",
-              "", "Each round runs the yardstick and then the steps at once after it; the figures above are the "
-              "median rounds. The ratio is the round's own (step / the pgbench run just before it); \"others\" is "
-              "the share of the machine other jobs took during that run.", "",
-              "| round | pgbench INSERT | PlaceOrder HTTP | PlaceOrder gRPC |"
-              + "".join(f" {PEER_STEPS[s]} |" for s in peer_cols), "|---|---|---|---|" + "---|" * len(peer_cols)]
+              "", "Each round runs the yardstick and then the steps after it, each on a rested PostgreSQL; the "
+              "figures above are the median rounds. \"first\" is which of HTTP and gRPC ran right after the "
+              "yardstick (they swap every round; the peers, with --peers, come last). The ratio is the round's own "
+              "(step / the pgbench run of its round); \"others\" is the share of the machine other jobs took during "
+              "that run.", "",
+              "| round | first | pgbench INSERT | PlaceOrder HTTP | PlaceOrder gRPC |"
+              + "".join(f" {PEER_STEPS[s]} |" for s in peer_cols), "|---|---|---|---|---|" + "---|" * len(peer_cols)]
         n1 = len(rounds.get("http") or [])
         for i, pgx in enumerate(pgr):
             side = "" if i < n1 else "_cmd"
@@ -361,7 +397,8 @@ def render(b):
                 cells.append(f"{fmt(xs[k]['tps'], 0)}/s ({xs[k]['tps'] / pgx['tps']:.2f}{others(xs[k])})"
                              if k < len(xs) else "–")
             label = f"{k + 1}" + (" (command-side instance)" if side else "")
-            L.append(f"| {label} | {fmt(pgx['tps'], 0)} tps, p99 {fmt(pgx['p99_ms'], 2)} ms{others(pgx)} | "
+            first = first_step(b, "command_side" if side else "all_in_one", k) or "– (not recorded)"
+            L.append(f"| {label} | {first} | {fmt(pgx['tps'], 0)} tps, p99 {fmt(pgx['p99_ms'], 2)} ms{others(pgx)} | "
                      + " | ".join(cells) + " |")
     L += peers_table(b)
     c = d.get("codec")
@@ -386,12 +423,16 @@ def render(b):
         ncpu = os.cpu_count() or 1
         for name, cp in b.cpu.items():
             n = counts.get(name)
+            label = ("rebuild, the timed rebuild alone, per 1,000 events (the orderd column is bench_store, "
+                     "which runs orderctl's rebuild)" if name == "rebuild" and n else name)
             per = (lambda k: f"{1000 * cp[k] / n:.2f} s") if n else (lambda k: f"{cp[k]:.1f} s total")
+            if name == "rebuild" and n:   # a few ms per 1,000 events
+                per = lambda k: f"{1e6 * cp[k] / n:.1f} ms"
             cpc = cp.get("commands_per_commit")
             ours = sum(cp.get(k, 0.0) for k in MEASURED)
             others = (f"{max(0.0, cp['machine_busy_pct'] - 100.0 * ours / (cp['t'] * ncpu)):.0f}%"
                       if cp.get("t") else "–")
-            L.append(f"| {name} | {cp['machine_busy_pct']:.0f}% | {others} | {per('orderd')} | {per('postgres')} | "
+            L.append(f"| {label} | {cp['machine_busy_pct']:.0f}% | {others} | {per('orderd')} | {per('postgres')} | "
                      f"{per('loadgen')} | {per('kafka')} | {per('peer') if getattr(b, 'peers', False) and 'peer' in cp else '–'} | "
                      f"{fmt(cpc, 1) if cpc else '–'} |")
     notes = os.path.join(ROOT, "bench", "NOTES.md")
