@@ -74,6 +74,8 @@ static const key keys[] = {
     {"relay", IR(relay, 0, 1), "1", "run the outbox relay (one instance is active at a time)"},
     {"projections", IR(projections, 0, 1), "1", "run the projection consumers"},
     {"payments", IR(payments, 0, 1), "1", "run the payment-flow reactor"},
+    {"payment-flow-concurrency", IR(payment_flow_concurrency, 1, 256), "16",
+     "orders the payment flow reacts to at once (gateway calls and commands in flight)"},
     {"min-version-wait-ms", IR(min_version_wait_ms, 0, 600000), "2000", "how long reads wait for min_version"},
     {"max-waiting-reads", IR(max_waiting_reads, 1, 1000000), "1024", "reads waiting for min_version at once (parked without a thread); more are answered 429 RESOURCE_EXHAUSTED"},
     {"waiting-read-recheck-ms", IR(waiting_read_recheck_ms, 1, 60000), "50", "first re-check of a waiting read without a commit wake-up (read model kept by another instance), doubling to 8x"},

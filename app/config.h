@@ -61,6 +61,7 @@ typedef struct orderd_config {
     int relay;
     int projections;
     int payments;
+    int payment_flow_concurrency;
     int min_version_wait_ms;
     int max_waiting_reads;
     int waiting_read_recheck_ms;

@@ -464,9 +464,11 @@ static int start(app *a)
         }
         a->flow.pipeline = a->pipeline;
         a->flow.gateway = a->gateway;
+        a->flow.concurrency = (unsigned)cfg->payment_flow_concurrency;
         es_consumer_config cc = {.name = "payment-flow", .conninfo = cfg->pg, .bootstrap_servers = bootstrap,
                                  .bootstrap_file = bootstrap_file, .topic = topic_of(cfg, &orders_v1_aggregate_order),
                                  .kafka_props = consumer_props, .handle = payment_flow_handle,
+                                 .handle_batch = payment_flow_handle_batch,
                                  .data = &a->flow};
         if (es_consumer_start(&cc, &a->payment_consumer, &err) != ES_OK)
             goto fail;

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "es/stream_groups.h"
 #include "es/uuid.h"
 #include "upcasters.h"
 
@@ -154,4 +155,17 @@ int payment_flow_handle(void *data, es_consumer_tx *tx, const es_envelope_view *
     es_arena_free(&a);
     protobuf_c_message_free_unpacked(state, NULL);
     return rc;
+}
+
+static int handle_one(void *data, const es_envelope_view *ev, es_error *err)
+{
+    return payment_flow_handle(data, NULL, ev, err);
+}
+
+int payment_flow_handle_batch(void *data, es_consumer_tx *tx, const es_envelope_view *evs, size_t n,
+                              es_error *err)
+{
+    (void)tx; /* as payment_flow_handle: the flow writes through the pipeline */
+    payment_flow *pf = data;
+    return es_stream_groups_run(evs, n, pf->concurrency, handle_one, pf, err);
 }

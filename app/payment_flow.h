@@ -32,9 +32,16 @@ int payment_flow_step(const es_envelope_view *ev, const Orders__V1__OrderState *
 typedef struct payment_flow {
     es_pipeline *pipeline;
     payment_gateway *gateway;
+    unsigned concurrency;   /* orders reacted to at once in a batch (key payment-flow-concurrency) */
 } payment_flow;
 
 /* es_consumer_handle_fn over a payment_flow: loads the order, decides, sends the command. */
 int payment_flow_handle(void *data, es_consumer_tx *tx, const es_envelope_view *ev, es_error *err);
+
+/* es_consumer_batch_fn over a payment_flow: payment_flow_handle for every event of the batch,
+ * up to `concurrency` orders at a time, each order's events in order (es_stream_groups_run), so
+ * that the flow is not one gateway call and one group commit per event behind the orders. */
+int payment_flow_handle_batch(void *data, es_consumer_tx *tx, const es_envelope_view *evs, size_t n,
+                              es_error *err);
 
 #endif

@@ -120,6 +120,37 @@ def test_pay_then_cancel_refunds(o):
     assert types[-2:] == ["OrderCancelled", "OrderPaymentRefunded"], types
 
 
+def test_many_orders_at_once(o, cluster):
+    """The payment flow reacts to several orders at once (payment-flow-concurrency): every
+    order's reactions still happen once and in its stream's order, and a cancel that lands
+    while other orders' charges are in flight is honoured as for one order alone."""
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        oids = list(pool.map(lambda i: place(o, customer=f"many-{i % 5}"), range(40)))
+        cancelled = set(oids[::4])
+        for oid, (status, r) in zip(cancelled, pool.map(
+                lambda oid: o.request("POST", f"/v1/orders/{oid}/cancel", {"reason": "at once"}), cancelled)):
+            assert status == 200, (oid, status, r)
+
+    def flow_settled(oid):
+        # the flow's version first: each reaction commits before the flow records its cause
+        handled = consumer_version(cluster, "payment-flow", oid)
+        _, trail = event_types(o, oid)
+        return handled >= int(trail["events"][-1]["version"])
+    for oid in oids:
+        eventually(lambda: flow_settled(oid), what=f"the payment flow past every event of {oid}")
+    for oid in oids:
+        types, _ = event_types(o, oid)
+        for t in ("OrderPaymentInitiated", "OrderPaid", "OrderPaymentFailed", "OrderPaymentRefunded"):
+            assert types.count(t) <= 1, (oid, types)
+        if oid not in cancelled or "OrderCancelled" not in types:
+            assert "OrderPaid" in types, (oid, types)
+            continue
+        after = types[types.index("OrderCancelled"):]
+        assert "OrderPaid" not in after and "OrderPaymentInitiated" not in after, (oid, types)
+        # paid before the cancel: refunded, once, after it
+        assert ("OrderPaymentRefunded" in after) == ("OrderPaid" in types), (oid, types)
+
+
 def test_illegal_transitions(o):
     oid = place(o, customer="illegal")
     status, r = ship(o, oid, "SHIPPING_STATUS_IN_TRANSIT", "x")
@@ -332,6 +363,7 @@ def run(cluster, runner, stubs):
     runner.run("lifecycle over HTTP", test_lifecycle_http, o)
     runner.run("cancel before payment (the seed's race)", test_cancel_before_payment, o, cluster)
     runner.run("pay then cancel refunds", test_pay_then_cancel_refunds, o)
+    runner.run("many orders at once: each reacted to once, in order", test_many_orders_at_once, o, cluster)
     runner.run("illegal transitions refused", test_illegal_transitions, o)
     runner.run("idempotent retry", test_idempotent_retry, o)
     runner.run("concurrent cancel and ship", test_concurrent_cancel_and_ship, o)
