@@ -230,7 +230,10 @@ static void conceal(es_call *call, int rc, es_error *err, int64_t took_us)
     es_log(ES_LOG_ERROR, "dispatcher", id, "%s via %s: %s after %lld us: %s%s%s", call->method->name,
            call->transport ? call->transport : "?", es_strerror(rc), (long long)took_us,
            err->message[0] ? err->message : "(no message)", err->field[0] ? " field=" : "", err->field);
-    if (rc == ES_UNAVAILABLE)
+    if (rc == ES_UNAVAILABLE && !strcmp(err->field, "event_type")) /* pipeline.c's unknown_event */
+        es_error_set(err, rc, "", "the stream holds an event of a newer release than this instance's; retry "
+                                  "(request %s)", id);
+    else if (rc == ES_UNAVAILABLE)
         es_error_set(err, rc, "", "PostgreSQL is unavailable; retry (request %s)", id);
     else
         es_error_set(err, rc, "", "internal error; see the server log for request %s", id);

@@ -149,6 +149,25 @@ static int fold_snapshot(const es_snapshot_record *snap, void *ctx, es_error *er
     return 0;
 }
 
+/* An event type this binary does not know. One of the aggregate's own package was written by a
+ * newer release (event types are never removed: the plugin's breaking-change check refuses it):
+ * during a rolling deploy this instance cannot load the stream, so it answers UNAVAILABLE (a
+ * client retries, reaching an upgraded instance; a reactor waits, never dead-letters) instead of
+ * reporting the stream damaged. Any other unknown type is DATA_LOSS. */
+static int unknown_event(const es_aggregate_def *agg, const es_event_record *ev, es_error *err)
+{
+    const char *type = ev->event_type ? ev->event_type : "", *schema = ev->schema_name ? ev->schema_name : "";
+    const char *pkg = agg->state_descriptor->package_name ? agg->state_descriptor->package_name : "";
+    size_t n = strlen(pkg);
+    if (n && strncmp(schema, pkg, n) == 0 && schema[n] == '.' && !strchr(schema + n + 1, '.'))
+        return es_error_set(err, ES_UNAVAILABLE, "event_type",
+                            "stream %s version %lld holds event type %s (%s), which a newer release wrote and "
+                            "this instance does not know: an upgraded instance can act on it",
+                            ev->stream_id, (long long)ev->version, type, schema);
+    return es_error_set(err, ES_DATA_LOSS, "", "stream %s version %lld: unknown event type %s", ev->stream_id,
+                        (long long)ev->version, type);
+}
+
 static int fold_event(const es_event_record *ev, void *ctx, es_error *err)
 {
     fold *f = ctx;
@@ -158,8 +177,7 @@ static int fold_event(const es_event_record *ev, void *ctx, es_error *err)
                             f->agg->name);
     const es_event_def *def = es_schema_find_event(f->agg, ev->event_type ? ev->event_type : "");
     if (!def)
-        return es_error_set(err, ES_DATA_LOSS, "", "stream %s version %lld: unknown event type %s",
-                            ev->stream_id, (long long)ev->version, ev->event_type ? ev->event_type : "");
+        return unknown_event(f->agg, ev, err);
     if (f->since_reset >= 256) {
         es_arena_reset(&f->arena);
         f->since_reset = 0;

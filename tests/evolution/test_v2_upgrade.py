@@ -284,6 +284,13 @@ def test_upgrade(cluster, v2_bin, v2_ctl, grpc_call):
                timeout=60, what="the order placed through release 1 paid")
     status, r = note_http(v2, "alice", after_switch[0], "placed through release 1")
     assert status == 200, (status, r)
+    # Release 1 cannot load that order now: its commands there are UNAVAILABLE (retry, reaching
+    # release 2), not an internal error, and change nothing.
+    noted_at = last_version(cluster, after_switch[0])
+    status, r = v1.request("POST", f"/v1/orders/{after_switch[0]}/cancel", {"reason": "through release 1"},
+                           headers=bearer("alice"))
+    assert status == 503 and r["code"] == 14 and "newer release" in r["message"], (status, r)
+    assert last_version(cluster, after_switch[0]) == noted_at, (noted_at, last_version(cluster, after_switch[0]))
     code, r = grpc_call(v2.grpc_port, "alice", paid_before[1], "over gRPC")
     assert code == "OK" and r.version >= 4, (code, r)
     # The access rule: another customer may not add a note to alice's order, on either transport;
