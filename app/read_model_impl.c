@@ -1,6 +1,7 @@
 /* orders_read_model over the runtime's projection reader and event store. */
 #include "read_model_impl.h"
 
+#include "es/clock.h"
 #include "es/log.h"
 #include "es/timefmt.h"
 
@@ -13,9 +14,22 @@
  * still correct, and a replica outage costs load on the primary rather than failed reads. A
  * replica that answers but lags is never bypassed: GetOrder compares the row's version with
  * min_version and parks the read until the replica shows it (the dispatcher's re-check timer
- * runs it again). README, "A read replica", states both rules; faults.replica proves them. */
+ * runs it again). A read the replica cancelled because it conflicted with its replay (ABORTED:
+ * a serialization failure or deadlock can have no other cause on a read-only standby) is served by
+ * the primary too, without marking the replica down. README, "A read replica", states the rules;
+ * faults.replica proves them. */
 static int replica_failed(orders_read_model_impl *impl, int rc, const es_error *err)
 {
+    if (rc == ES_ABORTED) {
+        /* logged at most once a minute: a burst of conflicts counts in the fallbacks metric */
+        static _Atomic int64_t logged_us;
+        int64_t now = es_mono_us(), last = atomic_load(&logged_us);
+        es_pg_pool_note_fallback(impl->replica_pool);
+        if ((last == 0 || now - last >= 60 * 1000000LL) && atomic_compare_exchange_strong(&logged_us, &last, now))
+            es_log(ES_LOG_WARN, "read_model", NULL, "the read replica cancelled a read (%s); the primary serves it",
+                   err->message[0] ? err->message : "a conflict with its replay");
+        return 1;
+    }
     if (rc != ES_UNAVAILABLE)
         return 0;
     es_pg_pool_note_fallback(impl->replica_pool);
@@ -35,15 +49,17 @@ static int get(void *self, const char *order_id, es_arena *a, Orders__V1__OrderS
 {
     orders_read_model_impl *impl = self;
     ProtobufCMessage *row;
-    int rc = ES_UNAVAILABLE;
+    int rc = ES_UNAVAILABLE, from_primary = 1;
     if (impl->replica) {
         rc = es_projection_get(impl->replica, order_id, a, &row, err);
-        if (replica_failed(impl, rc, err))
+        if (replica_failed(impl, rc, err)) {
             *err = (es_error){0};
-        else
+        } else {
             replica_served(impl);
+            from_primary = 0;
+        }
     }
-    if (rc == ES_UNAVAILABLE)
+    if (from_primary)
         rc = es_projection_get(impl->summary, order_id, a, &row, err);
     if (rc == ES_OK)
         *out = (Orders__V1__OrderSummary *)row;

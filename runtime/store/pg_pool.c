@@ -409,7 +409,7 @@ void es_pg_pool_write_replica_metrics(es_pg_pool *pool, es_buf *b)
          (double)st.checkouts},
         {"es_pg_replica_connect_failures_total", "counter", "Failed connection attempts to the read replica.",
          (double)st.connect_failures},
-        {"es_pg_replica_fallbacks_total", "counter", "Reads the primary served because the read replica was unavailable.",
+        {"es_pg_replica_fallbacks_total", "counter", "Reads the primary served because the read replica was unavailable or cancelled them.",
          (double)atomic_load(&pool->fallbacks)},
     };
     ES_METRICS_ROWS(b, rows);

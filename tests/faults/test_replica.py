@@ -6,7 +6,8 @@ for a version the replica does not show yet waits (parked) while the primary alr
 is answered 409 ABORTED at min-version-wait-ms (a second instance with a short wait), and
 completes once replay resumes; with the standby stopped reads fall back to the primary
 (200, es_pg_replica_fallbacks_total grows, one log line names the replica); with it started
-again reads return to it.
+again reads return to it; a read the standby cancels (40001, as a recovery conflict) is served
+by the primary, the replica staying up.
     /usr/bin/python3 test_replica.py <orderd> <es-kafka-mock>"""
 import os
 import subprocess
@@ -119,6 +120,30 @@ def test_replica(env):
             a["checkouts_total"] > b["checkouts_total"]
     f.eventually(served_by_replica, timeout=30, interval=0.2, what="reads served by the replica again")
     assert "read replica answers again" in f.tail_log(o, 200000)
+
+    # ---- a read the replica cancels (a conflict with its replay): the primary serves it ----
+    # A real recovery conflict needs a standby query that outlives the replay's patience; the
+    # standby's error is the same SQLSTATE (40001) when order_summary becomes, on the primary, a
+    # view whose condition raises it only where pg_is_in_recovery() (replicated like any DDL).
+    oid, v = place(t, "replica-conflict")
+    status, _, _ = get(t, oid, min_version=v)
+    assert status == 200, status
+    env.psql("BEGIN; CREATE FUNCTION test_replay_conflict() RETURNS boolean LANGUAGE plpgsql STABLE AS "
+             "$$BEGIN IF pg_is_in_recovery() THEN RAISE EXCEPTION 'canceling statement due to conflict with "
+             "recovery' USING ERRCODE = 'serialization_failure'; END IF; RETURN true; END$$; "
+             "ALTER TABLE order_summary RENAME TO order_summary_t; "
+             "CREATE VIEW order_summary AS SELECT * FROM order_summary_t WHERE test_replay_conflict(); COMMIT")
+    f.eventually(lambda: env.psql("SELECT count(*) FROM pg_views WHERE viewname = 'order_summary'", replica) == "1",
+                 timeout=30, what="the view replayed on the standby")
+    before = replica_metrics(t)
+    for _ in range(3):
+        status, r, _ = get(t, oid, min_version=v)
+        assert status == 200 and r["order_id"] == oid, (status, r)
+    after = replica_metrics(t)
+    assert after["fallbacks_total"] >= before["fallbacks_total"] + 3, (before, after)
+    assert after["up"] == 1, after
+    assert "the read replica cancelled a read" in f.tail_log(o, 200000), "no log line about the cancelled read"
+    f.log(f"reads the replica cancelled: served by the primary (fallbacks {after['fallbacks_total']:.0f})")
     f.check_alive(o, short)
 
 
