@@ -228,6 +228,47 @@ bad:
                         def->path ? def->path : "(null)");
 }
 
+/* Two templates that match exactly the same requests (method, verb and segments alike; the
+ * variables' names do not matter): the second could never be reached. */
+static int same_requests(const tmpl *a, const tmpl *b)
+{
+    if (strcmp(a->method, b->method) != 0 || a->n_segs != b->n_segs || !a->verb != !b->verb ||
+        (a->verb && strcmp(a->verb, b->verb) != 0))
+        return 0;
+    for (size_t i = 0; i < a->n_segs; i++)
+        if (a->segs[i].kind != b->segs[i].kind ||
+            (a->segs[i].kind == SEG_LIT && strcmp(a->segs[i].lit, b->segs[i].lit) != 0))
+            return 0;
+    return 1;
+}
+
+/* A route that repeats one already added (two packages, or one package twice) is refused at
+ * start, naming both methods, instead of being silently shadowed by the first. */
+static const char *method_name(const tmpl *t)
+{
+    const es_method_def *m = t->def->method;
+    return m->grpc_path ? m->grpc_path : m->name ? m->name : "?";
+}
+
+static int check_unique(const es_router *r, const tmpl *fresh, size_t n, es_error *err)
+{
+    for (size_t i = 0; i < n; i++) {
+        const tmpl *t = &fresh[i], *other = NULL;
+        for (size_t k = 0; k < r->n && !other; k++)
+            if (same_requests(&r->t[k], t))
+                other = &r->t[k];
+        for (size_t k = 0; k < i && !other; k++)
+            if (same_requests(&fresh[k], t))
+                other = &fresh[k];
+        if (other)
+            return es_error_set(err, ES_ALREADY_EXISTS, t->def->path,
+                                "route \"%s %s\" of %s matches the same requests as \"%s %s\" of %s",
+                                t->method, t->def->path, method_name(t), other->method, other->def->path,
+                                method_name(other));
+    }
+    return ES_OK;
+}
+
 int es_router_add(es_router *r, const es_route_def *routes, size_t n, es_error *err)
 {
     tmpl *fresh = n ? es_xcalloc(n, sizeof *fresh) : NULL;
@@ -238,6 +279,8 @@ int es_router_add(es_router *r, const es_route_def *routes, size_t n, es_error *
         if (rc != ES_OK)
             goto fail;
     }
+    if ((rc = check_unique(r, fresh, n, err)) != ES_OK)
+        goto fail;
     if (r->n + n > r->cap) {
         r->cap = (r->n + n) * 2;
         r->t = es_xrealloc(r->t, r->cap * sizeof *r->t);

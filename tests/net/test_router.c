@@ -325,6 +325,38 @@ static void test_bad_templates(void **state)
     es_router_free(NULL);
 }
 
+/* A route matching the same requests as one already added (the variables' names aside) is
+ * refused, naming both methods; in one call or a later one (a second package's service). */
+static void test_duplicate_routes_refused(void **state)
+{
+    (void)state;
+    static const es_method_def m_other = {.name = "Other", .grpc_path = "/tickets.v1.TicketService/Other"};
+    static const es_route_def twice[] = {
+        {"POST", "/v1/orders/{order_id}/cancel", "*", &m_cancel},
+        {"post", "/v1/orders/{id}/cancel", "*", &m_other},
+    };
+    es_router *r = es_router_new();
+    es_error err = {0};
+    assert_int_equal(es_router_add(r, twice, 2, &err), ES_ALREADY_EXISTS);
+    assert_non_null(strstr(err.message, "/tickets.v1.TicketService/Other"));
+    assert_non_null(strstr(err.message, "CancelOrder"));
+    assert_int_equal(es_router_count(r), 0);
+    assert_int_equal(es_router_add(r, routes, N_ROUTES, &err), ES_OK);
+    static const es_route_def later[] = {{"GET", "/v1/{name=shelves/*/books/*}", NULL, &m_other}};
+    assert_int_equal(es_router_add(r, later, 1, &err), ES_ALREADY_EXISTS);
+    assert_string_equal(err.field, "/v1/{name=shelves/*/books/*}");
+    /* Not the same requests: another method, verb, literal or segment kind. */
+    static const es_route_def distinct[] = {
+        {"DELETE", "/v1/orders/{order_id}", NULL, &m_other},
+        {"POST", "/v1/orders/{order_id}/payment:capture", "*", &m_other},
+        {"GET", "/v1/orders/{order_id}/events", NULL, &m_other},
+        {"GET", "/files/x/{rest=**}", NULL, &m_other},
+    };
+    assert_int_equal(es_router_add(r, distinct, 4, &err), ES_OK);
+    assert_int_equal(es_router_count(r), N_ROUTES + 4);
+    es_router_free(r);
+}
+
 static void test_unescape(void **state)
 {
     (void)state;
@@ -371,6 +403,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_query_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hostile_paths, setup, teardown),
         cmocka_unit_test(test_bad_templates),
+        cmocka_unit_test(test_duplicate_routes_refused),
         cmocka_unit_test(test_unescape),
         cmocka_unit_test(test_parse_query_appends),
     };
