@@ -73,6 +73,8 @@ static const key keys[] = {
     {"payment-delay-ms", IR(payment_delay_ms, 0, 600000), "0", "simulated gateway latency per call"},
     {"relay", IR(relay, 0, 1), "1", "run the outbox relay (one instance is active at a time)"},
     {"projections", IR(projections, 0, 1), "1", "run the projection consumers"},
+    {"projection-consumers", IR(projection_consumers, 1, 16), "2",
+     "consumers per projection in this process, each its own thread, PostgreSQL connection and Kafka group member"},
     {"payments", IR(payments, 0, 1), "1", "run the payment-flow reactor"},
     {"payment-flow-concurrency", IR(payment_flow_concurrency, 1, 256), "16",
      "orders the payment flow reacts to at once (gateway calls and commands in flight)"},

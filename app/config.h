@@ -26,6 +26,7 @@ typedef struct orderd_config {
     int workers;
     int committers;
     int consumer_fetch_wait_ms;
+    int projection_consumers;
     int http_threads;
     int grpc_threads;
     int max_body;

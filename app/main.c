@@ -321,7 +321,7 @@ static int start_projection(app *a, served_projection *sp, const char *const *co
                              .bootstrap_file = bootstrap_file, .topic = topic_of(cfg, sp->def->aggregate),
                              .kafka_props = consumer_props, .handle = es_projector_handle,
                              .handle_batch = es_projector_handle_batch,
-                             .data = sp->projector,
+                             .data = sp->projector, .members = cfg->projection_consumers,
                              .committed = wake_reads, .committed_data = a->dispatcher};
     return es_consumer_start(&cc, &sp->consumer, err);
 }

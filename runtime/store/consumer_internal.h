@@ -70,6 +70,7 @@ struct es_consumer {
     atomic_int stop;
     pthread_mutex_t mu;
     es_consumer_stats st;
+    es_consumer *next;               /* the next member of the same consumer (members > 1) */
 };
 
 /* Records line as the last error and logs it (unless quiet). */

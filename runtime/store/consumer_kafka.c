@@ -394,6 +394,8 @@ static void consumer_free(es_consumer *c)
     free(c);
 }
 
+static int start_member(const es_consumer_config *cfg, const char *boot, es_consumer **out, es_error *err);
+
 int es_consumer_start(const es_consumer_config *cfg, es_consumer **out, es_error *err)
 {
     *out = NULL;
@@ -416,6 +418,27 @@ int es_consumer_start(const es_consumer_config *cfg, es_consumer **out, es_error
 
     if (!cfg->topic || !cfg->topic[0]) /* the application's to name: no topic is the runtime's */
         return es_error_set(err, ES_INVALID_ARGUMENT, "topic", "consumer: no Kafka topic");
+    if (cfg->members < 0 || cfg->members > ES_CONSUMER_MAX_MEMBERS)
+        return es_error_set(err, ES_INVALID_ARGUMENT, "members", "consumer %s: members must be 1 to %d, not %d",
+                            cfg->name, ES_CONSUMER_MAX_MEMBERS, cfg->members);
+    /* Each member its own es_consumer, chained through next: the first is the caller's handle. */
+    int n = cfg->members > 0 ? cfg->members : 1;
+    es_consumer **link = out;
+    for (int i = 0; i < n; i++) {
+        int rc = start_member(cfg, boot, link, err);
+        if (rc != ES_OK) {
+            es_consumer_stop(*out);
+            *out = NULL;
+            return rc;
+        }
+        link = &(*link)->next;
+    }
+    return ES_OK;
+}
+
+/* Starts one member of cfg's consumer: its session, its Kafka consumer subscribed, its thread. */
+static int start_member(const es_consumer_config *cfg, const char *boot, es_consumer **out, es_error *err)
+{
     es_consumer *c = es_xcalloc(1, sizeof *c);
     pthread_mutex_init(&c->mu, NULL);
     atomic_init(&c->stop, 0);
@@ -511,10 +534,37 @@ void es_consumer_stop(es_consumer *c)
 {
     if (!c)
         return;
-    atomic_store(&c->stop, 1);
-    pthread_join(c->thread, NULL);
-    rd_kafka_consumer_close(c->rk);
-    consumer_free(c);
+    /* All members finish their batch at once, then each leaves the group. */
+    for (es_consumer *m = c; m; m = m->next)
+        atomic_store(&m->stop, 1);
+    while (c) {
+        es_consumer *next = c->next;
+        pthread_join(c->thread, NULL);
+        rd_kafka_consumer_close(c->rk);
+        consumer_free(c);
+        c = next;
+    }
+}
+
+/* Adds member m's counters into sum (the first member's copied as they are). */
+static void add_stats(es_consumer_stats *sum, const es_consumer_stats *m)
+{
+    sum->messages += m->messages;
+    sum->applied += m->applied;
+    sum->duplicates += m->duplicates;
+    sum->gap_filled += m->gap_filled;
+    sum->dead_letters += m->dead_letters;
+    sum->retries += m->retries;
+    sum->assigned_partitions += m->assigned_partitions;
+    sum->batches += m->batches;
+    sum->batch_fallbacks += m->batch_fallbacks;
+    sum->lag_messages = sum->lag_messages < 0 || m->lag_messages < 0 ? -1 : sum->lag_messages + m->lag_messages;
+    if (m->lag_seconds > sum->lag_seconds)
+        sum->lag_seconds = m->lag_seconds;
+    sum->rebalances += m->rebalances;
+    sum->abandoned += m->abandoned;
+    if (!sum->last_error[0])
+        memcpy(sum->last_error, m->last_error, sizeof sum->last_error);
 }
 
 void es_consumer_stats_get(es_consumer *c, es_consumer_stats *out)
@@ -522,6 +572,13 @@ void es_consumer_stats_get(es_consumer *c, es_consumer_stats *out)
     pthread_mutex_lock(&c->mu);
     *out = c->st;
     pthread_mutex_unlock(&c->mu);
+    for (es_consumer *m = c->next; m; m = m->next) {
+        es_consumer_stats st;
+        pthread_mutex_lock(&m->mu);
+        st = m->st;
+        pthread_mutex_unlock(&m->mu);
+        add_stats(out, &st);
+    }
 }
 
 void es_consumer_write_metrics(es_consumer *const *cs, size_t n, es_buf *b)

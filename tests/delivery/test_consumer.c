@@ -133,6 +133,8 @@ static int64_t produced;   /* messages in the topic so far */
 
 /* Messages per transaction for the next consumer started (0: the runtime's default). */
 static int BATCH_MAX;
+/* Group members of the next consumer started (0: the runtime's default, one). */
+static int MEMBERS;
 
 static es_consumer *start_consumer_as(const char *name, const char *table, es_consumer_batch_fn batch)
 {
@@ -140,7 +142,8 @@ static es_consumer *start_consumer_as(const char *name, const char *table, es_co
     es_consumer_config cc = {.name = name, .conninfo = env.conninfo,
                              .bootstrap_file = env.bootstrap_file, .topic = TOPIC,
                              .handle = project, .handle_batch = batch, .data = (void *)table, .max_retries = 3,
-                             .session_timeout_ms = 6000, .kafka_props = props, .batch_max = BATCH_MAX};
+                             .session_timeout_ms = 6000, .kafka_props = props, .batch_max = BATCH_MAX,
+                             .members = MEMBERS};
     es_consumer *c = NULL;
     es_error err;
     assert_int_equal(es_consumer_start(&cc, &c, &err), ES_OK);
@@ -300,6 +303,61 @@ static void batch_path_gives_the_same_projection(void **state)
         "  EXCEPT SELECT stream_id, version, left(error, 40) FROM es_dead_letters WHERE consumer = 'cons-proj')"
         " UNION ALL (SELECT stream_id, version, left(error, 40) FROM es_dead_letters WHERE consumer = 'cons-proj'"
         "  EXCEPT SELECT stream_id, version, left(error, 40) FROM es_dead_letters WHERE consumer = 'cons-batch')) x"), 0);
+    PQfinish(c);
+}
+
+/* Rows and applied versions of consumer name (its table) differing from cons-proj's. */
+static int differences_from_the_one_message_path(PGconn *c, const char *name, const char *table)
+{
+    char sql[1024];
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM ("
+             "(SELECT stream_id, log, n FROM %s EXCEPT SELECT stream_id, log, n FROM cons_proj)"
+             " UNION ALL (SELECT stream_id, log, n FROM cons_proj EXCEPT SELECT stream_id, log, n FROM %s)"
+             " UNION ALL (SELECT stream_id, '', version::int FROM es_consumer_streams WHERE consumer = '%s'"
+             "  EXCEPT SELECT stream_id, '', version::int FROM es_consumer_streams WHERE consumer = 'cons-proj')"
+             " UNION ALL (SELECT stream_id, '', version::int FROM es_consumer_streams WHERE consumer = 'cons-proj'"
+             "  EXCEPT SELECT stream_id, '', version::int FROM es_consumer_streams WHERE consumer = '%s')) x",
+             table, table, name, name);
+    return (int)dh_query_int(c, sql);
+}
+
+/* Two members of one consumer in one process (es_consumer_config.members) split the topic's
+ * partitions: every event is applied once in effect, the rows and versions are the one-message
+ * path's, the counters are summed (one series per consumer, none per member) and
+ * stop joins both threads. */
+static void two_members_give_the_same_projection(void **state)
+{
+    (void)state;
+    PGconn *c = dh_connect(&env);
+    dh_exec(c, "CREATE TABLE IF NOT EXISTS cons_members (stream_id text PRIMARY KEY, log text, n int)");
+    MEMBERS = 2;
+    es_consumer *cons = start_consumer_as("cons-members", "cons_members", project_batch);
+    MEMBERS = 0;
+    es_consumer_stats st;
+    int diff = -1;
+    for (int64_t deadline = dh_now_ms() + 60000; dh_now_ms() < deadline; dh_sleep_ms(200)) {
+        es_consumer_stats_get(cons, &st);
+        if (st.messages >= produced && st.lag_messages == 0 &&
+            (diff = differences_from_the_one_message_path(c, "cons-members", "cons_members")) == 0)
+            break;
+    }
+    es_consumer_stats_get(cons, &st);
+    es_buf m;
+    es_buf_init(&m);
+    es_consumer_write_metrics(&cons, 1, &m);
+    es_consumer_stop(cons);
+    fprintf(stderr, "two members: %lld messages, %lld applied, %lld duplicates, %lld partitions, %lld rebalances,"
+            " lag %lld\n", (long long)st.messages, (long long)st.applied, (long long)st.duplicates,
+            (long long)st.assigned_partitions, (long long)st.rebalances, (long long)st.lag_messages);
+    assert_int_equal(diff, 0);
+    assert_true(st.messages >= produced);   /* a partition moved at the join may be read twice */
+    assert_int_equal(st.lag_messages, 0);
+    assert_true(st.rebalances >= 2);        /* each member was assigned partitions */
+    /* One series per consumer, whatever its members. */
+    const char *first = strstr(m.data, "es_consumer_applied_total{consumer=\"cons-members\"}");
+    assert_non_null(first);
+    assert_null(strstr(first + 1, "es_consumer_applied_total{consumer=\"cons-members\"}"));
+    es_buf_free(&m);
     PQfinish(c);
 }
 
@@ -583,6 +641,7 @@ int main(void)
         cmocka_unit_test(duplicates_and_disorder_give_the_in_order_projection),
         cmocka_unit_test(restart_resumes_from_committed_offsets),
         cmocka_unit_test(batch_path_gives_the_same_projection),
+        cmocka_unit_test(two_members_give_the_same_projection),
         cmocka_unit_test(batch_path_alone_gives_the_same_projection),
         cmocka_unit_test(batch_path_yields_to_a_concurrent_consumer),
         cmocka_unit_test(rebuild_from_the_store_equals_the_live_projection),

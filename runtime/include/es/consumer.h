@@ -43,6 +43,9 @@
 
 typedef struct es_consumer es_consumer;
 
+/* The most group members one es_consumer runs (es_consumer_config.members). */
+#define ES_CONSUMER_MAX_MEMBERS 16
+
 /* The handler's window on the runner's open transaction. Valid only during the handler call. */
 typedef struct es_consumer_tx es_consumer_tx;
 
@@ -77,6 +80,12 @@ typedef struct es_consumer_config {
     int batch_max;                   /* messages per PostgreSQL transaction; default 1000 (a batch
                                       * takes only messages already fetched: small at a steady rate) */
     int session_timeout_ms;          /* Kafka session.timeout.ms; default 10000 (tests: less) */
+    int members;                     /* group members in this process, each its own thread, Kafka
+                                      * consumer and PostgreSQL session (the group splits the
+                                      * partitions between them, so one's commit wait overlaps
+                                      * another's work); default 1, at most ES_CONSUMER_MAX_MEMBERS.
+                                      * handle, handle_batch and committed are then called from
+                                      * several threads at once. */
     const char *const *kafka_props;  /* extra librdkafka settings: "key", "value", ..., NULL */
     int quiet;                       /* 1: no log lines on stderr */
     /* Optional: called on the consumer thread after each batch's transaction committed, with the
@@ -108,15 +117,18 @@ typedef struct es_consumer_stats {
     char last_error[256];
 } es_consumer_stats;
 
-/* Validates cfg, copies it and starts the consumer thread (joins the group, polls, applies).
+/* Validates cfg, copies it and starts the consumer's threads, one per member (each joins the
+ * group, polls, applies).
  * *out is freed by es_consumer_stop. Returns ES_OK or ES_INVALID_ARGUMENT / ES_UNAVAILABLE
  * (PostgreSQL unreachable at start) / ES_RESOURCE_EXHAUSTED (its thread could not start). */
 int es_consumer_start(const es_consumer_config *cfg, es_consumer **out, es_error *err);
 
-/* Finishes the current batch, commits, leaves the group and frees c. NULL is a no-op. */
+/* Finishes every member's current batch, commits, leaves the group and frees c. NULL is a
+ * no-op. */
 void es_consumer_stop(es_consumer *c);
 
-/* A snapshot of the counters; safe from any thread. */
+/* A snapshot of the counters, summed over the consumer's members (lag_seconds: the largest;
+ * lag_messages: -1 while any member's is not known); safe from any thread. */
 void es_consumer_stats_get(es_consumer *c, es_consumer_stats *out);
 
 /* Runs a parameterised statement ($1..$n, text values, NULL = SQL NULL) in the runner's
