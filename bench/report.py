@@ -1,8 +1,12 @@
 """Renders bench/RESULTS.md from a finished bench/run (the Bench object): machine, versions, date,
-every figure, each target met or not, CPU per phase, and the perf profiles. The analysis
-of the profiles (what limits each unmet target) is hand-written in bench/NOTES.md and included."""
+every figure, each target met or not (each one not met pointing to its profile), CPU per phase,
+and the perf profiles, each with "where the time goes" computed here from its per-thread rows
+(CPU share by process group, kernel vs user, top symbols). The analysis of the profiles (what
+limits each unmet target) is hand-written in bench/NOTES.md and included. Renders older runs
+too (profiles with perf's tables only, or none)."""
 import os
 import platform
+import re
 import subprocess
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
@@ -150,16 +154,109 @@ def quiet_ratio(b, step, target):
     return f"{head}: their ratios {', '.join(f'{q:.2f}' for q in quiet)}, median {med:.2f}", med >= target
 
 
+# The profile (bench/run's perf windows) that shows where the time of each rate or latency target goes.
+TARGET_PROFILES = {"http": "place_order_http", "grpc": "place_order_grpc",
+                   "http_cmd": "place_order_http_command_side", "grpc_cmd": "place_order_grpc_command_side"}
+
+
+def profile_anchor(name):
+    """The GitHub anchor of the heading "### Profile <name>" (names are [a-z0-9_])."""
+    return "#profile-" + name
+
+
+def profile_pointer(b, name):
+    profiles = getattr(b, "profiles", None) or {}
+    if name in profiles:
+        return f"where the time goes: [profile {name}]({profile_anchor(name)})"
+    return f"no profile {name} in this run (--no-profile, or a run from before it was taken)"
+
+
+def thread_group(comm):
+    """A thread name without its number: es-worker-3 and es-worker are one group; librdkafka's
+    rdk:main, rdk:broker1, ... one."""
+    if comm.startswith("rdk:"):
+        return "rdk:* (librdkafka)"
+    return re.sub(r"[-_:]?\d+$", "", comm) or comm
+
+
+def group_of(role, comm):
+    """The process group of a sampled thread: its process's role recorded by bench/run (a
+    PostgreSQL process by its title; "<process> threads" split by thread name)."""
+    if role is None:
+        return "PostgreSQL backends" if comm == "postgres" else f"{thread_group(comm)} (process not recorded)"
+    if role.endswith(" threads"):
+        proc = role[:-len(" threads")]
+        return f"{proc}: {'main thread' if comm == proc else thread_group(comm)}"
+    return role
+
+
+SYMBOL_LINE = re.compile(r"\s*([\d.]+)%\s+(\S+)\s+(\S+)\s+\[[.k]\]\s+(.*\S)")
+
+
+def where_time_goes(rep):
+    """Markdown lines: the CPU share of each process group (with its kernel part), PostgreSQL's
+    backends beside its WAL writer and checkpointer, kernel vs user, the top symbols; computed
+    from a profile's per-thread rows (bench/run's perf `--sort pid,dso`). Empty for a profile of
+    an older run, which kept only perf's tables."""
+    rows, roles = rep.get("rows"), rep.get("roles") or {}
+    if rows is None:
+        return []
+    if not rows:
+        return [f"perf recorded no samples in this window ({rep.get('empty', 'no samples')}): the work was over"
+                " before it opened (a --quick run's rebuild is)."]
+    total = sum(r[0] for r in rows) or 1.0
+    groups = {}
+    for share, tid, comm, dso in rows:
+        g = groups.setdefault(group_of(roles.get(str(tid)), comm), [0.0, 0.0])
+        g[0] += share
+        if dso.startswith("[kernel"):
+            g[1] += share
+    kernel = sum(g[1] for g in groups.values())
+    pg = {k: v[0] for k, v in groups.items() if k.startswith("PostgreSQL")}
+    procs = {}
+    for k, v in groups.items():
+        proc = "PostgreSQL" if k.startswith("PostgreSQL") else k.split(": ")[0]
+        procs[proc] = procs.get(proc, 0.0) + v[0]
+    pct = lambda x: f"{100.0 * x / total:.1f}%"
+    L = [f"Where the time goes ({rep.get('samples', '?')} samples in {rep.get('seconds', '?')} s, shares of the CPU "
+         f"these processes used in the window): user {pct(total - kernel)}, kernel {pct(kernel)}; by process: "
+         + ", ".join(f"{k} {pct(v)}" for k, v in sorted(procs.items(), key=lambda kv: -kv[1])) + "."]
+    if pg:
+        L[-1] += (" PostgreSQL: backends " + pct(pg.get("PostgreSQL backends", 0.0))
+                  + ", WAL writer " + pct(pg.get("PostgreSQL WAL writer", 0.0))
+                  + ", checkpointer " + pct(pg.get("PostgreSQL checkpointer", 0.0))
+                  + ", other background " + pct(sum(v for k, v in pg.items() if k not in (
+                      "PostgreSQL backends", "PostgreSQL WAL writer", "PostgreSQL checkpointer"))) + ".")
+    L += ["", "| process group (threads by name) | CPU share | of it in the kernel |", "|---|---|---|"]
+    for k, (share, kern) in sorted(groups.items(), key=lambda kv: -kv[1][0]):
+        if 100.0 * share / total >= 0.5:
+            L.append(f"| {k} | {pct(share)} | {pct(kern)} |")
+    rest = sum(v[0] for v in groups.values() if 100.0 * v[0] / total < 0.5)
+    if rest:
+        L.append(f"| {sum(1 for v in groups.values() if 100.0 * v[0] / total < 0.5)} groups under 0.5% each | "
+                 f"{pct(rest)} | |")
+    tops = []
+    for ln in rep.get("by_symbol") or []:
+        m = SYMBOL_LINE.match(ln)
+        if m and len(tops) < 6:
+            tops.append(f"`{m.group(4)}` {m.group(1)}% ({m.group(2)}, {m.group(3)})")
+    if tops:
+        L += ["", "Top symbols (self time): " + "; ".join(tops) + "."]
+    return L
+
+
 def targets(b):
     r = b.res
     out = []
     pg_tps, pg_p99 = r.get("pgbench_insert_tps"), r.get("pgbench_insert_p99_ms")
 
-    def add(name, figure, met):
+    def add(name, figure, met, profile=None):
         if isinstance(met, str):
             verdict = f"**{met}**"
         else:
             verdict = "**met**" if met else ("**NOT met**" if met is not None else "not measured")
+        if profile and met is not True and met is not None:
+            verdict += "; " + profile_pointer(b, profile)
         out.append((name, figure, verdict))
 
     for label, key, step, target in (
@@ -176,9 +273,9 @@ def targets(b):
         text, verdict = quiet_ratio(b, step, target)
         fig = f"medians {fmt(v, 0)} / {fmt(pg_tps, 0)} = {v / pg_tps:.3f}"
         if text is None:   # no rounds recorded: the medians decide
-            add(label, fig, v / pg_tps >= target)
+            add(label, fig, v / pg_tps >= target, TARGET_PROFILES[step])
         else:
-            add(label, f"{fig}; judged on the rounds: {text}", verdict)
+            add(label, f"{fig}; judged on the rounds: {text}", verdict, TARGET_PROFILES[step])
     costs = cpu_costs(b)
     if costs.get("pgbench") and any(k in costs for k in ("http", "grpc", "http_cmd", "grpc_cmd")):
         parts = [f"{label} {costs['pgbench'] / costs[k]:.2f}" for k, label in
@@ -192,7 +289,7 @@ def targets(b):
     add("PlaceOrder p99 at 50% of max rate <= 3 x pgbench p99",
         f"{fmt(p99h, 2)} ms vs 3 x {fmt(pg_p99, 2)} = {fmt(3 * pg_p99, 2)} ms"
         f" (at {fmt(lag.get('tps'), 0)}/s)" if p99h is not None and pg_p99 else "–",
-        (p99h <= 3 * pg_p99) if p99h is not None and pg_p99 else None)
+        (p99h <= 3 * pg_p99) if p99h is not None and pg_p99 else None, "lag_50pct")
     lp = r.get("projection_lag_p99_ms")
     wins = lag.get("window_p99_ms") or []
     spread = (f"; p99 of each of {len(wins)} consecutive windows of the run: "
@@ -200,7 +297,7 @@ def targets(b):
               f"{sum(w <= 100 for w in wins)} of {len(wins)} within 100 ms)") if wins else ""
     add("projection lag p99 <= 100 ms at 50% of max rate, with its spread over the rounds",
         f"p50 {fmt(r.get('projection_lag_p50_ms'), 1)} ms, p99 {fmt(lp, 1)} ms{spread}" if lp is not None else "–",
-        (lp <= 100) if lp is not None else None)
+        (lp <= 100) if lp is not None else None, "lag_50pct")
     dr = b.detail.get("projection_drain") or {}
     for key, name, sub in (("projection_drain_events_per_s", "live projection drain >= 30,000 events/s "
                             f"(a {dr.get('events', 1000000):,}-event backlog, settled database; bench/drain)", "settled"),
@@ -213,14 +310,14 @@ def targets(b):
         else:
             x = dr.get(sub) or {}
             add(name, f"{fmt(v, 0)} events/s ({fmt(x.get('events'))} events in {fmt(x.get('seconds'), 1)} s)"
-                if v is not None else "–", (v >= 30000) if v is not None else None)
+                if v is not None else "–", (v >= 30000) if v is not None else None, "drain")
     rb = r.get("rebuild_events_per_s")
     rc = (b.detail.get("rebuild") or {}).get("cpu") or {}
     cpu = (f"; CPU per 1,000 events of the timed rebuild: bench_store {rc['bench_store_ms_per_1000_events']:.1f} ms,"
            f" PostgreSQL {rc['postgres_ms_per_1000_events']:.1f} ms (other jobs {rc['other_jobs_pct']:.0f}%"
            " of the machine meanwhile)") if rc else ""
     add("rebuild >= 250,000 events/s", f"{fmt(rb, 0)} events/s{cpu}" if rb is not None else "–",
-        (rb >= 250000) if rb is not None else None)
+        (rb >= 250000) if rb is not None else None, "rebuild")
     rs = r.get("rehydrate_1000_snapshot_ms")
     add("rehydrate 1,000 events with snapshots <= 1 ms",
         f"{fmt(rs, 3)} ms (without: {fmt(r.get('rehydrate_1000_ms'), 2)} ms)" if rs is not None else "–",
@@ -440,11 +537,20 @@ def render(b):
         L += ["", open(notes).read().rstrip()]
     if b.profiles:
         L += ["", "## Profiles of this run", "",
-              "`perf record -g -F 499` of orderd and every PostgreSQL process of the cluster (or of bench_store "
-              "and PostgreSQL for the rebuild), self time (`--no-children`), entries above 1.5%."]
+              "`perf record -g -F 499 -p <pids>` of the processes of a step (orderd or bench_store, and every "
+              "PostgreSQL process of the cluster), each in a window of its own after the timed step (perf costs "
+              "CPU: no timed figure carries it); self time (`--no-children`), perf's tables with entries above "
+              "1.5%. \"Where the time goes\" is computed from every thread's share (`--sort pid,dso`), grouped by "
+              "process role (PostgreSQL processes by their title, orderd's threads by name)."]
         for name, rep in b.profiles.items():
-            L += ["", f"### {name}: by process and object", "", "```"] + rep["by_process"] + ["```", "",
-                  f"### {name}: by symbol", "", "```"] + rep["by_symbol"] + ["```"]
+            L += ["", f"### Profile {name}", ""]
+            if rep.get("what"):
+                L += [f"Profiled: {rep['what']}.", ""]
+            summary = where_time_goes(rep)
+            if summary:
+                L += summary + [""]
+            L += ["By process and object:", "", "```"] + rep["by_process"] + ["```", "",
+                  "By symbol:", "", "```"] + rep["by_symbol"] + ["```"]
     crashes = getattr(b, "crashes", [])
     if crashes:
         L += ["", "## orderd crashed under load", "",
