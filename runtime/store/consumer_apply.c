@@ -39,7 +39,8 @@ static const es_pg_statement INTERNAL[] = {
      * them the planner guessed a few rows for "consumer = $1" and scanned every stream of the
      * consumer once per batch, joined in a nested loop: ~0.8 s per batch at 20,000 streams. */
     {.name = "es_c_read_many",
-     .sql = "SELECT s.stream_id, s.version, coalesce(s.dead_letter_id, 0) FROM unnest($2::text[]) AS k(id),"
+     /* k.i: the key's place in $2, so the caller finds each stream's row without a search. */
+     .sql = "SELECT k.i, s.version, coalesce(s.dead_letter_id, 0) FROM unnest($2::text[]) WITH ORDINALITY AS k(id, i),"
      " LATERAL (SELECT stream_id, version, dead_letter_id FROM es_consumer_streams t"
      "          WHERE t.consumer = $1 AND t.stream_id = k.id OFFSET 0) s"},
     {.name = "es_c_advance_many",

@@ -169,9 +169,10 @@ static int process_set(es_consumer *c, rd_kafka_message_t **msgs, size_t n, coun
             sorted[ni] = &items[ni], ni++;
     }
     qsort(sorted, ni, sizeof *sorted, item_cmp);
+    size_t nkeys = 0;
     for (size_t i = 0; i < ni; i++)
         if (i == 0 || strcmp(sorted[i]->ev.stream_id, sorted[i - 1]->ev.stream_id))
-            es_pg_array_elem(&ids, sorted[i]->ev.stream_id);
+            es_pg_array_elem(&ids, sorted[i]->ev.stream_id), nkeys++;
     if (ni) {
         const char *p2[2] = {c->name, es_pg_array_end(&ids)};
         r = es__consumer_run(c->d, "es_c_read_many", 2, p2, NULL, NULL);
@@ -181,20 +182,26 @@ static int process_set(es_consumer *c, rd_kafka_message_t **msgs, size_t n, coun
         }
     }
     es_buf_reset(&ids);
-    int nrows = r ? PQntuples(r) : 0;
-    for (size_t i = 0; i < ni;) {
+    /* Each key's row (-1: none yet), by the key's place in the array sent, which is the order of
+     * the distinct streams below: a search per stream cost ~n^2/2 string compares per batch. */
+    int *row_of = es_arena_alloc(&fa, (nkeys ? nkeys : 1) * sizeof *row_of);
+    for (size_t k = 0; k < nkeys; k++)
+        row_of[k] = -1;
+    for (int k = 0, nrows = r ? PQntuples(r) : 0; k < nrows; k++) {
+        long at = strtol(PQgetvalue(r, k, 0), NULL, 10) - 1;
+        if (at >= 0 && (size_t)at < nkeys)
+            row_of[at] = k;
+    }
+    for (size_t i = 0, key = 0; i < ni; key++) {
         size_t j = i;
         while (j < ni && !strcmp(sorted[j]->ev.stream_id, sorted[i]->ev.stream_id))
             j++;
-        /* The stream's row: RETURNING keeps no order, so look it up (batches are small). */
         int64_t applied = 0, parked = 0;
-        int found = 0;
-        for (int k = 0; k < nrows && !found; k++)
-            if (!strcmp(PQgetvalue(r, k, 0), sorted[i]->ev.stream_id)) {
-                applied = strtoll(PQgetvalue(r, k, 1), NULL, 10);
-                parked = strtoll(PQgetvalue(r, k, 2), NULL, 10);
-                found = 1;
-            }
+        int found = row_of[key] >= 0;
+        if (found) {
+            applied = strtoll(PQgetvalue(r, row_of[key], 1), NULL, 10);
+            parked = strtoll(PQgetvalue(r, row_of[key], 2), NULL, 10);
+        }
         /* Clean: not parked, and the versions above applied run on from applied + 1. */
         int clean = !parked;
         int64_t next = applied + 1;
