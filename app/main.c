@@ -542,11 +542,7 @@ static int start(app *a)
     if (!(a->fleet = es_fleet_new(&fc, &err)))
         goto fail;
     es_http_server_add_handler(a->http, "GET", "/fleet/metrics", ES_HTTP_EXACT, fleet_metrics, a);
-    if (es_http_server_start(a->http, &err) != ES_OK)
-        goto fail;
-    for (size_t i = 0; i < a->n_proj; i++)
-        if (start_projection(a, &a->proj[i], consumer_props, &err) != ES_OK)
-            goto fail;
+    /* The metrics listener before the main one: /healthz answering means /metrics does too. */
     if (cfg->metrics_listen[0]) {
         es_http_config mc = {.server_name = "orderd", .address = cfg->metrics_listen, .threads = 1,
                              .tls_cert_file = cert, .tls_key_file = key};
@@ -558,6 +554,11 @@ static int start(app *a)
         es_log(ES_LOG_INFO, "orderd", NULL, "/metrics served on %s (port %d)", cfg->metrics_listen,
                es_http_server_port(a->metrics_http));
     }
+    if (es_http_server_start(a->http, &err) != ES_OK)
+        goto fail;
+    for (size_t i = 0; i < a->n_proj; i++)
+        if (start_projection(a, &a->proj[i], consumer_props, &err) != ES_OK)
+            goto fail;
     es_log(ES_LOG_INFO, "orderd", NULL, "orderd serving HTTP on %s (port %d) and gRPC on %s (port %d)", cfg->http_listen,
           es_http_server_port(a->http), cfg->grpc_listen, es_grpc_server_port(a->grpc));
     return 0;
