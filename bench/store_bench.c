@@ -310,6 +310,7 @@ static long generate(PGconn *c, long n_events, long *events_out, long *delivered
 
 typedef struct rebuild_job {
     es_projector *proj;
+    const es_json_registry *json;  /* the projector's, for the direct binary rows; NULL: text form */
     es_rebuild_result res;
     int64_t folded;                /* events folded so far (progress), read by the main thread */
     int rc;
@@ -327,7 +328,7 @@ static void *rebuild_thread(void *arg)
 {
     rebuild_job *j = arg;
     es_rebuild_config rc = {.conninfo = conninfo, .name = "projection.order_summary", .projector = j->proj,
-                            .progress = rebuild_progress, .progress_data = j, .upcasters = orders_upcasters,
+                            .progress = rebuild_progress, .progress_data = j, .json = j->json, .upcasters = orders_upcasters,
                             .n_upcasters = orders_n_upcasters};
     j->rc = es_projection_rebuild(&rc, &j->res, &j->err);
     __atomic_store_n(&j->done, 1, __ATOMIC_RELEASE);
@@ -380,7 +381,11 @@ static int cmd_rebuild(long n_events, double cap, int reuse)
 
     es_json_registry *json = es_json_registry_new();
     es_json_registry_add_schema(json, &orders_v1_schema);
-    rebuild_job job = {.proj = es_projector_new(&orders_v1_projection_order_summary, json)};
+    /* BENCH_REBUILD_TEXT_ROWS=1: rows through the projector's text form converted to binary (the
+     * path without es/projection_binary.h), for A/B comparisons. */
+    const char *text_rows = getenv("BENCH_REBUILD_TEXT_ROWS");
+    rebuild_job job = {.proj = es_projector_new(&orders_v1_projection_order_summary, json),
+                       .json = text_rows && !strcmp(text_rows, "1") ? NULL : json};
     pthread_t th;
     t0 = bench_now();
     pthread_create(&th, NULL, rebuild_thread, &job);

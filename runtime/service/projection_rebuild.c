@@ -12,6 +12,7 @@
 #include "es/buf.h"
 #include "es/pg_copy.h"
 #include "es/pg_session.h"
+#include "es/projection_binary.h"
 
 #define FLUSH_AT (256 * 1024)       /* COPY data sent to W in pieces of about this size */
 #define PROGRESS_EVERY 16384        /* events between progress calls */
@@ -38,67 +39,15 @@ typedef struct rebuild {
     /* Rows go to W in COPY's binary format when every column's type is one encoded here (no
      * text parsing on the server, bytea and timestamps as they are), else in text format. */
     int binary;
-    unsigned char *kinds;           /* per parameter: how it is encoded (binary) */
+    /* ... and written straight from the state (es/projection_binary.h) when the projector's
+     * JSON registry is known (cfg->json), else converted from es__projector_row_text's text. */
+    int direct;
+    unsigned char *kinds;           /* per parameter: its es_pg_copy_type (binary) */
     es_buf rows;                    /* COPY data of rows not yet sent to W */
     es_buf versions;                /* COPY text of the consumer's (consumer, stream, version) */
     es_buf name;                    /* the consumer name, escaped for COPY text */
     int64_t done, total, nrows;
 } rebuild;
-
-/* ---- column encodings ---------------------------------------------------------------------- */
-
-/* How a column's text (from es__projector_row_text) becomes its binary COPY value: an
- * es_pg_copy_type, or K_UNKNOWN. */
-#define K_UNKNOWN 0xff
-#define K_TEXT ES_PG_COPY_TEXT
-#define K_UUID ES_PG_COPY_UUID
-#define K_INT4 ES_PG_COPY_INT4
-#define K_INT8 ES_PG_COPY_INT8
-#define K_BOOL ES_PG_COPY_BOOL
-#define K_FLOAT4 ES_PG_COPY_FLOAT4
-#define K_FLOAT8 ES_PG_COPY_FLOAT8
-#define K_JSONB ES_PG_COPY_JSONB
-#define K_BYTEA ES_PG_COPY_BYTEA
-#define K_TIMESTAMPTZ ES_PG_COPY_TIMESTAMPTZ
-
-/* The encoding for a column of sql_type filled from field f, or K_UNKNOWN: only pairs whose text
- * form es__projector_row_text is known to produce are encoded (a custom sql_type on a string
- * field, say, keeps the whole table on the text format, where the server parses it). */
-static int column_kind(const char *sql_type, const ProtobufCFieldDescriptor *f)
-{
-    if (!f)
-        return K_UNKNOWN;
-    int repeated = f->label == PROTOBUF_C_LABEL_REPEATED;
-    int ts = f->type == PROTOBUF_C_TYPE_MESSAGE &&
-             !strcmp(((const ProtobufCMessageDescriptor *)f->descriptor)->name, "google.protobuf.Timestamp");
-    if (!strcmp(sql_type, "jsonb"))
-        return repeated || (f->type == PROTOBUF_C_TYPE_MESSAGE && !ts) ? K_JSONB : K_UNKNOWN;
-    if (repeated)
-        return K_UNKNOWN;
-    switch (f->type) {
-    case PROTOBUF_C_TYPE_STRING:
-        return !strcmp(sql_type, "text") ? K_TEXT : !strcmp(sql_type, "uuid") ? K_UUID : K_UNKNOWN;
-    case PROTOBUF_C_TYPE_ENUM:
-        return !strcmp(sql_type, "text") ? K_TEXT : K_UNKNOWN;
-    case PROTOBUF_C_TYPE_INT32: case PROTOBUF_C_TYPE_SINT32: case PROTOBUF_C_TYPE_SFIXED32:
-        return !strcmp(sql_type, "integer") ? K_INT4 : !strcmp(sql_type, "bigint") ? K_INT8 : K_UNKNOWN;
-    case PROTOBUF_C_TYPE_INT64: case PROTOBUF_C_TYPE_SINT64: case PROTOBUF_C_TYPE_SFIXED64:
-    case PROTOBUF_C_TYPE_UINT32: case PROTOBUF_C_TYPE_FIXED32:
-        return !strcmp(sql_type, "bigint") ? K_INT8 : K_UNKNOWN;
-    case PROTOBUF_C_TYPE_BOOL:
-        return !strcmp(sql_type, "boolean") ? K_BOOL : K_UNKNOWN;
-    case PROTOBUF_C_TYPE_FLOAT:
-        return !strcmp(sql_type, "real") ? K_FLOAT4 : K_UNKNOWN;
-    case PROTOBUF_C_TYPE_DOUBLE:
-        return !strcmp(sql_type, "double precision") ? K_FLOAT8 : K_UNKNOWN;
-    case PROTOBUF_C_TYPE_BYTES:
-        return !strcmp(sql_type, "bytea") ? K_BYTEA : K_UNKNOWN;
-    case PROTOBUF_C_TYPE_MESSAGE:
-        return ts && !strcmp(sql_type, "timestamptz") ? K_TIMESTAMPTZ : K_UNKNOWN;
-    default:
-        return K_UNKNOWN;
-    }
-}
 
 /* Sends b to W's open COPY and empties it. */
 static int send_copy(rebuild *rb, es_buf *b)
@@ -120,7 +69,18 @@ static int finish_stream(rebuild *rb)
     if (!rb->state)
         return ES_OK;
     es_arena_reset(&rb->rowa);
-    int rc = es__projector_row_text(rb->cfg->projector, rb->state, rb->version, &rb->rowa, rb->params, rb->err);
+    int rc;
+    if (rb->direct) {
+        if ((rc = es_projection_binary_row(rb->def, rb->cfg->json, rb->state, rb->version, &rb->rowa, &rb->rows,
+                                           rb->err)) != ES_OK) {
+            char why[sizeof rb->err->message], field[sizeof rb->err->field];
+            snprintf(why, sizeof why, "%s", rb->err->message);
+            snprintf(field, sizeof field, "%s", rb->err->field);
+            return es_error_set(rb->err, rc, field, "rebuild %s: stream %s: %s", rb->def->name, rb->sid.data, why);
+        }
+        goto written;
+    }
+    rc = es__projector_row_text(rb->cfg->projector, rb->state, rb->version, &rb->rowa, rb->params, rb->err);
     if (rc != ES_OK)
         return rc;
     if (rb->binary) {
@@ -145,6 +105,7 @@ static int finish_stream(rebuild *rb)
         }
         es_buf_putc(&rb->rows, '\n');
     }
+written:;
     char v[32];
     int vn = snprintf(v, sizeof v, "\t%" PRId64 "\n", rb->version);
     es_buf_append(&rb->versions, rb->name.data, rb->name.len);
@@ -343,11 +304,13 @@ int es_projection_rebuild(const es_rebuild_config *cfg, es_rebuild_result *out, 
     rb.binary = !cfg->text_format;
     for (size_t i = 0; i + 1 < rb.nparams; i++) {
         const es_projection_column *col = &rb.def->columns[i];
-        rb.kinds[i] = (unsigned char)column_kind(
+        int kind = es_projection_binary_kind(
             col->sql_type, protobuf_c_message_descriptor_get_field(rb.def->descriptor, col->field_id));
-        rb.binary &= rb.kinds[i] != K_UNKNOWN;
+        rb.kinds[i] = (unsigned char)kind;
+        rb.binary &= kind != ES_PROJECTION_BINARY_NONE;
     }
-    rb.kinds[rb.nparams - 1] = K_BYTEA; /* es_state */
+    rb.kinds[rb.nparams - 1] = ES_PG_COPY_BYTEA; /* es_state */
+    rb.direct = rb.binary && cfg->json && rb.nparams == rb.def->n_columns + 1 && es_projection_binary_supported(rb.def);
     es_arena_init(&rb.events);
     es_arena_init(&rb.rowa);
     es_buf_init(&rb.sid);
