@@ -31,8 +31,7 @@ endforeach()
 # packages.c defines es_linked_packages (es/packages.h), the list of generated packages a binary
 # linking <target> serves, in the order given; each <base>_gen is linked. QUERY_APP names the
 # function making a package's query context (es_query_app_fn, in its rules library). A package
-# generated outside generated/ (a test fixture) sets the global property ES_PACKAGE_HEADER_<base>
-# to its header before the call.
+# generated outside generated/ (a test fixture) comes from es_build_time_package, before the call.
 function(es_packages_library target)
   cmake_parse_arguments(PARSE_ARGV 1 ARG "" "" "QUERY_APP")
   set(includes "")
@@ -74,6 +73,36 @@ const es_package_list es_linked_packages = {.schemas = schemas, .query_apps = qu
   add_library(${target} STATIC ${out})
   list(TRANSFORM ARG_UNPARSED_ARGUMENTS APPEND _gen OUTPUT_VARIABLE libs)
   target_link_libraries(${target} PUBLIC ${libs} es_runtime_service)
+endfunction()
+
+# es_build_time_package(<proto_root> <file.proto> [OPENAPI]): a package kept outside proto/ (a
+# test's or a fixture's), generated at build time by protoc-c and protoc-gen-es with the include
+# path scripts/generate.sh uses (<proto_root> first, then proto/ for the es options), into
+# <current binary dir>/gen, and compiled into <base>_gen like the packages of generated/
+# (tickets/v1/tickets.proto becomes tickets_v1_gen; ES_PACKAGE_HEADER_<base> is set, so
+# es_packages_library can list it). OPENAPI: the package has services, so the plugin also writes
+# <base>.openapi.c. Editing the .proto or the plugin regenerates it.
+function(es_build_time_package root proto)
+  cmake_parse_arguments(PARSE_ARGV 2 ARG "OPENAPI" "" "")
+  get_filename_component(dir ${proto} DIRECTORY)
+  get_filename_component(name ${proto} NAME_WE)
+  string(REPLACE "/" "_" base ${dir})
+  set(gen ${CMAKE_CURRENT_BINARY_DIR}/gen)
+  set(srcs ${gen}/${dir}/${name}.pb-c.c ${gen}/${dir}/${base}.es.c)
+  if(ARG_OPENAPI)
+    list(APPEND srcs ${gen}/${dir}/${base}.openapi.c)
+  endif()
+  add_custom_command(
+    OUTPUT ${srcs}
+    COMMAND ${CMAKE_COMMAND} -E make_directory ${gen}
+    COMMAND protoc -I${root} -I${PROJECT_SOURCE_DIR}/proto -I${GOOGLEAPIS_DIR} -I${PROTO_SYSTEM_DIR}
+            --c_out=${gen} --plugin=protoc-gen-es=$<TARGET_FILE:protoc-gen-es> --es_out=${gen} ${proto}
+    DEPENDS protoc-gen-es ${root}/${proto}
+    COMMENT "protoc-c and protoc-gen-es for the build-time package ${base}")
+  add_library(${base}_gen STATIC ${srcs})
+  target_include_directories(${base}_gen PUBLIC ${gen})
+  target_link_libraries(${base}_gen PUBLIC es_pb es_runtime_core)
+  set_property(GLOBAL PROPERTY ES_PACKAGE_HEADER_${base} "${dir}/${base}.es.h")
 endfunction()
 
 add_custom_target(generate
