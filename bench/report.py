@@ -202,8 +202,8 @@ def where_time_goes(rep):
     if rows is None:
         return []
     if not rows:
-        return [f"perf recorded no samples in this window ({rep.get('empty', 'no samples')}): the work was over"
-                " before it opened (a --quick run's rebuild is)."]
+        return [f"perf recorded no samples in this window (perf: {rep.get('empty', 'no samples')}): perf could not"
+                " start, or the work was over before the window opened (a --quick run's rebuild is)."]
     total = sum(r[0] for r in rows) or 1.0
     groups = {}
     for share, tid, comm, dso in rows:
@@ -233,7 +233,7 @@ def where_time_goes(rep):
             L.append(f"| {k} | {pct(share)} | {pct(kern)} |")
     rest = sum(v[0] for v in groups.values() if 100.0 * v[0] / total < 0.5)
     if rest:
-        L.append(f"| {sum(1 for v in groups.values() if 100.0 * v[0] / total < 0.5)} groups under 0.5% each | "
+        L.append(f"| other groups under 0.5% each ({sum(1 for v in groups.values() if 100.0 * v[0] / total < 0.5)}) | "
                  f"{pct(rest)} | |")
     tops = []
     for ln in rep.get("by_symbol") or []:
