@@ -26,14 +26,26 @@
         }                                                                                       \
     } while (0)
 
-/* The registry orderd builds at start (app/main.c): the orders schema and the well-known types.
- * Built once per process and never freed (it stays reachable, so LeakSanitizer is quiet). */
+/* The generated packages the fuzz build links (tests/fuzz/CMakeLists.txt compiles them), as
+ * orderd's es_linked_packages lists its own: *out borrows the static list; returns its length. */
+static inline size_t fuzz_schemas(const es_schema *const **out)
+{
+    static const es_schema *const schemas[] = {&orders_v1_schema};
+    *out = schemas;
+    return sizeof schemas / sizeof *schemas;
+}
+
+/* The registry orderd builds at start (app/main.c): every package's schema and the well-known
+ * types. Built once per process and never freed (it stays reachable, so LeakSanitizer is quiet). */
 static inline const es_json_registry *fuzz_registry(void)
 {
     static es_json_registry *reg;
     if (!reg) {
         reg = es_json_registry_new();
-        es_json_registry_add_schema(reg, &orders_v1_schema);
+        const es_schema *const *schemas;
+        size_t n = fuzz_schemas(&schemas);
+        for (size_t i = 0; i < n; i++)
+            es_json_registry_add_schema(reg, schemas[i]);
     }
     return reg;
 }

@@ -3,8 +3,8 @@
  * typical request targets (fuzz_router), and packed envelopes and header sets (fuzz_envelope).
  * Every seed starts with the selector byte its target documents.
  * Usage: fuzz_seeds <dir>. Exit status 1 if a seed does not decode, a request seed does not
- * pass its method's validation, or a method or route of the generated tables has no seed or
- * target (the tables here are out of date with proto/; each such one is named). */
+ * pass its method's validation, or a method, route or event type of the generated tables has no
+ * seed or target (the tables here are out of date with proto/; each such one is named). */
 #include <errno.h>
 #include <sys/stat.h>
 
@@ -67,16 +67,40 @@ static const struct { uint8_t sel; const char *target; } targets[] = {
     {0x38, "/v1/orders/search?a=1&b=%2F+x"},
 };
 
-static const struct { const char *type, *json; } events[] = {
-    {"OrderPlaced", "{\"order_id\":\"" UUID "\",\"customer_id\":\"c-1\",\"vendor_id\":\"v-1\",\"items\":["
-                    "{\"product_id\":\"sku-1\",\"quantity\":2,\"unit_price\":{\"currency_code\":\"EUR\","
-                    "\"amount_minor\":\"1250\"},\"line_total\":{\"currency_code\":\"EUR\",\"amount_minor\":\"2500\"}}],"
-                    "\"item_count\":2,\"total\":{\"currency_code\":\"EUR\",\"amount_minor\":\"2500\"},"
-                    "\"payment_method\":\"card\",\"shipping_address\":" ADDRESS ","
-                    "\"placed_at\":\"2024-05-01T10:00:00Z\"}"},
-    {"OrderCancelled", "{\"order_id\":\"" UUID "\",\"reason\":\"late\",\"cancelled_at\":\"2024-05-02T00:00:00Z\"}"},
-    {"OrderPaid", "{\"order_id\":\"" UUID "\",\"payment_id\":\"pay-1\",\"amount\":{\"currency_code\":\"EUR\","
-                  "\"amount_minor\":\"2500\"},\"paid_at\":\"2024-05-01T11:00:00Z\"}"},
+/* One valid payload per event type, by aggregate and event type; every event of every package
+ * the fuzz build links must have one (check_every_event_seeded). */
+#define EUR(minor) "{\"currency_code\":\"EUR\",\"amount_minor\":\"" minor "\"}"
+static const struct { const char *aggregate, *type, *json; } events[] = {
+    {"order", "OrderPlaced",
+     "{\"order_id\":\"" UUID "\",\"customer_id\":\"c-1\",\"vendor_id\":\"v-1\",\"items\":["
+     "{\"product_id\":\"sku-1\",\"quantity\":2,\"unit_price\":" EUR("1250") ",\"line_total\":" EUR("2500") "}],"
+     "\"item_count\":2,\"total\":" EUR("2500") ",\"payment_method\":\"card\",\"shipping_address\":" ADDRESS ","
+     "\"placed_at\":\"2024-05-01T10:00:00Z\"}"},
+    {"order", "OrderPaymentInitiated",
+     "{\"order_id\":\"" UUID "\",\"payment_id\":\"pay-1\",\"amount\":" EUR("2500") ","
+     "\"initiated_at\":\"2024-05-01T10:30:00Z\"}"},
+    {"order", "OrderPaymentAuthorised",
+     "{\"order_id\":\"" UUID "\",\"payment_id\":\"pay-1\",\"authorisation_code\":\"A1B2\","
+     "\"authorised_at\":\"2024-05-01T10:45:00.5Z\"}"},
+    {"order", "OrderPaid",
+     "{\"order_id\":\"" UUID "\",\"payment_id\":\"pay-1\",\"amount\":" EUR("2500") ","
+     "\"paid_at\":\"2024-05-01T11:00:00Z\"}"},
+    {"order", "OrderPaymentFailed",
+     "{\"order_id\":\"" UUID "\",\"payment_id\":\"pay-1\",\"reason\":\"card declined\","
+     "\"failed_at\":\"2024-05-01T11:00:00Z\"}"},
+    {"order", "OrderPaymentRefunded",
+     "{\"order_id\":\"" UUID "\",\"payment_id\":\"pay-1\",\"amount\":" EUR("2500") ",\"reason\":\"damaged\","
+     "\"refunded_at\":\"2024-05-03T09:00:00Z\",\"refund_due\":false}"},
+    {"order", "OrderShippingStatusUpdated",
+     "{\"order_id\":\"" UUID "\",\"status\":\"SHIPPING_STATUS_IN_TRANSIT\",\"carrier\":\"DHL\","
+     "\"tracking_number\":\"JD0001\",\"location\":\"Leipzig\",\"occurred_at\":\"2024-05-02T08:00:00Z\","
+     "\"updated_at\":\"2024-05-02T08:00:01Z\"}"},
+    {"order", "OrderDelivered",
+     "{\"order_id\":\"" UUID "\",\"carrier\":\"DHL\",\"tracking_number\":\"JD0001\",\"location\":\"London\","
+     "\"occurred_at\":\"2024-05-03T08:00:00Z\",\"delivered_at\":\"2024-05-03T08:00:02Z\"}"},
+    {"order", "OrderCancelled",
+     "{\"order_id\":\"" UUID "\",\"reason\":\"late\",\"cancelled_at\":\"2024-05-02T00:00:00Z\","
+     "\"refund_due\":true}"},
 };
 
 /* Well-known types for fuzz_json's selectors above the method count, in its order. */
@@ -174,6 +198,41 @@ static void check_every_method_seeded(void)
     }
 }
 
+/* Every event type of every aggregate of every package the fuzz build links has an envelope
+ * seed: an event added to proto/ without one fails here, named, instead of going unfuzzed. */
+static void check_every_event_seeded(void)
+{
+    const es_schema *const *schemas;
+    size_t n = fuzz_schemas(&schemas);
+    for (size_t s = 0; s < n; s++)
+        for (size_t g = 0; g < schemas[s]->n_aggregates; g++) {
+            const es_aggregate_def *agg = schemas[s]->aggregates[g];
+            for (size_t e = 0; e < agg->n_events; e++) {
+                int found = 0;
+                for (size_t k = 0; k < sizeof events / sizeof *events; k++)
+                    found |= strcmp(events[k].aggregate, agg->name) == 0 &&
+                             strcmp(events[k].type, agg->events[e]->type) == 0;
+                if (!found) {
+                    fprintf(stderr, "event %s of aggregate %s (%s) has no envelope seed (tests/fuzz/gen_seeds.c, events[])\n",
+                            agg->events[e]->type, agg->name, schemas[s]->package);
+                    failures++;
+                }
+            }
+        }
+}
+
+/* The aggregate named name in the packages the fuzz build links, NULL if none. */
+static const es_aggregate_def *find_aggregate(const char *name)
+{
+    const es_schema *const *schemas;
+    size_t n = fuzz_schemas(&schemas);
+    for (size_t s = 0; s < n; s++)
+        for (size_t g = 0; g < schemas[s]->n_aggregates; g++)
+            if (strcmp(schemas[s]->aggregates[g]->name, name) == 0)
+                return schemas[s]->aggregates[g];
+    return NULL;
+}
+
 static ProtobufCMessage *decode(const ProtobufCMessageDescriptor *d, const char *json, es_arena *a)
 {
     ProtobufCMessage *m = NULL;
@@ -250,9 +309,10 @@ static void router_seeds(void)
 static void envelope_seeds(es_arena *a)
 {
     for (size_t i = 0; i < sizeof events / sizeof *events; i++) {
-        const es_event_def *def = es_schema_find_event(&orders_v1_aggregate_order, events[i].type);
+        const es_aggregate_def *agg = find_aggregate(events[i].aggregate);
+        const es_event_def *def = agg ? es_schema_find_event(agg, events[i].type) : NULL;
         if (!def) {
-            fprintf(stderr, "no event %s in aggregate order\n", events[i].type);
+            fprintf(stderr, "no event %s in aggregate %s\n", events[i].type, events[i].aggregate);
             failures++;
             continue;
         }
@@ -267,7 +327,7 @@ static void envelope_seeds(es_arena *a)
         es_envelope_view_clear(&v);
         v.event_id = "0190a1b2-0000-7000-8000-000000000001";
         v.stream_id = UUID;
-        v.stream_type = "order";
+        v.stream_type = agg->name;
         v.event_type = def->type;
         v.schema = def->schema;
         v.schema_hash = "4f1c2a";
@@ -284,7 +344,7 @@ static void envelope_seeds(es_arena *a)
         es_buf_init(&b);
         es_envelope_pack(&v, &b);
         char name[64];
-        snprintf(name, sizeof name, "value-%s.bin", def->type);
+        snprintf(name, sizeof name, "value-%s-%s.bin", agg->name, def->type);
         put("envelope", name, 0, b.data, b.len);
         es_buf_free(&b);
 
@@ -296,7 +356,7 @@ static void envelope_seeds(es_arena *a)
             es_buf_printf(&t, "%s%s:", k ? "\n" : "", h.h[k].name);
             es_buf_append(&t, h.h[k].value, h.h[k].len);
         }
-        snprintf(name, sizeof name, "headers-%s.txt", def->type);
+        snprintf(name, sizeof name, "headers-%s-%s.txt", agg->name, def->type);
         put("envelope", name, 1, t.data, t.len);
         es_buf_free(&t);
     }
@@ -316,6 +376,7 @@ int main(int argc, char **argv)
     es_arena a;
     es_arena_init(&a);
     check_every_method_seeded();
+    check_every_event_seeded();
     request_seeds(&a);
     wkt_seeds();
     router_seeds();
