@@ -222,11 +222,10 @@ def where_time_goes(rep):
          f"these processes used in the window): user {pct(total - kernel)}, kernel {pct(kernel)}; by process: "
          + ", ".join(f"{k} {pct(v)}" for k, v in sorted(procs.items(), key=lambda kv: -kv[1])) + "."]
     if pg:
-        L[-1] += (" PostgreSQL: backends " + pct(pg.get("PostgreSQL backends", 0.0))
-                  + ", WAL writer " + pct(pg.get("PostgreSQL WAL writer", 0.0))
-                  + ", checkpointer " + pct(pg.get("PostgreSQL checkpointer", 0.0))
-                  + ", other background " + pct(sum(v for k, v in pg.items() if k not in (
-                      "PostgreSQL backends", "PostgreSQL WAL writer", "PostgreSQL checkpointer"))) + ".")
+        for k in ("PostgreSQL backends", "PostgreSQL WAL writer", "PostgreSQL checkpointer"):
+            pg.setdefault(k, 0.0)
+        L[-1] += " PostgreSQL: " + ", ".join(f"{k[len('PostgreSQL '):]} {pct(v)}"
+                                             for k, v in sorted(pg.items(), key=lambda kv: -kv[1])) + "."
     L += ["", "| process group (threads by name) | CPU share | of it in the kernel |", "|---|---|---|"]
     for k, (share, kern) in sorted(groups.items(), key=lambda kv: -kv[1][0]):
         if 100.0 * share / total >= 0.5:
