@@ -20,17 +20,14 @@
 #include "es/buf.h"
 #include "es/pg_session.h"
 #include "event_rows.h"
+#include "relay_topics.h"
 
 struct es_relay {
     /* configuration (owned copies) */
-    char *conninfo, *bootstrap, *bootstrap_file, *topic, *name, *lock_name;
-    /* The topics published to: topics[0] is the default (es_relay_config.topic), then each
-     * route's, once; route_topic[i] is where stream type route_type[i] goes. */
-    char **topics, **route_type;
-    const char **route_topic;
-    size_t n_topics, n_routes;
+    char *conninfo, *bootstrap, *bootstrap_file, *name, *lock_name;
+    es__relay_topics topics;     /* where each stream type's events go (relay_topics.c) */
     char **props;
-    int partitions, replication, poll_ms, lock_retry_ms, msg_timeout_ms, stats_ms, quiet;
+    int poll_ms, lock_retry_ms, msg_timeout_ms, stats_ms, quiet;
     size_t batch;
 
     pthread_t thread;
@@ -56,8 +53,7 @@ typedef struct round {
     rd_kafka_resp_err_t first_err;
 } round;
 
-static void say(es_relay *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void say(es_relay *r, const char *fmt, ...)
+void es__relay_say(es_relay *r, const char *fmt, ...)
 {
     if (r->quiet)
         return;
@@ -69,9 +65,7 @@ static void say(es_relay *r, const char *fmt, ...)
     es_log(ES_LOG_INFO, "relay", NULL, "[%s] %s", r->name, line);
 }
 
-/* Records an error for the status and logs it once per distinct message. */
-static void set_error(es_relay *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void set_error(es_relay *r, const char *fmt, ...)
+void es__relay_set_error(es_relay *r, const char *fmt, ...)
 {
     char msg[256];
     va_list ap;
@@ -83,7 +77,7 @@ static void set_error(es_relay *r, const char *fmt, ...)
     snprintf(r->st.last_error, sizeof r->st.last_error, "%s", msg);
     pthread_mutex_unlock(&r->mu);
     if (fresh)
-        say(r, "%s", msg);
+        es__relay_say(r, "%s", msg);
 }
 
 static void set_role(es_relay *r, es_relay_role role)
@@ -93,9 +87,9 @@ static void set_role(es_relay *r, es_relay_role role)
     r->st.role = role;
     pthread_mutex_unlock(&r->mu);
     if (old != role)
-        say(r, "%s", role == ES_RELAY_ACTIVE    ? "active: holds the relay lock"
-                     : role == ES_RELAY_STANDBY ? "standby: another relay holds the lock"
-                                                : "disconnected");
+        es__relay_say(r, "%s", role == ES_RELAY_ACTIVE    ? "active: holds the relay lock"
+                               : role == ES_RELAY_STANDBY ? "standby: another relay holds the lock"
+                                                          : "disconnected");
 }
 
 /* Sleeps up to ms, waking early when stop is requested. */
@@ -131,7 +125,7 @@ static int lock_session(es_relay *r)
 {
     es_error err = {0};
     if (es_pg_session_ensure(r->lock, &err) != ES_OK) {
-        set_error(r, "%s", err.message);
+        es__relay_set_error(r, "%s", err.message);
         drop_lock_session(r);
         return -1;
     }
@@ -148,7 +142,7 @@ static PGresult *lock_exec(es_relay *r, const char *sql, int n, const char *cons
         return res;
     es_error err = {0};
     es_pg_session_fail(r->lock, res, "relay", &err);
-    set_error(r, "%s", err.message);
+    es__relay_set_error(r, "%s", err.message);
     if (PQstatus(es_pg_session_conn(r->lock)) != CONNECTION_OK)
         drop_lock_session(r);
     PQclear(res);
@@ -182,7 +176,7 @@ static int load_checkpoint(es_relay *r, char *stored_cluster, size_t sz)
         return -1;
     if (PQntuples(res) != 1) {
         PQclear(res);
-        set_error(r, "checkpoint row %s vanished", r->name);
+        es__relay_set_error(r, "checkpoint row %s vanished", r->name);
         return -1;
     }
     r->cursor.txid = es_feed_parse_txid(PQgetvalue(res, 0, 0));
@@ -207,7 +201,7 @@ static int save_checkpoint(es_relay *r, es_feed_cursor c)
     int ok = strcmp(PQcmdTuples(res), "1") == 0;
     PQclear(res);
     if (!ok) {
-        set_error(r, "checkpoint row %s vanished", r->name);
+        es__relay_set_error(r, "checkpoint row %s vanished", r->name);
         return -1;
     }
     r->cursor = c;
@@ -272,117 +266,6 @@ static void producer_close(es_relay *r)
     pthread_mutex_unlock(&r->mu);
 }
 
-/* Creates the topic unless the cluster lists it already. A cluster that refuses CreateTopics
- * (auto-creating on first produce instead) is logged, not fatal. Returns the partition count
- * seen in metadata afterwards, or -1 when metadata failed. */
-static int ensure_topic(es_relay *r, const char *topic)
-{
-    const struct rd_kafka_metadata *md = NULL;
-    int parts = -1;
-    /* all_topics=1: asking for one topic by name would auto-create it with defaults. */
-    if (rd_kafka_metadata(r->rk, 1, NULL, &md, 5000) != RD_KAFKA_RESP_ERR_NO_ERROR)
-        return -1;
-    for (int i = 0; i < md->topic_cnt; i++)
-        if (strcmp(md->topics[i].topic, topic) == 0 && !md->topics[i].err)
-            parts = md->topics[i].partition_cnt;
-    rd_kafka_metadata_destroy(md);
-    if (parts > 0)
-        return parts;
-
-    char errstr[256];
-    rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(topic, r->partitions, r->replication,
-                                                    errstr, sizeof errstr);
-    if (!nt) {
-        set_error(r, "topic %s: %s", topic, errstr);
-        return -1;
-    }
-    rd_kafka_queue_t *q = rd_kafka_queue_new(r->rk);
-    rd_kafka_AdminOptions_t *opt = rd_kafka_AdminOptions_new(r->rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
-    rd_kafka_AdminOptions_set_request_timeout(opt, 3000, errstr, sizeof errstr);
-    rd_kafka_CreateTopics(r->rk, &nt, 1, opt, q);
-    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 5000);
-    rd_kafka_resp_err_t e = RD_KAFKA_RESP_ERR__TIMED_OUT;
-    if (ev) {
-        e = rd_kafka_event_error(ev);
-        const rd_kafka_CreateTopics_result_t *res = rd_kafka_event_CreateTopics_result(ev);
-        size_t cnt = 0;
-        const rd_kafka_topic_result_t **tr = res ? rd_kafka_CreateTopics_result_topics(res, &cnt) : NULL;
-        if (!e && cnt == 1)
-            e = rd_kafka_topic_result_error(tr[0]);
-        rd_kafka_event_destroy(ev);
-    }
-    rd_kafka_AdminOptions_destroy(opt);
-    rd_kafka_NewTopic_destroy(nt);
-    rd_kafka_queue_destroy(q);
-    if (e && e != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS)
-        say(r, "create topic %s (%d partitions): %s; relying on auto-creation", topic,
-            r->partitions, rd_kafka_err2str(e));
-    else if (!e)
-        say(r, "created topic %s with %d partitions", topic, r->partitions);
-    return 0;
-}
-
-/* ensure_topic for every topic the relay publishes to: -1 when metadata failed for one. */
-static int ensure_topics(es_relay *r)
-{
-    for (size_t i = 0; i < r->n_topics; i++)
-        if (ensure_topic(r, r->topics[i]) < 0)
-            return -1;
-    return 0;
-}
-
-static int publishes_to(const es_relay *r, const char *topic)
-{
-    for (size_t i = 0; i < r->n_topics; i++)
-        if (strcmp(r->topics[i], topic) == 0)
-            return 1;
-    return 0;
-}
-
-/* The topic of a stream type: its route's, else the default. */
-static const char *topic_of(const es_relay *r, const char *stream_type)
-{
-    for (size_t i = 0; stream_type && i < r->n_routes; i++)
-        if (strcmp(r->route_type[i], stream_type) == 0)
-            return r->route_topic[i];
-    return r->topic;
-}
-
-/* Sum of the high watermarks of every topic the relay publishes to, or -1 when unknown. 0 means
- * nothing was ever written. */
-static int64_t topic_messages(es_relay *r)
-{
-    const struct rd_kafka_metadata *md = NULL;
-    /* A topic the cluster does not know holds nothing: with a checkpoint past zero that is a new
-     * cluster (even one whose id repeats the old one's, as the mock's can), and the feed must be
-     * published again rather than stranded. */
-    int64_t sum = 0;
-    if (rd_kafka_metadata(r->rk, 1, NULL, &md, 5000) != RD_KAFKA_RESP_ERR_NO_ERROR)
-        return -1;
-    for (int i = 0; i < md->topic_cnt; i++) {
-        const struct rd_kafka_metadata_topic *t = &md->topics[i];
-        if (!publishes_to(r, t->topic))
-            continue;
-        if (t->err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART)
-            continue;
-        if (t->err) {
-            sum = -1; /* e.g. no leader yet: unknown, not empty */
-            break;
-        }
-        for (int p = 0; p < t->partition_cnt; p++) {
-            int64_t lo = 0, hi = 0;
-            if (rd_kafka_query_watermark_offsets(r->rk, t->topic, t->partitions[p].id, &lo, &hi,
-                                                 5000) != RD_KAFKA_RESP_ERR_NO_ERROR) {
-                sum = -1;
-                break;
-            }
-            sum += hi;
-        }
-    }
-    rd_kafka_metadata_destroy(md);
-    return sum;
-}
-
 /* Connects a producer, learns the cluster id, makes sure the topic exists, and restarts the
  * cursor at the feed's beginning when this is not the cluster the checkpoint was delivered to.
  * Returns 0 ready, -1 not now (error recorded, backoff is the caller's). */
@@ -391,8 +274,8 @@ static int producer_open(es_relay *r, const char *stored_cluster)
     char errstr[512], bootstrap[1024], num[32];
     current_bootstrap(r, bootstrap, sizeof bootstrap);
     if (!bootstrap[0]) {
-        set_error(r, "no Kafka bootstrap servers (%s)",
-                  r->bootstrap_file ? r->bootstrap_file : "not configured");
+        es__relay_set_error(r, "no Kafka bootstrap servers (%s)",
+                            r->bootstrap_file ? r->bootstrap_file : "not configured");
         return -1;
     }
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
@@ -416,36 +299,36 @@ static int producer_open(es_relay *r, const char *stored_cluster)
     rd_kafka_conf_set_opaque(conf, r);
     r->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
     if (!r->rk) {
-        set_error(r, "Kafka producer: %s", errstr);
+        es__relay_set_error(r, "Kafka producer: %s", errstr);
         return -1;
     }
     snprintf(r->bootstrap_used, sizeof r->bootstrap_used, "%s", bootstrap);
 
     char *cid = rd_kafka_clusterid(r->rk, 5000);
     if (!cid) {
-        set_error(r, "Kafka unreachable at %s (no cluster id)", bootstrap);
+        es__relay_set_error(r, "Kafka unreachable at %s (no cluster id)", bootstrap);
         producer_close(r);
         return -1;
     }
     snprintf(r->cluster_id, sizeof r->cluster_id, "%s", cid);
     rd_kafka_mem_free(r->rk, cid);
-    if (ensure_topics(r) < 0) {
-        set_error(r, "Kafka metadata failed at %s", bootstrap);
+    if (es__relay_topics_ensure(r, &r->topics, r->rk) < 0) {
+        es__relay_set_error(r, "Kafka metadata failed at %s", bootstrap);
         producer_close(r);
         return -1;
     }
     int fresh = 0;
     if (stored_cluster[0] && strcmp(stored_cluster, r->cluster_id) != 0) {
-        say(r, "Kafka cluster changed (%s -> %s): republishing from the start of the feed",
-            stored_cluster, r->cluster_id);
+        es__relay_say(r, "Kafka cluster changed (%s -> %s): republishing from the start of the feed",
+                      stored_cluster, r->cluster_id);
         fresh = 1;
     } else if (r->cursor.position > 0) {
-        int64_t n = topic_messages(r);
+        int64_t n = es__relay_topics_messages(&r->topics, r->rk);
         if (n == 0) {
-            say(r, "topic %s%s is empty but the checkpoint is at %" PRId64
-                   ": new cluster, republishing from the start of the feed", r->topic,
-                r->n_topics > 1 ? " (and every other topic of the relay)" : "",
-                r->cursor.position);
+            es__relay_say(r, "topic %s%s is empty but the checkpoint is at %" PRId64
+                             ": new cluster, republishing from the start of the feed", r->topics.names[0],
+                          r->topics.n > 1 ? " (and every other topic of the relay)" : "",
+                          r->cursor.position);
             fresh = 1;
         }
     }
@@ -465,12 +348,12 @@ static int producer_open(es_relay *r, const char *stored_cluster)
     r->st.kafka_ok = 1;
     snprintf(r->st.cluster_id, sizeof r->st.cluster_id, "%s", r->cluster_id);
     pthread_mutex_unlock(&r->mu);
-    say(r, "connected to Kafka cluster %s at %s, topic %s, from (%" PRIu64 ", %" PRId64 ")",
-        r->cluster_id, bootstrap, r->topic, r->cursor.txid, r->cursor.position);
+    es__relay_say(r, "connected to Kafka cluster %s at %s, topic %s, from (%" PRIu64 ", %" PRId64 ")",
+                  r->cluster_id, bootstrap, r->topics.names[0], r->cursor.txid, r->cursor.position);
     return 0;
 
 bad_conf:
-    set_error(r, "Kafka configuration: %s", errstr);
+    es__relay_set_error(r, "Kafka configuration: %s", errstr);
     rd_kafka_conf_destroy(conf);
     return -1;
 }
@@ -485,7 +368,7 @@ static int still_active(es_relay *r)
     r->next_check_ms = now + 1000;
     PGresult *res = lock_exec(r, "SELECT 1", 0, NULL, PGRES_TUPLES_OK);
     if (!res) {
-        set_error(r, "lock session lost; giving up the active role");
+        es__relay_set_error(r, "lock session lost; giving up the active role");
         return -1;
     }
     PQclear(res);
@@ -493,7 +376,7 @@ static int still_active(es_relay *r)
         char b[1024];
         current_bootstrap(r, b, sizeof b);
         if (b[0] && strcmp(b, r->bootstrap_used) != 0) {
-            say(r, "bootstrap address changed (%s -> %s): reconnecting", r->bootstrap_used, b);
+            es__relay_say(r, "bootstrap address changed (%s -> %s): reconnecting", r->bootstrap_used, b);
             producer_close(r);
         }
     }
@@ -517,8 +400,8 @@ static void update_stats(es_relay *r)
     r->st.oldest_xact_age_s = s.oldest_xact_age_s;
     pthread_mutex_unlock(&r->mu);
     if (s.held_back_events > 0 && s.held_back_age_s > 10)
-        say(r, "feed held back: %" PRId64 " committed events wait behind a transaction running"
-               " for %.0f s", s.held_back_events, s.oldest_xact_age_s);
+        es__relay_say(r, "feed held back: %" PRId64 " committed events wait behind a transaction running"
+                         " for %.0f s", s.held_back_events, s.oldest_xact_age_s);
 }
 
 /* Produces one batch and waits for every delivery report. Returns 0 when all were delivered,
@@ -540,7 +423,7 @@ static int publish(es_relay *r, const es_feed_batch *b)
             rd_kafka_header_add(hdrs, h.h[k].name, -1, h.h[k].value, (ssize_t)h.h[k].len);
         for (;;) {
             rd_kafka_resp_err_t e = rd_kafka_producev(
-                r->rk, RD_KAFKA_V_TOPIC(topic_of(r, ev->stream_type)),
+                r->rk, RD_KAFKA_V_TOPIC(es__relay_topic_of(&r->topics, ev->stream_type)),
                 RD_KAFKA_V_KEY(ev->stream_id, strlen(ev->stream_id)),
                 RD_KAFKA_V_VALUE(value.data, value.len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
                 RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_OPAQUE(&rd), RD_KAFKA_V_END);
@@ -553,7 +436,7 @@ static int publish(es_relay *r, const es_feed_batch *b)
                 continue;
             }
             rd_kafka_headers_destroy(hdrs);
-            set_error(r, "produce: %s", rd_kafka_err2str(e));
+            es__relay_set_error(r, "produce: %s", rd_kafka_err2str(e));
             goto out;
         }
         rd_kafka_poll(r->rk, 0);
@@ -567,8 +450,8 @@ static int publish(es_relay *r, const es_feed_batch *b)
     if (atomic_load(&r->stop) || rd.pending > 0)
         goto out;
     if (rd.failed) {
-        set_error(r, "%zu of %zu deliveries failed: %s", rd.failed, b->n,
-                  rd_kafka_err2str(rd.first_err));
+        es__relay_set_error(r, "%zu of %zu deliveries failed: %s", rd.failed, b->n,
+                            rd_kafka_err2str(rd.first_err));
         goto out;
     }
     rc = 0;
@@ -598,7 +481,7 @@ static void run_active(es_relay *r)
     r->st.checkpoint = r->cursor;
     pthread_mutex_unlock(&r->mu);
     if (!r->feed && es_feed_open(r->conninfo, &r->feed, &err) != ES_OK) {
-        set_error(r, "%s", err.message);
+        es__relay_set_error(r, "%s", err.message);
         backoff(r);
         return;
     }
@@ -618,7 +501,7 @@ static void run_active(es_relay *r)
         }
         update_stats(r);
         if (es_feed_read(r->feed, r->cursor, r->batch, &b, &err) != ES_OK) {
-            set_error(r, "%s", err.message);
+            es__relay_set_error(r, "%s", err.message);
             backoff(r);
             continue;
         }
@@ -692,14 +575,7 @@ static void relay_free(es_relay *r)
     free(r->conninfo);
     free(r->bootstrap);
     free(r->bootstrap_file);
-    for (size_t i = 1; i < r->n_topics; i++)
-        free(r->topics[i]);
-    free(r->topics);
-    for (size_t i = 0; i < r->n_routes; i++)
-        free(r->route_type[i]);
-    free(r->route_type);
-    free(r->route_topic);
-    free(r->topic);
+    es__relay_topics_free(&r->topics);
     free(r->name);
     free(r->lock_name);
     es_pg_session_free(r->lock);
@@ -721,21 +597,7 @@ int es_relay_start(const es_relay_config *cfg, es_relay **out, es_error *err)
     r->conninfo = es_xstrdup(cfg->conninfo);
     r->bootstrap = dup_or_null(cfg->bootstrap_servers);
     r->bootstrap_file = dup_or_null(cfg->bootstrap_file);
-    r->topic = es_xstrdup(cfg->topic);
-    r->topics = es_xcalloc(cfg->n_routes + 1, sizeof *r->topics);
-    r->topics[r->n_topics++] = r->topic;
-    r->route_type = es_xcalloc(cfg->n_routes + 1, sizeof *r->route_type);
-    r->route_topic = es_xcalloc(cfg->n_routes + 1, sizeof *r->route_topic);
-    for (size_t i = 0; i < cfg->n_routes; i++) {
-        const char *t = cfg->routes[i].topic && cfg->routes[i].topic[0] ? cfg->routes[i].topic : cfg->topic;
-        size_t k = 0;
-        while (k < r->n_topics && strcmp(r->topics[k], t) != 0)
-            k++;
-        if (k == r->n_topics)
-            r->topics[r->n_topics++] = es_xstrdup(t);
-        r->route_type[r->n_routes] = es_xstrdup(cfg->routes[i].stream_type ? cfg->routes[i].stream_type : "");
-        r->route_topic[r->n_routes++] = r->topics[k];
-    }
+    es__relay_topics_init(&r->topics, cfg);
     r->name = es_xstrdup(cfg->name && cfg->name[0] ? cfg->name : "default");
     size_t ln = strlen(r->name) + 16;
     r->lock_name = es_xmalloc(ln);
@@ -746,8 +608,6 @@ int es_relay_start(const es_relay_config *cfg, es_relay **out, es_error *err)
     r->props = es_xcalloc(np + 1, sizeof *r->props);
     for (size_t i = 0; i < np; i++)
         r->props[i] = es_xstrdup(cfg->kafka_props[i]);
-    r->partitions = cfg->partitions > 0 ? cfg->partitions : 6;
-    r->replication = cfg->replication_factor > 0 ? cfg->replication_factor : 3;
     r->batch = cfg->batch_size ? cfg->batch_size : 1000;
     r->poll_ms = cfg->poll_interval_ms > 0 ? cfg->poll_interval_ms : 500;
     r->lock_retry_ms = cfg->lock_retry_ms > 0 ? cfg->lock_retry_ms : 1000;
