@@ -310,7 +310,7 @@ static long generate(PGconn *c, long n_events, long *events_out, long *delivered
 
 typedef struct rebuild_job {
     es_projector *proj;
-    const es_json_registry *json;  /* the projector's, for the direct binary rows; NULL: text form */
+    int via_text;                  /* rows through the projector's text form (es_rebuild_config) */
     es_rebuild_result res;
     int64_t folded;                /* events folded so far (progress), read by the main thread */
     int rc;
@@ -328,7 +328,7 @@ static void *rebuild_thread(void *arg)
 {
     rebuild_job *j = arg;
     es_rebuild_config rc = {.conninfo = conninfo, .name = "projection.order_summary", .projector = j->proj,
-                            .progress = rebuild_progress, .progress_data = j, .json = j->json, .upcasters = orders_upcasters,
+                            .progress = rebuild_progress, .progress_data = j, .via_text = j->via_text, .upcasters = orders_upcasters,
                             .n_upcasters = orders_n_upcasters};
     j->rc = es_projection_rebuild(&rc, &j->res, &j->err);
     __atomic_store_n(&j->done, 1, __ATOMIC_RELEASE);
@@ -385,7 +385,7 @@ static int cmd_rebuild(long n_events, double cap, int reuse)
      * path without es/projection_binary.h), for A/B comparisons. */
     const char *text_rows = getenv("BENCH_REBUILD_TEXT_ROWS");
     rebuild_job job = {.proj = es_projector_new(&orders_v1_projection_order_summary, json),
-                       .json = text_rows && !strcmp(text_rows, "1") ? NULL : json};
+                       .via_text = text_rows && !strcmp(text_rows, "1")};
     pthread_t th;
     t0 = bench_now();
     pthread_create(&th, NULL, rebuild_thread, &job);

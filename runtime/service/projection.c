@@ -288,6 +288,8 @@ size_t es__projector_n_params(const es_projector *p)
 
 const es_projection_def *es__projector_def(const es_projector *p) { return p->def; }
 
+const es_json_registry *es__projector_json(const es_projector *p) { return p->json; }
+
 const es_upcaster *es__projector_upcasters(const es_projector *p, size_t *n)
 {
     *n = p->n_ups;

@@ -40,7 +40,7 @@ typedef struct rebuild {
      * text parsing on the server, bytea and timestamps as they are), else in text format. */
     int binary;
     /* ... and written straight from the state (es/projection_binary.h) when the projector's
-     * JSON registry is known (cfg->json), else converted from es__projector_row_text's text. */
+     * JSON registry is known (es__projector_json), else converted from es__projector_row_text's text. */
     int direct;
     unsigned char *kinds;           /* per parameter: its es_pg_copy_type (binary) */
     es_buf rows;                    /* COPY data of rows not yet sent to W */
@@ -71,7 +71,7 @@ static int finish_stream(rebuild *rb)
     es_arena_reset(&rb->rowa);
     int rc;
     if (rb->direct) {
-        if ((rc = es_projection_binary_row(rb->def, rb->cfg->json, rb->state, rb->version, &rb->rowa, &rb->rows,
+        if ((rc = es_projection_binary_row(rb->def, es__projector_json(rb->cfg->projector), rb->state, rb->version, &rb->rowa, &rb->rows,
                                            rb->err)) != ES_OK) {
             char why[sizeof rb->err->message], field[sizeof rb->err->field];
             snprintf(why, sizeof why, "%s", rb->err->message);
@@ -310,7 +310,7 @@ int es_projection_rebuild(const es_rebuild_config *cfg, es_rebuild_result *out, 
         rb.binary &= kind != ES_PROJECTION_BINARY_NONE;
     }
     rb.kinds[rb.nparams - 1] = ES_PG_COPY_BYTEA; /* es_state */
-    rb.direct = rb.binary && cfg->json && rb.nparams == rb.def->n_columns + 1 && es_projection_binary_supported(rb.def);
+    rb.direct = rb.binary && !cfg->via_text && es__projector_json(cfg->projector) && rb.nparams == rb.def->n_columns + 1 && es_projection_binary_supported(rb.def);
     es_arena_init(&rb.events);
     es_arena_init(&rb.rowa);
     es_buf_init(&rb.sid);

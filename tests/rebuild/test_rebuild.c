@@ -244,7 +244,7 @@ static void on_progress(void *data, int64_t done, int64_t total)
 }
 
 static int text_format;
-static int direct_rows = 1;         /* 0: no JSON registry given, rows converted from their text */
+static int direct_rows = 1;         /* 0: rows converted from their text (via_text) */
 static const es_upcaster *upcasters;
 static size_t n_upcasters;
 
@@ -252,7 +252,7 @@ static int rebuild(es_rebuild_result *res, progress_seen *seen, es_error *err)
 {
     es_rebuild_config cfg = {.conninfo = pg.conninfo, .name = CONSUMER, .projector = active,
                              .progress = seen ? on_progress : NULL, .progress_data = seen,
-                             .json = direct_rows ? json : NULL, .text_format = text_format, .upcasters = upcasters, .n_upcasters = n_upcasters};
+                             .via_text = !direct_rows, .text_format = text_format, .upcasters = upcasters, .n_upcasters = n_upcasters};
     return es_projection_rebuild(&cfg, res, err);
 }
 

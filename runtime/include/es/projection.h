@@ -51,6 +51,8 @@ size_t es__projector_n_params(const es_projector *p);
 const es_projection_def *es__projector_def(const es_projector *p);
 /* The upcasters given to es_projector_set_upcasters (NULL and *n = 0: none). */
 const es_upcaster *es__projector_upcasters(const es_projector *p, size_t *n);
+/* The JSON registry given to es_projector_new (NULL: none). */
+const es_json_registry *es__projector_json(const es_projector *p);
 int es__projector_row_text(const es_projector *p, const ProtobufCMessage *state, int64_t version, es_arena *a,
                            const char **params, es_error *err);
 

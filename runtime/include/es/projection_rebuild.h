@@ -24,7 +24,7 @@
  * bookkeeping stay as they were.
  *
  * The rows are exactly what the live projector (es_projector_handle) writes: the same apply,
- * the same es__projector_row_text (or, with cfg->json, es_projection_binary_row, which writes
+ * the same es__projector_row_text (or, by default, es_projection_binary_row, which writes
  * the values that text becomes). The versions recorded are the rebuilt ones, so a live
  * consumer blocked on the lock carries on after the commit and skips what the rebuild applied
  * as duplicates. Streams of other aggregates get no es_consumer_streams row for this consumer
@@ -62,10 +62,11 @@ typedef struct es_rebuild_config {
                                         which no live consumer writes (es/projection_shape.h):
                                         es_consumer_streams is not locked, only name's rows are
                                         rewritten, so the consumers do not wait */
-    /* Borrowed, optional: the JSON registry the projector was made with (es_projector_new).
-     * Given, rows are written in COPY's binary format straight from the folded state
-     * (es/projection_binary.h) instead of through their text form; the rows are the same. */
-    const es_json_registry *json;
+    int via_text;                    /* 1: rows through the projector's text form, converted to
+                                        COPY binary (comparison, tests); by default, when the
+                                        projector was made with a JSON registry and every column
+                                        allows it, rows are written straight from the folded state
+                                        (es/projection_binary.h); the rows are the same */
     int text_format;                 /* 1: rows go to the server in COPY's text format even when
                                         every column has a binary encoding here (comparison,
                                         tests); by default binary when possible */
