@@ -72,6 +72,8 @@ static const key keys[] = {
     {"payment-gateway", S(payment_gateway), "succeed", "payment simulator: succeed, fail or random:<fraction failing>"},
     {"payment-delay-ms", IR(payment_delay_ms, 0, 600000), "0", "simulated gateway latency per call"},
     {"relay", IR(relay, 0, 1), "1", "run the outbox relay (one instance is active at a time)"},
+    {"relay-batch", IR(relay_batch, 1, 100000), "5000",
+     "most events the relay reads and publishes in one round (a backlog's rounds: a steady rate's take what is there)"},
     {"projections", IR(projections, 0, 1), "1", "run the projection consumers"},
     {"projection-consumers", IR(projection_consumers, 1, 16), "2",
      "consumers per projection in this process, each its own thread, PostgreSQL connection and Kafka group member"},

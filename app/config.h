@@ -27,6 +27,7 @@ typedef struct orderd_config {
     int committers;
     int consumer_fetch_wait_ms;
     int projection_consumers;
+    int relay_batch;
     int http_threads;
     int grpc_threads;
     int max_body;

@@ -29,6 +29,7 @@ struct es_relay {
     char **props;
     int poll_ms, lock_retry_ms, msg_timeout_ms, stats_ms, quiet;
     size_t batch;
+    es__relay_partitioner partitioner;  /* the producer's, to order a round (NULL: keep the feed's) */
 
     pthread_t thread;
     atomic_int stop;
@@ -412,8 +413,9 @@ static int publish(es_relay *r, const es_feed_batch *b)
     es_buf value;
     es_buf_init(&value);
     int rc = -1;
-    for (size_t i = 0; i < b->n && !atomic_load(&r->stop); i++) {
-        const es_envelope_view *ev = &b->events[i];
+    size_t *order = es__relay_round_order(&r->topics, r->partitioner, b->events, b->n);
+    for (size_t k = 0; k < b->n && !atomic_load(&r->stop); k++) {
+        const es_envelope_view *ev = &b->events[order ? order[k] : k];
         es_buf_reset(&value);
         es_envelope_pack(ev, &value);
         es_envelope_headers h;
@@ -466,6 +468,7 @@ out:
         r->st.failed_batches++;
     pthread_mutex_unlock(&r->mu);
     es_buf_free(&value);
+    free(order);
     return rc;
 }
 
@@ -609,6 +612,11 @@ int es_relay_start(const es_relay_config *cfg, es_relay **out, es_error *err)
     for (size_t i = 0; i < np; i++)
         r->props[i] = es_xstrdup(cfg->kafka_props[i]);
     r->batch = cfg->batch_size ? cfg->batch_size : 1000;
+    const char *partitioner = NULL; /* the last one wins, as in rd_kafka_conf_set */
+    for (size_t i = 0; r->props[i] && r->props[i + 1]; i += 2)
+        if (!strcmp(r->props[i], "partitioner"))
+            partitioner = r->props[i + 1];
+    r->partitioner = es__relay_partitioner_of(partitioner);
     r->poll_ms = cfg->poll_interval_ms > 0 ? cfg->poll_interval_ms : 500;
     r->lock_retry_ms = cfg->lock_retry_ms > 0 ? cfg->lock_retry_ms : 1000;
     r->msg_timeout_ms = cfg->message_timeout_ms > 0 ? cfg->message_timeout_ms : 30000;

@@ -15,6 +15,7 @@ void es__relay_topics_init(es__relay_topics *t, const es_relay_config *cfg)
         .route_topic = es_xcalloc(cfg->n_routes + 1, sizeof *t->route_topic),
         .partitions = cfg->partitions > 0 ? cfg->partitions : 6,
         .replication = cfg->replication_factor > 0 ? cfg->replication_factor : 3,
+        .partition_cnt = es_xcalloc(cfg->n_routes + 1, sizeof *t->partition_cnt),
     };
     t->names[t->n++] = es_xstrdup(cfg->topic);
     for (size_t i = 0; i < cfg->n_routes; i++) {
@@ -38,6 +39,7 @@ void es__relay_topics_free(es__relay_topics *t)
         free(t->route_type[i]);
     free(t->route_type);
     free(t->route_topic);
+    free(t->partition_cnt);
     *t = (es__relay_topics){0};
 }
 
@@ -88,15 +90,43 @@ static int ensure_topic(es_relay *r, const es__relay_topics *t, rd_kafka_t *rk, 
                       t->partitions, rd_kafka_err2str(e));
     else if (!e)
         es__relay_say(r, "created topic %s with %d partitions", topic, t->partitions);
+    return e ? 0 : t->partitions;
+}
+
+int es__relay_topics_ensure(es_relay *r, es__relay_topics *t, rd_kafka_t *rk)
+{
+    for (size_t i = 0; i < t->n; i++)
+        if ((t->partition_cnt[i] = ensure_topic(r, t, rk, t->names[i])) < 0)
+            return -1;
     return 0;
 }
 
-int es__relay_topics_ensure(es_relay *r, const es__relay_topics *t, rd_kafka_t *rk)
+size_t es__relay_topic_index(const es__relay_topics *t, const char *stream_type)
 {
+    const char *name = es__relay_topic_of(t, stream_type);
     for (size_t i = 0; i < t->n; i++)
-        if (ensure_topic(r, t, rk, t->names[i]) < 0)
-            return -1;
+        if (t->names[i] == name)
+            return i;
     return 0;
+}
+
+es__relay_partitioner es__relay_partitioner_of(const char *name)
+{
+    static const struct {
+        const char *name;
+        es__relay_partitioner fn;
+    } known[] = {{"consistent_random", rd_kafka_msg_partitioner_consistent_random},
+                 {"consistent", rd_kafka_msg_partitioner_consistent},
+                 {"murmur2", rd_kafka_msg_partitioner_murmur2},
+                 {"murmur2_random", rd_kafka_msg_partitioner_murmur2_random},
+                 {"fnv1a", rd_kafka_msg_partitioner_fnv1a},
+                 {"fnv1a_random", rd_kafka_msg_partitioner_fnv1a_random}};
+    if (!name)
+        return rd_kafka_msg_partitioner_consistent_random;
+    for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
+        if (!strcmp(known[i].name, name))
+            return known[i].fn;
+    return NULL;
 }
 
 static int publishes_to(const es__relay_topics *t, const char *topic)
@@ -148,3 +178,38 @@ int64_t es__relay_topics_messages(const es__relay_topics *t, rd_kafka_t *rk)
     return sum;
 }
 
+
+typedef struct placed {
+    int64_t where;   /* topic index << 32 | partition, the order of the round */
+    size_t i;        /* place in the feed's order: keeps each key's events in order */
+} placed;
+
+static int placed_cmp(const void *a, const void *b)
+{
+    const placed *x = a, *y = b;
+    if (x->where != y->where)
+        return x->where < y->where ? -1 : 1;
+    return x->i < y->i ? -1 : x->i > y->i;
+}
+
+size_t *es__relay_round_order(const es__relay_topics *t, es__relay_partitioner fn, const es_envelope_view *evs,
+                              size_t n)
+{
+    if (!fn || n < 2)
+        return NULL;
+    placed *o = es_xcalloc(n, sizeof *o);
+    for (size_t i = 0; i < n; i++) {
+        size_t k = es__relay_topic_index(t, evs[i].stream_type);
+        int32_t cnt = t->partition_cnt[k], p = 0;
+        size_t keylen = strlen(evs[i].stream_id);
+        if (cnt > 0 && keylen > 0) /* with a key the partitioners never look at the topic handle */
+            p = fn(NULL, evs[i].stream_id, keylen, cnt, NULL, NULL);
+        o[i] = (placed){.where = (int64_t)k << 32 | (uint32_t)p, .i = i};
+    }
+    qsort(o, n, sizeof *o, placed_cmp);
+    size_t *order = es_xcalloc(n, sizeof *order);
+    for (size_t i = 0; i < n; i++)
+        order[i] = o[i].i;
+    free(o);
+    return order;
+}
