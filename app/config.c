@@ -38,6 +38,8 @@ static const key keys[] = {
     {"partitions", IR(partitions, 1, 100000), "6", "partitions when the relay creates the topic"},
     {"pool-size", IR(pool_size, 2, 1000), "16", "PostgreSQL connections of the command and query path (more than committers: each committer keeps one)"},
     {"workers", IR(workers, 1, 4096), "64", "dispatcher threads (commands wait on group commit)"},
+    {"direct-commands", IR(direct_commands, 0, 4096), "64",
+     "creating commands decided on the transport's thread and answered by the committer, in flight at most (0: all through workers)"},
     {"committers", IR(committers, 1, 8), "1", "group-commit threads, each with its own PostgreSQL connection (1-8; more help only when commits wait on a slow disk with idle cores)"},
     {"http-threads", IR(http_threads, 1, 256), "2", "HTTP event-loop threads"},
     {"grpc-threads", IR(grpc_threads, 1, 256), "2", "gRPC completion-queue threads"},

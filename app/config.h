@@ -24,6 +24,7 @@ typedef struct orderd_config {
     int partitions;
     int pool_size;
     int workers;
+    int direct_commands;
     int committers;
     int consumer_fetch_wait_ms;
     int projection_consumers;

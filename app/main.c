@@ -408,6 +408,7 @@ static int start(app *a)
     es_dispatcher_config dc = {.pipeline = a->pipeline, .json = a->json, .query_app = &a->qenv,
                                .query_apps = query_apps,
                                .workers = (size_t)cfg->workers, .services = services, .n_services = n_services,
+                               .direct_commands = (size_t)cfg->direct_commands, .direct_off = cfg->direct_commands == 0,
                                .idempotency_retention_s = cfg->idempotency_retention_s,
                                .max_waiting = (size_t)cfg->max_waiting_reads, .recheck_ms = cfg->waiting_read_recheck_ms,
                                .max_reruns = (size_t)cfg->waiting_read_reruns};

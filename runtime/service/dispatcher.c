@@ -45,6 +45,10 @@ typedef struct dispatcher {
     es_call *rerun_head, *rerun_tail; /* fired parked queries, in order (dispatch.next) */
     size_t reruns_running, reruns_max;
     int closing_waits;               /* set at free: re-runs answer instead of parking */
+    size_t direct_max;               /* commands decided on the transport's thread, in flight at most */
+    size_t direct_running;           /* under lock */
+    uint64_t direct_total, direct_rerun; /* under lock: taken directly; conflicts run again by a worker */
+    pthread_cond_t direct_idle;      /* signalled when direct_running drops to 0 */
 } dispatcher;
 
 static method_stats *stats_of(dispatcher *d, const es_method_def *m)
@@ -145,58 +149,88 @@ static int run_query(dispatcher *d, es_call *call, es_error *err)
     return es_error_set(err, ES_ABORTED, field, "the service is stopping: %s cannot be waited for; retry", field);
 }
 
+/* A command's idempotency key, scoped and fingerprinted, in meta. */
+typedef struct command_key {
+    es_command_meta meta;
+    char scoped[ES_UUID_STRLEN + 1];
+    uint8_t fingerprint[32];
+} command_key;
+
+/* "The call is answered": a positive code, never an es_status. */
+#define ANSWERED 2
+
+/* Fills k for call's command. Returns ES_OK; an error; ANSWERED when a key of the release before
+ * scoped keys already answered the call (call->response set); or, with may_block 0,
+ * ES_PIPELINE_BLOCKING when finding that out may need a query. */
+static int command_key_of(dispatcher *d, es_call *call, const char *actor, int may_block, command_key *k,
+                          es_error *err)
+{
+    const es_method_def *m = call->method;
+    const char *key = call->idempotency_key && call->idempotency_key[0] ? call->idempotency_key : NULL;
+    const char *rid = m->command->request_id(call->request);
+    if (key && rid[0] && strcmp(key, rid) != 0)
+        return es_error_set(err, ES_INVALID_ARGUMENT, "request_id",
+                            "request_id \"%s\" differs from the Idempotency-Key header \"%s\"", rid, key);
+    const char *client_key = key ? key : rid[0] ? rid : NULL;
+    memset(k, 0, sizeof *k);
+    k->meta = (es_command_meta){.correlation_id = call->correlation_id, .actor = actor};
+    if (!client_key)
+        return ES_OK;
+    if (strlen(client_key) > ES_IDEMPOTENCY_KEY_MAX)
+        return es_error_set(err, ES_INVALID_ARGUMENT, key ? "idempotency_key" : "request_id",
+                            "an idempotency key has at most %d characters", ES_IDEMPOTENCY_KEY_MAX);
+    /* The key is the caller's: looked up with the principal and the method, and tied to the
+     * request it first came with (docs/ARCHITECTURE.md, "idempotency"). */
+    es__idem_scope(actor, m->grpc_path, client_key, k->scoped);
+    es__idem_fingerprint(call->request, rid, &call->arena, k->fingerprint);
+    k->meta.command_id = k->scoped;
+    k->meta.request_hash = k->fingerprint;
+    k->meta.request_hash_len = sizeof k->fingerprint;
+    k->meta.retention_s = d->cfg.idempotency_retention_s > 0 ? d->cfg.idempotency_retention_s : 86400;
+    es_store *store = es_pipeline_store(d->cfg.pipeline);
+    if (!may_block && !es_store_legacy_keys_settled(store))
+        return ES_PIPELINE_BLOCKING;
+    /* A retry across the upgrade from the release that recorded the key itself. */
+    es_append_result old;
+    int lrc = es_store_find_legacy_command(store, client_key, actor, k->meta.retention_s, &old, err);
+    const char *tid = m->command->target_id ? m->command->target_id(call->request) : NULL;
+    if (lrc == ES_OK && (!tid || !tid[0] || !strcmp(tid, old.stream_id))) {
+        es_command_result res = {.version = old.last_version, .replayed = 1, .attempts = 1};
+        snprintf(res.stream_id, sizeof res.stream_id, "%s", old.stream_id);
+        res.n_events = old.n_events < ES_DECISION_MAX ? old.n_events : ES_DECISION_MAX;
+        res.first_version = res.n_events ? old.first_version : 0;
+        for (size_t i = 0; i < res.n_events; i++)
+            memcpy(res.event_ids[i], old.event_ids[i], sizeof res.event_ids[i]);
+        call->response = es_command_answer(m->output, m->command, &res, &call->arena);
+        return ANSWERED;
+    }
+    return lrc == ES_OK || lrc == ES_NOT_FOUND ? ES_OK : lrc;
+}
+
+/* Canonical ids, then the caller's identity and rights (*actor). */
+static int admit(dispatcher *d, es_call *call, const char **actor, es_error *err)
+{
+    *actor = "";
+    /* One identity per entity: ids are rewritten to their canonical spelling before the owner
+     * check reads them, so that no other spelling can pass it and then match another row. */
+    if (call->method->canonicalize)
+        call->method->canonicalize(call->request);
+    return d->cfg.authorize ? d->cfg.authorize(d->cfg.authorize_data, call, actor, err) : ES_OK;
+}
+
 static int run_call(dispatcher *d, es_call *call, es_error *err)
 {
     const es_method_def *m = call->method;
-    const char *actor = "";
+    const char *actor;
     int rc;
-    /* One identity per entity: ids are rewritten to their canonical spelling before the owner
-     * check reads them, so that no other spelling can pass it and then match another row. */
-    if (m->canonicalize)
-        m->canonicalize(call->request);
-    if (d->cfg.authorize && (rc = d->cfg.authorize(d->cfg.authorize_data, call, &actor, err)) != ES_OK)
+    if ((rc = admit(d, call, &actor, err)) != ES_OK)
         return rc;
     if (m->command) {
-        const char *key = call->idempotency_key && call->idempotency_key[0] ? call->idempotency_key : NULL;
-        const char *rid = m->command->request_id(call->request);
-        if (key && rid[0] && strcmp(key, rid) != 0)
-            return es_error_set(err, ES_INVALID_ARGUMENT, "request_id",
-                                "request_id \"%s\" differs from the Idempotency-Key header \"%s\"", rid, key);
-        const char *client_key = key ? key : rid[0] ? rid : NULL;
-        es_command_meta meta = {.correlation_id = call->correlation_id, .actor = actor};
-        char scoped[ES_UUID_STRLEN + 1];
-        uint8_t fingerprint[32];
-        if (client_key) {
-            if (strlen(client_key) > ES_IDEMPOTENCY_KEY_MAX)
-                return es_error_set(err, ES_INVALID_ARGUMENT, key ? "idempotency_key" : "request_id",
-                                    "an idempotency key has at most %d characters", ES_IDEMPOTENCY_KEY_MAX);
-            /* The key is the caller's: looked up with the principal and the method, and tied to
-             * the request it first came with (docs/ARCHITECTURE.md, "idempotency"). */
-            es__idem_scope(actor, m->grpc_path, client_key, scoped);
-            es__idem_fingerprint(call->request, rid, &call->arena, fingerprint);
-            meta.command_id = scoped;
-            meta.request_hash = fingerprint;
-            meta.request_hash_len = sizeof fingerprint;
-            meta.retention_s = d->cfg.idempotency_retention_s > 0 ? d->cfg.idempotency_retention_s : 86400;
-            /* A retry across the upgrade from the release that recorded the key itself. */
-            es_append_result old;
-            int lrc = es_store_find_legacy_command(es_pipeline_store(d->cfg.pipeline), client_key, actor,
-                                                   meta.retention_s, &old, err);
-            const char *tid = m->command->target_id ? m->command->target_id(call->request) : NULL;
-            if (lrc == ES_OK && (!tid || !tid[0] || !strcmp(tid, old.stream_id))) {
-                es_command_result res = {.version = old.last_version, .replayed = 1, .attempts = 1};
-                snprintf(res.stream_id, sizeof res.stream_id, "%s", old.stream_id);
-                res.n_events = old.n_events < ES_DECISION_MAX ? old.n_events : ES_DECISION_MAX;
-                res.first_version = res.n_events ? old.first_version : 0;
-                for (size_t i = 0; i < res.n_events; i++)
-                    memcpy(res.event_ids[i], old.event_ids[i], sizeof res.event_ids[i]);
-                call->response = es_command_answer(m->output, m->command, &res, &call->arena);
-                return ES_OK;
-            }
-            if (lrc != ES_OK && lrc != ES_NOT_FOUND) return lrc;
-        }
+        command_key k;
+        if ((rc = command_key_of(d, call, actor, 1, &k, err)) != ES_OK)
+            return rc == ANSWERED ? ES_OK : rc;
         es_command_result res;
-        if ((rc = es_pipeline_execute(d->cfg.pipeline, m->command, call->request, &meta, &res, err)) != ES_OK)
+        if ((rc = es_pipeline_execute(d->cfg.pipeline, m->command, call->request, &k.meta, &res, err)) != ES_OK)
             return rc;
         call->response = es_command_answer(m->output, m->command, &res, &call->arena);
         return ES_OK;
@@ -353,10 +387,9 @@ void es_dispatcher_wake(es_dispatcher *base, const char *const *stream_ids, size
         es_waiters_wake(d->waiters, stream_ids, n);
 }
 
-static void submit(es_dispatcher *base, es_call *call)
+/* Queues call for a worker, or answers it at once when the queue is full or the service stops. */
+static void enqueue(dispatcher *d, es_call *call)
 {
-    dispatcher *d = (dispatcher *)base;
-    memset(&call->dispatch, 0, sizeof call->dispatch);
     pthread_mutex_lock(&d->lock);
     if (d->count == d->cap || d->stopping) {
         d->stats.rejected++;
@@ -371,6 +404,89 @@ static void submit(es_dispatcher *base, es_call *call)
     d->count++;
     pthread_cond_signal(&d->cond);
     pthread_mutex_unlock(&d->lock);
+}
+
+/* A direct attempt is over (taken: answered or run again without a worker's first try; rerun:
+ * after a conflict): one fewer in flight (es_dispatcher_free waits for none). */
+static void direct_end(dispatcher *d, int taken, int rerun)
+{
+    pthread_mutex_lock(&d->lock);
+    d->direct_total += taken != 0;
+    d->direct_rerun += rerun != 0;
+    if (--d->direct_running == 0)
+        pthread_cond_broadcast(&d->direct_idle);
+    pthread_mutex_unlock(&d->lock);
+}
+
+/* es_pipeline_done_fn of a direct command, on the committer's thread. */
+static void direct_done(void *data, int status, const es_command_result *res, const es_error *err)
+{
+    es_call *call = data;
+    dispatcher *d = call->dispatch.owner;
+    call->dispatch.owner = NULL;
+    if (status == ES_ABORTED) {
+        /* A version conflict on a stream assigned as new: run the command the blocking way
+         * (load, decide again, retry), as es_pipeline_execute does after a conflict. */
+        enqueue(d, call);
+    } else {
+        es_error e = {0};
+        if (status == ES_OK)
+            call->response = es_command_answer(call->method->output, call->method->command, res, &call->arena);
+        else if (err)
+            e = *err;
+        complete(d, call, status, &e);
+    }
+    direct_end(d, 1, status == ES_ABORTED);
+}
+
+/* A creating command that needs no read, decided here on the transport's thread with its
+ * append queued for the committer, which answers it (direct_done): no worker takes it and
+ * wakes twice for it. 1 when the call is taken care of; 0 when it needs a worker. */
+static int try_direct(dispatcher *d, es_call *call)
+{
+    const es_method_def *m = call->method;
+    if (d->cfg.direct_off || !m->command || !m->command->creates)
+        return 0;
+    for (size_t i = 0; i < m->n_access; i++)
+        if (m->access[i].kind == ES_ACCESS_OWNER)   /* the owner check reads the stream */
+            return 0;
+    pthread_mutex_lock(&d->lock);
+    int room = !d->stopping && d->direct_running < d->direct_max;
+    if (room)
+        d->direct_running++;
+    pthread_mutex_unlock(&d->lock);
+    if (!room)
+        return 0;
+    call->dispatch.first_us = es_mono_us();
+    call->dispatch.owner = d;
+    es_error err = {0};
+    const char *actor;
+    command_key k;
+    int rc = admit(d, call, &actor, &err);
+    if (rc == ES_OK && (rc = command_key_of(d, call, actor, 0, &k, &err)) == ES_OK) {
+        rc = es_pipeline_execute_async(d->cfg.pipeline, m->command, call->request, &k.meta, direct_done, call, &err);
+        if (rc == ES_OK)
+            return 1;              /* the committer holds the call now */
+    }
+    call->dispatch.owner = NULL;
+    if (rc == ES_PIPELINE_BLOCKING) {
+        direct_end(d, 0, 0);
+        memset(&call->dispatch, 0, sizeof call->dispatch);
+        return 0;
+    }
+    if (rc == ANSWERED)
+        rc = ES_OK;
+    complete(d, call, rc, &err);
+    direct_end(d, 1, 0);
+    return 1;
+}
+
+static void submit(es_dispatcher *base, es_call *call)
+{
+    dispatcher *d = (dispatcher *)base;
+    memset(&call->dispatch, 0, sizeof call->dispatch);
+    if (!try_direct(d, call))
+        enqueue(d, call);
 }
 
 es_dispatcher *es_dispatcher_new(const es_dispatcher_config *cfg, es_error *err)
@@ -390,6 +506,8 @@ es_dispatcher *es_dispatcher_new(const es_dispatcher_config *cfg, es_error *err)
         }
     d->ring = es_xcalloc(d->cap, sizeof *d->ring);
     d->reruns_max = cfg->max_reruns ? cfg->max_reruns : 4;
+    d->direct_max = cfg->direct_commands ? cfg->direct_commands : cfg->workers ? cfg->workers : 64;
+    pthread_cond_init(&d->direct_idle, NULL);
     es_waiters_config wc = {.max = cfg->max_waiting, .fire = refire, .data = d};
     d->waiters = es_waiters_new(&wc);
     pthread_mutex_init(&d->lock, NULL);
@@ -426,11 +544,15 @@ void es_dispatcher_free(es_dispatcher *base)
     pthread_mutex_lock(&d->lock);
     d->stopping = 1;
     pthread_cond_broadcast(&d->cond);
+    /* Direct commands end on their committer (which outlives the dispatcher): wait for them. */
+    while (d->direct_running)
+        pthread_cond_wait(&d->direct_idle, &d->lock);
     pthread_mutex_unlock(&d->lock);
     for (size_t i = 0; i < d->n_threads; i++)
         pthread_join(d->threads[i], NULL);
     pthread_mutex_destroy(&d->lock);
     pthread_cond_destroy(&d->cond);
+    pthread_cond_destroy(&d->direct_idle);
     es_waiters_free(d->waiters);
     free(d->threads);
     free(d->ring);
@@ -482,6 +604,8 @@ void es_dispatcher_write_metrics(es_dispatcher *base, es_buf *out)
     es_metrics_sample(out, "es_dispatcher_rejected_total", "", (double)st.rejected);
     es_waiters_write_metrics(d->waiters, out);
     pthread_mutex_lock(&d->lock);
+    size_t direct_running = d->direct_running;
+    uint64_t direct_total = d->direct_total, direct_rerun = d->direct_rerun;
     size_t running = d->reruns_running, pending = 0;
     for (es_call *c = d->rerun_head; c; c = c->dispatch.next)
         pending++;
@@ -491,4 +615,12 @@ void es_dispatcher_write_metrics(es_dispatcher *base, es_buf *out)
     es_metrics_sample(out, "es_waiting_reads_rerunning", "", (double)running);
     es_metrics_family(out, "es_waiting_reads_rerun_queued", "gauge", "Fired waiting reads queued for a worker.");
     es_metrics_sample(out, "es_waiting_reads_rerun_queued", "", (double)pending);
+    es_metrics_family(out, "es_direct_commands_total", "counter",
+                      "Creating commands decided on the transport's thread and answered by the committer (direct-commands).");
+    es_metrics_sample(out, "es_direct_commands_total", "", (double)direct_total);
+    es_metrics_family(out, "es_direct_commands_rerun_total", "counter",
+                      "Direct commands whose append met a version conflict, run again by a worker.");
+    es_metrics_sample(out, "es_direct_commands_rerun_total", "", (double)direct_rerun);
+    es_metrics_family(out, "es_direct_commands_running", "gauge", "Direct commands in flight (at most direct-commands).");
+    es_metrics_sample(out, "es_direct_commands_running", "", (double)direct_running);
 }

@@ -283,74 +283,73 @@ typedef struct attempt {
     int64_t expected;
 } attempt;
 
-static int run_once(es_pipeline *p, const attempt *at, ProtobufCMessage *state, int64_t version,
-                    es_command_result *out, int *refused, ProtobufCMessage **keep, int64_t *keep_version,
-                    es_error *err)
+/* The checks and the decision of one attempt on (state, version): ES_OK with d filled, or the
+ * refusal (existence, expected version, guard, decide: *refused = 1) or a server error (an event
+ * the command does not declare: *refused = 0). A decision of no events is ES_OK, *refused = 1. */
+static int check_and_decide(const attempt *at, const ProtobufCMessage *state, int64_t version, es_arena *arena,
+                            es_decision *d, int *refused, es_error *err)
 {
     const es_command_def *def = at->def;
     const es_aggregate_def *agg = def->aggregate;
-    es_arena arena;
-    es_arena_init(&arena);
-    int rc = ES_OK;
-    *refused = 0;
-    *keep = NULL;
+    int rc;
+    *refused = 1;
+    if (def->creates && state)
+        return es_error_set(err, ES_ALREADY_EXISTS, agg->id_field, "%s %s already exists", agg->name, at->stream_id);
+    if (!def->creates && !state)
+        return es_error_set(err, ES_NOT_FOUND, agg->id_field, "%s %s not found", agg->name, at->stream_id);
+    if (at->has_expected && at->expected != version)
+        return es_error_set(err, ES_ABORTED, "expected_version", "expected version %lld, stream is at %lld",
+                            (long long)at->expected, (long long)version);
+    if (def->guard && (rc = def->guard(state, err)) != ES_OK) return rc;
 
-    if (def->creates && state) {
-        rc = es_error_set(err, ES_ALREADY_EXISTS, agg->id_field, "%s %s already exists", agg->name, at->stream_id);
-        goto refuse;
-    }
-    if (!def->creates && !state) {
-        rc = es_error_set(err, ES_NOT_FOUND, agg->id_field, "%s %s not found", agg->name, at->stream_id);
-        goto refuse;
-    }
-    if (at->has_expected && at->expected != version) {
-        rc = es_error_set(err, ES_ABORTED, "expected_version", "expected version %lld, stream is at %lld",
-                          (long long)at->expected, (long long)version);
-        goto refuse;
-    }
-    if (def->guard && (rc = def->guard(state, err)) != ES_OK) goto refuse;
-
-    es_decision d = {.n = 0};
+    memset(d, 0, sizeof *d);
     es_decide_ctx ctx = {
         .stream_id = at->stream_id,
         .version = version,
         .now_us = es_now_us(),
         .command_id = at->command_id ? at->command_id : "",
         .actor = at->meta && at->meta->actor ? at->meta->actor : "",
-        .arena = &arena,
+        .arena = arena,
     };
-    if ((rc = def->decide(&ctx, state, at->cmd, &d, err)) != ES_OK) goto refuse;
-    for (size_t i = 0; i < d.n; i++)
-        if (!emits(def, d.defs[i]) || d.events[i]->descriptor != d.defs[i]->descriptor) {
-            rc = es_error_set(err, ES_INTERNAL, "", "%s emitted %s, which it does not declare", def->name,
-                              d.defs[i] ? d.defs[i]->type : "an unknown event");
-            goto out;
+    if ((rc = def->decide(&ctx, state, at->cmd, d, err)) != ES_OK) return rc;
+    for (size_t i = 0; i < d->n; i++)
+        if (!emits(def, d->defs[i]) || d->events[i]->descriptor != d->defs[i]->descriptor) {
+            *refused = 0;
+            return es_error_set(err, ES_INTERNAL, "", "%s emitted %s, which it does not declare", def->name,
+                                d->defs[i] ? d->defs[i]->type : "an unknown event");
         }
+    *refused = d->n == 0;      /* nothing to record: a no-op on this state */
+    return ES_OK;
+}
 
-    if (d.n == 0) {
-        /* Nothing to record: the command is a no-op on this state. */
-        snprintf(out->stream_id, sizeof out->stream_id, "%s", at->stream_id);
-        out->version = version;
-        *refused = 1;              /* a recorded first run, if any, is the better answer */
-        goto keep;
-    }
-
-    /* Fold the new events now: the result is the state to cache (and maybe snapshot) once
-     * they commit. */
-    if (!state) state = new_state(agg);
+/* An attempt's append, ready to send: the decision's events folded into the state, packed,
+ * their JSON views, the snapshot when one is due. Everything lives in the attempt's arena. */
+typedef struct prepared {
     es_event_data evs[ES_DECISION_MAX];
     const char *jsons[ES_DECISION_MAX];
-    for (size_t i = 0; i < d.n; i++) {
-        const es_event_def *ed = d.defs[i];
-        if ((rc = ed->apply(state, d.events[i])) != ES_OK) {
-            rc = es_error_set(err, ES_INTERNAL, "", "%s: %s does not apply to %s %s (%s)", def->name, ed->type,
-                              agg->name, at->stream_id, es_strerror(rc));
-            goto out;
-        }
-        size_t len = protobuf_c_message_get_packed_size(d.events[i]);
-        uint8_t *buf = es_arena_alloc(&arena, len ? len : 1);
-        protobuf_c_message_pack(d.events[i], buf);
-        evs[i] = (es_event_data){
+    es_snapshot_data snap;
+    es_append a;
+    int64_t new_version;
+} prepared;
+
+/* Folds d into *state (a new state when NULL) and fills pr. ES_OK, or ES_INTERNAL when an
+ * event does not apply. */
+static int prepare(es_pipeline *p, const attempt *at, ProtobufCMessage **state, int64_t version,
+                   const es_decision *d, es_arena *arena, prepared *pr, es_error *err)
+{
+    const es_command_def *def = at->def;
+    const es_aggregate_def *agg = def->aggregate;
+    if (!*state) *state = new_state(agg);
+    for (size_t i = 0; i < d->n; i++) {
+        const es_event_def *ed = d->defs[i];
+        int rc = ed->apply(*state, d->events[i]);
+        if (rc != ES_OK)
+            return es_error_set(err, ES_INTERNAL, "", "%s: %s does not apply to %s %s (%s)", def->name, ed->type,
+                                agg->name, at->stream_id, es_strerror(rc));
+        size_t len = protobuf_c_message_get_packed_size(d->events[i]);
+        uint8_t *buf = es_arena_alloc(arena, len ? len : 1);
+        protobuf_c_message_pack(d->events[i], buf);
+        pr->evs[i] = (es_event_data){
             .event_type = ed->type,
             .schema_name = ed->schema,
             .schema_version = ed->schema_version,
@@ -358,21 +357,21 @@ static int run_once(es_pipeline *p, const attempt *at, ProtobufCMessage *state, 
             .payload = buf,
             .payload_len = len,
         };
-        jsons[i] = p->json ? event_json(p->json, d.events[i], &arena) : NULL;
+        pr->jsons[i] = p->json ? event_json(p->json, d->events[i], arena) : NULL;
     }
-    int64_t new_version = version + (int64_t)d.n;
-    es_snapshot_data snap, *snapp = NULL;
+    pr->new_version = version + (int64_t)d->n;
+    es_snapshot_data *snapp = NULL;
     int every = snapshot_interval(p, agg);
-    if (every > 0 && new_version / every > version / every) {
-        size_t len = protobuf_c_message_get_packed_size(state);
-        uint8_t *buf = es_arena_alloc(&arena, len ? len : 1);
-        protobuf_c_message_pack(state, buf);
-        snap = (es_snapshot_data){new_version, agg->state_descriptor->name,
-                                  es_store_schema_hash(agg->state_descriptor), buf, len};
-        snapp = &snap;
+    if (every > 0 && pr->new_version / every > version / every) {
+        size_t len = protobuf_c_message_get_packed_size(*state);
+        uint8_t *buf = es_arena_alloc(arena, len ? len : 1);
+        protobuf_c_message_pack(*state, buf);
+        pr->snap = (es_snapshot_data){pr->new_version, agg->state_descriptor->name,
+                                      es_store_schema_hash(agg->state_descriptor), buf, len};
+        snapp = &pr->snap;
     }
     const es_command_meta *m = at->meta;
-    es_append a = {
+    pr->a = (es_append){
         .stream_type = agg->name,
         .stream_id = at->stream_id,
         .expected_version = version,
@@ -381,33 +380,49 @@ static int run_once(es_pipeline *p, const attempt *at, ProtobufCMessage *state, 
         .correlation_id = m && m->correlation_id ? m->correlation_id : at->command_id,
         .causation_id = m ? m->causation_id : NULL,
         .actor = m ? m->actor : NULL,
-        .events = evs,
-        .n_events = d.n,
+        .events = pr->evs,
+        .n_events = d->n,
         .snapshot = snapp,
-        .payload_json = p->json ? jsons : NULL,
+        .payload_json = p->json ? pr->jsons : NULL,
         .request_hash = m ? m->request_hash : NULL,
         .request_hash_len = m ? m->request_hash_len : 0,
         .retention_s = m ? m->retention_s : 0,
     };
+    return ES_OK;
+}
+
+static int run_once(es_pipeline *p, const attempt *at, ProtobufCMessage *state, int64_t version,
+                    es_command_result *out, int *refused, ProtobufCMessage **keep, int64_t *keep_version,
+                    es_error *err)
+{
+    es_arena arena;
+    es_arena_init(&arena);
+    *keep = NULL;
+    es_decision d;
+    prepared pr;
+    int rc = check_and_decide(at, state, version, &arena, &d, refused, err);
+    if (*refused) {
+        if (rc == ES_OK) {         /* a recorded first run, if any, is the better answer */
+            snprintf(out->stream_id, sizeof out->stream_id, "%s", at->stream_id);
+            out->version = version;
+        }
+        /* The state was only read: it is still the committed state, worth keeping. */
+        *keep = state;
+        *keep_version = version;
+        state = NULL;
+        goto out;
+    }
+    if (rc != ES_OK || (rc = prepare(p, at, &state, version, &d, &arena, &pr, err)) != ES_OK) goto out;
     es_append_result ar;
-    rc = es_store_append(p->store, &a, &ar, err);
+    rc = es_store_append(p->store, &pr.a, &ar, err);
     if (rc != ES_OK) goto out;
     fill_result(out, &ar);
     if (!ar.replayed) {
-        if (snapp) STAT_ADD(p, snapshots);
+        if (pr.a.snapshot) STAT_ADD(p, snapshots);
         *keep = state;             /* committed: the stream's new state */
-        *keep_version = new_version;
+        *keep_version = pr.new_version;
         state = NULL;
     }
-    goto out;
-
-refuse:
-    *refused = 1;
-keep:
-    /* The state was only read: it is still the committed state, worth keeping. */
-    *keep = state;
-    *keep_version = version;
-    state = NULL;
 out:
     protobuf_c_message_free_unpacked(state, NULL);
     es_arena_free(&arena);
@@ -508,6 +523,122 @@ int es_pipeline_execute(es_pipeline *p, const es_command_def *def, const Protobu
         tried = version;
         backoff(n);
     }
+}
+
+/* ---- executing without blocking (es_pipeline_execute_async) ---- */
+
+typedef struct async_cmd {
+    es_pipeline *p;
+    attempt at;
+    es_command_meta meta;          /* the caller's, its strings copied into arena */
+    char sid[ES_STREAM_ID_MAX + 1];
+    es_arena arena;
+    ProtobufCMessage *state;       /* the new state, cached once committed */
+    uint64_t ticket;
+    prepared pr;
+    es_pipeline_done_fn done;
+    void *data;
+} async_cmd;
+
+static const char *arena_dup(es_arena *a, const char *s) { return s ? es_arena_strdup(a, s) : NULL; }
+
+static void async_free(async_cmd *x)
+{
+    if (x->p->cache) es__state_cache_checkin(x->p->cache, x->sid, x->ticket, NULL, 0);
+    protobuf_c_message_free_unpacked(x->state, NULL);
+    es_arena_free(&x->arena);
+    free(x);
+}
+
+/* es_append_done_fn: the committer's outcome, on its thread. */
+static void async_done(void *data, int status, const es_append_result *ar, const es_error *err)
+{
+    async_cmd *x = data;
+    es_pipeline *p = x->p;
+    es_command_result res;
+    memset(&res, 0, sizeof res);
+    res.attempts = 1;
+    if (status == ES_OK) {
+        fill_result(&res, ar);
+        if (!ar->replayed) {
+            if (x->pr.a.snapshot) STAT_ADD(p, snapshots);
+            if (p->cache) {        /* committed: the stream's new state */
+                es__state_cache_checkin(p->cache, x->sid, x->ticket, x->state, x->pr.new_version);
+                x->state = NULL;
+                x->ticket = 0;
+            }
+        }
+    }
+    es_pipeline_done_fn done = x->done;
+    void *done_data = x->data;
+    async_free(x);
+    done(done_data, status, &res, err);
+}
+
+int es_pipeline_execute_async(es_pipeline *p, const es_command_def *def, const ProtobufCMessage *cmd,
+                              const es_command_meta *meta, es_pipeline_done_fn done, void *data, es_error *err)
+{
+    if (!p || !def || !cmd || !done || cmd->descriptor != def->descriptor || !def->aggregate || !def->decide ||
+        !def->creates)
+        return ES_PIPELINE_BLOCKING;
+    const char *tid = def->target_id ? def->target_id(cmd) : "";
+    int64_t expected;
+    if ((tid && tid[0]) || (def->expected_version && def->expected_version(cmd, &expected)))
+        return ES_PIPELINE_BLOCKING;   /* a stream named by the client may exist: a load may be due */
+    int rc;
+    if (def->validate && (rc = def->validate(cmd, err)) != ES_OK) {
+        STAT_ADD(p, executed);
+        return rc;
+    }
+    const es_aggregate_def *agg = def->aggregate;
+    async_cmd *x = es_xcalloc(1, sizeof *x);
+    x->p = p;
+    x->done = done;
+    x->data = data;
+    es_arena_init(&x->arena);
+    if (meta) {
+        x->meta = *meta;
+        x->meta.command_id = arena_dup(&x->arena, meta->command_id);
+        x->meta.correlation_id = arena_dup(&x->arena, meta->correlation_id);
+        x->meta.causation_id = arena_dup(&x->arena, meta->causation_id);
+        x->meta.actor = arena_dup(&x->arena, meta->actor);
+        if (meta->request_hash && meta->request_hash_len) {
+            uint8_t *h = es_arena_alloc(&x->arena, meta->request_hash_len);
+            memcpy(h, meta->request_hash, meta->request_hash_len);
+            x->meta.request_hash = h;
+        }
+    }
+    attempt *at = &x->at;
+    *at = (attempt){.def = def, .cmd = cmd, .meta = &x->meta};
+    at->command_id = x->meta.command_id && x->meta.command_id[0] ? x->meta.command_id
+                     : def->request_id ? arena_dup(&x->arena, def->request_id(cmd))
+                                       : NULL;
+    if (at->command_id && !at->command_id[0]) at->command_id = NULL;
+    at->idempotent = at->command_id != NULL;
+    /* A creating command presumes a new stream (an assigned UUIDv7 is new by construction). */
+    es_uuid_v7(x->sid);
+    at->stream_id = x->sid;
+    int64_t version = 0;
+    if (p->cache && es__state_cache_checkout(p->cache, x->sid, agg->state_descriptor, 0, 0, &x->ticket, &x->state,
+                                             &version)) {
+        async_free(x);             /* cached already: not new after all */
+        return ES_PIPELINE_BLOCKING;
+    }
+    es_decision d;
+    int refused;
+    rc = check_and_decide(at, NULL, 0, &x->arena, &d, &refused, err);
+    if (refused && (rc == ES_OK || at->idempotent)) {
+        /* Nothing to record, or a refusal that a recorded first run may answer instead. */
+        async_free(x);
+        return ES_PIPELINE_BLOCKING;
+    }
+    STAT_ADD(p, executed);
+    if (rc != ES_OK || (rc = prepare(p, at, &x->state, 0, &d, &x->arena, &x->pr, err)) != ES_OK ||
+        (rc = es_store_append_async(p->store, &x->pr.a, async_done, x, err)) != ES_OK) {
+        async_free(x);
+        return rc;
+    }
+    return ES_OK;                  /* x belongs to the committer now */
 }
 
 void es_pipeline_write_metrics(es_pipeline *p, es_buf *b)

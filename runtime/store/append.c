@@ -37,6 +37,9 @@ struct es__append_req {
     int status;                    /* outcome */
     es_error err;
     sem_t done;                    /* posted once by the committer: the outcome is set */
+    es_append_done_fn done_fn;     /* es_store_append_async: called instead of the post */
+    void *done_data;
+    es_append_result result;       /* es_store_append_async: out points here */
     es__append_req *next;
 };
 
@@ -279,6 +282,33 @@ static void run_batch(es__committer *c, es__append_req **q, size_t n)
     for (size_t i = 0; i < n; i++) set_outcome(q[i], rc, &err);
 }
 
+static void count(es_store *s, const es__append_req *q)
+{
+    __atomic_add_fetch(&s->stats.appends, 1, __ATOMIC_RELAXED);
+    if (q->status == ES_ABORTED) __atomic_add_fetch(&s->stats.conflicts, 1, __ATOMIC_RELAXED);
+    if (q->status == ES_OK && q->out->replayed) __atomic_add_fetch(&s->stats.replays, 1, __ATOMIC_RELAXED);
+}
+
+static void release(es__append_req *q)
+{
+    for (int i = 0; i < 8; i++) es_buf_free(&q->arr[i]);
+}
+
+/* Hands q its outcome: posts a blocked caller, or runs an asynchronous caller's callback and
+ * frees q. */
+static void answer(es_store *s, es__append_req *q)
+{
+    if (!q->done_fn) {
+        sem_post(&q->done);
+        return;
+    }
+    count(s, q);
+    if (q->status != ES_OK) memset(q->out, 0, sizeof *q->out);
+    q->done_fn(q->done_data, q->status, q->out, &q->err);
+    release(q);
+    free(q);
+}
+
 static void *committer_main(void *arg)
 {
     es__committer *c = arg;
@@ -302,19 +332,21 @@ static void *committer_main(void *arg)
         /* Each caller waits on its own semaphore, not on the queue's mutex: woken callers do
          * not pile up on a lock the committer holds. A request is not touched after its post
          * (its caller may return at once). */
-        for (size_t i = 0; i < n; i++) sem_post(&batch[i]->done);
+        for (size_t i = 0; i < n; i++) answer(s, batch[i]);
         pthread_mutex_lock(&s->mu);
         s->stats.batches++;
         if (n > s->stats.max_batch) s->stats.max_batch = n;
     }
-    /* Stopping: whoever still waits gets an answer. */
-    for (es__append_req *q = c->head, *next; q; q = next) {
-        next = q->next;
-        q->status = es_error_set(&q->err, ES_UNAVAILABLE, "", "event store is shutting down");
-        sem_post(&q->done);
-    }
+    /* Stopping: whoever still waits gets an answer (outside the lock: a callback may take
+     * others). */
+    es__append_req *left = c->head;
     c->head = c->tail = NULL;
     pthread_mutex_unlock(&s->mu);
+    for (es__append_req *q = left, *next; q; q = next) {
+        next = q->next;
+        q->status = es_error_set(&q->err, ES_UNAVAILABLE, "", "event store is shutting down");
+        answer(s, q);
+    }
     free(batch);
     return NULL;
 }
@@ -362,6 +394,44 @@ static es__committer *owner(es_store *s, const char *stream_id)
     return &s->committers[h % s->n_committers];
 }
 
+/* Queues q on its stream's committer; 0 when the store is stopping (q untouched). */
+static int enqueue(es_store *s, es__append_req *q)
+{
+    pthread_mutex_lock(&s->mu);
+    int queued = !s->stop;
+    if (queued) {
+        es__committer *c = owner(s, q->a->stream_id);
+        if (c->tail) c->tail->next = q;
+        else c->head = q;
+        c->tail = q;
+        pthread_cond_signal(&c->work);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return queued;
+}
+
+int es_store_append_async(es_store *s, const es_append *a, es_append_done_fn done, void *data, es_error *err)
+{
+    if (!s || !a || !done) return es_error_set(err, ES_INVALID_ARGUMENT, "", "missing argument");
+    es__append_req *q = es_xcalloc(1, sizeof *q);
+    int rc = check(a, err);
+    if (rc) {
+        free(q);
+        return rc;
+    }
+    q->a = a;
+    q->out = &q->result;
+    q->done_fn = done;
+    q->done_data = data;
+    build(q, a, q->out);
+    if (!enqueue(s, q)) {
+        release(q);
+        free(q);
+        return es_error_set(err, ES_UNAVAILABLE, "", "event store is shutting down");
+    }
+    return ES_OK;
+}
+
 int es_store_append(es_store *s, const es_append *a, es_append_result *out, es_error *err)
 {
     if (!s || !a || !out) return es_error_set(err, ES_INVALID_ARGUMENT, "", "missing argument");
@@ -376,25 +446,13 @@ int es_store_append(es_store *s, const es_append *a, es_append_result *out, es_e
     build(&q, a, out);
     sem_init(&q.done, 0, 0);
 
-    pthread_mutex_lock(&s->mu);
-    int queued = !s->stop;
-    if (!queued) {
-        q.status = es_error_set(&q.err, ES_UNAVAILABLE, "", "event store is shutting down");
-    } else {
-        es__committer *c = owner(s, a->stream_id);
-        if (c->tail) c->tail->next = &q;
-        else c->head = &q;
-        c->tail = &q;
-        pthread_cond_signal(&c->work);
-    }
-    pthread_mutex_unlock(&s->mu);
+    int queued = enqueue(s, &q);
+    if (!queued) q.status = es_error_set(&q.err, ES_UNAVAILABLE, "", "event store is shutting down");
     while (queued && sem_wait(&q.done) != 0) {}
-    __atomic_add_fetch(&s->stats.appends, 1, __ATOMIC_RELAXED);
-    if (q.status == ES_ABORTED) __atomic_add_fetch(&s->stats.conflicts, 1, __ATOMIC_RELAXED);
-    if (q.status == ES_OK && out->replayed) __atomic_add_fetch(&s->stats.replays, 1, __ATOMIC_RELAXED);
+    count(s, &q);
 
     sem_destroy(&q.done);
-    for (int i = 0; i < 8; i++) es_buf_free(&q.arr[i]);
+    release(&q);
     if (q.status != ES_OK) {
         if (err) *err = q.err;
         memset(out, 0, sizeof *out);

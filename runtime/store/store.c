@@ -317,6 +317,12 @@ static int64_t legacy_until(es_store *s, int64_t retention_s, es_error *err)
     return until;
 }
 
+int es_store_legacy_keys_settled(es_store *s)
+{
+    int64_t until = __atomic_load_n(&s->legacy_until_us, __ATOMIC_ACQUIRE);
+    return until < 0 || (until > 0 && es_now_us() > until);
+}
+
 int es_store_find_legacy_command(es_store *s, const char *key, const char *actor, int64_t retention_s,
                                  es_append_result *out, es_error *err)
 {

@@ -173,6 +173,48 @@ def test_idempotent_retry(o):
     assert types.count("OrderPlaced") == 1
 
 
+def _metric(o, name):
+    import re
+    status, text = o.request("GET", "/metrics")
+    assert status == 200, status
+    m = re.search(rf"^{name} ([0-9.e+]+)$", text, re.M)
+    assert m, f"{name} missing"
+    return float(m.group(1))
+
+
+def test_direct_place_order_conflict(o, cluster):
+    """PlaceOrder is decided on the transport's thread and answered by the committer; when its
+    append meets a version conflict (forced here once by a trigger on the stream heads), a worker
+    runs it again the blocking way: the client gets one order, with no error."""
+    before, reruns = _metric(o, "es_direct_commands_total"), _metric(o, "es_direct_commands_rerun_total")
+    place(o, customer="direct-plain")
+    assert _metric(o, "es_direct_commands_total") == before + 1
+    cluster.psql("""
+        CREATE SEQUENCE e2e_conflict_once;
+        CREATE FUNCTION e2e_conflict_once() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            -- A sequence, not a row: the conflict rolls back everything else the append wrote.
+            IF NEW.version = 1 AND nextval('e2e_conflict_once') = 1 THEN
+                RAISE unique_violation USING MESSAGE = 'e2e: forced conflict';
+            END IF;
+            RETURN NEW;
+        END $$;
+        CREATE TRIGGER e2e_conflict_once BEFORE INSERT ON es_streams
+            FOR EACH ROW EXECUTE FUNCTION e2e_conflict_once();""")
+    try:
+        oid = place(o, customer="direct-conflict")
+        assert int(cluster.psql("SELECT last_value FROM e2e_conflict_once")) >= 2  # fired, then let it pass
+        assert _metric(o, "es_direct_commands_rerun_total") == reruns + 1
+        types, _ = event_types(o, oid)
+        assert types == ["OrderPlaced"], types
+        n = cluster.psql("SELECT count(*) FROM es_events WHERE event_type = 'OrderPlaced'"
+                         " AND payload_json->>'customer_id' = 'direct-conflict'")
+        assert n == "1", n
+    finally:
+        cluster.psql("DROP TRIGGER e2e_conflict_once ON es_streams; DROP FUNCTION e2e_conflict_once();"
+                     " DROP SEQUENCE e2e_conflict_once")
+
+
 def test_concurrent_cancel_and_ship(o):
     oid = place(o, customer="race")
     wait_payment(o, oid, "PAYMENT_STATUS_PAID")
@@ -366,6 +408,8 @@ def run(cluster, runner, stubs):
     runner.run("many orders at once: each reacted to once, in order", test_many_orders_at_once, o, cluster)
     runner.run("illegal transitions refused", test_illegal_transitions, o)
     runner.run("idempotent retry", test_idempotent_retry, o)
+    runner.run("a direct PlaceOrder that meets a conflict is run again by a worker", test_direct_place_order_conflict,
+               o, cluster)
     runner.run("concurrent cancel and ship", test_concurrent_cancel_and_ship, o)
     runner.run("list pagination", test_list_pagination, o)
     runner.run("bad input", test_bad_input, o)

@@ -1,6 +1,7 @@
 /* The command pipeline against a real PostgreSQL, with the hand-built counter aggregate:
  * round trip with metadata, the outcomes (NOT_FOUND, ALREADY_EXISTS, ABORTED, INTERNAL),
- * idempotency (also concurrent), 16 threads racing on one stream, snapshots. */
+ * idempotency (also concurrent), 16 threads racing on one stream, snapshots, and
+ * es_pipeline_execute_async (answered once from the committer, the cache, idempotency, shutdown). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -8,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <cmocka.h>
 
 #include "es/uuid.h"
@@ -420,6 +422,162 @@ static void test_snapshots(void **state)
     assert_int_equal(v, 1000);
 }
 
+/* ---- es_pipeline_execute_async ---- */
+
+typedef struct async_seen {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int calls, status;
+    es_command_result r;
+    es_error err;
+} async_seen;
+
+static void seen_init(async_seen *s)
+{
+    memset(s, 0, sizeof *s);
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cv, NULL);
+}
+
+static void async_cb(void *data, int status, const es_command_result *r, const es_error *err)
+{
+    async_seen *s = data;
+    pthread_mutex_lock(&s->mu);
+    s->calls++;
+    s->status = status;
+    if (r) s->r = *r;
+    if (err) s->err = *err;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* The outcome, once done ran (the test fails after 20 s without it). */
+static int async_wait(async_seen *s, int calls)
+{
+    double until = now_s() + 20;
+    pthread_mutex_lock(&s->mu);
+    while (s->calls < calls && now_s() < until) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 50 * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) { ts.tv_sec++; ts.tv_nsec -= 1000000000L; }
+        pthread_cond_timedwait(&s->cv, &s->mu, &ts);
+    }
+    int n = s->calls, st = s->status;
+    pthread_mutex_unlock(&s->mu);
+    assert_int_equal(n, calls);
+    return st;
+}
+
+static int async3(const es_command_def *def, const char *a0, const char *a1, const es_command_meta *meta,
+                  async_seen *s, counter_cmd *c, es_error *err)
+{
+    return es_pipeline_execute_async(pl, def, counter_cmd_make(c, a0, a1, NULL), meta, async_cb, s, err);
+}
+
+static void test_async_create(void **state)
+{
+    counter_cmd c;
+    es_error err = {0};
+    async_seen s;
+    seen_init(&s);
+    assert_int_equal(async3(&counter_create, "", "5", NULL, &s, &c, &err), ES_OK);
+    assert_int_equal(async_wait(&s, 1), ES_OK);
+    assert_int_equal(s.r.version, 1);
+    assert_int_equal(s.r.first_version, 1);
+    assert_int_equal(s.r.n_events, 1);
+    assert_int_equal(s.r.attempts, 1);
+    assert_false(s.r.replayed);
+    assert_true(es_uuid_valid(s.r.stream_id));
+    int64_t v = 0;
+    assert_int_equal(load_value(s.r.stream_id, &v), 5);
+    assert_int_equal(v, 1);
+    char sql[256];
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM es_events WHERE stream_id = '%s' AND version = 1", s.r.stream_id);
+    assert_int_equal(pgt_scalar(&pg, sql), 1);
+
+    /* The committed state went into the cache: the next command on the stream reads nothing. */
+    es_pipeline_stats before, after;
+    es_pipeline_get_stats(pl, &before);
+    es_command_result r;
+    assert_int_equal(exec3(&counter_add, s.r.stream_id, "2", NULL, NULL, &r, &err), ES_OK);
+    es_pipeline_get_stats(pl, &after);
+    assert_int_equal(after.cache_hits, before.cache_hits + 1);
+    assert_int_equal(after.loads, before.loads);
+    assert_int_equal(load_value(s.r.stream_id, &v), 7);
+}
+
+static void test_async_needs_blocking(void **state)
+{
+    counter_cmd c;
+    es_error err = {0};
+    async_seen s;
+    seen_init(&s);
+    /* A stream the client names may exist; a non-creating command reads its stream first. */
+    assert_int_equal(async3(&counter_create, "named-by-client", "1", NULL, &s, &c, &err), ES_PIPELINE_BLOCKING);
+    assert_int_equal(async3(&counter_add, "named-by-client", "1", NULL, &s, &c, &err), ES_PIPELINE_BLOCKING);
+    /* Invalid input is answered at once, naming the field; done never runs. */
+    assert_int_equal(async3(&counter_create, "", "", NULL, &s, &c, &err), ES_INVALID_ARGUMENT);
+    assert_string_equal(err.field, "paths[1]");
+    assert_int_equal(s.calls, 0);
+    assert_int_equal(pgt_scalar(&pg, "SELECT count(*) FROM es_streams WHERE stream_id = 'named-by-client'"), 0);
+}
+
+static void test_async_idempotent(void **state)
+{
+    counter_cmd c;
+    es_error err = {0};
+    uint8_t h1[32] = {1}, h2[32] = {2};
+    es_command_meta m = {.command_id = "async-key", .correlation_id = "corr-async", .actor = "tester",
+                         .request_hash = h1, .request_hash_len = sizeof h1, .retention_s = 3600};
+    async_seen first, again, other;
+    seen_init(&first);
+    seen_init(&again);
+    seen_init(&other);
+    assert_int_equal(async3(&counter_create, "", "3", &m, &first, &c, &err), ES_OK);
+    assert_int_equal(async_wait(&first, 1), ES_OK);
+    assert_false(first.r.replayed);
+    /* The same key and request: the first answer, nothing new written. */
+    assert_int_equal(async3(&counter_create, "", "3", &m, &again, &c, &err), ES_OK);
+    assert_int_equal(async_wait(&again, 1), ES_OK);
+    assert_true(again.r.replayed);
+    assert_string_equal(again.r.stream_id, first.r.stream_id);
+    assert_string_equal(again.r.event_ids[0], first.r.event_ids[0]);
+    assert_int_equal(pgt_scalar(&pg, "SELECT count(*) FROM es_events WHERE command_id = 'async-key'"), 1);
+    assert_int_equal(pgt_scalar(&pg, "SELECT count(*) FROM es_events WHERE correlation_id = 'corr-async'"
+                                     " AND actor = 'tester'"), 1);
+    /* The same key with another request is refused. */
+    m.request_hash = h2;
+    assert_int_equal(async3(&counter_create, "", "3", &m, &other, &c, &err), ES_OK);
+    assert_int_equal(async_wait(&other, 1), ES_ALREADY_EXISTS);
+    assert_string_equal(other.err.field, "idempotency_key");
+}
+
+/* Freeing the pipeline answers every queued append (committed or "shutting down"), once. */
+static void test_async_shutdown(void **state)
+{
+    es_pipeline_config cfg = {.conninfo = pg.conninfo, .pool_size = 4};
+    es_error err = {0};
+    es_pipeline *p2 = es_pipeline_new(&cfg, &err);
+    assert_non_null(p2);
+    enum { N = 200 };
+    static counter_cmd cmds[N];
+    async_seen s;
+    seen_init(&s);
+    int queued = 0;
+    for (int i = 0; i < N; i++)
+        if (es_pipeline_execute_async(p2, &counter_create, counter_cmd_make(&cmds[i], "", "1", NULL), NULL, async_cb,
+                                      &s, &err) == ES_OK)
+            queued++;
+    assert_int_equal(queued, N);
+    es_pipeline_free(p2);
+    pthread_mutex_lock(&s.mu);
+    int calls = s.calls;
+    pthread_mutex_unlock(&s.mu);
+    assert_int_equal(calls, N);
+    assert_true(s.status == ES_OK || s.status == ES_UNAVAILABLE);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -432,6 +590,10 @@ int main(void)
         cmocka_unit_test(test_race_one_stream_two_instances),
         cmocka_unit_test(test_race_one_stream_no_cache),
         cmocka_unit_test(test_snapshots),
+        cmocka_unit_test(test_async_create),
+        cmocka_unit_test(test_async_needs_blocking),
+        cmocka_unit_test(test_async_idempotent),
+        cmocka_unit_test(test_async_shutdown),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

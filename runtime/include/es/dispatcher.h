@@ -21,6 +21,12 @@ typedef struct es_dispatcher_config {
     const struct es_json_registry *json;
     void *query_app;                 /* es_query_ctx.app for query handlers */
     size_t workers;                  /* threads (0: 64): commands block on group commit */
+    /* Creating commands that need no read (es_pipeline_execute_async) are decided on the
+     * transport's thread and answered from the committer, without a worker: at most this many
+     * at once (0: as many as workers; beyond, they queue for a worker like any call). Needs an
+     * authorize hook that never blocks for such commands (no owner rule: es/access.h). */
+    size_t direct_commands;
+    int direct_off;                  /* 1: every command goes through a worker */
     size_t queue;                    /* calls waiting for a worker (0: 4096); beyond: RESOURCE_EXHAUSTED */
     es_authorize_fn authorize;       /* NULL: everyone may call everything */
     void *authorize_data;

@@ -91,6 +91,23 @@ void es_pipeline_free(es_pipeline *p);
 int es_pipeline_execute(es_pipeline *p, const es_command_def *def, const ProtobufCMessage *cmd,
                         const es_command_meta *meta, es_command_result *out, es_error *err);
 
+/* es_pipeline_execute_async: the command needs es_pipeline_execute (a positive code, never an
+ * es_status). */
+#define ES_PIPELINE_BLOCKING 1
+/* Called once with es_pipeline_execute's outcome (result and err borrowed for the call). */
+typedef void (*es_pipeline_done_fn)(void *data, int status, const es_command_result *result, const es_error *err);
+
+/* es_pipeline_execute without blocking, for the commands that need no read before their
+ * decision: a creating command whose stream id the pipeline assigns (no target id, no expected
+ * version). Decides on the caller's thread and queues the append: returns ES_OK, and done runs
+ * once on a committer thread (quick, like es_append_done_fn) with the outcome; ES_ABORTED there
+ * means a version conflict, to be run again with es_pipeline_execute. Returns an error at once
+ * (done never runs) when the command is refused or invalid, or ES_PIPELINE_BLOCKING when it
+ * needs es_pipeline_execute (another kind of command; a decision of no events; a refusal a
+ * recorded command id may answer). meta's strings are copied; cmd must stay valid until done. */
+int es_pipeline_execute_async(es_pipeline *p, const es_command_def *def, const ProtobufCMessage *cmd,
+                              const es_command_meta *meta, es_pipeline_done_fn done, void *data, es_error *err);
+
 /* Loads a stream's current state from the store (snapshot + later events, folded; the cache
  * is not consulted). *state_out is a heap message the caller frees with
  * protobuf_c_message_free_unpacked(state, NULL). Returns ES_OK, ES_NOT_FOUND (no such

@@ -30,6 +30,7 @@ struct es_call {
         int runs;                  /* query runs so far */
         int holds_slot;            /* parked once: holds a waiting slot until answered */
         es_call *next;             /* the dispatcher's re-run list */
+        void *owner;               /* the dispatcher, while an append it queued is in flight */
     } dispatch;
     /* Called exactly once, from any thread, when the call is finished. */
     void (*done)(es_call *call);
@@ -37,7 +38,9 @@ struct es_call {
 };
 
 /* Serves calls. submit() never blocks on I/O; it runs validation, authorization, the command
- * pipeline or the query, and then call->done(call). */
+ * pipeline or the query, and then call->done(call), from any thread: a worker's, a committer's
+ * (a command decided on the transport's thread, answered once its append committed) or the
+ * transport's own inside submit(). */
 typedef struct es_dispatcher es_dispatcher;
 struct es_dispatcher {
     void (*submit)(es_dispatcher *d, es_call *call);

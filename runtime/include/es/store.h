@@ -106,6 +106,19 @@ typedef struct es_append_result {
  * the connection broke during commit: retry with the same command id); ES_INTERNAL otherwise. */
 int es_store_append(es_store *s, const es_append *a, es_append_result *out, es_error *err);
 
+/* es_store_append without blocking: queues the append and returns ES_OK, after which done runs
+ * exactly once on a committer thread with the outcome es_store_append would return (out filled
+ * on ES_OK, err set otherwise; both borrowed for the call). a and everything it points to must
+ * stay valid and unchanged until done runs. An invalid request is refused at once (its error,
+ * and done never runs). done must be quick: the committer's next batch waits for it. */
+typedef void (*es_append_done_fn)(void *data, int status, const es_append_result *out, const es_error *err);
+int es_store_append_async(es_store *s, const es_append *a, es_append_done_fn done, void *data, es_error *err);
+
+/* 1 when es_store_find_legacy_command would answer ES_NOT_FOUND without a query (the keys of the
+ * release before scoped keys are known to be out of retention, or there never were any); 0 when
+ * it may query (or does not know yet). Never blocks. */
+int es_store_legacy_keys_settled(es_store *s);
+
 /* Looks up a recorded, unexpired command id. ES_OK with out filled (replayed=1, and the
  * request fingerprint it was recorded with), ES_NOT_FOUND, or an
  * error. */
