@@ -72,6 +72,11 @@ int es_feed_wait(es_feed *f, int timeout_ms);
  * it about once a second, not per event. Returns ES_OK or ES_UNAVAILABLE / ES_INTERNAL. */
 int es_feed_stats_get(es_feed *f, es_feed_cursor after, es_feed_stats *out, es_error *err);
 
+/* How PostgreSQL planned this feed's reads on its current connection (pg_prepared_statements):
+ * *generic reads that reused the one generic plan, *custom reads planned anew (none expected).
+ * Returns ES_OK or ES_UNAVAILABLE / ES_INTERNAL. */
+int es_feed_plans(es_feed *f, int64_t *generic, int64_t *custom, es_error *err);
+
 /* Parses an xid8 in its decimal text form. Returns 0 for NULL or garbage. */
 uint64_t es_feed_parse_txid(const char *s);
 
