@@ -25,10 +25,13 @@ static const char READ_SQL[] =
     "   AND txid < pg_snapshot_xmin(pg_current_snapshot())"
     " ORDER BY es_events.txid, es_events.position LIMIT $3::int8";
 
+/* Sent as text with the cursor's two numbers in it (simple query protocol): planned for them
+ * each time, since this session's plan cache keeps generic plans (es_feed_open), and a generic
+ * plan of this count, which cannot know how far behind the cursor is, scanned the whole feed. */
 static const char STATS_SQL[] =
     "WITH s AS (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin),"
     " p AS (SELECT txid, recorded_at FROM es_events"
-    "       WHERE (txid, position) > ($1::xid8, $2::int8) ORDER BY txid, position LIMIT 1000000)"
+    "       WHERE (txid, position) > ('%" PRIu64 "'::xid8, %" PRId64 "::int8) ORDER BY txid, position LIMIT 1000000)"
     " SELECT (SELECT count(*) FROM p),"
     "  coalesce((SELECT extract(epoch from clock_timestamp() - min(recorded_at)) FROM p), 0)::float8,"
     "  (SELECT count(*) FROM p, s WHERE p.txid >= s.xmin),"
@@ -89,8 +92,7 @@ size_t es__event_rows(const PGresult *r, es_arena *arena, es_envelope_view **out
 int es_feed_open(const char *conninfo, es_feed **out, es_error *err)
 {
     *out = NULL;
-    static const es_pg_statement stmts[] = {{.name = "es_feed_read", .sql = READ_SQL},
-                                            {.name = "es_feed_stats", .sql = STATS_SQL}};
+    static const es_pg_statement stmts[] = {{.name = "es_feed_read", .sql = READ_SQL}};
     /* es_events is partitioned, and the read's row comparison prunes no partition at plan time:
      * a custom plan (PostgreSQL's choice here) planned every partition anew for each read, more
      * CPU than the read itself. One generic plan, probes of each partition's (txid, position)
@@ -233,11 +235,9 @@ int es_feed_stats_get(es_feed *f, es_feed_cursor after, es_feed_stats *out, es_e
     int rc = es_pg_session_ensure(f->s, err);
     if (rc != ES_OK)
         return rc;
-    char txid[24], pos[24];
-    snprintf(txid, sizeof txid, "%" PRIu64, after.txid);
-    snprintf(pos, sizeof pos, "%" PRId64, after.position);
-    const char *params[2] = {txid, pos};
-    PGresult *r = PQexecPrepared(es_pg_session_conn(f->s), "es_feed_stats", 2, params, NULL, NULL, 0);
+    char sql[sizeof STATS_SQL + 48];
+    snprintf(sql, sizeof sql, STATS_SQL, after.txid, after.position);
+    PGresult *r = PQexec(es_pg_session_conn(f->s), sql);
     if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
         rc = fail(f, err, r, "feed: stats");
         PQclear(r);
