@@ -29,7 +29,13 @@ def machine():
 deb_version = "dpkg-query -W -f '${Version}'"
 
 
-def versions():
+def orderd_commit():
+    """The checkout's commit, marked when the code the benchmark builds has uncommitted changes."""
+    return sh(f"git -C {ROOT} rev-parse --short HEAD") + \
+        (" (with uncommitted changes)" if sh(f"git -C {ROOT} status --porcelain -- runtime app generated") else "")
+
+
+def versions(commit=None):
     def pc(m):
         return sh(f"pkg-config --modversion {m}")
     return [("PostgreSQL", sh("/usr/lib/postgresql/15/bin/postgres --version")),
@@ -39,8 +45,7 @@ def versions():
             ("grpc core", f"{pc('grpc')} (Debian libgrpc-dev {sh(deb_version + ' libgrpc-dev')})"),
             ("libh2o-evloop", sh(deb_version + " libh2o-evloop-dev")), ("librdkafka", pc("rdkafka")),
             ("protobuf-c", pc("libprotobuf-c")), ("libpq", pc("libpq")),
-            ("orderd commit", sh(f"git -C {ROOT} rev-parse --short HEAD") +
-             (" (with uncommitted changes)" if sh(f"git -C {ROOT} status --porcelain -- runtime app generated") else ""))]
+            ("orderd commit", commit or orderd_commit())]
 
 
 def slope_mb_per_min(series):
@@ -382,7 +387,8 @@ def render(b):
           "figures: this 2-core machine is shared with other jobs (load average at the end of the run: "
           f"{getattr(b, 'load_end', None) or os.getloadavg()[0]:.1f}), and every figure moves with its neighbours' load.", "",
           "## Machine and versions", "", "| | |", "|---|---|"]
-    L += [f"| {k} | {v} |" for k, v in machine() + versions()]
+    # The run's own commit (a re-render from detail.json happens later, at another HEAD).
+    L += [f"| {k} | {v} |" for k, v in machine() + versions(getattr(b, "commit", None))]
     L += ["", "Set-up: PostgreSQL 15 from `scripts/pg.sh` (fsync on, synchronous_commit on, shared_buffers 256MB; "
           "the benchmark adds track_commit_timestamp to date the projection), librdkafka's mock cluster "
           "(3 brokers, `scripts/kafka-mock.sh`), orderd with its defaults (pool 16, 64 workers, 2 HTTP and 2 gRPC "
