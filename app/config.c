@@ -76,6 +76,8 @@ static const key keys[] = {
     {"relay", IR(relay, 0, 1), "1", "run the outbox relay (one instance is active at a time)"},
     {"relay-batch", IR(relay_batch, 1, 100000), "5000",
      "most events the relay reads and publishes in one round (a backlog's rounds: a steady rate's take what is there)"},
+    {"relay-checkpoint-ms", IR(relay_checkpoint_ms, 0, 3600000), "250",
+     "least time between two writes of the relay's checkpoint (0: after every round); a crash publishes again at most this long's deliveries"},
     {"projections", IR(projections, 0, 1), "1", "run the projection consumers"},
     {"projection-consumers", IR(projection_consumers, 1, 16), "2",
      "consumers per projection in this process, each its own thread, PostgreSQL connection and Kafka group member"},

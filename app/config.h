@@ -29,6 +29,7 @@ typedef struct orderd_config {
     int consumer_fetch_wait_ms;
     int projection_consumers;
     int relay_batch;
+    int relay_checkpoint_ms;
     int http_threads;
     int grpc_threads;
     int max_body;

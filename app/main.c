@@ -449,7 +449,8 @@ static int start(app *a)
         es_relay_config rc = {.conninfo = cfg->pg, .bootstrap_servers = bootstrap, .bootstrap_file = bootstrap_file,
                               .topic = cfg->topic, .routes = routes, .n_routes = n_routes,
                               .partitions = cfg->partitions, .kafka_props = cfg->kafka_props,
-                              .batch_size = (size_t)cfg->relay_batch};
+                              .batch_size = (size_t)cfg->relay_batch,
+                              .checkpoint_interval_ms = cfg->relay_checkpoint_ms};
         if (es_relay_start(&rc, &a->relay, &err) != ES_OK)
             goto fail;
     }

@@ -27,7 +27,7 @@ struct es_relay {
     char *conninfo, *bootstrap, *bootstrap_file, *name, *lock_name;
     es__relay_topics topics;     /* where each stream type's events go (relay_topics.c) */
     char **props;
-    int poll_ms, lock_retry_ms, msg_timeout_ms, stats_ms, quiet;
+    int poll_ms, lock_retry_ms, msg_timeout_ms, stats_ms, checkpoint_ms, quiet;
     size_t batch;
     es__relay_partitioner partitioner;  /* the producer's, to order a round (NULL: keep the feed's) */
 
@@ -46,6 +46,8 @@ struct es_relay {
     es_feed_cursor cursor;
     int backoff_ms;
     int64_t next_stats_ms, next_check_ms;
+    int64_t next_save_ms;          /* the checkpoint is written again no sooner (checkpoint_ms) */
+    es_feed_cursor saved;          /* what es_relay_checkpoint holds (r->cursor: delivered) */
 };
 
 /* Outcome of one produce round, filled by the delivery report callback (relay thread). */
@@ -182,6 +184,7 @@ static int load_checkpoint(es_relay *r, char *stored_cluster, size_t sz)
     }
     r->cursor.txid = es_feed_parse_txid(PQgetvalue(res, 0, 0));
     r->cursor.position = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+    r->saved = r->cursor;
     snprintf(stored_cluster, sz, "%s", PQgetvalue(res, 0, 2));
     PQclear(res);
     return 0;
@@ -205,11 +208,27 @@ static int save_checkpoint(es_relay *r, es_feed_cursor c)
         es__relay_set_error(r, "checkpoint row %s vanished", r->name);
         return -1;
     }
-    r->cursor = c;
+    r->cursor = r->saved = c;
+    r->next_save_ms = es_mono_us() / 1000 + r->checkpoint_ms;
     pthread_mutex_lock(&r->mu);
-    r->st.checkpoint = c;
+    r->st.checkpoint = r->st.saved = c;
+    r->st.checkpoints++;
     pthread_mutex_unlock(&r->mu);
     return 0;
+}
+
+static int unsaved(const es_relay *r)
+{
+    return r->cursor.txid != r->saved.txid || r->cursor.position != r->saved.position;
+}
+
+/* Writes the delivered position when it moved since the last write and checkpoint_ms have
+ * passed since then (force: at once, the relay stops). */
+static int save_progress(es_relay *r, int force)
+{
+    if (!unsaved(r) || (!force && es_mono_us() / 1000 < r->next_save_ms))
+        return 0;
+    return save_checkpoint(r, r->cursor);
 }
 
 /* ---- Kafka ---- */
@@ -510,8 +529,16 @@ static void run_active(es_relay *r)
         }
         if (b.n == 0) {
             r->backoff_ms = 0;
-            if (es_feed_wait(r->feed, r->poll_ms) < 0)
-                nap(r, r->poll_ms);
+            if (save_progress(r, 0) != 0)
+                break;
+            /* Nothing new: wait for a notification, or until the unwritten position is due. */
+            int wait_ms = r->poll_ms;
+            if (unsaved(r)) {
+                int64_t due = r->next_save_ms - es_mono_us() / 1000;
+                wait_ms = due < 1 ? 1 : due < wait_ms ? (int)due : wait_ms;
+            }
+            if (es_feed_wait(r->feed, wait_ms) < 0)
+                nap(r, wait_ms);
             continue;
         }
         if (publish(r, &b) != 0) {
@@ -520,14 +547,21 @@ static void run_active(es_relay *r)
             backoff(r);
             continue;
         }
-        if (save_checkpoint(r, b.last) != 0)
-            break;
+        /* Delivered: the next round reads after it; the checkpoint follows (save_progress). */
+        r->cursor = b.last;
         r->backoff_ms = 0;
         pthread_mutex_lock(&r->mu);
+        r->st.checkpoint = b.last;
         r->st.published += (int64_t)b.n;
         r->st.batches++;
         pthread_mutex_unlock(&r->mu);
+        if (save_progress(r, 0) != 0)
+            break;
     }
+    /* Stopping (or leaving the active role): what was delivered is written while the lock
+     * session, which still holds the lock if it answers, allows. */
+    if (unsaved(r) && r->holder && lock_held_session(r))
+        save_progress(r, 1);
     es_feed_batch_free(&b);
     producer_close(r);
 }
@@ -621,6 +655,7 @@ int es_relay_start(const es_relay_config *cfg, es_relay **out, es_error *err)
     r->lock_retry_ms = cfg->lock_retry_ms > 0 ? cfg->lock_retry_ms : 1000;
     r->msg_timeout_ms = cfg->message_timeout_ms > 0 ? cfg->message_timeout_ms : 30000;
     r->stats_ms = cfg->stats_interval_ms > 0 ? cfg->stats_interval_ms : 2000;
+    r->checkpoint_ms = cfg->checkpoint_interval_ms > 0 ? cfg->checkpoint_interval_ms : 0;
     r->quiet = cfg->quiet;
     atomic_init(&r->stop, 0);
     pthread_mutex_init(&r->mu, NULL);
@@ -687,7 +722,9 @@ void es_relay_write_metrics(es_relay *relay, es_buf *b)
         {"es_relay_active", "gauge", "1 when this instance holds the relay lock.", st.role == ES_RELAY_ACTIVE},
         {"es_relay_position", "gauge", "Global position of the last event delivered to Kafka.", (double)st.checkpoint.position},
         {"es_relay_published_total", "counter", "Messages delivered by this instance.", (double)st.published},
-        {"es_relay_batches_total", "counter", "Relay rounds delivered and checkpointed (published / batches: events per round).", (double)st.batches},
+        {"es_relay_batches_total", "counter", "Relay rounds delivered (published / batches: events per round).", (double)st.batches},
+        {"es_relay_checkpoints_total", "counter", "Checkpoint writes (at most one per relay-checkpoint-ms while rounds keep coming).", (double)st.checkpoints},
+        {"es_relay_checkpoint_position", "gauge", "Global position written to the relay's checkpoint (a restart publishes again what follows).", (double)st.saved.position},
         {"es_relay_failed_batches_total", "counter", "Relay rounds abandoned and retried.", (double)st.failed_batches},
         {"es_relay_lag_events", "gauge", "Committed events not yet delivered to Kafka.", (double)st.lag_events},
         {"es_relay_lag_seconds", "gauge", "Age of the oldest undelivered event.", st.lag_seconds},

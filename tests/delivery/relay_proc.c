@@ -1,5 +1,5 @@
 /* A process that runs one relay, for tests that SIGKILL it or run several side by side.
- *   relay_proc CONNINFO BOOTSTRAP_FILE TOPIC NAME STATUS_FILE
+ *   relay_proc CONNINFO BOOTSTRAP_FILE TOPIC NAME STATUS_FILE [CHECKPOINT_INTERVAL_MS]
  * Every 100 ms it rewrites STATUS_FILE (atomically) with its es_relay_status; SIGTERM stops the
  * relay cleanly. */
 #include <signal.h>
@@ -16,8 +16,8 @@ static void on_term(int sig) { (void)sig; stopping = 1; }
 
 int main(int argc, char **argv)
 {
-    if (argc != 6) {
-        fprintf(stderr, "usage: relay_proc CONNINFO BOOTSTRAP_FILE TOPIC NAME STATUS_FILE\n");
+    if (argc != 6 && argc != 7) {
+        fprintf(stderr, "usage: relay_proc CONNINFO BOOTSTRAP_FILE TOPIC NAME STATUS_FILE [CHECKPOINT_INTERVAL_MS]\n");
         return 2;
     }
     signal(SIGTERM, on_term);
@@ -26,6 +26,7 @@ int main(int argc, char **argv)
         .conninfo = argv[1], .bootstrap_file = argv[2], .topic = argv[3], .name = argv[4],
         .partitions = 6, .batch_size = 500, .poll_interval_ms = 200, .lock_retry_ms = 300,
         .message_timeout_ms = 10000, .stats_interval_ms = 500,
+        .checkpoint_interval_ms = argc == 7 ? atoi(argv[6]) : 0,
     };
     es_relay *r = NULL;
     es_error err;

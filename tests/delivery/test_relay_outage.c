@@ -1,4 +1,6 @@
-/* Kafka unavailable: with every mock broker down for 20 s appends keep succeeding at full speed;
+/* The checkpoint's pace: a relay with a checkpoint interval delivers a backlog in many rounds and
+ * writes its checkpoint once or twice, the last position when it is due.
+ * Kafka unavailable: with every mock broker down for 20 s appends keep succeeding at full speed;
  * the relay backs off and, once the brokers are back, delivers everything (docs/ARCHITECTURE.md invariant 5).
  * Then the whole mock cluster is replaced (it keeps nothing across a restart): the relay follows
  * the new bootstrap address, sees a new cluster and republishes the feed from the start. */
@@ -41,6 +43,61 @@ static void check_topic(PGconn *c, size_t at_least)
     fprintf(stderr, "topic: %zu messages (%lld duplicates)\n", d.n, (long long)dups);
     assert_true(d.n >= at_least);
     dh_dump_free(&d);
+}
+
+static es_relay_status wait_relay(es_relay *r, int64_t published_at_least)
+{
+    es_relay_status st;
+    int64_t deadline = dh_now_ms() + 60000;
+    do {
+        dh_sleep_ms(50);
+        es_relay_status_get(r, &st);
+    } while ((st.published < published_at_least || st.saved.position != st.checkpoint.position) &&
+             dh_now_ms() < deadline);
+    return st;
+}
+
+static void checkpoint_written_once_per_interval(void **state)
+{
+    (void)state;
+    PGconn *c = dh_connect(&env);
+    assert_int_equal(dh_append(c, "paced-0", 1, 5), 0);
+    const char *props[] = {"log_level", "3", NULL};
+    es_relay_config cfg = {.conninfo = env.conninfo, .bootstrap_file = env.bootstrap_file, .topic = "paced",
+                           .name = "paced", .partitions = 2, .batch_size = 5, .poll_interval_ms = 200,
+                           .lock_retry_ms = 300, .message_timeout_ms = 6000, .stats_interval_ms = 500,
+                           .checkpoint_interval_ms = 3000, .kafka_props = props};
+    es_relay *paced = NULL;
+    es_error err;
+    assert_int_equal(es_relay_start(&cfg, &paced, &err), ES_OK);
+    int64_t before = dh_query_int(c, "SELECT count(*) FROM es_events");
+    es_relay_status st = wait_relay(paced, before);
+    assert_int_equal(st.saved.position, st.checkpoint.position);
+
+    /* 200 events in one transaction: 40 rounds of 5 with no dry feed between them. */
+    dh_exec(c, "BEGIN");
+    for (int s = 0; s < 20; s++) {
+        char id[24];
+        snprintf(id, sizeof id, "paced-%d", s + 1);
+        assert_int_equal(dh_append(c, id, 1, 10), 0);
+    }
+    dh_exec(c, "COMMIT");
+    es_relay_status st2 = wait_relay(paced, st.published + 200);
+    fprintf(stderr, "paced relay: %lld rounds, %lld checkpoint writes for the 200 events\n",
+            (long long)(st2.batches - st.batches), (long long)(st2.checkpoints - st.checkpoints));
+    assert_true(st2.published >= st.published + 200);
+    assert_true(st2.batches - st.batches >= 40);
+    assert_true(st2.checkpoints - st.checkpoints <= 2); /* 3 s apart, the last one when due */
+    uint64_t txid;
+    int64_t pos;
+    dh_feed_end(c, &txid, &pos);
+    assert_int_equal(dh_wait_checkpoint(c, "paced", txid, pos, 10000), 0);
+    es_relay_stop(paced);
+
+    /* The relay of the other tests writes after every round (no interval). */
+    es_relay_status_get(relay, &st);
+    assert_true(st.checkpoints >= st.batches);
+    PQfinish(c);
 }
 
 static void appends_succeed_while_all_brokers_are_down(void **state)
@@ -147,6 +204,7 @@ static int teardown(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(checkpoint_written_once_per_interval),
         cmocka_unit_test(appends_succeed_while_all_brokers_are_down),
         cmocka_unit_test(relay_republishes_to_a_new_cluster),
     };

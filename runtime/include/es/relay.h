@@ -9,10 +9,13 @@
  *
  * The active relay reads the feed after its checkpoint (es_relay_checkpoint), produces each
  * event (key = stream id, value = es.Envelope, es-* headers) with an idempotent producer and
- * acks=all, waits for every delivery report of the batch, and only then advances the checkpoint.
- * A failed batch is produced again from the checkpoint after a backoff: Kafka may hold
+ * acks=all, waits for every delivery report of the batch, and only then moves past it. A failed
+ * batch is produced again from the last delivered position after a backoff: Kafka may hold
  * duplicates, never gaps, and each key's first occurrences keep stream order. Appends never wait
- * for Kafka.
+ * for Kafka. The delivered position is written to the checkpoint at most once every
+ * checkpoint_interval_ms (also when the feed goes quiet: then when it is due) and at once when
+ * the relay stops: a crash or a lost lock costs only duplicates, the next active relay
+ * publishing again from the checkpoint.
  *
  * The relay records the Kafka cluster id with its checkpoint. When it meets another cluster, or
  * the topic it has published to is empty (the mock cluster keeps nothing across its restart and
@@ -53,6 +56,12 @@ typedef struct es_relay_config {
     int lock_retry_ms;               /* standby: how often to try the lock; default 1000 */
     int message_timeout_ms;          /* librdkafka message.timeout.ms; default 30000 */
     int stats_interval_ms;           /* lag/hold-back measurement period; default 2000 */
+    int checkpoint_interval_ms;      /* least time between two checkpoint writes (0: after every
+                                        round); the delivered position is written when it is
+                                        due, also while the feed is quiet, and at once when the
+                                        relay stops, so only a crash or a lost lock leaves the
+                                        checkpoint behind, by at most this long's deliveries
+                                        (published again, and skipped by consumers) */
     const char *const *kafka_props;  /* extra librdkafka settings: "key", "value", ..., NULL */
     int quiet;                       /* 1: no log lines on stderr */
 } es_relay_config;
@@ -67,8 +76,10 @@ typedef struct es_relay_status {
     es_relay_role role;
     int kafka_ok;                    /* 1 while the last produce round or metadata call worked */
     es_feed_cursor checkpoint;       /* last delivered (txid, position) */
+    es_feed_cursor saved;            /* last written to es_relay_checkpoint */
     int64_t published;               /* messages delivered by this instance since start */
-    int64_t batches;                 /* checkpoints written by this instance */
+    int64_t batches;                 /* rounds delivered by this instance */
+    int64_t checkpoints;             /* checkpoint writes by this instance */
     int64_t failed_batches;          /* rounds abandoned (Kafka errors) and retried */
     int64_t republishes;             /* restarts from the feed's start after a new cluster */
     int64_t lag_events;              /* committed events not yet delivered */
