@@ -560,7 +560,7 @@ static void run_active(es_relay *r)
     }
     /* Stopping (or leaving the active role): what was delivered is written while the lock
      * session, which still holds the lock if it answers, allows. */
-    if (unsaved(r) && r->holder && lock_held_session(r))
+    if (r->holder && lock_held_session(r))
         save_progress(r, 1);
     es_feed_batch_free(&b);
     producer_close(r);
@@ -723,7 +723,7 @@ void es_relay_write_metrics(es_relay *relay, es_buf *b)
         {"es_relay_position", "gauge", "Global position of the last event delivered to Kafka.", (double)st.checkpoint.position},
         {"es_relay_published_total", "counter", "Messages delivered by this instance.", (double)st.published},
         {"es_relay_batches_total", "counter", "Relay rounds delivered (published / batches: events per round).", (double)st.batches},
-        {"es_relay_checkpoints_total", "counter", "Checkpoint writes (at most one per relay-checkpoint-ms while rounds keep coming).", (double)st.checkpoints},
+        {"es_relay_checkpoints_total", "counter", "Checkpoint writes (at most one per checkpoint interval).", (double)st.checkpoints},
         {"es_relay_checkpoint_position", "gauge", "Global position written to the relay's checkpoint (a restart publishes again what follows).", (double)st.saved.position},
         {"es_relay_failed_batches_total", "counter", "Relay rounds abandoned and retried.", (double)st.failed_batches},
         {"es_relay_lag_events", "gauge", "Committed events not yet delivered to Kafka.", (double)st.lag_events},
