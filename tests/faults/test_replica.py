@@ -21,6 +21,7 @@ import faults as f  # noqa: E402
 WAIT_MS = 30000        # min-version-wait-ms: longer than the paused replay below
 SHORT_WAIT_MS = 1500   # the second instance's min-version-wait-ms: its read times out while replay is paused
 PAUSED_S = 2.0         # the parked read must still be waiting after this long with replay paused
+PARTITIONS = 6         # scripts/kafka-mock.sh creates orders.events with 6 partitions
 
 
 def replica_metrics(t):
@@ -28,7 +29,8 @@ def replica_metrics(t):
     return {k: m.get(f"es_pg_replica_{k}", 0) for k in ("up", "checkouts_total", "fallbacks_total")}
 
 
-def get(t, oid, min_version=None, timeout=10.0):
+def get(t, oid, min_version=None, timeout=WAIT_MS / 1000 + 10):
+    """A read whose client waits longer than orderd's min-version-wait-ms: orderd answers first."""
     q = f"?min_version={min_version}" if min_version is not None else ""
     return f.call(t, "GET", f"/v1/orders/{oid}{q}", timeout=timeout)
 
@@ -43,6 +45,10 @@ def test_replica(env):
     replica = start_standby(env)
     o = env.orderd("--payments", "0", "--pg-read", replica, "--min-version-wait-ms", str(WAIT_MS))
     t = o.target
+    # Every partition of the projection held (the group's first rebalance took longer than a
+    # client's patience once on a loaded machine): then a read's wait is the replica's alone.
+    f.eventually(lambda: f.metrics(t).get(f'es_consumer_assigned_partitions{{consumer="{f.PROJECTION}"}}', 0)
+                 == PARTITIONS, timeout=60, what="the projection's partitions assigned")
     m0 = replica_metrics(t)
 
     # ---- read-your-writes through the replica ----
@@ -67,7 +73,7 @@ def test_replica(env):
     answer = {}
 
     def reader():
-        answer["r"] = get(t, oid, min_version=v, timeout=WAIT_MS / 1000 + 10)
+        answer["r"] = get(t, oid, min_version=v)
     th = threading.Thread(target=reader, daemon=True)
     th.start()
     # The primary's read model has the order; the replica cannot show it while replay is paused.
