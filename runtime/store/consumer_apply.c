@@ -87,6 +87,11 @@ PGresult *es__consumer_run(es_pg_session *s, const char *name, int n, const char
     return PQexecPrepared(es_pg_session_conn(s), name, n, params, lengths, formats, 0);
 }
 
+PGresult *es__consumer_read_events(es_pg_session *s, const char *name, int n, const char *const *params)
+{
+    return PQexecPrepared(es_pg_session_conn(s), name, n, params, NULL, NULL, 1);
+}
+
 /* A database that cannot take writes now (down, read-only, full, too slow) is waited for,
  * never a reason to dead-letter the event. */
 outcome es__consumer_handler_failed(es_pg_session *s, const es_error *err)
@@ -132,7 +137,7 @@ outcome es__consumer_apply(es_pg_session *d, const char *name, es_consumer_handl
         /* A gap: the missing versions come from the store, in order, before this event. */
         snprintf(applied_s, sizeof applied_s, "%" PRId64, applied);
         const char *p3[3] = {ev->stream_id, applied_s, ver};
-        r = es__consumer_run(d, "es_c_gap", 3, p3, NULL, NULL);
+        r = es__consumer_read_events(d, "es_c_gap", 3, p3);
         if (PQresultStatus(r) != PGRES_TUPLES_OK) {
             outcome o = db_failure(d, r, err, "consumer: read gap");
             PQclear(r);

@@ -42,6 +42,9 @@ es_pg_session *es__consumer_session(const char *conninfo, es_error *err);
  * NULL, or give a binary parameter). The caller PQclears the result. */
 PGresult *es__consumer_run(es_pg_session *s, const char *name, int n, const char *const *params,
                            const int *lengths, const int *formats);
+/* Runs one of the event reads (es_c_gap, es_c_stream, es_c_feed: text parameters, binary
+ * results for es__event_rows). The caller PQclears the result. */
+PGresult *es__consumer_read_events(es_pg_session *s, const char *name, int n, const char *const *params);
 
 /* Applies ev for consumer name inside the caller's open transaction (and savepoint): skipped
  * when already applied, parked behind a dead letter (*dead_letter receives its id), gap filled

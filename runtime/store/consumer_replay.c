@@ -57,12 +57,12 @@ int es_consumer_replay(const es_replay_config *cfg, int64_t *applied, es_error *
         if (cfg->stream_id) {
             snprintf(a, sizeof a, "%" PRId64, after_version);
             const char *p[3] = {cfg->stream_id, a, lim};
-            r = es__consumer_run(d, "es_c_stream", 3, p, NULL, NULL);
+            r = es__consumer_read_events(d, "es_c_stream", 3, p);
         } else {
             snprintf(a, sizeof a, "%" PRIu64, cur.txid);
             snprintf(b, sizeof b, "%" PRId64, cur.position);
             const char *p[3] = {a, b, lim};
-            r = es__consumer_run(d, "es_c_feed", 3, p, NULL, NULL);
+            r = es__consumer_read_events(d, "es_c_feed", 3, p);
         }
         if (PQresultStatus(r) != PGRES_TUPLES_OK) {
             rc = es_pg_session_fail(d, r, "replay: read", err);

@@ -8,17 +8,16 @@
 #include "es/arena.h"
 #include "es/envelope.h"
 
-/* Columns in the order es__event_rows expects. recorded_at travels as integer microseconds.
- * The converted columns get names of their own on purpose: an output column named "txid"
- * would capture ORDER BY txid and sort the feed by text ("1000" < "729"), reordering and
- * skipping events once transaction ids gain a digit. */
+/* Columns in the order es__event_rows expects, read with binary results (resultFormat 1):
+ * the payload travels as raw bytes (text results hex-encode it, twice its size, encoded by the
+ * server and decoded here), numbers and the event id as fixed-width binary, recorded_at as
+ * PostgreSQL's microseconds. */
 #define ES__EVENT_COLUMNS                                                                       \
-    "txid::text AS txid_text, position, event_id::text, stream_type, stream_id, version, event_type, "       \
-    "schema_name, schema_version, schema_hash, payload, coalesce(command_id, ''), "             \
-    "coalesce(correlation_id, ''), coalesce(causation_id, ''), coalesce(actor, ''), "           \
-    "(extract(epoch from recorded_at) * 1000000)::int8 AS recorded_us"
+    "txid, position, event_id, stream_type, stream_id, version, event_type, schema_name, "       \
+    "schema_version, schema_hash, payload, coalesce(command_id, ''), coalesce(correlation_id, ''), " \
+    "coalesce(causation_id, ''), coalesce(actor, ''), recorded_at"
 
-/* Converts every row of r (text format, ES__EVENT_COLUMNS) into views allocated from arena.
+/* Converts every row of r (binary results, ES__EVENT_COLUMNS) into views allocated from arena.
  * *out and its strings live until the arena is reset. Returns the row count. */
 size_t es__event_rows(const PGresult *r, es_arena *arena, es_envelope_view **out);
 

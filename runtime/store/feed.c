@@ -11,7 +11,9 @@
 #include <libpq-fe.h>
 
 #include "es/pg_session.h"
+#include "es/uuid.h"
 #include "event_rows.h"
+#include "pgbin.h"
 
 struct es_feed {
     es_pg_session *s;           /* LISTENs on es_events; es_feed_read / es_feed_stats prepared */
@@ -59,30 +61,30 @@ size_t es__event_rows(const PGresult *r, es_arena *arena, es_envelope_view **out
         int row = (int)i;
 #define COL(c) es_arena_strndup(arena, PQgetvalue(r, row, c), (size_t)PQgetlength(r, row, c))
         es_envelope_view *e = &v[i];
-        e->txid = es_feed_parse_txid(PQgetvalue(r, row, 0));
-        e->position = strtoll(PQgetvalue(r, row, 1), NULL, 10);
-        e->event_id = COL(2);
+        e->txid = (uint64_t)es__pg_int8(r, row, 0); /* xid8: an unsigned 64-bit integer */
+        e->position = es__pg_int8(r, row, 1);
+        char *id = es_arena_alloc(arena, ES_UUID_STRLEN + 1);
+        id[0] = '\0';
+        if (PQgetlength(r, row, 2) == 16)
+            es_uuid_format((const uint8_t *)PQgetvalue(r, row, 2), id);
+        e->event_id = id;
         e->stream_type = COL(3);
         e->stream_id = COL(4);
-        e->version = strtoll(PQgetvalue(r, row, 5), NULL, 10);
+        e->version = es__pg_int8(r, row, 5);
         e->event_type = COL(6);
         e->schema = COL(7);
-        e->schema_version = (uint32_t)strtoul(PQgetvalue(r, row, 8), NULL, 10);
+        e->schema_version = (uint32_t)es__pg_int4(r, row, 8);
         e->schema_hash = COL(9);
-        size_t len = 0;
-        unsigned char *raw = PQunescapeBytea((const unsigned char *)PQgetvalue(r, row, 10), &len);
-        if (!raw)
-            es_oom();
+        size_t len = (size_t)PQgetlength(r, row, 10);
         uint8_t *payload = es_arena_alloc(arena, len ? len : 1);
-        memcpy(payload, raw, len);
-        PQfreemem(raw);
+        memcpy(payload, PQgetvalue(r, row, 10), len);
         e->payload = payload;
         e->payload_len = len;
         e->command_id = COL(11);
         e->correlation_id = COL(12);
         e->causation_id = COL(13);
         e->actor = COL(14);
-        e->recorded_at_us = strtoll(PQgetvalue(r, row, 15), NULL, 10);
+        e->recorded_at_us = es__pg_timestamptz_us(r, row, 15);
 #undef COL
     }
     *out = v;
@@ -160,7 +162,7 @@ int es_feed_read(es_feed *f, es_feed_cursor after, size_t max, es_feed_batch *ou
     snprintf(pos, sizeof pos, "%" PRId64, after.position);
     snprintf(lim, sizeof lim, "%zu", max ? max : 1);
     const char *params[3] = {txid, pos, lim};
-    PGresult *r = PQexecPrepared(es_pg_session_conn(f->s), "es_feed_read", 3, params, NULL, NULL, 0);
+    PGresult *r = PQexecPrepared(es_pg_session_conn(f->s), "es_feed_read", 3, params, NULL, NULL, 1);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         rc = fail(f, err, r, "feed: read");
         PQclear(r);

@@ -231,6 +231,20 @@ static int save_progress(es_relay *r, int force)
     return save_checkpoint(r, r->cursor);
 }
 
+/* Nothing (more) to read: waits for a notification of new events, at most poll_ms (events
+ * written without one, or held back by an older transaction that ended without one, are found
+ * by the read after the timeout), and no longer than until the unwritten position is due. */
+static void wait_for_events(es_relay *r)
+{
+    int wait_ms = r->poll_ms;
+    if (unsaved(r)) {
+        int64_t due = r->next_save_ms - es_mono_us() / 1000;
+        wait_ms = due < 1 ? 1 : due < wait_ms ? (int)due : wait_ms;
+    }
+    if (es_feed_wait(r->feed, wait_ms) < 0)
+        nap(r, wait_ms);
+}
+
 /* ---- Kafka ---- */
 
 /* The bootstrap servers to use now: the file's first line when configured, else the setting. */
@@ -531,14 +545,7 @@ static void run_active(es_relay *r)
             r->backoff_ms = 0;
             if (save_progress(r, 0) != 0)
                 break;
-            /* Nothing new: wait for a notification, or until the unwritten position is due. */
-            int wait_ms = r->poll_ms;
-            if (unsaved(r)) {
-                int64_t due = r->next_save_ms - es_mono_us() / 1000;
-                wait_ms = due < 1 ? 1 : due < wait_ms ? (int)due : wait_ms;
-            }
-            if (es_feed_wait(r->feed, wait_ms) < 0)
-                nap(r, wait_ms);
+            wait_for_events(r);
             continue;
         }
         if (publish(r, &b) != 0) {
@@ -557,6 +564,11 @@ static void run_active(es_relay *r)
         pthread_mutex_unlock(&r->mu);
         if (save_progress(r, 0) != 0)
             break;
+        /* A round short of relay-batch took every event the read could see: what commits next
+         * notifies (es_append's pg_notify), so wait for that rather than read again at once
+         * (under load that read came back empty about once a round). */
+        if (b.n < r->batch)
+            wait_for_events(r);
     }
     /* Stopping (or leaving the active role): what was delivered is written while the lock
      * session, which still holds the lock if it answers, allows. */
