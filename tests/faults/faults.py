@@ -24,6 +24,7 @@ from harness import ROOT, Cluster, Orderd, Runner, eventually, free_port, python
 ADDRESS = {"name": "Ada Lovelace", "line1": "12 St James's Sq", "city": "London", "postal_code": "SW1Y 4JH",
            "country_code": "GB"}
 PROJECTION = "projection.order_summary"
+PARTITIONS = 6  # scripts/kafka-mock.sh creates orders.events with 6 partitions
 
 
 def log(*a):

@@ -31,7 +31,6 @@ import faults as f  # noqa: E402
 from test_kafka_down import check_reactions, wait_settled  # noqa: E402
 
 CONSUMERS = (f.PROJECTION, "payment-flow")
-PARTITIONS = 6              # scripts/kafka-mock.sh creates orders.events with 6 partitions
 SESSION_S = 3.0             # the consumers' session.timeout.ms here (orderd's default is 10 s)
 LAG_TARGET_S = 2.0          # the oldest committed event not yet applied is younger than this
 # The mock cluster (librdkafka 2.0.2's) holds every join open for session.timeout.ms - 1 s even
@@ -79,7 +78,7 @@ def spread_ok(insts):
     """Every partition of both consumers held by exactly the given instances, each holding one at
     least (the partitions do spread)."""
     s = spread(insts)
-    return all(sum(v) == PARTITIONS and min(v) >= 1 for v in s.values()), s
+    return all(sum(v) == f.PARTITIONS and min(v) >= 1 for v in s.values()), s
 
 
 AUDIT_SQL = """

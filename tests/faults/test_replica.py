@@ -21,7 +21,6 @@ import faults as f  # noqa: E402
 WAIT_MS = 30000        # min-version-wait-ms: longer than the paused replay below
 SHORT_WAIT_MS = 1500   # the second instance's min-version-wait-ms: its read times out while replay is paused
 PAUSED_S = 2.0         # the parked read must still be waiting after this long with replay paused
-PARTITIONS = 6         # scripts/kafka-mock.sh creates orders.events with 6 partitions
 
 
 def replica_metrics(t):
@@ -48,7 +47,7 @@ def test_replica(env):
     # Every partition of the projection held (the group's first rebalance took longer than a
     # client's patience once on a loaded machine): then a read's wait is the replica's alone.
     f.eventually(lambda: f.metrics(t).get(f'es_consumer_assigned_partitions{{consumer="{f.PROJECTION}"}}', 0)
-                 == PARTITIONS, timeout=60, what="the projection's partitions assigned")
+                 == f.PARTITIONS, timeout=60, what="the projection's partitions assigned")
     m0 = replica_metrics(t)
 
     # ---- read-your-writes through the replica ----
